@@ -1,0 +1,123 @@
+"""`zdm sandbox up | down | status`: two real Cassandra nodes on loopback."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from zdm.cli.common import DEFAULT_CONFIG, ConfigPath, command, config_from, console
+from zdm.sandbox import local
+from zdm.sandbox.jars import CASSANDRA_VERSION
+
+app = typer.Typer(help="Local origin and target Cassandra clusters for trying zdm and for tests.",
+                  no_args_is_help=True)
+
+DirOption = Annotated[Path, typer.Option("--dir", help="Where the nodes keep their data and logs.")]
+
+
+def _settings(directory: Path, config_path: Path, origin_port: int | None, target_port: int | None,
+              heap_mb: int, auth: bool) -> local.SandboxSettings:
+    # the ports default to those of zdm.yaml, when there is one, so the two agree
+    config = config_from(config_path, missing_ok=True)
+    return local.SandboxSettings(
+        directory=directory,
+        origin_port=origin_port or config.origin.port,
+        target_port=target_port or config.target.port,
+        heap_mb=heap_mb, auth=auth)
+
+
+@app.command()
+@command
+def up(
+    directory: DirOption = local.DEFAULT_DIR,
+    origin_port: Annotated[int | None, typer.Option(help="Origin's CQL port [default: 9042].")] = None,
+    target_port: Annotated[int | None, typer.Option(help="Target's CQL port [default: 9043].")] = None,
+    heap_mb: Annotated[int, typer.Option(help="Java heap of each node, MiB.")] = 512,
+    auth: Annotated[bool, typer.Option("--auth", help="Require logins (cassandra/cassandra).")] = False,
+    docker: Annotated[bool, typer.Option("--docker", help="Run the official image with "
+                                         "testcontainers instead (needs a Docker engine).")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each node.")] = 240.0,
+    config: ConfigPath = DEFAULT_CONFIG,
+) -> None:
+    """Start origin and target (idempotent); returns once both accept a CQL login."""
+    settings = _settings(directory, config, origin_port, target_port, heap_mb, auth)
+    started = time.monotonic()
+    if docker:
+        from zdm.sandbox import docker as docker_sandbox
+
+        nodes = docker_sandbox.up(settings, on_step=lambda m: console.print(m))
+    else:
+        nodes = local.up(settings, timeout=timeout, on_step=lambda m: console.print(m))
+    _print_status(nodes)
+    console.print(f"[green]Sandbox up[/] in {time.monotonic() - started:.1f}s "
+                  f"(Cassandra {CASSANDRA_VERSION}{', auth on' if auth else ''}).")
+
+
+@app.command()
+@command
+def down(
+    directory: DirOption = local.DEFAULT_DIR,
+    purge: Annotated[bool, typer.Option("--purge", help="Also delete the nodes' data.")] = False,
+    grace: Annotated[float, typer.Option(help="Seconds between SIGTERM and SIGKILL.")] = 30.0,
+    config: ConfigPath = DEFAULT_CONFIG,
+) -> None:
+    """Stop both nodes (SIGTERM, then SIGKILL after a grace period)."""
+    settings = local.saved_settings(directory)
+    if settings is None:
+        if purge and directory.exists():
+            import shutil
+
+            shutil.rmtree(directory)
+        console.print(f"No sandbox in {directory}.")
+        return
+    if settings.engine == "docker":  # pragma: no cover - needs a Docker engine
+        from zdm.sandbox import docker as docker_sandbox
+
+        stopped = docker_sandbox.down(settings)
+        local.down(settings, grace=grace, purge=purge)
+    else:
+        stopped = local.down(settings, grace=grace, purge=purge)
+    console.print(f"Stopped: {', '.join(stopped)}." if stopped else "Nothing was running.")
+    if purge:
+        console.print(f"Deleted {directory}.")
+
+
+@app.command()
+@command
+def status(
+    directory: DirOption = local.DEFAULT_DIR,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    config: ConfigPath = DEFAULT_CONFIG,
+) -> None:
+    """Say what runs where."""
+    settings = local.saved_settings(directory)
+    nodes = local.status(settings, probe=True) if settings else []
+    if as_json:
+        console.print_json(json.dumps([{
+            "name": n.name, "port": n.port, "pid": n.pid, "up": n.up,
+            "release_version": n.version, "rss_bytes": n.rss_bytes} for n in nodes]))
+        return
+    if settings is None:
+        console.print(f"No sandbox in {directory}. Start one with `zdm sandbox up`.")
+        return
+    _print_status(nodes)
+    if not all(n.up for n in nodes):
+        raise typer.Exit(3)
+
+
+def _print_status(nodes: list[local.NodeStatus]) -> None:
+    table = Table(title="zdm sandbox")
+    for col in ("cluster", "address", "state", "release", "pid", "memory"):
+        table.add_column(col)
+    for n in nodes:
+        table.add_row(
+            n.name, f"127.0.0.1:{n.port}",
+            "[green]up[/]" if n.up and n.version else ("[yellow]starting[/]" if n.pid else "[red]down[/]"),
+            n.version or "-", str(n.pid or "-"),
+            f"{n.rss_bytes / 2**20:.0f} MiB" if n.rss_bytes else "-")
+    console.print(table)

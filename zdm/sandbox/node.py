@@ -1,0 +1,328 @@
+"""One local Apache Cassandra node, launched from Maven jars with ``java`` directly.
+
+Theory of operation: a node lives in its own directory (``cassandra.yaml``,
+``logback.xml``, ``data/``, ``cassandra.log`` and a ``pid`` file).  The JVM is
+started in a new session so that stopping the node signals the whole process
+group.  A node is *up* when its pid is alive, is a CassandraDaemon, and a CQL
+login succeeds on its native port; the log line "Starting listening for CQL
+clients" is only the hint to start trying, since with PasswordAuthenticator the
+default superuser appears a moment after the port opens.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from zdm.errors import SandboxError
+from zdm.sandbox.jars import jamm_jar
+
+READY_LINE = "Starting listening for CQL clients"
+DEFAULT_CREDENTIALS = ("cassandra", "cassandra")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    name: str  # "origin" or "target"
+    native_port: int
+    storage_port: int
+    directory: Path
+    heap_mb: int = 512
+    auth: bool = False
+
+    @property
+    def cluster_name(self) -> str:
+        return f"zdm-sandbox-{self.name}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.directory / "pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.directory / "cassandra.log"
+
+
+_YAML = """\
+# Written by `zdm sandbox`: a throwaway single-node cluster on loopback.
+cluster_name: {cluster_name}
+num_tokens: 4
+allocate_tokens_for_local_replication_factor: 1
+partitioner: org.apache.cassandra.dht.Murmur3Partitioner
+endpoint_snitch: SimpleSnitch
+commitlog_sync: periodic
+commitlog_sync_period: 10000ms
+seed_provider:
+  - class_name: org.apache.cassandra.locator.SimpleSeedProvider
+    parameters:
+      - seeds: "127.0.0.1:{storage_port}"
+listen_address: 127.0.0.1
+rpc_address: 127.0.0.1
+storage_port: {storage_port}
+native_transport_port: {native_port}
+start_native_transport: true
+auto_bootstrap: false
+authenticator: {authenticator}
+authorizer: {authorizer}
+role_manager: CassandraRoleManager
+data_file_directories:
+  - {data}/data
+commitlog_directory: {data}/commitlog
+saved_caches_directory: {data}/saved_caches
+hints_directory: {data}/hints
+cdc_raw_directory: {data}/cdc_raw
+concurrent_reads: 8
+concurrent_writes: 8
+concurrent_counter_writes: 4
+memtable_heap_space: 64MiB
+memtable_offheap_space: 64MiB
+hinted_handoff_enabled: false
+auto_snapshot: false
+snapshot_on_duplicate_row_detection: false
+user_defined_functions_enabled: false
+materialized_views_enabled: true
+read_request_timeout: 10000ms
+range_request_timeout: 20000ms
+write_request_timeout: 5000ms
+request_timeout: 20000ms
+"""
+
+_LOGBACK = """\
+<configuration scan="false">
+  <appender name="STDOUT" class="ch.qos.logback.core.ConsoleAppender">
+    <encoder><pattern>%-5level [%thread] %date{ISO8601} %F:%L - %msg%n</pattern></encoder>
+  </appender>
+  <root level="INFO"><appender-ref ref="STDOUT"/></root>
+  <logger name="org.apache.cassandra" level="INFO"/>
+  <logger name="com.thinkaurelius.thrift" level="ERROR"/>
+</configuration>
+"""
+
+_ADD_EXPORTS = (
+    "java.base/jdk.internal.misc", "java.management.rmi/com.sun.jmx.remote.internal.rmi",
+    "java.management/com.sun.jmx.remote.security", "java.rmi/sun.rmi.registry",
+    "java.rmi/sun.rmi.server", "java.sql/java.sql", "java.base/java.lang.ref",
+    "jdk.unsupported/sun.misc", "jdk.attach/sun.tools.attach",
+    "jdk.compiler/com.sun.tools.javac.file",
+)
+_ADD_OPENS = (
+    "java.base/java.lang.module", "java.base/jdk.internal.loader", "java.base/jdk.internal.ref",
+    "java.base/jdk.internal.reflect", "java.base/jdk.internal.math", "java.base/jdk.internal.module",
+    "java.base/jdk.internal.util.jar", "jdk.management/com.sun.management.internal",
+    "java.base/sun.nio.ch", "java.base/java.io", "java.base/java.lang.reflect", "java.base/java.lang",
+    "java.base/java.util", "java.base/java.nio", "jdk.compiler/com.sun.tools.javac",
+)
+
+
+def write_config(spec: NodeSpec) -> None:
+    spec.directory.mkdir(parents=True, exist_ok=True)
+    data = spec.directory.resolve() / "data"
+    data.mkdir(exist_ok=True)
+    (spec.directory / "conf").mkdir(exist_ok=True)
+    (spec.directory / "conf" / "cassandra.yaml").write_text(_YAML.format(
+        cluster_name=spec.cluster_name, storage_port=spec.storage_port,
+        native_port=spec.native_port, data=data,
+        authenticator="PasswordAuthenticator" if spec.auth else "AllowAllAuthenticator",
+        authorizer="CassandraAuthorizer" if spec.auth else "AllowAllAuthorizer"))
+    (spec.directory / "conf" / "logback.xml").write_text(_LOGBACK)
+
+
+def java_command(spec: NodeSpec, java: str, lib: Path) -> list[str]:
+    conf = (spec.directory / "conf").resolve()
+    data = (spec.directory / "data").resolve()
+    heap = f"{spec.heap_mb}m"
+    return [
+        java,
+        f"-Xms{heap}", f"-Xmx{heap}", "-Xss256k", "-XX:+UseG1GC",
+        "-XX:+ExitOnOutOfMemoryError", "-XX:ActiveProcessorCount=2",
+        "-Djava.net.preferIPv4Stack=true", "-Djdk.attach.allowAttachSelf=true",
+        *[f"--add-exports={m}=ALL-UNNAMED" for m in _ADD_EXPORTS],
+        *[f"--add-opens={m}=ALL-UNNAMED" for m in _ADD_OPENS],
+        f"-javaagent:{jamm_jar(lib)}",
+        "-Dio.netty.tryReflectionSetAccessible=true",
+        "-Dio.netty.allocator.useCacheForAllThreads=true",
+        "-Dio.netty.allocator.maxOrder=11",
+        # no outbound calls may leave the machine
+        "-Dchronicle.analytics.disable=true", "-Dchronicle.announcer.disable=true",
+        "-Dcassandra-foreground=yes",
+        f"-Dcassandra.config=file://{conf}/cassandra.yaml",
+        f"-Dcassandra.storagedir={data}",
+        f"-Dcassandra.logdir={spec.directory.resolve()}",
+        f"-Dlogback.configurationFile=file://{conf}/logback.xml",
+        # a throwaway node: skip the waits a production node needs
+        "-Dcassandra.skip_wait_for_gossip_to_settle=0",
+        "-Dcassandra.superuser_setup_delay_ms=0",
+        "-Dcassandra.shutdown_announce_in_ms=0",
+        "-Dcassandra.unsafesystem=true",
+        "-Dcassandra.skip_sync=true",
+        "-Dcassandra.memtable_row_overhead_computation_step=100",
+        "-cp", f"{conf}:{lib}/*",
+        "org.apache.cassandra.service.CassandraDaemon",
+    ]
+
+
+def read_pid(spec: NodeSpec) -> int | None:
+    try:
+        pid = int(spec.pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _is_cassandra(pid) else None
+
+
+def _is_cassandra(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc: trust the pid file
+    if not cmdline:
+        return False  # a zombie
+    return b"CassandraDaemon" in cmdline
+
+
+def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def start(spec: NodeSpec, java: str, lib: Path) -> subprocess.Popen:
+    for port in (spec.native_port, spec.storage_port):
+        if port_open(port):
+            raise SandboxError(f"{spec.name}: port {port} is already in use by another process",
+                               hint="stop whatever listens there, or pick other ports "
+                                    "(zdm sandbox up --origin-port/--target-port)")
+    write_config(spec)
+    log = open(spec.log_file, "ab")
+    try:
+        proc = subprocess.Popen(java_command(spec, java, lib), stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, cwd=spec.directory,
+                                start_new_session=True)
+    finally:
+        log.close()
+    spec.pid_file.write_text(f"{proc.pid}\n")
+    return proc
+
+
+def wait_ready(spec: NodeSpec, proc: subprocess.Popen | None, *, timeout: float,
+               log_offset: int = 0) -> None:
+    """Block until a CQL login succeeds, or raise with the tail of the node's log."""
+    deadline = time.monotonic() + timeout
+    saw_ready_line = False
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise SandboxError(f"{spec.name}: Cassandra exited with code {proc.returncode} "
+                               f"during startup\n{log_tail(spec)}",
+                               hint=f"the full log is {spec.log_file}")
+        if not saw_ready_line:
+            saw_ready_line = READY_LINE in _read_from(spec.log_file, log_offset)
+        if saw_ready_line:
+            try:
+                cql_login(spec)
+                return
+            except Exception as exc:  # noqa: BLE001 - retry until the deadline
+                last_error = exc
+        time.sleep(0.5)
+    why = f"last login error: {last_error}" if last_error else "it never opened its CQL port"
+    raise SandboxError(f"{spec.name}: not ready after {timeout:.0f}s ({why})\n{log_tail(spec)}",
+                       hint=f"the full log is {spec.log_file}")
+
+
+def cql_login(spec: NodeSpec, timeout: float = 10.0) -> str:
+    """Log in over CQL and return the node's release_version."""
+    from cassandra.auth import PlainTextAuthProvider
+    from cassandra.cluster import Cluster
+
+    auth = PlainTextAuthProvider(*DEFAULT_CREDENTIALS) if spec.auth else None
+    cluster = Cluster(["127.0.0.1"], port=spec.native_port, auth_provider=auth,
+                      connect_timeout=timeout, control_connection_timeout=timeout,
+                      protocol_version=5)
+    try:
+        session = cluster.connect()
+        row = session.execute("SELECT release_version FROM system.local", timeout=timeout).one()
+        return row.release_version
+    finally:
+        cluster.shutdown()
+
+
+def stop(spec: NodeSpec, *, grace: float = 30.0) -> bool:
+    """SIGTERM the node's process group, SIGKILL after ``grace`` seconds. True if one ran."""
+    pid = read_pid(spec)
+    if pid is None:
+        spec.pid_file.unlink(missing_ok=True)
+        return False
+    _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.2)
+    if _alive(pid):
+        _signal_group(pid, signal.SIGKILL)
+        while _alive(pid):
+            time.sleep(0.1)
+    spec.pid_file.unlink(missing_ok=True)
+    return True
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        # reap it if it is our child, so it does not linger as a zombie
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    return _is_cassandra(pid)
+
+
+def rss_bytes(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def log_size(spec: NodeSpec) -> int:
+    try:
+        return spec.log_file.stat().st_size
+    except OSError:
+        return 0
+
+
+def _read_from(path: Path, offset: int) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            return fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def log_tail(spec: NodeSpec, lines: int = 25) -> str:
+    text = _read_from(spec.log_file, 0)
+    tail = text.strip().splitlines()[-lines:]
+    return "--- last lines of {} ---\n{}".format(spec.log_file, "\n".join(tail)) if tail else \
+        f"(no output in {spec.log_file})"
