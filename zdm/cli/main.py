@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from zdm.cli import sandbox
+from zdm.cli import data, phases, proxy, sandbox
 from zdm.cli.common import DEFAULT_CONFIG, ConfigPath, command, config_from, console, flags
 from zdm.config import TEMPLATE, load_config
 from zdm.errors import ConfigError
@@ -21,6 +21,9 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(sandbox.app, name="sandbox")
+app.add_typer(proxy.app, name="proxy")
+phases.register(app)  # preflight, status, phase advance, rollback
+data.register(app)  # migrate, validate
 
 
 @app.callback()

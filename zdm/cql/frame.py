@@ -198,5 +198,5 @@ class FrameReader:
 
     @staticmethod
     def _stream_of(buf: ReceiveBuffer, version: int) -> int | None:
-        found = buf.unpack_from(_STREAM_V1 if version < 3 else _STREAM_V3)
+        found = buf.unpack_from(_STREAM_V1 if version in (1, 2) else _STREAM_V3)
         return None if found is None else found[0]

@@ -169,7 +169,10 @@ def read_bytes_map(buf: Buf, offset: int) -> tuple[dict[str, bytes | None], int]
     return out, offset
 
 
-def read_inet(buf: Buf, offset: int) -> tuple[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int], int]:
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def read_inet(buf: Buf, offset: int) -> tuple[tuple[IPAddress, int], int]:
     n, offset = read_byte(buf, offset)
     if n not in (4, 16):
         raise ProtocolError(f"[inet] with invalid address size {n}")
@@ -249,7 +252,7 @@ def write_bytes_map(m: Mapping[str, bytes | None]) -> bytes:
     return SHORT.pack(len(m)) + b"".join(write_string(k) + write_bytes(v) for k, v in m.items())
 
 
-def write_inet(address: str | ipaddress.IPv4Address | ipaddress.IPv6Address, port: int) -> bytes:
+def write_inet(address: str | IPAddress, port: int) -> bytes:
     raw = ipaddress.ip_address(address).packed
     return BYTE.pack(len(raw)) + raw + INT.pack(port)
 

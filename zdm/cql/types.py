@@ -215,7 +215,8 @@ def serialize(t: CqlType, value) -> bytes | None:
     if code == TUPLE:
         return b"".join(_cell(serialize(s, v)) for s, v in zip(t.subtypes, value))
     if code == UDT:
-        return b"".join(_cell(serialize(s, value.get(f))) for s, f in zip(t.subtypes, t.field_names))
+        return b"".join(_cell(serialize(s, value.get(f)))
+                        for s, f in zip(t.subtypes, t.field_names))
     raise ValueError(f"serializing {t.cql} values is not supported")
 
 

@@ -23,7 +23,8 @@ class TransitionRefused(ZdmError):
         where = f"{source.label}" + (f" to {_label(dest)}" if dest is not None else "")
         lines = [f"cannot {action} from {where}:"]
         lines += [f"  - {r.what}" for r in self.reasons]
-        hint = "\n".join(f"- {r.todo}" for r in self.reasons if r.todo) or None
+        todos = dict.fromkeys(r.todo for r in self.reasons if r.todo)
+        hint = "\n".join(f"- {todo}" for todo in todos) or None
         super().__init__("\n".join(lines), hint=hint)
 
 

@@ -30,7 +30,9 @@ def utcnow() -> datetime:
 
 
 def as_utc(when: datetime) -> datetime:
-    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+    if when.tzinfo is None:
+        return when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc)
 
 
 def iso(when: datetime) -> str:

@@ -122,8 +122,8 @@ def validation_clean(state: MigrationState, facts: Facts, th: Thresholds) -> lis
     mig = evidence_of(state, "migration")
     scope = set(facts.tables or ()) | set(mig.tables if mig else ())
     return _validation_reasons(state, "validation", scope,
-                               after=mig.finished_at if mig else None, after_what="the migration finished",
-                               command="`zdm validate`")
+                               after=mig.finished_at if mig else None,
+                               after_what="the migration finished", command="`zdm validate`")
 
 
 @relies_on("final_validation", "migration")

@@ -38,26 +38,34 @@ Action = Literal["advance", "rollback"]
 P = Phase
 
 TABLE: list[tuple[Action, str, Phase, Phase, tuple[Guard, ...]]] = [
-    # action     trigger                   source          dest            guards
-    ("advance", "deploy_proxy",            P.PLAN,         P.PROXY,        (routing_applied, preflight_current, proxies_connected)),  # noqa: E501
-    ("advance", "start_migration",         P.PROXY,        P.MIGRATE,      (routing_applied, clients_on_proxy)),  # noqa: E501
-    ("advance", "start_async_reads",       P.MIGRATE,      P.ASYNC_READS,  (routing_applied, migration_complete, validation_clean)),  # noqa: E501
-    ("advance", "route_reads_to_target",   P.MIGRATE,      P.TARGET_READS, (routing_applied, async_reads_skipped, migration_complete, validation_clean)),  # noqa: E501
-    ("advance", "route_reads_to_target",   P.ASYNC_READS,  P.TARGET_READS, (routing_applied, async_reads_healthy)),  # noqa: E501
-    ("advance", "cut_over",                P.TARGET_READS, P.CUTOVER,      (routing_applied, reads_on_target, final_validation_clean, clients_on_target)),  # noqa: E501
-    ("rollback", "stop_async_reads",       P.ASYNC_READS,  P.MIGRATE,      ()),
-    ("rollback", "reads_back_to_async",    P.TARGET_READS, P.ASYNC_READS,  ()),
-    ("rollback", "reads_back_to_origin",   P.TARGET_READS, P.MIGRATE,      ()),
-    ("rollback", "clients_back_to_origin", P.PROXY,        P.PLAN,         ()),
-    ("rollback", "clients_back_to_origin", P.MIGRATE,      P.PLAN,         ()),
-    ("rollback", "clients_back_to_origin", P.ASYNC_READS,  P.PLAN,         ()),
-    ("rollback", "clients_back_to_origin", P.TARGET_READS, P.PLAN,         ()),
+    # action, trigger, source, dest, guards (all evaluated; every unmet one is reported)
+    ("advance", "deploy_proxy", P.PLAN, P.PROXY,
+     (routing_applied, preflight_current, proxies_connected)),
+    ("advance", "start_migration", P.PROXY, P.MIGRATE,
+     (routing_applied, clients_on_proxy)),
+    ("advance", "start_async_reads", P.MIGRATE, P.ASYNC_READS,
+     (routing_applied, migration_complete, validation_clean)),
+    ("advance", "route_reads_to_target", P.MIGRATE, P.TARGET_READS,
+     (routing_applied, async_reads_skipped, migration_complete, validation_clean)),
+    ("advance", "route_reads_to_target", P.ASYNC_READS, P.TARGET_READS,
+     (routing_applied, async_reads_healthy)),
+    ("advance", "cut_over", P.TARGET_READS, P.CUTOVER,
+     (routing_applied, reads_on_target, final_validation_clean, clients_on_target)),
+    # Rollbacks are the escape hatch: no guard may block them. Nothing leaves CUTOVER.
+    ("rollback", "stop_async_reads", P.ASYNC_READS, P.MIGRATE, ()),
+    ("rollback", "reads_back_to_async", P.TARGET_READS, P.ASYNC_READS, ()),
+    ("rollback", "reads_back_to_origin", P.TARGET_READS, P.MIGRATE, ()),
+    ("rollback", "clients_back_to_origin", P.PROXY, P.PLAN, ()),
+    ("rollback", "clients_back_to_origin", P.MIGRATE, P.PLAN, ()),
+    ("rollback", "clients_back_to_origin", P.ASYNC_READS, P.PLAN, ()),
+    ("rollback", "clients_back_to_origin", P.TARGET_READS, P.PLAN, ()),
 ]
 
 # Evidence that no longer holds after rolling back to a phase. Back to PLAN, clients write
 # to origin only, so the copy and everything after it must be redone; the preflight stays
 # (its fingerprint is re-checked). Back to 2 or 3, writes never stopped reaching both
-# clusters, so the copy stands, but what was observed with reads on target does not.
+# clusters, so the copy stands; async-read counters and anything observed with reads on
+# target are collected afresh.
 CLEARED_BY_ROLLBACK_TO: dict[Phase, frozenset[str]] = {
     P.PLAN: frozenset({"clients_on_proxy", "migration", "validation", "async_reads",
                        "final_validation", "clients_on_target"}),
@@ -115,8 +123,9 @@ class _Model:
 
 
 def _build_machine(model: _Model) -> Machine:
+    moves = [Move(*row) for row in TABLE]
     rows = [{"trigger": m.trigger, "source": m.source, "dest": m.dest,
-             "conditions": [lambda m=m: model.check(m)]} for m in MOVES.values()]
+             "conditions": [lambda m=m: model.check(m)]} for m in moves]
     return Machine(model=model, states=list(Phase), transitions=rows,
                    initial=model.migration.phase, auto_transitions=False)
 

@@ -37,7 +37,7 @@ from zdm.phases.errors import ConcurrentModification, StateCorrupt, UnknownProxy
 from zdm.phases.evidence import iso, parse_time, utcnow
 from zdm.phases.state import MigrationState, StateFormatError, decode, encode
 
-_PROXY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_PROXY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")  # e.g. "10.0.0.1:14002"
 
 
 @dataclass(frozen=True)
@@ -212,7 +212,7 @@ class StateStore:
     def _proxy_file(self, name: str) -> Path:
         if not _PROXY_NAME.match(name):
             raise ZdmError(f"invalid proxy name {name!r}",
-                           hint="use letters, digits, '.', '_' or '-'")
+                           hint="use letters, digits, '.', ':', '_' or '-'")
         return self.proxies_dir / f"{name}.json"
 
     def _write_proxy(self, name: str, record: dict[str, Any]) -> None:

@@ -1,0 +1,54 @@
+"""`zdm proxy start`: run the embedded dual-writing CQL proxy in the foreground."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Annotated
+
+import typer
+
+from zdm.cli.common import DEFAULT_CONFIG, ConfigPath, command, config_from, console
+from zdm.errors import ConfigError
+
+app = typer.Typer(help="The dual-writing CQL proxy applications connect to.", no_args_is_help=True)
+
+
+@app.command()
+@command
+def start(
+    config: ConfigPath = DEFAULT_CONFIG,
+    listen_host: Annotated[str | None, typer.Option(help="Override proxy.listen_host.")] = None,
+    listen_port: Annotated[int | None, typer.Option(help="Override proxy.listen_port.")] = None,
+    name: Annotated[str | None, typer.Option(help="This instance's name in the state directory "
+                                             "[default: host:port].")] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Listen for applications; writes go to both clusters, reads to the primary.
+
+    Runs until SIGTERM or Ctrl-C, then drains in-flight requests and stops.
+    """
+    from zdm.phases import StateStore
+    from zdm.proxy import server
+
+    cfg = config_from(config)
+    proxy = cfg.proxy
+    if listen_port is not None and not 1 <= listen_port <= 65535:
+        raise ConfigError(f"port {listen_port} is out of range (1-65535)", path="--listen-port")
+    proxy = dataclasses.replace(proxy, listen_host=listen_host or proxy.listen_host,
+                                listen_port=listen_port or proxy.listen_port)
+    cfg = dataclasses.replace(cfg, proxy=proxy)
+    level = getattr(logging, log_level.upper(), None)
+    if not isinstance(level, int):
+        raise ConfigError(f"unknown log level {log_level!r}", path="--log-level",
+                          hint="use debug, info, warning or error")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    store = StateStore(cfg.state_dir)
+
+    def ready(srv) -> None:
+        auth = ", ".join(f"{c.value} {'requires' if need else 'needs no'} login"
+                         for c, need in srv.requires_auth.items())
+        console.print(f"[green]zdm proxy {srv.name}[/] listening on {proxy.listen_host}:{srv.port}; "
+                      f"reads from {srv.routing.primary.value} ({auth}). Ctrl-C to stop.")
+
+    server.run(cfg, store=store, name=name, ready=ready)

@@ -1,0 +1,205 @@
+"""What zdm needs to know about one table, and the range scan that reads it with cell metadata.
+
+A scan row is a plain tuple laid out as::
+
+    token, *partition_key, *clustering_key, then per non-key column:
+      simple (incl. frozen, tuple, vector)  value, WRITETIME(c), TTL(c)
+      list / set / map (non-frozen)         value, WRITETIME(c), TTL(c)   (lists, per element)
+      non-frozen UDT                        value, then WRITETIME(c.f), TTL(c.f) per field
+      counter                               value (counters have no writetime or TTL)
+
+Cassandra 5.0 returns per-element writetimes and TTLs for non-frozen collections and
+per-field ones for non-frozen UDT fields; :class:`Column` records where each lives.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from cassandra.metadata import protect_name
+
+from zdm.errors import ZdmError
+
+
+class Kind(enum.Enum):
+    SIMPLE = "simple"
+    LIST = "list"
+    SET = "set"
+    MAP = "map"
+    UDT = "udt"  # non-frozen user-defined type: one cell per field
+    COUNTER = "counter"
+
+    @property
+    def is_collection(self) -> bool:
+        return self in (Kind.LIST, Kind.SET, Kind.MAP)
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    cql_type: str
+    kind: Kind
+    static: bool = False
+    #: UDT field names (non-frozen UDTs only)
+    fields: tuple[str, ...] = ()
+    #: index of the value in a scan row; metadata follows it (see module docstring)
+    offset: int = 0
+
+    @property
+    def q(self) -> str:
+        return protect_name(self.name)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    keyspace: str
+    name: str
+    partition_key: tuple[str, ...]
+    clustering_key: tuple[str, ...]
+    columns: tuple[Column, ...]  # non-key columns, statics included
+    #: clustering order per clustering column, True for DESC (for the reader, not the merge)
+    reversed_clustering: tuple[bool, ...] = field(default=())
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.keyspace}.{self.name}"
+
+    @property
+    def cql_name(self) -> str:
+        return f"{protect_name(self.keyspace)}.{protect_name(self.name)}"
+
+    @property
+    def is_counter(self) -> bool:
+        return any(c.kind is Kind.COUNTER for c in self.columns)
+
+    @property
+    def key_width(self) -> int:
+        return len(self.partition_key) + len(self.clustering_key)
+
+    @property
+    def statics(self) -> tuple[Column, ...]:
+        return tuple(c for c in self.columns if c.static)
+
+    @property
+    def regulars(self) -> tuple[Column, ...]:
+        return tuple(c for c in self.columns if not c.static)
+
+    def pk_of(self, row: tuple) -> tuple:
+        return tuple(row[1:1 + len(self.partition_key)])
+
+    def ck_of(self, row: tuple) -> tuple:
+        p = 1 + len(self.partition_key)
+        return tuple(row[p:p + len(self.clustering_key)])
+
+    def key_of(self, row: tuple) -> tuple:
+        return tuple(row[1:1 + self.key_width])
+
+    def has_lists(self) -> bool:
+        return any(c.kind is Kind.LIST for c in self.columns)
+
+    # -- CQL -------------------------------------------------------------------------
+
+    def _selectors(self) -> list[str]:
+        pk = ", ".join(protect_name(c) for c in self.partition_key)
+        out = [f"token({pk})", *(protect_name(c) for c in self.partition_key),
+               *(protect_name(c) for c in self.clustering_key)]
+        for c in self.columns:
+            out.append(c.q)
+            if c.kind is Kind.COUNTER:
+                continue
+            if c.kind is Kind.UDT:
+                for f in c.fields:
+                    out += [f"WRITETIME({c.q}.{protect_name(f)})", f"TTL({c.q}.{protect_name(f)})"]
+            else:
+                out += [f"WRITETIME({c.q})", f"TTL({c.q})"]
+        return out
+
+    def range_select(self) -> str:
+        """The scan of one token range; bind (start, end)."""
+        pk = ", ".join(protect_name(c) for c in self.partition_key)
+        return (f"SELECT {', '.join(self._selectors())} FROM {self.cql_name} "
+                f"WHERE token({pk}) > ? AND token({pk}) <= ?")
+
+    def row_select(self, *, static_only: bool = False) -> str:
+        """A point read of one row (or one partition's static row); bind the key."""
+        keys = self.partition_key if static_only else self.partition_key + self.clustering_key
+        where = " AND ".join(f"{protect_name(k)} = ?" for k in keys)
+        limit = " LIMIT 1" if static_only else ""
+        return f"SELECT {', '.join(self._selectors())} FROM {self.cql_name} WHERE {where}{limit}"
+
+
+class UnsupportedTable(ZdmError):
+    """A table zdm cannot copy cell by cell."""
+
+
+def _kind(cql_type: str, user_types: dict) -> tuple[Kind, tuple[str, ...]]:
+    t = cql_type.strip()
+    if t == "counter":
+        return Kind.COUNTER, ()
+    for prefix, kind in (("list<", Kind.LIST), ("set<", Kind.SET), ("map<", Kind.MAP)):
+        if t.startswith(prefix):
+            return kind, ()
+    name = t.strip('"')
+    if name in user_types:
+        return Kind.UDT, tuple(user_types[name].field_names)
+    return Kind.SIMPLE, ()
+
+
+def table_spec(keyspace_meta, table_meta) -> TableSpec:
+    """Build a TableSpec from driver metadata (cassandra.metadata.TableMetadata)."""
+    pk = tuple(c.name for c in table_meta.partition_key)
+    ck = tuple(c.name for c in table_meta.clustering_key)
+    keyset = set(pk) | set(ck)
+    offset = 1 + len(pk) + len(ck)
+    columns = []
+    for col in table_meta.columns.values():
+        if col.name in keyset:
+            continue
+        kind, fields = _kind(col.cql_type, keyspace_meta.user_types)
+        columns.append(Column(col.name, col.cql_type, kind, static=col.is_static, fields=fields,
+                              offset=offset))
+        offset += 1 if kind is Kind.COUNTER else 1 + (2 * len(fields) if kind is Kind.UDT else 2)
+    if not getattr(table_meta, "is_cql_compatible", True):
+        raise UnsupportedTable(f"{keyspace_meta.name}.{table_meta.name} is a COMPACT STORAGE table "
+                               "zdm cannot read through CQL",
+                               hint="exclude it (scope.exclude_tables) and copy it with sstableloader")
+    reversed_ck = tuple(bool(getattr(c, "is_reversed", False)) for c in table_meta.clustering_key)
+    return TableSpec(keyspace_meta.name, table_meta.name, pk, ck, tuple(columns), reversed_ck)
+
+
+SYSTEM_KEYSPACES = frozenset({
+    "system", "system_schema", "system_auth", "system_distributed", "system_traces",
+    "system_views", "system_virtual_schema", "dse_system", "dse_security", "dse_leases",
+    "dse_perf", "dse_insights", "dse_insights_local", "solr_admin", "OpsCenter",
+})
+
+
+def tables_in_scope(metadata, keyspaces: tuple[str, ...] = (), *, include_tables: tuple[str, ...] = (),
+                    exclude_tables: tuple[str, ...] = (),
+                    exclude_keyspaces: tuple[str, ...] = ()) -> list[TableSpec]:
+    """Tables to copy: every table of ``keyspaces`` (all non-system ones when empty),
+    narrowed by ``include_tables`` and ``exclude_tables`` (names as ``ks.table``)."""
+    known = metadata.keyspaces
+    missing = [k for k in keyspaces if k not in known]
+    if missing:
+        raise ZdmError(f"keyspace(s) not found on origin: {', '.join(missing)}",
+                       hint="check scope.keyspaces in zdm.yaml or the --keyspace option")
+    names = list(keyspaces) or sorted(k for k in known if k not in SYSTEM_KEYSPACES)
+    include = set(include_tables)
+    exclude = set(exclude_tables)
+    specs = []
+    for ks in names:
+        if ks in exclude_keyspaces:
+            continue
+        ks_meta = known[ks]
+        for tname in sorted(ks_meta.tables):
+            qualified = f"{ks}.{tname}"
+            if qualified in exclude or (include and qualified not in include):
+                continue
+            specs.append(table_spec(ks_meta, ks_meta.tables[tname]))
+    unknown = include - {s.qualified for s in specs}
+    if unknown:
+        raise ZdmError(f"table(s) not found in scope: {', '.join(sorted(unknown))}",
+                       hint="name tables as keyspace.table, within the keyspaces in scope")
+    return specs
