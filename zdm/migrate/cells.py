@@ -45,12 +45,12 @@ class Op(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class Cell:
     column: str
-    op: Op
-    value: Any
+    kind: Kind
+    value: Any  # element for collections ((key, value) for maps), field value for UDTs
     writetime: int
     ttl: int  # 0 = no TTL
     field: str | None = None
-    #: for list elements: which run of the list (runs are appended in order)
+    #: for list elements: which run of equal (writetime, TTL) the element belongs to
     run: int = 0
 
 
@@ -85,95 +85,156 @@ def _ttl(value: Any) -> int:
     return int(value) if value else 0
 
 
-def cells_of(spec: TableSpec, row: tuple, columns: Iterable[Column],
-             present: Mapping[str, list[tuple[Any, int]]] | None = None) -> list[Cell]:
-    """The live cells of ``columns`` in ``row``.
+def hashable(value: Any) -> Any:
+    """A hashable stand-in for a CQL value (lists, sets, maps, UDTs nest)."""
+    if isinstance(value, (list, tuple)):
+        return tuple(hashable(v) for v in value)
+    if isinstance(value, Mapping):
+        return ("map", tuple((hashable(k), hashable(v)) for k, v in value.items()))
+    if isinstance(value, (set, frozenset)) or type(value).__name__ == "SortedSet":
+        return ("set", tuple(hashable(v) for v in value))
+    return value
 
-    ``present`` maps a list column to (value, writetime) elements target already holds;
-    those elements are left out (so a row written twice does not duplicate them).
+
+def cells_of(row: tuple, columns: Iterable[Column],
+             present: Mapping[str, Iterable[tuple[Any, int]]] | None = None) -> list[Cell]:
+    """The live cells of ``columns`` in the scan ``row``.
+
+    ``present`` maps a list column to the (element, writetime) pairs target already
+    holds; those are left out, so a row written twice does not duplicate them.
     """
     cells: list[Cell] = []
     for c in columns:
         value = row[c.offset]
-        if c.kind is Kind.COUNTER:
-            raise ValueError("counter columns are copied by counter_deltas")
-        if c.kind is Kind.UDT:
-            if value is None:
-                continue
-            for i, f in enumerate(c.fields):
-                wt = row[c.offset + 1 + 2 * i]
-                if wt is None:  # a null field has no cell
-                    continue
-                cells.append(Cell(c.name, Op.FIELD, getattr(value, f, None) if not isinstance(value, dict)
-                                  else value.get(f), wt, _ttl(row[c.offset + 2 + 2 * i]), field=f))
-            continue
         if value is None:
             continue
-        wt, ttl = row[c.offset + 1], row[c.offset + 2]
-        if c.kind is Kind.SIMPLE:
-            cells.append(Cell(c.name, Op.SET, value, wt, _ttl(ttl)))
-        elif c.kind is Kind.MAP:
-            for (k, v), w, t in zip(value.items(), wt, ttl):
-                cells.append(Cell(c.name, Op.ADD, (k, v), w, _ttl(t)))
-        elif c.kind is Kind.SET:
-            for e, w, t in zip(value, wt, ttl):
-                cells.append(Cell(c.name, Op.ADD, e, w, _ttl(t)))
-        else:  # LIST
-            skip = Counter(_hashable(e) for e in (present or {}).get(c.name, ()))
+        kind = c.kind
+        if kind is Kind.SIMPLE:
+            cells.append(Cell(c.name, kind, value, row[c.offset + 1], _ttl(row[c.offset + 2])))
+        elif kind is Kind.UDT:
+            for i, f in enumerate(c.fields):
+                wt = row[c.offset + 1 + 2 * i]
+                if wt is not None:  # a null field has no cell
+                    cells.append(Cell(c.name, kind, getattr(value, f), wt,
+                                      _ttl(row[c.offset + 2 + 2 * i]), field=f))
+        elif kind is Kind.MAP or kind is Kind.SET:
+            items = value.items() if kind is Kind.MAP else value
+            for e, w, t in zip(items, row[c.offset + 1], row[c.offset + 2]):
+                cells.append(Cell(c.name, kind, e, w, _ttl(t)))
+        elif kind is Kind.LIST:
+            skip = Counter(hashable((e, w)) for e, w in (present or {}).get(c.name, ()))
             run, prev = -1, None
-            for e, w, t in zip(value, wt, ttl):
-                meta = (w, _ttl(t))
-                if skip[(_hashable(e[0]) if False else _hashable(e), w)] if False else skip[_hashable((e, w))]:
-                    skip[_hashable((e, w))] -= 1
+            for e, w, t in zip(value, row[c.offset + 1], row[c.offset + 2]):
+                if skip[hashable((e, w))]:
+                    skip[hashable((e, w))] -= 1
                     continue
+                meta = (w, _ttl(t))
                 if meta != prev:
                     run, prev = run + 1, meta
-                cells.append(Cell(c.name, Op.ADD, e, w, meta[1], run=run))
+                cells.append(Cell(c.name, kind, e, w, meta[1], run=run))
+        else:
+            raise ValueError(f"{c.name}: counter columns are copied by counter_deltas")
     return cells
 
 
-def _hashable(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return tuple(_hashable(v) for v in value)
-    if isinstance(value, (set, frozenset)) or type(value).__name__ == "SortedSet":
-        return ("set", tuple(_hashable(v) for v in value))
-    if isinstance(value, Mapping):
-        return ("map", tuple((_hashable(k), _hashable(v)) for k, v in value.items()))
-    return value
-
-
-def _collect(column: Column | None, cells: list[Cell]) -> list[Assignment]:
-    """Merge same-column element cells into one assignment each."""
-    out: list[Assignment] = []
-    by_col: dict[tuple, list[Cell]] = {}
+def _assignments(cells: list[Cell]) -> list[Assignment]:
+    """One assignment per column (per field for UDTs); collection elements merge."""
+    by_col: dict[tuple[str, str | None], list[Cell]] = {}
     for cell in cells:
-        by_col.setdefault((cell.column, cell.op, cell.field), []).append(cell)
-    for (name, op, fld), group_cells in by_col.items():
-        if op is Op.ADD:
-            first = group_cells[0].value
-            kind = _element_kind(first, group_cells)
-            if kind == "map":
-                value: Any = {k: v for k, v in (c.value for c in group_cells)}
-            elif kind == "set":
-                value = {c.value for c in group_cells} if _all_hashable(group_cells) else \
-                    [c.value for c in group_cells]
-            else:
-                value = [c.value for c in group_cells]
-            out.append(Assignment(name, op, value))
+        by_col.setdefault((cell.column, cell.field), []).append(cell)
+    out = []
+    for (name, fld), cs in by_col.items():
+        kind = cs[0].kind
+        if kind is Kind.SIMPLE:
+            out.append(Assignment(name, Op.SET, cs[0].value))
+        elif kind is Kind.UDT:
+            out.append(Assignment(name, Op.FIELD, cs[0].value, fld))
+        elif kind is Kind.MAP:
+            out.append(Assignment(name, Op.ADD, dict(c.value for c in cs)))
+        elif kind is Kind.SET:
+            out.append(Assignment(name, Op.ADD, _set_of([c.value for c in cs])))
         else:
-            (cell,) = group_cells
-            out.append(Assignment(name, op, cell.value, fld))
+            out.append(Assignment(name, Op.ADD, [c.value for c in cs]))
     return out
 
 
-def _element_kind(first: Any, cells: list[Cell]) -> str:
-    return cells[0].__dict__.get("_kind", "") if False else getattr(cells[0], "_k", "")
-
-
-def _all_hashable(cells: list[Cell]) -> bool:
+def _set_of(values: list) -> Any:
     try:
-        for c in cells:
-            hash(c.value)
-        return True
-    except TypeError:
-        return False
+        return set(values)
+    except TypeError:  # unhashable elements (frozen collections): the driver takes a list
+        return values
+
+
+def group(cells: list[Cell], *, marker: bool = False, static: bool = False) -> list[Write]:
+    """Writes that recreate ``cells`` exactly; ``marker`` also creates the row marker.
+
+    Cells sharing (writetime, TTL) share a write.  A list with several runs becomes a
+    chain of appends, one write per run, in order.  With ``marker``, the oldest group
+    is an INSERT of its simple cells (an INSERT of the key alone if it has none, or if
+    there are no cells at all, at :data:`PK_ONLY_TIMESTAMP`).
+    """
+    runs_per_list: dict[str, set[int]] = {}
+    for cell in cells:
+        if cell.kind is Kind.LIST:
+            runs_per_list.setdefault(cell.column, set()).add(cell.run)
+    chained = {name for name, runs in runs_per_list.items() if len(runs) > 1}
+
+    groups: dict[tuple[int, int], list[Cell]] = {}
+    chains: dict[tuple[str, int], list[Cell]] = {}
+    for cell in cells:
+        if cell.column in chained:
+            chains.setdefault((cell.column, cell.run), []).append(cell)
+        else:
+            groups.setdefault((cell.writetime, cell.ttl), []).append(cell)
+
+    writes: list[Write] = []
+    insert_key = min(groups) if marker and groups else None
+    for (wt, ttl), cs in sorted(groups.items()):
+        if (wt, ttl) == insert_key:
+            simple = [c for c in cs if c.kind is Kind.SIMPLE]
+            rest = [c for c in cs if c.kind is not Kind.SIMPLE]
+            writes.append(Write(wt, ttl, tuple(_assignments(simple)), insert=True))
+            if rest:
+                writes.append(Write(wt, ttl, tuple(_assignments(rest)), static=static))
+        else:
+            writes.append(Write(wt, ttl, tuple(_assignments(cs)), static=static))
+    for (name, _run), cs in sorted(chains.items(), key=lambda kv: kv[0]):
+        writes.append(Write(cs[0].writetime, cs[0].ttl, tuple(_assignments(cs)), static=static,
+                            chain=name))
+    if marker and not groups:
+        # no cell outside list chains: the marker needs its own INSERT
+        ts = min((c.writetime for c in cells), default=PK_ONLY_TIMESTAMP)
+        ttl = min((c.ttl for c in cells if c.writetime == ts), default=0)
+        writes.insert(0, Write(ts, ttl, (), insert=True))
+    return writes
+
+
+def plan_row(spec: TableSpec, row: tuple,
+             present: Mapping[str, Iterable[tuple[Any, int]]] | None = None) -> list[Write]:
+    """The writes for the clustering row of ``row`` (none for a static-only scan row)."""
+    if spec.clustering_key and all(v is None for v in spec.ck_of(row)):
+        return []  # a partition with static data only: no clustering row
+    return group(cells_of(row, spec.regulars, present), marker=True)
+
+
+def plan_static(spec: TableSpec, row: tuple,
+                present: Mapping[str, Iterable[tuple[Any, int]]] | None = None) -> list[Write]:
+    """The partition-level writes for the static cells of ``row``."""
+    return group(cells_of(row, spec.statics, present), static=True)
+
+
+def counter_deltas(spec: TableSpec, origin_row: tuple, target_row: tuple | None,
+                   *, static: bool) -> Write | None:
+    """``target += origin - target`` for each counter column (statics or regulars)."""
+    cols = spec.statics if static else spec.regulars
+    deltas = []
+    for c in cols:
+        want = origin_row[c.offset]
+        have = target_row[c.offset] if target_row is not None else None
+        if want is None:
+            continue  # never reduce a counter origin lacks: counters cannot be deleted by delta
+        if have is None or want != have:  # an increment by 0 still creates the cell
+            deltas.append(Assignment(c.name, Op.INCR, want - (have or 0)))
+    if not deltas:
+        return None
+    return Write(None, 0, tuple(deltas), static=static)

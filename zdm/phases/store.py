@@ -5,7 +5,9 @@ Layout of ``state_dir``::
     state.json        the MigrationState (see state.py), replaced atomically
     state.lock        flock'ed exclusively for every read-modify-write
     journal.jsonl     one JSON line per change, appended after the state is written
-    proxies/NAME.json one file per registered proxy: address and acknowledged routing
+    proxies/NAME.json one file per registered proxy: address, acknowledged routing, and
+                      the health the proxy reports (heartbeat, connections, async reads)
+    proxies/.NAME.lock flock'ed while that proxy's record is read-modified-written
 
 Invariants:
 - ``state.json`` is only ever replaced whole (temp file in the same directory, fsync,
@@ -15,6 +17,9 @@ Invariants:
 - A damaged state file raises :class:`StateCorrupt` and is never overwritten.
 - Proxies write only their own ack file, never ``state.json``; they notice changes by
   polling :meth:`StateStore.state_stamp` (a cheap ``stat``) before calling ``load``.
+- A proxy record is only changed by merging fields under that record's own lock
+  (:meth:`StateStore.update_proxy`, :meth:`StateStore.ack_routing`), so a heartbeat and an
+  acknowledgement written at the same time never undo each other.
 """
 
 from __future__ import annotations
@@ -172,9 +177,10 @@ class StateStore:
 
     def register_proxy(self, name: str, address: str) -> None:
         """(Re-)register a proxy; it has acknowledged nothing until :meth:`ack_routing`."""
-        self._write_proxy(name, {"name": name, "address": address,
-                                 "registered_at": iso(utcnow()),
-                                 "acked_revision": None, "acked_at": None})
+        with self._proxy_locked(name):
+            self._write_proxy(name, {"name": name, "address": address,
+                                     "registered_at": iso(utcnow()),
+                                     "acked_revision": None, "acked_at": None})
 
     def deregister_proxy(self, name: str) -> None:
         """Forget a proxy that is gone for good, so it no longer holds up routing changes."""
@@ -182,11 +188,31 @@ class StateStore:
 
     def ack_routing(self, name: str, revision: int) -> None:
         """Called by a proxy once it routes by ``revision`` (``routing_status.revision``)."""
-        record = self._proxies().get(name)
-        if record is None:
-            raise UnknownProxy(name)
-        self._write_proxy(name, {**record, "acked_revision": int(revision),
-                                 "acked_at": iso(utcnow())})
+        self.update_proxy(name, acked_revision=int(revision), acked_at=iso(utcnow()))
+
+    def update_proxy(self, name: str, **fields: Any) -> dict[str, Any]:
+        """Merge ``fields`` (JSON values) into a registered proxy's record; returns the record.
+
+        The proxy reports its health this way about once a second, e.g. ``address``,
+        ``pid``, ``heartbeat_at`` (UTC ISO), ``origin_connected``, ``target_connected`` and
+        ``async_reads`` (``{"requests", "errors", "mismatches", "since"}``).
+        Raises :class:`UnknownProxy` if ``name`` is not registered (or was deregistered).
+        """
+        path = self._proxy_file(name)
+        with self._proxy_locked(name):
+            try:
+                record = json.loads(path.read_bytes())
+            except FileNotFoundError:
+                raise UnknownProxy(name) from None
+            except (OSError, ValueError):
+                record = {"name": name, "acked_revision": None}  # damaged: start over, unacked
+            record = {**record, **fields, "name": name}
+            self._write_proxy(name, record)
+        return record
+
+    def proxy_records(self) -> dict[str, dict[str, Any]]:
+        """Registered proxy name -> its record (as written by register/update/ack)."""
+        return dict(sorted(self._proxies().items()))
 
     def routing_acks(self) -> dict[str, int | None]:
         """Registered proxy name -> last acknowledged routing revision (None: none yet)."""
@@ -214,6 +240,17 @@ class StateStore:
             raise ZdmError(f"invalid proxy name {name!r}",
                            hint="use letters, digits, '.', ':', '_' or '-'")
         return self.proxies_dir / f"{name}.json"
+
+    @contextmanager
+    def _proxy_locked(self, name: str) -> Iterator[None]:
+        self._proxy_file(name)  # validates the name before it becomes a path
+        self.proxies_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.proxies_dir / f".{name}.lock", "a") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # held for one small file write
+            try:
+                yield
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
     def _write_proxy(self, name: str, record: dict[str, Any]) -> None:
         path = self._proxy_file(name)

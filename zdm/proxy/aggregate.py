@@ -2,9 +2,9 @@
 
 zdm-proxy's rule: both succeed -> the primary's response; exactly one fails ->
 that failure (a write missing on one side must not look like success); both
-fail -> the primary's failure.  An outcome is the response frame, or ``None``
-when the cluster gave no answer (timeout, lost connection) and the proxy
-must synthesise an error for it.
+fail -> the primary's failure.  An outcome is the response frame, or any other
+object (the proxy's ``Failure``) when a cluster gave no answer at all (timeout,
+lost connection) and the proxy must synthesise an error for it.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from zdm.cql.constants import Opcode
 from zdm.cql.frame import Frame
 
 
-def failed(outcome: Frame | None) -> bool:
-    return outcome is None or outcome.opcode == Opcode.ERROR
+def failed(outcome: object) -> bool:
+    return not isinstance(outcome, Frame) or outcome.opcode == Opcode.ERROR
 
 
-def choose(primary: Frame | None, secondary: Frame | None) -> tuple[Frame | None, bool]:
-    """The outcome to return, and whether it is the primary's."""
+def choose(primary: object, secondary: object) -> object:
+    """The outcome the client gets."""
     if failed(secondary) and not failed(primary):
-        return secondary, False
-    return primary, True
+        return secondary
+    return primary

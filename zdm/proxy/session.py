@@ -83,20 +83,11 @@ class _Dual:
     def _complete(self) -> None:
         primary = self.outcomes[self.primary]
         secondary = self.outcomes[other(self.primary)]
-        chosen, _ = aggregate.choose(_as_frame(primary), _as_frame(secondary))
-        if chosen is None:  # both failed without an answer: report the primary's reason
-            chosen = primary if isinstance(primary, Frame) else secondary
-        if self.on_success is not None and not aggregate.failed(_as_frame(primary)) \
-                and not aggregate.failed(_as_frame(secondary)):
-            replacement = self.on_success(self.outcomes)
-            if replacement is not None:
-                chosen = replacement
-        self.session.respond(self.stream, _failure_frame(self.version, self.stream, chosen)
-                             if not isinstance(chosen, Frame) else chosen)
-
-
-def _as_frame(outcome: Outcome) -> Frame | None:
-    return outcome if isinstance(outcome, Frame) else None
+        chosen = aggregate.choose(primary, secondary)
+        if self.on_success is not None and not aggregate.failed(primary) \
+                and not aggregate.failed(secondary):
+            chosen = self.on_success(self.outcomes) or chosen
+        self.session.respond(self.stream, _failure_frame(self.version, self.stream, chosen))
 
 
 class ClientSession:

@@ -1,0 +1,104 @@
+"""Per-table, per-range progress of a migration, kept in the state directory.
+
+One JSON file per table (``<state_dir>/migrate/<keyspace>.<table>.json``) holds the
+range plan of the run and the ranges finished so far with their row counts.  Every
+update rewrites the file atomically (write a temporary file, fsync, rename), so a crash
+leaves either the old or the new content, never a torn one.  Only the coordinating
+process writes it.  A range counts as done only once all of its rows are written, so
+``remaining()`` after a crash is exactly the work still owed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from zdm.errors import ZdmError
+from zdm.migrate.ring import TokenRange, subtract
+
+FORMAT = 1
+
+
+class CheckpointCorrupt(ZdmError):
+    """A checkpoint file cannot be read."""
+
+
+@dataclass
+class TableCheckpoint:
+    table: str
+    plan: list[TokenRange]
+    done: dict[TokenRange, int] = field(default_factory=dict)
+    #: when the first run of this copy started (ISO 8601, UTC); kept across resumes
+    started_at: str = ""
+
+    def remaining(self) -> list[TokenRange]:
+        return subtract(self.plan, self.done)
+
+    @property
+    def complete(self) -> bool:
+        return not self.remaining()
+
+    @property
+    def rows_done(self) -> int:
+        return sum(self.done.values())
+
+    def to_json(self) -> dict:
+        return {"format": FORMAT, "table": self.table, "started_at": self.started_at,
+                "plan": [r.key() for r in self.plan],
+                "done": {r.key(): n for r, n in sorted(self.done.items())}}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "TableCheckpoint":
+        if data.get("format") != FORMAT:
+            raise ValueError(f"unknown format {data.get('format')!r}")
+        return cls(data["table"], [TokenRange.parse(k) for k in data["plan"]],
+                   {TokenRange.parse(k): int(n) for k, n in data["done"].items()},
+                   data.get("started_at", ""))
+
+
+class CheckpointStore:
+    def __init__(self, state_dir: Path | str, kind: str = "migrate") -> None:
+        self.root = Path(state_dir) / kind
+
+    def path(self, table: str) -> Path:
+        return self.root / f"{table}.json"
+
+    def load(self, table: str) -> TableCheckpoint | None:
+        path = self.path(table)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return TableCheckpoint.from_json(data)
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CheckpointCorrupt(f"checkpoint {path} is unreadable: {exc}",
+                                    hint="delete it and run `zdm migrate` without --resume "
+                                         "to copy that table again") from None
+
+    def save(self, cp: TableCheckpoint) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.path(cp.table)
+        data = json.dumps(cp.to_json(), indent=1).encode()
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=path.name, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def start(self, table: str, plan: list[TokenRange], started_at: str = "") -> TableCheckpoint:
+        """A fresh checkpoint (any previous one is replaced)."""
+        cp = TableCheckpoint(table, list(plan), started_at=started_at)
+        self.save(cp)
+        return cp
+
+    def mark_done(self, cp: TableCheckpoint, rng: TokenRange, rows: int) -> None:
+        cp.done[rng] = rows
+        self.save(cp)

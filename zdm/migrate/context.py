@@ -1,0 +1,108 @@
+"""Per-process resources for range work: driver sessions, prepared statements, the rate limiter.
+
+Also applies one driver workaround: the driver's compiled list decoder rejects null
+elements, and Cassandra 5.0's ``TTL(collection)`` returns ``list<int>`` with a null for
+each element that has no TTL.  Decoding ``list<int>`` with the driver's generic
+(pure-Python) decoder, which maps a null element to None, avoids it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from zdm.config import Config
+from zdm.connect import ConnectError
+from zdm.migrate.ratelimit import RateLimiter
+
+
+def _patch_list_decoder() -> None:
+    try:
+        import cassandra.deserializers as des
+    except ImportError:  # pure-Python driver: already null-safe
+        return
+    setattr(des, "DesListType(Int32Type)", des.GenericDeserializer)
+
+
+_patch_list_decoder()
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How range work runs: shared by migrate and validate."""
+
+    workers: int = 2  # processes; 0 runs everything in the calling process
+    concurrency: int = 4  # ranges in flight per process
+    write_window: int = 128  # writes in flight per range
+    fetch_size: int = 1000
+    rate_limit: float | None = None  # rows/s over all processes; None = unlimited
+    read_consistency: str = "LOCAL_QUORUM"
+    write_consistency: str = "LOCAL_QUORUM"
+    splits: int | None = None  # ranges to cut the ring into; None: 8 per (process x concurrency)
+    request_timeout_s: float = 30.0
+
+    def range_count(self) -> int:
+        return self.splits or max(32, 8 * max(1, self.workers) * self.concurrency)
+
+
+def consistency(name: str) -> int:
+    from cassandra import ConsistencyLevel
+
+    try:
+        return ConsistencyLevel.name_to_value[name.upper()]
+    except KeyError:
+        from zdm.errors import ConfigError
+
+        raise ConfigError(f"unknown consistency level {name!r}",
+                          hint="use e.g. ONE, LOCAL_ONE, QUORUM, LOCAL_QUORUM, ALL") from None
+
+
+def connect(cfg, name: str, request_timeout: float):
+    """A (cluster, session) pair returning rows as plain tuples."""
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, NoHostAvailable
+    from cassandra.query import tuple_factory
+
+    from zdm.connect import make_cluster
+
+    cluster = make_cluster(cfg, name=name, request_timeout=request_timeout)
+    cluster.profile_manager.profiles[EXEC_PROFILE_DEFAULT].row_factory = tuple_factory
+    try:
+        return cluster, cluster.connect()
+    except NoHostAvailable as exc:
+        cluster.shutdown()
+        raise ConnectError(f"{name} ({cfg.contact_points}:{cfg.port}): not reachable: {exc}",
+                           hint=f"check {name}.contact_points and {name}.port in zdm.yaml") from None
+
+
+class WorkerContext:
+    """Sessions to both clusters plus caches; one per process."""
+
+    def __init__(self, config: Config, run: RunSettings, *, rate_share: float | None = None) -> None:
+        self.config = config
+        self.run = run
+        self._origin_cluster, self.origin = connect(config.origin, "origin", run.request_timeout_s)
+        try:
+            self._target_cluster, self.target = connect(config.target, "target", run.request_timeout_s)
+        except BaseException:
+            self._origin_cluster.shutdown()
+            raise
+        self.limiter = RateLimiter(rate_share if rate_share is not None else run.rate_limit)
+        self.read_cl = consistency(run.read_consistency)
+        self.write_cl = consistency(run.write_consistency)
+        self._prepared: dict[tuple[str, str], object] = {}
+        self._parent = os.getppid()
+
+    def prepare(self, side: str, cql: str, *, write: bool = False):
+        key = (side, cql)
+        stmt = self._prepared.get(key)
+        if stmt is None:
+            session = self.origin if side == "origin" else self.target
+            stmt = session.prepare(cql)
+            stmt.consistency_level = self.write_cl if write else self.read_cl
+            stmt.fetch_size = self.run.fetch_size
+            self._prepared[key] = stmt
+        return stmt
+
+    def close(self) -> None:
+        self._origin_cluster.shutdown()
+        self._target_cluster.shutdown()

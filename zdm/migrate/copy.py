@@ -1,0 +1,112 @@
+"""Copy one token range of one table from origin to target: a plain function of (range, settings).
+
+Theory of operation: the range is scanned on origin in token order, a page at a time
+(one page read ahead).  Each row becomes writes (``cells.plan_row``), and a partition's
+static cells are written once, at its first row in the scan.  Writes go out through a
+bounded window; the function returns only when every write has been acknowledged, so a
+range reported done is durably on target.  All writes carry origin's writetimes, so
+redoing a range is harmless, with two exceptions handled by reading target first:
+list appends (elements target already has are skipped) and counters (written as the
+delta ``origin - target``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from zdm.migrate import aio
+from zdm.migrate.cells import Write, counter_deltas, plan_row, plan_static
+from zdm.migrate.context import WorkerContext
+from zdm.migrate.ring import TokenRange
+from zdm.migrate.schema import Kind, TableSpec
+from zdm.migrate.statements import cql_for, values_for
+
+
+def list_elements(spec: TableSpec, row: tuple | None) -> dict[str, list]:
+    """(element, writetime) pairs of each non-frozen list in a scan row."""
+    if row is None:
+        return {}
+    out = {}
+    for c in spec.columns:
+        if c.kind is Kind.LIST and row[c.offset] is not None:
+            out[c.name] = list(zip(row[c.offset], row[c.offset + 1]))
+    return out
+
+
+async def write_all(ctx: WorkerContext, spec: TableSpec, writes: list[Write], key: tuple,
+                    window: aio.WriteWindow) -> None:
+    """Send ``writes`` for the row ``key``; chained writes (list appends) run in order."""
+    for w in writes:
+        stmt = ctx.prepare("target", cql_for(spec, w), write=True)
+        params = values_for(spec, w, key)
+        if w.chain is None:
+            await window.submit(ctx.target, stmt, params)
+        else:
+            await aio.execute(ctx.target, stmt, params)
+
+
+async def target_rows(ctx: WorkerContext, spec: TableSpec, keys: list[tuple],
+                      *, static_only: bool = False) -> list[tuple | None]:
+    """Point reads of target (only for list and counter tables)."""
+    import asyncio
+
+    stmt = ctx.prepare("target", spec.row_select(static_only=static_only))
+    npk = len(spec.partition_key)
+    done = asyncio.get_running_loop().create_future()
+    done.set_result([])
+    # a static-only scan row has a null clustering key: there is no row to read
+    futs = [aio.execute(ctx.target, stmt, k[:npk]) if static_only else
+            done if None in k[npk:] else aio.execute(ctx.target, stmt, k) for k in keys]
+    results = await asyncio.gather(*futs)
+    return [rows[0] if rows else None for rows in results]
+
+
+async def copy_range(ctx: WorkerContext, spec: TableSpec, rng: TokenRange,
+                     on_rows: Callable[[int], None] | None = None) -> int:
+    """Copy ``rng`` of ``spec``; returns the number of origin rows read."""
+    select = ctx.prepare("origin", spec.range_select())
+    window = aio.WriteWindow(ctx.run.write_window)
+    npk = len(spec.partition_key)
+    needs_target = spec.is_counter or spec.has_lists()
+    has_statics = bool(spec.statics)
+    last_pk: tuple | None = None
+    total = 0
+    async for rows in aio.pages(ctx.origin, select, (rng.start, rng.end)):
+        await ctx.limiter.acquire(len(rows))
+        keys = [row[1:1 + spec.key_width] for row in rows]
+        existing = await target_rows(ctx, spec, keys) if needs_target else None
+        for i, row in enumerate(rows):
+            key = keys[i]
+            pk = key[:npk]
+            if has_statics and pk != last_pk:
+                await _copy_statics(ctx, spec, row, key, existing[i] if existing else None, window)
+            last_pk = pk
+            if spec.is_counter:
+                if not spec.clustering_key or key[npk] is not None:
+                    delta = counter_deltas(spec, row, existing[i], static=False)
+                    if delta:
+                        await write_all(ctx, spec, [delta], key, window)
+                continue
+            present = list_elements(spec, existing[i]) if existing else None
+            writes = plan_row(spec, row, present)
+            if writes:
+                await write_all(ctx, spec, writes, key, window)
+        total += len(rows)
+        if on_rows is not None:
+            on_rows(len(rows))
+    await window.drain()
+    return total
+
+
+async def _copy_statics(ctx: WorkerContext, spec: TableSpec, row: tuple, key: tuple,
+                        target_row: tuple | None, window: aio.WriteWindow) -> None:
+    if spec.is_counter or spec.has_lists():
+        # the clustering row may be missing on target; read the static row by partition
+        (target_row,) = await target_rows(ctx, spec, [key], static_only=True)
+    if spec.is_counter:
+        delta = counter_deltas(spec, row, target_row, static=True)
+        writes = [delta] if delta else []
+    else:
+        writes = plan_static(spec, row, list_elements(spec, target_row))
+    if writes:
+        await write_all(ctx, spec, writes, key, window)

@@ -1,0 +1,84 @@
+"""The migration's outcome, per table, and the events a progress display listens to."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class TablePlanned:
+    table: str
+    ranges_total: int
+    ranges_remaining: int
+    rows_before: int
+
+
+@dataclass(frozen=True)
+class RowsCopied:
+    table: str
+    rows: int
+
+
+@dataclass(frozen=True)
+class RangeDone:
+    table: str
+    range: str
+    rows: int
+    table_complete: bool
+
+
+@dataclass(frozen=True)
+class RangeFailed:
+    table: str
+    range: str
+    error: str
+    attempt: int
+    final: bool  # False: it will be retried in smaller pieces
+
+
+@dataclass
+class TableResult:
+    table: str
+    ranges_total: int
+    #: plan ranges already finished by an earlier run (not redone)
+    ranges_skipped: int = 0
+    #: ranges (or retry pieces) finished by this run, as "start:end"
+    ranges_copied: list[str] = field(default_factory=list)
+    rows_copied: int = 0
+    rows_total: int = 0
+    failed_ranges: list[dict] = field(default_factory=list)
+    complete: bool = False
+
+
+@dataclass
+class MigrationReport:
+    tables: list[TableResult]
+    started_at: datetime
+    finished_at: datetime
+    interrupted: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return not self.interrupted and all(t.complete for t in self.tables)
+
+    @property
+    def elapsed_s(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds()
+
+    @property
+    def rows_copied(self) -> int:
+        return sum(t.rows_copied for t in self.tables)
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows_copied / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def to_json(self) -> dict:
+        return {
+            "complete": self.complete, "interrupted": self.interrupted,
+            "started_at": self.started_at.isoformat(), "finished_at": self.finished_at.isoformat(),
+            "elapsed_s": round(self.elapsed_s, 3), "rows_copied": self.rows_copied,
+            "rows_per_s": round(self.rows_per_s, 1),
+            "tables": [asdict(t) for t in self.tables],
+        }

@@ -1,0 +1,45 @@
+"""CQL text and bind values for a :class:`~zdm.migrate.cells.Write`.
+
+A statement depends only on the write's shape (INSERT/UPDATE, static or not, which
+columns with which operation), so the copy prepares each shape once per table.
+"""
+
+from __future__ import annotations
+
+from cassandra.metadata import protect_name
+
+from zdm.migrate.cells import Op, Write
+from zdm.migrate.schema import TableSpec
+
+
+def cql_for(spec: TableSpec, write: Write) -> str:
+    keys = spec.partition_key if write.static else spec.partition_key + spec.clustering_key
+    counter = write.timestamp is None
+    using = "" if counter else " USING TIMESTAMP ? AND TTL ?"
+    if write.insert:
+        cols = [*keys, *(a.column for a in write.assignments)]
+        names = ", ".join(protect_name(c) for c in cols)
+        marks = ", ".join("?" for _ in cols)
+        return f"INSERT INTO {spec.cql_name} ({names}) VALUES ({marks}){using}"
+    sets = []
+    for a in write.assignments:
+        q = protect_name(a.column)
+        if a.op is Op.SET:
+            sets.append(f"{q} = ?")
+        elif a.op is Op.FIELD:
+            sets.append(f"{q}.{protect_name(a.field)} = ?")
+        else:  # ADD and INCR
+            sets.append(f"{q} = {q} + ?")
+    where = " AND ".join(f"{protect_name(k)} = ?" for k in keys)
+    return f"UPDATE {spec.cql_name}{using} SET {', '.join(sets)} WHERE {where}"
+
+
+def values_for(spec: TableSpec, write: Write, key: tuple) -> list:
+    """Bind values in statement order; ``key`` is (partition key..., clustering key...)."""
+    keys = list(key[:len(spec.partition_key)] if write.static else key)
+    assigned = [a.value for a in write.assignments]
+    if write.timestamp is None:
+        return [*assigned, *keys]
+    if write.insert:
+        return [*keys, *assigned, write.timestamp, write.ttl]
+    return [write.timestamp, write.ttl, *assigned, *keys]

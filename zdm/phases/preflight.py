@@ -1,0 +1,335 @@
+"""`zdm preflight`: can this origin be migrated to this target, and what needs care.
+
+Theory of operation: :func:`probe_cluster` is the only I/O: one driver session per
+cluster yields a :class:`ClusterProbe` (release, partitioner, negotiated protocol version,
+the schema of every keyspace, clock samples of every node). :func:`assess` is a pure
+function of the two probes and the scope that returns a :class:`PreflightReport`: one
+:class:`Check` per concern, and the schema comparison table by table. The same scoping
+and :func:`~zdm.phases.schema.fingerprint` serve :func:`live_schema`, which the phase
+machine's 0->1 guard uses to tell whether the schemas changed since the preflight passed.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Iterable, Sequence
+
+from zdm.config import ClusterConfig, Config, ScopeConfig
+from zdm.errors import ZdmError
+from zdm.phases.evidence import PreflightEvidence, record_evidence, utcnow
+from zdm.phases.schema import (SchemaSnapshot, TableDiff, diff, fingerprint, scope_keyspaces,
+                               snapshot_from_metadata)
+from zdm.phases.state import MigrationState
+from zdm.phases.store import StateStore
+
+#: Warn when a node's clock is further than this from this host's (seconds). Write
+#: timestamps decide which write wins; clocks that disagree make origin and target
+#: resolve the same writes differently.
+DEFAULT_MAX_CLOCK_SKEW_S = 0.5
+
+ORIGIN_MIN_CASSANDRA = (2, 1, 6)
+ORIGIN_MIN_DSE = (4, 7, 1)
+
+#: DSE-specific protocol versions the driver may negotiate, as the standard version the
+#: cluster is certain to support too (DSE_V1 and DSE_V2 servers all speak v4).
+_DSE_PROTOCOLS = {65: 4, 66: 4}
+
+
+class Status(enum.Enum):
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+    todo: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "status": self.status.value, "detail": self.detail,
+                "todo": self.todo}
+
+
+@dataclass(frozen=True)
+class ClockSample:
+    node: str
+    skew_s: float         # node's clock minus this host's
+    uncertainty_s: float  # half the round trip of the sample
+
+
+@dataclass(frozen=True)
+class ClusterProbe:
+    """What one cluster told us; ``schema`` covers every keyspace it has."""
+
+    name: str
+    address: str
+    release_version: str
+    partitioner: str
+    protocol_version: int
+    schema: SchemaSnapshot
+    dse_version: str | None = None
+    clock: tuple[ClockSample, ...] = ()
+
+    @property
+    def product(self) -> str:
+        if self.dse_version:
+            return f"DSE {self.dse_version} (Cassandra {self.release_version})"
+        return f"Cassandra {self.release_version}"
+
+
+@dataclass(frozen=True)
+class PreflightReport:
+    checks: tuple[Check, ...]
+    #: one entry per table (or missing keyspace) with a difference or a warning
+    tables: tuple[TableDiff, ...] = ()
+    keyspaces: tuple[str, ...] = ()
+    tables_in_scope: tuple[str, ...] = ()
+    fingerprint: str | None = None
+    at: datetime = field(default_factory=utcnow)
+
+    @property
+    def passed(self) -> bool:
+        return self.fingerprint is not None and all(c.status != Status.FAIL for c in self.checks)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if c.status == Status.FAIL]
+
+    @property
+    def warnings(self) -> list[Check]:
+        return [c for c in self.checks if c.status == Status.WARN]
+
+    def summary(self) -> str:
+        if self.passed:
+            return (f"{len(self.tables_in_scope)} table(s) in {len(self.keyspaces)} keyspace(s) "
+                    f"identical; {len(self.warnings)} warning(s)")
+        return "; ".join(f"{c.name}: {c.detail}" for c in self.failures)[:500]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "fingerprint": self.fingerprint,
+                "keyspaces": list(self.keyspaces), "tables_in_scope": list(self.tables_in_scope),
+                "checks": [c.to_dict() for c in self.checks],
+                "tables": [t.to_dict() for t in self.tables], "summary": self.summary()}
+
+
+# -- I/O ----------------------------------------------------------------------------------
+
+def probe_cluster(cfg: ClusterConfig, name: str, *, clock: bool = True,
+                  samples: int = 3) -> ClusterProbe:
+    """Connect (raising :class:`~zdm.connect.ConnectError`) and read what preflight needs."""
+    from zdm.connect import session
+
+    with session(cfg, name=name) as sess:
+        local = sess.execute("SELECT * FROM system.local").one()
+        metadata = sess.cluster.metadata
+        schema = snapshot_from_metadata(metadata, list(metadata.keyspaces))
+        clocks = _clock_samples(sess, samples) if clock else ()
+        return ClusterProbe(
+            name=name, address=", ".join(f"{h}:{cfg.port}" for h in cfg.contact_points),
+            release_version=str(local.release_version), partitioner=str(local.partitioner),
+            protocol_version=int(sess.cluster.protocol_version), schema=schema,
+            dse_version=getattr(local, "dse_version", None), clock=tuple(clocks))
+
+
+def _clock_samples(sess: Any, samples: int) -> list[ClockSample]:
+    """Each node's clock against this host's: the node's ``now()`` against the midpoint
+    of the round trip, keeping the sample with the shortest round trip."""
+    from cassandra.query import SimpleStatement
+
+    query = SimpleStatement("SELECT toUnixTimestamp(now()) FROM system.local")
+    out = []
+    for host in sorted(sess.cluster.metadata.all_hosts(), key=lambda h: str(h.endpoint)):
+        if host.is_up is False:
+            continue
+        best: ClockSample | None = None
+        for _ in range(samples):
+            try:
+                before = time.time()
+                row = sess.execute(query, host=host).one()
+                after = time.time()
+            except Exception:  # noqa: BLE001 - a node that cannot answer is just not sampled
+                break
+            sample = ClockSample(str(host.endpoint), row[0] / 1000.0 - (before + after) / 2,
+                                 (after - before) / 2)
+            if best is None or sample.uncertainty_s < best.uncertainty_s:
+                best = sample
+        if best is not None:
+            out.append(best)
+    return out
+
+
+# -- pure ---------------------------------------------------------------------------------
+
+def parse_version(text: str | None) -> tuple[int, ...] | None:
+    """``"4.0.0.6816"`` -> (4, 0, 0, 6816); ``"5.0-beta1"`` -> (5, 0); None if no digits."""
+    match = re.match(r"\d+(?:\.\d+)*", (text or "").strip())
+    return tuple(int(p) for p in match.group(0).split(".")) if match else None
+
+
+def _fmt(version: tuple[int, ...]) -> str:
+    return ".".join(map(str, version))
+
+
+def check_versions(origin: ClusterProbe, target: ClusterProbe) -> Check:
+    problems, todo = [], ""
+    if origin.dse_version:
+        have, need, what = parse_version(origin.dse_version), ORIGIN_MIN_DSE, "DSE"
+    else:
+        have, need, what = parse_version(origin.release_version), ORIGIN_MIN_CASSANDRA, "Cassandra"
+    o_rel, t_rel = parse_version(origin.release_version), parse_version(target.release_version)
+    if have is None or o_rel is None or t_rel is None:
+        return Check("release versions", Status.WARN,
+                     f"cannot read the versions (origin {origin.product}, target {target.product})",
+                     "check both clusters' versions by hand")
+    if have < need:
+        problems.append(f"origin runs {what} {_fmt(have)}; zdm needs {what} {_fmt(need)} or newer")
+        todo = f"upgrade origin to {what} {_fmt(need)}+ first"
+    if t_rel < o_rel:
+        problems.append(f"target ({target.product}) is older than origin ({origin.product})")
+        todo = todo or f"use a target running Cassandra {origin.release_version} or newer"
+    detail = "; ".join(problems) or f"origin {origin.product}, target {target.product}"
+    return Check("release versions", Status.FAIL if problems else Status.PASS, detail, todo)
+
+
+def check_protocol(origin: ClusterProbe, target: ClusterProbe) -> Check:
+    o = _DSE_PROTOCOLS.get(origin.protocol_version, origin.protocol_version)
+    t = _DSE_PROTOCOLS.get(target.protocol_version, target.protocol_version)
+    common = min(o, t)
+    if common < 3:
+        return Check("protocol version", Status.FAIL,
+                     f"origin speaks up to v{o}, target up to v{t}; the proxy needs v3 or newer",
+                     "upgrade the cluster that lacks protocol v3")
+    note = "" if o == t else f" (clients must not use v{max(o, t)})"
+    return Check("protocol version", Status.PASS,
+                 f"v{common} is the highest both support: origin v{o}, target v{t}{note}")
+
+
+def check_partitioner(origin: ClusterProbe, target: ClusterProbe) -> Check:
+    short = lambda p: p.rsplit(".", 1)[-1]  # noqa: E731
+    if origin.partitioner == target.partitioner:
+        return Check("partitioner", Status.PASS, short(origin.partitioner))
+    return Check("partitioner", Status.FAIL,
+                 f"origin uses {short(origin.partitioner)}, target {short(target.partitioner)}",
+                 f"recreate target with partitioner: {origin.partitioner}")
+
+
+def check_clock(probes: Sequence[ClusterProbe], max_skew_s: float) -> Check:
+    samples = [(p.name, s) for p in probes for s in p.clock]
+    if not samples:
+        return Check("clock skew", Status.WARN, "no node answered the clock probe",
+                     "check the clocks by hand (NTP) on every node")
+    far = [(n, s) for n, s in samples if abs(s.skew_s) > max_skew_s]
+    worst_name, worst = max(samples, key=lambda ns: abs(ns[1].skew_s))
+    if far:
+        nodes = ", ".join(f"{n} {s.node} {s.skew_s * 1000:+.0f} ms" for n, s in far)
+        return Check("clock skew", Status.WARN,
+                     f"clocks differ from this host's by more than {max_skew_s * 1000:.0f} ms: "
+                     f"{nodes}",
+                     "sync the clocks (NTP) of this host and every node: write timestamps decide "
+                     "which write wins, on origin and target alike")
+    return Check("clock skew", Status.PASS,
+                 f"{len(samples)} node(s) within {max_skew_s * 1000:.0f} ms (largest "
+                 f"{worst.skew_s * 1000:+.0f} ms on {worst_name} {worst.node})")
+
+
+def scoped(origin: SchemaSnapshot, target: SchemaSnapshot,
+           scope: ScopeConfig) -> tuple[list[str], SchemaSnapshot, SchemaSnapshot]:
+    """The keyspaces in scope and both snapshots restricted to them (minus excluded tables)."""
+    keyspaces = scope_keyspaces(origin.keyspaces, scope.keyspaces)
+    return keyspaces, _restrict(origin, keyspaces, scope), _restrict(target, keyspaces, scope)
+
+
+def _restrict(snap: SchemaSnapshot, keyspaces: Iterable[str], scope: ScopeConfig) -> SchemaSnapshot:
+    excluded = set(scope.exclude_tables)
+    out = {}
+    for name in keyspaces:
+        ks = snap.keyspaces.get(name)
+        if ks is not None:
+            out[name] = replace(ks, tables={t: v for t, v in ks.tables.items()
+                                            if f"{name}.{t}" not in excluded})
+    return SchemaSnapshot(out)
+
+
+COUNTER_WARNING = ("counter table: counter updates are not idempotent, so a retried write "
+                   "through the proxy can count twice and a copy cannot reproduce concurrent "
+                   "increments; validate it after the migration and expect to repair it")
+
+
+def assess(origin: ClusterProbe, target: ClusterProbe, scope: ScopeConfig = ScopeConfig(), *,
+           max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S,
+           at: datetime | None = None) -> PreflightReport:
+    """Every check on two probed clusters; pure."""
+    keyspaces, o_snap, t_snap = scoped(origin.schema, target.schema, scope)
+    entries: dict[str, TableDiff] = {d.name: d for d in diff(o_snap, t_snap, keyspaces)}
+    for table in o_snap.tables():
+        if table.is_counter_table:
+            old = entries.get(table.qualified, TableDiff(table.qualified))
+            entries[table.qualified] = replace(old, warnings=(*old.warnings, COUNTER_WARNING))
+    tables = tuple(entries[k] for k in sorted(entries))
+    in_scope = tuple(t.qualified for t in o_snap.tables())
+    differing = [t for t in tables if t.differences]
+    if differing:
+        schema = Check("schema", Status.FAIL,
+                       f"{len(differing)} table(s) or keyspace(s) differ: "
+                       f"{', '.join(t.name for t in differing)}",
+                       "make target's schema match origin's (see the differences per table), "
+                       "then run `zdm preflight` again")
+    elif not keyspaces:
+        schema = Check("schema", Status.WARN, "no keyspace in scope: origin has no "
+                       "non-system keyspace", "create the schema, or set scope.keyspaces")
+    else:
+        schema = Check("schema", Status.PASS,
+                       f"{len(in_scope)} table(s) in {len(keyspaces)} keyspace(s) identical")
+    counters = [t.qualified for t in o_snap.tables() if t.is_counter_table]
+    checks = [check_versions(origin, target), check_protocol(origin, target),
+              check_partitioner(origin, target), schema]
+    if counters:
+        checks.append(Check("counter tables", Status.WARN, ", ".join(counters),
+                            "see the warning on each table"))
+    checks.append(check_clock((origin, target), max_clock_skew_s))
+    return PreflightReport(tuple(checks), tables, tuple(keyspaces), in_scope,
+                           fingerprint(o_snap, t_snap), at or utcnow())
+
+
+def run_preflight(config: Config, *,
+                  max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S) -> PreflightReport:
+    """Probe both clusters and assess them; an unreachable cluster is a failed check."""
+    probes: dict[str, ClusterProbe] = {}
+    failed: list[Check] = []
+    for name, cfg in (("origin", config.origin), ("target", config.target)):
+        try:
+            probes[name] = probe_cluster(cfg, name)
+        except ZdmError as exc:
+            failed.append(Check(f"{name} connection", Status.FAIL, exc.message, exc.hint or ""))
+    if failed:
+        ok = [Check(f"{n} connection", Status.PASS, f"{p.address}: {p.product}")
+              for n, p in probes.items()]
+        return PreflightReport(tuple(ok + failed))
+    report = assess(probes["origin"], probes["target"], config.scope,
+                    max_clock_skew_s=max_clock_skew_s)
+    logins = tuple(Check(f"{n} connection", Status.PASS, f"{p.address}: {p.product}")
+                   for n, p in probes.items())
+    return replace(report, checks=logins + report.checks)
+
+
+def record_preflight(store: StateStore, report: PreflightReport, operator: str) -> MigrationState:
+    """Record the outcome (passing or not) as the ``preflight`` evidence."""
+    evidence = PreflightEvidence(report.passed, report.fingerprint or "", report.at,
+                                 report.summary())
+    return record_evidence(store, evidence, operator, now=report.at)
+
+
+def live_schema(config: Config) -> tuple[str, list[str]]:
+    """The current fingerprint of both schemas in scope, and the tables in scope
+    (``ks.table``), computed exactly as the preflight does."""
+    origin = probe_cluster(config.origin, "origin", clock=False)
+    target = probe_cluster(config.target, "target", clock=False)
+    _, o_snap, t_snap = scoped(origin.schema, target.schema, config.scope)
+    return fingerprint(o_snap, t_snap), [t.qualified for t in o_snap.tables()]
