@@ -209,3 +209,52 @@ def test_two_instances_form_the_topology(zdm_config, ks, origin_session):
     finally:
         for p in proxies:
             p.stop()
+
+
+def test_idle_cluster_connections_get_heartbeats(zdm_config):
+    config = dataclasses.replace(zdm_config, proxy=ProxyConfig(listen_port=free_port(),
+                                                              heartbeat_interval_s=0.2))
+    proxy = RunningProxy(config)
+    try:
+        cluster = driver_cluster(proxy.port, 4)
+        session = cluster.connect()
+        time.sleep(2.0)  # idle: the proxy sends OPTIONS on its cluster connections
+        assert proxy.server.stats.heartbeats >= 4
+        assert session.execute("SELECT release_version FROM system.local").one()
+        assert all(not b.closed for s in proxy.server.sessions for b in s.backends.values())
+        cluster.shutdown()
+    finally:
+        proxy.stop()
+
+
+def test_sigterm_drains_and_exits_cleanly(tmp_path, zdm_config):
+    import subprocess
+    import sys
+
+    port = free_port()
+    cfg = tmp_path / "zdm.yaml"
+    cfg.write_text(f"origin: {{port: {zdm_config.origin.port}}}\ntarget: {{port: {zdm_config.target.port}}}\n"
+                   f"proxy: {{listen_port: {port}}}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "zdm.cli.main", "proxy", "start", "--config", str(cfg)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read()
+                assert time.monotonic() < deadline, "proxy did not start"
+                time.sleep(0.2)
+        cluster = driver_cluster(port, 4)
+        session = cluster.connect()
+        assert session.execute("SELECT release_version FROM system.local").one()
+        proc.terminate()
+        assert proc.wait(20) == 0
+        output = proc.stdout.read()
+        assert "draining" in output
+        cluster.shutdown()
+    finally:
+        if proc.poll() is None:
+            proc.kill()

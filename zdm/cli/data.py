@@ -1,9 +1,206 @@
-"""CLI commands registered by :func:`register` (filled in by the data work)."""
+"""`zdm migrate` and `zdm validate`: thin commands over zdm.migrate / zdm.validate."""
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
+
+from zdm.cli.common import DEFAULT_CONFIG, ConfigPath, command, config_from, console
+
+Keyspaces = Annotated[list[str], typer.Option("--keyspace", "-k", help="Keyspace to include (repeatable; default: scope.keyspaces).")]
+Tables = Annotated[list[str], typer.Option("--table", "-t", help="Only this ks.table (repeatable).")]
+ExcludeTables = Annotated[list[str], typer.Option("--exclude-table", help="Skip this ks.table (repeatable).")]
+ExcludeKeyspaces = Annotated[list[str], typer.Option("--exclude-keyspace", help="Skip this keyspace (repeatable).")]
+Workers = Annotated[int, typer.Option("--workers", "-w", help="Worker processes (0: in this process).")]
+Concurrency = Annotated[int, typer.Option("--concurrency", help="Ranges in flight per worker.")]
+FetchSize = Annotated[int, typer.Option("--fetch-size", help="Rows per page.")]
+RateLimit = Annotated[Optional[float], typer.Option("--rate-limit", help="Rows/s over all workers (default: unlimited).")]
+ReadCL = Annotated[str, typer.Option("--read-consistency", help="Consistency level of reads.")]
+WriteCL = Annotated[str, typer.Option("--write-consistency", help="Consistency level of writes.")]
+Splits = Annotated[Optional[int], typer.Option("--splits", help="Token ranges to cut the ring into.")]
+JsonOut = Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON to this file.", dir_okay=False)]
+NoProgress = Annotated[bool, typer.Option("--no-progress", help="No live progress display.")]
+
+
+def _run_settings(workers, concurrency, fetch_size, rate_limit, read_cl, write_cl, splits):
+    from zdm.errors import ConfigError
+    from zdm.migrate.context import RunSettings, consistency
+
+    for name, value in (("--workers", workers), ("--concurrency", concurrency - 1),
+                        ("--fetch-size", fetch_size - 1)):
+        if value < 0:
+            raise ConfigError(f"{name} is too small", hint="use a positive number")
+    consistency(read_cl), consistency(write_cl)
+    return RunSettings(workers=workers, concurrency=concurrency, fetch_size=fetch_size,
+                       rate_limit=rate_limit, read_consistency=read_cl, write_consistency=write_cl,
+                       splits=splits)
+
+
+class _Progress:
+    """Rich live display: one line per table (ranges done, rows, rows/s, ETA)."""
+
+    def __init__(self, enabled: bool) -> None:
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeRemainingColumn)
+
+        self.enabled = enabled and console.is_terminal
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("ranges  {task.fields[rows]:>10,} rows  {task.fields[rate]:>8,.0f} rows/s"),
+                                 TimeRemainingColumn(), console=console, disable=not self.enabled)
+        self.tasks: dict[str, int] = {}
+        self.rows: dict[str, int] = {}
+        self.start = time.monotonic()
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def plan(self, table: str, total: int, done: int = 0) -> None:
+        self.tasks[table] = self.progress.add_task(table, total=total, completed=done, rows=0, rate=0.0)
+        self.rows[table] = 0
+
+    def rows_copied(self, table: str, n: int) -> None:
+        self.rows[table] += n
+        rate = self.rows[table] / max(1e-6, time.monotonic() - self.start)
+        self.progress.update(self.tasks[table], rows=self.rows[table], rate=rate)
+
+    def range_done(self, table: str) -> None:
+        self.progress.advance(self.tasks[table])
+
+
+def _write_json(path: Path | None, data: dict) -> None:
+    if path is not None:
+        path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        console.print(f"Report written to {path}.")
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the `zdm` app."""
+
+    @app.command()
+    @command
+    def migrate(
+        config: ConfigPath = DEFAULT_CONFIG, keyspace: Keyspaces = [], table: Tables = [],
+        exclude_table: ExcludeTables = [], exclude_keyspace: ExcludeKeyspaces = [],
+        resume: Annotated[bool, typer.Option("--resume", help="Redo only ranges an earlier run did not finish.")] = False,
+        workers: Workers = 2, concurrency: Concurrency = 4, fetch_size: FetchSize = 1000,
+        rate_limit: RateLimit = None, read_consistency: ReadCL = "LOCAL_QUORUM",
+        write_consistency: WriteCL = "LOCAL_QUORUM", splits: Splits = None,
+        json_out: JsonOut = None, no_progress: NoProgress = False,
+    ) -> None:
+        """Copy the tables in scope from origin to target, keeping every cell's writetime and TTL."""
+        from rich.table import Table
+
+        from zdm.migrate import MigrationSettings, Scope
+        from zdm.migrate import migrate as run_migrate
+        from zdm.migrate.report import RangeDone, RangeFailed, RowsCopied, TablePlanned
+
+        cfg = config_from(config)
+        settings = MigrationSettings(
+            scope=Scope(tuple(keyspace), tuple(table), tuple(exclude_table), tuple(exclude_keyspace)),
+            run=_run_settings(workers, concurrency, fetch_size, rate_limit, read_consistency,
+                              write_consistency, splits),
+            resume=resume)
+        with _Progress(not no_progress) as progress:
+            def on_event(e):
+                if isinstance(e, TablePlanned):
+                    progress.plan(e.table, e.ranges_total, e.ranges_total - e.ranges_remaining)
+                elif isinstance(e, RowsCopied):
+                    progress.rows_copied(e.table, e.rows)
+                elif isinstance(e, RangeDone):
+                    progress.range_done(e.table)
+                elif isinstance(e, RangeFailed):
+                    progress.progress.console.print(
+                        f"[yellow]range {e.range} of {e.table} failed (attempt {e.attempt})"
+                        f"{'' if e.final else ', retrying in smaller pieces'}:[/] {e.error}")
+
+            report = run_migrate(cfg, settings, on_event)
+        summary = Table(title="Migration")
+        for col in ("table", "ranges", "skipped (done before)", "rows copied", "failed ranges", "complete"):
+            summary.add_column(col)
+        for t in report.tables:
+            summary.add_row(t.table, str(t.ranges_total), str(t.ranges_skipped), f"{t.rows_copied:,}",
+                            str(len(t.failed_ranges)), "yes" if t.complete else "[red]no[/]")
+        console.print(summary)
+        console.print(f"{report.rows_copied:,} rows in {report.elapsed_s:.1f} s "
+                      f"({report.rows_per_s:,.0f} rows/s).")
+        _write_json(json_out, report.to_json())
+        if report.interrupted:
+            console.print("[yellow]Interrupted.[/] Finished ranges are checkpointed: "
+                          "run `zdm migrate --resume` to continue.")
+            raise typer.Exit(130)
+        if not report.complete:
+            console.print("[red]The migration is not complete:[/] some ranges failed. "
+                          "Fix the cause, then run `zdm migrate --resume`.")
+            raise typer.Exit(1)
+        console.print("[green]Migration complete.[/] Recorded as evidence for `zdm phase advance`.")
+
+    @app.command()
+    @command
+    def validate(
+        config: ConfigPath = DEFAULT_CONFIG, keyspace: Keyspaces = [], table: Tables = [],
+        exclude_table: ExcludeTables = [], exclude_keyspace: ExcludeKeyspaces = [],
+        autocorrect: Annotated[bool, typer.Option("--autocorrect", help="Write origin's differing cells to target (original writetime/TTL; rows only on target are never deleted).")] = False,
+        final: Annotated[bool, typer.Option("--final", help="Record as the final validation (after reads moved to target).")] = False,
+        ttl_tolerance: Annotated[float, typer.Option("--ttl-tolerance", help="Seconds two TTLs may differ by.")] = 5.0,
+        max_listed: Annotated[int, typer.Option("--max-listed", help="Differences listed per table.")] = 100,
+        workers: Workers = 2, concurrency: Concurrency = 4, fetch_size: FetchSize = 1000,
+        rate_limit: RateLimit = None, read_consistency: ReadCL = "LOCAL_QUORUM",
+        write_consistency: WriteCL = "LOCAL_QUORUM", splits: Splits = None,
+        json_out: JsonOut = None, no_progress: NoProgress = False,
+    ) -> None:
+        """Compare origin and target range by range; exit 0 only when they agree."""
+        from rich.table import Table
+
+        from zdm.migrate import Scope
+        from zdm.validate import ValidationParams, ValidationSettings
+        from zdm.validate import validate as run_validate
+
+        cfg = config_from(config)
+        settings = ValidationSettings(
+            scope=Scope(tuple(keyspace), tuple(table), tuple(exclude_table), tuple(exclude_keyspace)),
+            run=_run_settings(workers, concurrency, fetch_size, rate_limit, read_consistency,
+                              write_consistency, splits),
+            params=ValidationParams(ttl_tolerance_s=ttl_tolerance, autocorrect=autocorrect,
+                                    max_listed=max_listed),
+            final=final)
+        with _Progress(not no_progress) as progress:
+            def on_event(e):
+                if e[0] == "planned":
+                    progress.plan(e[1], e[2])
+                elif e[0] == "rows":
+                    progress.rows_copied(e[1], e[2])
+                elif e[0] == "range_done":
+                    progress.range_done(e[1])
+
+            report = run_validate(cfg, settings, on_event)
+        summary = Table(title="Validation")
+        for col in ("table", "rows (origin)", "missing on target", "only on target", "cells differ",
+                    "fixed", "clean"):
+            summary.add_column(col)
+        for t in report.tables:
+            summary.add_row(t.table, f"{t.rows_origin:,}", str(t.missing_on_target), str(t.only_on_target),
+                            str(t.cells_differ), str(t.fixed), "yes" if t.clean else "[red]no[/]")
+        console.print(summary)
+        for t in report.tables:
+            for d in t.differences[:10]:
+                cells = ", ".join(f"{c['column']} {c['aspect']}: {c['origin']!r} vs {c['target']!r}"
+                                  for c in d["cells"])
+                console.print(f"  {t.table} {d['kind']} {d['key']}{' ' + cells if cells else ''}"
+                              f"{' (fixed)' if d['fixed'] else ''}", soft_wrap=True)
+        _write_json(json_out, report.to_json())
+        if report.interrupted:
+            console.print("[yellow]Interrupted.[/]")
+            raise typer.Exit(130)
+        if not report.clean:
+            console.print(f"[red]{report.differences} difference(s) remain.[/] "
+                          + ("" if autocorrect else "Run with --autocorrect to repair target."))
+            raise typer.Exit(1)
+        console.print("[green]Origin and target agree.[/] Recorded as evidence.")

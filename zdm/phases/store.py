@@ -190,7 +190,7 @@ class StateStore:
         """Called by a proxy once it routes by ``revision`` (``routing_status.revision``)."""
         self.update_proxy(name, acked_revision=int(revision), acked_at=iso(utcnow()))
 
-    def update_proxy(self, name: str, **fields: Any) -> dict[str, Any]:
+    def update_proxy(self, name: str, /, **fields: Any) -> dict[str, Any]:
         """Merge ``fields`` (JSON values) into a registered proxy's record; returns the record.
 
         The proxy reports its health this way about once a second, e.g. ``address``,

@@ -46,6 +46,7 @@ class ProxyError(ZdmError):
 class ProxyStats:
     client_connections: int = 0
     reprepares: int = 0
+    heartbeats: int = 0
     async_requests: int = 0
     async_errors: int = 0
     async_mismatches: int = 0
@@ -295,6 +296,7 @@ class ProxyServer:
         for backend in backends:
             backend.sweep(now)
             if not backend.closed and not backend.in_handshake and now - backend.last_activity > heartbeat:
+                self.stats.heartbeats += 1
                 backend.send(CONTROL_VERSION if backend in self._control.values() else
                              (self._session_version(backend) or CONTROL_VERSION),
                              0, Opcode.OPTIONS, b"", _ignore)

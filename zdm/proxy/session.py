@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from zdm.cql import messages as m
 from zdm.cql.classify import Statement, StatementKind, classify
-from zdm.cql.constants import WITH_PAGING_STATE, ErrorCode, Opcode, ResultKind
+from zdm.cql.constants import CUSTOM_PAYLOAD, WITH_PAGING_STATE, ErrorCode, Opcode, ResultKind
 from zdm.cql.errors import ProtocolError, UnsupportedVersion
 from zdm.cql.frame import Frame, encode_unsupported_version
 from zdm.phases.model import Cluster
@@ -383,34 +383,42 @@ class ClientSession:
         self._dual(frame, frame.body, frame.body, Cluster.ORIGIN, both_prepared)
 
     def _execute(self, frame: Frame) -> None:
-        info = m.decode_execute(frame.body, frame.version, flags=frame.flags)
-        entry = self.server.prepared.get(info.prepared_id)
+        body = frame.body
+        if frame.flags & CUSTOM_PAYLOAD:
+            prepared_id = m.decode_execute(body, frame.version, flags=frame.flags).prepared_id
+        else:  # the hot path: <id> is the [short bytes] at the start of the body
+            prepared_id = body[2:2 + int.from_bytes(body[:2], "big")]
+        entry = self.server.prepared.get(prepared_id)
         if entry is None:
             self._error(frame, ErrorCode.UNPREPARED,
                         "zdm proxy: statement not prepared through this proxy; re-prepare it",
-                        unprepared_id=info.prepared_id)
+                        unprepared_id=prepared_id)
             return
         target_body = self._for_target(frame, entry)
         stmt = entry.statement
         routing = self.server.routing
         decision = decide_statement(stmt, entry.keyspace, routing)
         if decision.destination is Destination.BOTH:
-            origin_body = frame.body
-            if stmt.kind in _WRITE_KINDS and not info.has_timestamp:
+            origin_body = body
+            if stmt.kind in _WRITE_KINDS:  # unchanged when the client sent a timestamp
                 ts = time.time_ns() // 1000
                 origin_body = m.add_default_timestamp(Opcode.EXECUTE, origin_body, frame.version, ts,
                                                       flags=frame.flags)
-                target_body = m.add_default_timestamp(Opcode.EXECUTE, target_body, frame.version, ts,
-                                                      flags=frame.flags)
+                if target_body is body:
+                    target_body = origin_body
+                else:
+                    target_body = m.add_default_timestamp(Opcode.EXECUTE, target_body, frame.version, ts,
+                                                          flags=frame.flags)
             self._dual(frame, origin_body, target_body, routing.primary, entry=entry)
             return
         if decision.destination is Destination.PROXY:
             decision = decide_read(routing)  # prepared system.local reads: served by the primary
         cluster = Cluster.ORIGIN if decision.destination is Destination.ORIGIN else Cluster.TARGET
-        if decision.async_secondary and not info.flags & WITH_PAGING_STATE:
-            self._read_async(frame, cluster, frame.body, target_body, entry)
+        if decision.async_secondary and \
+                not m.decode_execute(body, frame.version, flags=frame.flags).flags & WITH_PAGING_STATE:
+            self._read_async(frame, cluster, body, target_body, entry)
             return
-        self._single(frame, frame.body if cluster is Cluster.ORIGIN else target_body, cluster, entry)
+        self._single(frame, body if cluster is Cluster.ORIGIN else target_body, cluster, entry)
 
     def _for_target(self, frame: Frame, entry: PreparedEntry) -> bytes:
         if entry.target_id == entry.origin_id and entry.target_metadata_id == entry.origin_metadata_id:

@@ -1,0 +1,108 @@
+"""Pure parts of migrate: token ranges, cell grouping, checkpoints, rate limiter."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from zdm.migrate.cells import Cell, PK_ONLY_TIMESTAMP, group
+from zdm.migrate.checkpoint import CheckpointStore
+from zdm.migrate.ratelimit import RateLimiter
+from zdm.migrate.ring import FULL_RING, MAX_TOKEN, MIN_TOKEN, TokenRange, split_ring, subtract
+from zdm.migrate.schema import Kind
+
+tokens = st.integers(MIN_TOKEN, MAX_TOKEN)
+
+
+@given(st.lists(tokens, max_size=40), st.integers(1, 300))
+def test_split_ring_covers_the_ring_once_sorted_and_aligned(boundaries, count):
+    ranges = split_ring(boundaries, count)
+    assert ranges[0].start == MIN_TOKEN and ranges[-1].end == MAX_TOKEN
+    assert all(a.end == b.start for a, b in zip(ranges, ranges[1:]))  # contiguous: no gap, no overlap
+    assert ranges == sorted(ranges)
+    ends = {r.end for r in ranges}
+    assert {b for b in boundaries if MIN_TOKEN < b < MAX_TOKEN} <= ends
+    assert len(ranges) >= min(count, 1)
+
+
+@given(st.lists(st.tuples(tokens, tokens).filter(lambda p: p[0] < p[1]).map(lambda p: TokenRange(*p)),
+                max_size=10))
+def test_subtract_leaves_exactly_the_uncovered_tokens(done):
+    rest = subtract([FULL_RING], done)
+    covered = sorted(done + rest)
+    # every point of the ring is in done or rest; rest never overlaps done
+    for r in rest:
+        assert not any(d.start < r.end and r.start < d.end for d in done)
+    assert sum(r.width for r in rest) + _union_width(done) == FULL_RING.width
+    assert covered or not done
+
+
+def _union_width(ranges):
+    total, cur = 0, None
+    for r in sorted(ranges):
+        if cur is None or r.start >= cur[1]:
+            if cur:
+                total += cur[1] - cur[0]
+            cur = [r.start, r.end]
+        else:
+            cur[1] = max(cur[1], r.end)
+    return total + (cur[1] - cur[0] if cur else 0)
+
+
+@pytest.mark.parametrize("rng, pieces, expected", [
+    (TokenRange(0, 10), 2, [TokenRange(0, 5), TokenRange(5, 10)]),
+    (TokenRange(0, 2), 5, [TokenRange(0, 1), TokenRange(1, 2)]),
+    (TokenRange(-5, 5), 1, [TokenRange(-5, 5)]),
+], ids=["even", "narrower-than-pieces", "one"])
+def test_range_split(rng, pieces, expected):
+    assert rng.split(pieces) == expected
+
+
+cells = st.lists(st.builds(Cell, column=st.sampled_from(["a", "b", "c"]), kind=st.just(Kind.SIMPLE),
+                           value=st.integers(), writetime=st.integers(0, 5), ttl=st.sampled_from([0, 60])),
+                 unique_by=lambda c: c.column)
+
+
+@given(cells, st.booleans())
+def test_grouping_keeps_every_cell_once_with_its_own_writetime_and_ttl(cs, marker):
+    writes = group(cs, marker=marker)
+    seen = [(a.column, w.timestamp, w.ttl, a.value) for w in writes for a in w.assignments]
+    assert sorted(seen) == sorted((c.column, c.writetime, c.ttl, c.value) for c in cs)
+    keys = [(w.timestamp, w.ttl) for w in writes if w.assignments]
+    assert len(keys) == len(set(keys))  # cells sharing (writetime, TTL) share one write
+    inserts = [w for w in writes if w.insert]
+    if marker:
+        assert len(inserts) == 1
+        assert inserts[0].timestamp == min((c.writetime for c in cs), default=PK_ONLY_TIMESTAMP)
+    else:
+        assert not inserts
+
+
+def test_a_list_with_several_runs_is_a_chain_of_ordered_appends():
+    cs = [Cell("l", Kind.LIST, 1, 10, 0, run=0), Cell("l", Kind.LIST, 2, 20, 0, run=1),
+          Cell("l", Kind.LIST, 3, 10, 0, run=2), Cell("v", Kind.SIMPLE, "x", 10, 0)]
+    writes = group(cs, marker=True)
+    chain = [w for w in writes if w.chain == "l"]
+    assert [(w.timestamp, w.assignments[0].value) for w in chain] == [(10, [1]), (20, [2]), (10, [3])]
+    assert [w.insert for w in writes if w.chain is None] == [True]
+
+
+def test_checkpoint_round_trips_and_remaining_excludes_done(tmp_path):
+    store = CheckpointStore(tmp_path)
+    plan = split_ring([], 4)
+    cp = store.start("ks.t", plan, "2024-01-01T00:00:00+00:00")
+    store.mark_done(cp, plan[1], 7)
+    loaded = store.load("ks.t")
+    assert loaded.plan == plan and loaded.done == {plan[1]: 7}
+    assert loaded.remaining() == [plan[0], *plan[2:]]
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("rate, calls, expected_last_wait", [
+    (None, [1000, 1000], 0.0), (100, [100], 0.0), (100, [100, 100, 100], 2.0),
+], ids=["unlimited", "within-burst", "beyond-burst"])
+def test_rate_limiter_waits_only_beyond_the_burst(rate, calls, expected_last_wait):
+    limiter = RateLimiter(rate, clock=lambda: 0.0)
+    waits = [limiter.reserve(n) for n in calls]
+    assert waits[-1] == pytest.approx(expected_last_wait)

@@ -1,0 +1,154 @@
+"""The proxy's pure parts: routing decision, response aggregation, prepared-id cache,
+stream ids and the virtual topology."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, strategies as st
+
+from zdm.cql import messages as m
+from zdm.cql.classify import classify
+from zdm.cql.constants import ErrorCode, Opcode
+from zdm.cql.frame import Frame
+from zdm.phases.model import Cluster, Phase, ReadMode, Routing, routing_for
+from zdm.proxy import aggregate
+from zdm.proxy.prepared import PreparedCache, PreparedEntry
+from zdm.proxy.routing import Destination, decide_statement
+from zdm.proxy.streams import StreamIds, StreamsExhausted
+from zdm.proxy.topology import Instance, VirtualTopology, selected_columns
+
+ORIGIN_PRIMARY = routing_for(Phase.PROXY)
+ASYNC = routing_for(Phase.ASYNC_READS)
+TARGET_PRIMARY = routing_for(Phase.TARGET_READS)
+
+ROUTES = [
+    ("insert", "INSERT INTO ks.t (k) VALUES (1)", None, ORIGIN_PRIMARY, Destination.BOTH, False),
+    ("update", "update ks.t set v = 1 where k = 1", None, TARGET_PRIMARY, Destination.BOTH, False),
+    ("delete", "DELETE FROM t WHERE k = 1", "ks", ORIGIN_PRIMARY, Destination.BOTH, False),
+    ("batch", "BEGIN BATCH INSERT INTO t (k) VALUES (1); APPLY BATCH", "ks", ORIGIN_PRIMARY,
+     Destination.BOTH, False),
+    ("ddl", "CREATE TABLE ks.t (k int PRIMARY KEY)", None, ORIGIN_PRIMARY, Destination.BOTH, False),
+    ("use", "USE ks", None, TARGET_PRIMARY, Destination.BOTH, False),
+    ("unknown", "FROBNICATE everything", None, ORIGIN_PRIMARY, Destination.BOTH, False),
+    ("select-origin", "SELECT * FROM ks.t", None, ORIGIN_PRIMARY, Destination.ORIGIN, False),
+    ("select-async", "SELECT * FROM ks.t", None, ASYNC, Destination.ORIGIN, True),
+    ("select-target", "SELECT * FROM ks.t", None, TARGET_PRIMARY, Destination.TARGET, False),
+    ("system-local", "SELECT * FROM system.local WHERE key='local'", None, TARGET_PRIMARY,
+     Destination.PROXY, False),
+    ("system-peers-unqualified", "SELECT * FROM peers_v2", "system", ORIGIN_PRIMARY,
+     Destination.PROXY, False),
+    ("system-schema-from-origin", "SELECT * FROM system_schema.tables", None, TARGET_PRIMARY,
+     Destination.ORIGIN, False),
+    ("system-other-no-async", "SELECT * FROM system.size_estimates", None, ASYNC,
+     Destination.ORIGIN, False),
+    ("comment-first", "/* hi */ -- x\n SELECT v FROM ks.t", None, TARGET_PRIMARY, Destination.TARGET,
+     False),
+]
+
+
+@pytest.mark.parametrize("query, keyspace, routing, dest, async_secondary",
+                         [r[1:] for r in ROUTES], ids=[r[0] for r in ROUTES])
+def test_routing(query, keyspace, routing, dest, async_secondary):
+    decision = decide_statement(classify(query), keyspace, routing)
+    assert decision.destination is dest
+    assert decision.async_secondary is async_secondary
+
+
+def _ok() -> Frame:
+    return Frame(4, True, 0, 1, Opcode.RESULT, m.encode_void_result())
+
+
+def _err(message: str) -> Frame:
+    return Frame(4, True, 0, 1, Opcode.ERROR, m.encode_error(ErrorCode.INVALID, message))
+
+
+class _NoAnswer:
+    pass
+
+
+AGG = [
+    ("both-ok", "p-ok", "s-ok", "p-ok"),
+    ("secondary-fails", "p-ok", "s-err", "s-err"),
+    ("primary-fails", "p-err", "s-ok", "p-err"),
+    ("both-fail", "p-err", "s-err", "p-err"),
+    ("secondary-silent", "p-ok", "s-none", "s-none"),
+    ("primary-silent", "p-none", "s-ok", "p-none"),
+]
+
+
+@pytest.mark.parametrize("primary, secondary, expected", [a[1:] for a in AGG], ids=[a[0] for a in AGG])
+def test_aggregation(primary, secondary, expected):
+    outcomes = {"p-ok": _ok(), "s-ok": _ok(), "p-err": _err("p"), "s-err": _err("s"),
+                "p-none": _NoAnswer(), "s-none": _NoAnswer()}
+    assert aggregate.choose(outcomes[primary], outcomes[secondary]) is outcomes[expected]
+
+
+def test_prepared_cache_maps_and_evicts():
+    cache = PreparedCache(max_entries=2)
+    stmt = classify("SELECT * FROM ks.t")
+    for i in range(3):
+        cache.put(PreparedEntry("q", None, stmt, bytes([i]), bytes([i]) if i else b"\xff"))
+    assert cache.get(b"\x00") is None and len(cache) == 2  # oldest evicted
+    assert cache.target_ids([b"\x01", b"\x02", b"\x09"]) == {}
+    cache.put(PreparedEntry("q", None, stmt, b"\x05", b"\x06"))
+    assert cache.target_ids([b"\x05", b"\x02"]) == {b"\x05": b"\x06"}
+
+
+def test_stream_ids_recycle_and_exhaust():
+    ids = StreamIds(size=3)
+    got = [ids.acquire(n) for n in "abc"]
+    assert sorted(got) == [0, 1, 2]
+    with pytest.raises(StreamsExhausted):
+        ids.acquire("d")
+    assert ids.release(got[1]) == "b"
+    assert ids.release(got[1]) is None  # a second answer on the same id is ignored
+    assert ids.acquire("e") == got[1]
+
+
+@given(st.lists(st.booleans(), max_size=200))
+def test_stream_ids_never_hand_out_a_busy_id(ops):
+    ids = StreamIds(size=16)
+    busy: set[int] = set()
+    for acquire in ops:
+        if acquire and len(busy) < 16:
+            stream = ids.acquire(object())
+            assert stream not in busy
+            busy.add(stream)
+        elif busy:
+            ids.release(busy.pop())
+    assert len(ids) == len(busy)
+
+
+def test_topology_describes_every_instance_once():
+    instances = [Instance("127.0.0.1", 14002), Instance("127.0.0.1", 14003), Instance("10.0.0.9", 9042)]
+    topo = VirtualTopology(instances, {"cluster_name": "prod", "release_version": "4.1.3",
+                                       "data_center": "dc9", "partitioner": "p"})
+    me = instances[1]
+    local = topo.local_row(me)
+    assert (local["rpc_address"], local["rpc_port"], local["cluster_name"]) == ("127.0.0.1", 14003, "prod")
+    peers = topo.peer_rows(me)
+    assert sorted((p["native_address"], p["native_port"]) for p in peers) == [
+        ("10.0.0.9", 9042), ("127.0.0.1", 14002)]
+    tokens = [topo.token_of(i) for i in instances]
+    assert len(set(tokens)) == 3 and int(tokens[0]) == -2**63
+    assert len({local["host_id"], *(p["host_id"] for p in peers)}) == 3
+
+
+def test_topology_answers_selected_columns():
+    topo = VirtualTopology([Instance("127.0.0.1", 14002), Instance("127.0.0.2", 14002)],
+                           {"cluster_name": "c", "schema_version": "5a7a5f26-4b47-3a4e-9f39-2c51c5f3b0b8"})
+    body = topo.answer("peers", "SELECT peer, rpc_address AS addr, schema_version FROM system.peers",
+                       Instance("127.0.0.1", 14002))
+    rows = m.decode_rows(body, 4)
+    assert [c.name for c in rows.columns] == ["peer", "addr", "schema_version"]
+    assert len(rows.rows) == 1
+    assert m.deserialize(rows.columns[1].type, rows.rows[0][1]).exploded == "127.0.0.2"
+
+
+@pytest.mark.parametrize("query, expected", [
+    ("SELECT * FROM system.local", None),
+    ("select key, host_id from system.local where key='local'", [("key", "key"), ("host_id", "host_id")]),
+    ('SELECT "tokens" AS t FROM system.local', [("tokens", "t")]),
+], ids=["star", "plain", "quoted-alias"])
+def test_selected_columns(query, expected):
+    assert selected_columns(query) == expected

@@ -1,0 +1,146 @@
+"""``validate(config, settings) -> ValidationReport``: compare every table in scope, range by range."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable
+
+from zdm.config import Config
+from zdm.errors import ZdmError
+from zdm.migrate.context import RunSettings, WorkerContext
+from zdm.migrate.pool import Job, run_jobs
+from zdm.migrate.ring import TokenRange
+from zdm.migrate.run import Scope, operator, plan_tables
+from zdm.migrate.schema import TableSpec
+from zdm.validate.compare import RangeComparison, ValidationParams, compare_range
+
+
+@dataclass(frozen=True)
+class ValidationSettings:
+    scope: Scope = field(default_factory=Scope)
+    run: RunSettings = field(default_factory=RunSettings)
+    params: ValidationParams = field(default_factory=ValidationParams)
+    final: bool = False  # the validation after reads moved to target
+    max_attempts: int = 3
+    record_evidence: bool = True
+
+
+@dataclass
+class TableValidation:
+    table: str
+    rows_origin: int = 0
+    rows_target: int = 0
+    missing_on_target: int = 0
+    only_on_target: int = 0
+    cells_differ: int = 0
+    fixed: int = 0
+    live_resolved: int = 0
+    differences: list[dict] = field(default_factory=list)
+    failed_ranges: list[dict] = field(default_factory=list)
+
+    @property
+    def found(self) -> int:
+        return self.missing_on_target + self.only_on_target + self.cells_differ
+
+    @property
+    def remaining(self) -> int:
+        return self.found - self.fixed
+
+    @property
+    def clean(self) -> bool:
+        return self.remaining == 0 and not self.failed_ranges
+
+    def add(self, r: RangeComparison, max_listed: int) -> None:
+        for name in ("rows_origin", "rows_target", "missing_on_target", "only_on_target",
+                     "cells_differ", "fixed", "live_resolved"):
+            setattr(self, name, getattr(self, name) + getattr(r, name))
+        room = max_listed - len(self.differences)
+        self.differences.extend(vars(d) for d in r.differences[:max(0, room)])
+
+
+@dataclass
+class ValidationReport:
+    tables: list[TableValidation]
+    started_at: datetime
+    finished_at: datetime
+    autocorrect: bool = False
+    interrupted: bool = False
+
+    @property
+    def differences(self) -> int:
+        return sum(t.remaining for t in self.tables)
+
+    @property
+    def clean(self) -> bool:
+        return not self.interrupted and all(t.clean for t in self.tables)
+
+    @property
+    def elapsed_s(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds()
+
+    def to_json(self) -> dict:
+        return {
+            "clean": self.clean, "differences": self.differences, "autocorrect": self.autocorrect,
+            "interrupted": self.interrupted,
+            "started_at": self.started_at.isoformat(), "finished_at": self.finished_at.isoformat(),
+            "elapsed_s": round(self.elapsed_s, 3),
+            "tables": [{**vars(t), "clean": t.clean, "found": t.found, "remaining": t.remaining}
+                       for t in self.tables],
+        }
+
+
+async def compare_job(ctx: WorkerContext, spec: TableSpec, rng: TokenRange,
+                      params: ValidationParams, on_rows) -> RangeComparison:
+    """The pool's job for validate: one range comparison."""
+    return await compare_range(ctx, spec, rng, params, on_rows)
+
+
+def validate(config: Config, settings: ValidationSettings,
+             on_event: Callable[[tuple], None] | None = None) -> ValidationReport:
+    from zdm.phases.evidence import utcnow
+
+    emit = on_event or (lambda _e: None)
+    started = utcnow()
+    specs, plan = plan_tables(config, settings.scope, settings.run)
+    if not specs:
+        raise ZdmError("no tables in scope", hint="check scope.keyspaces in zdm.yaml or --keyspace")
+    tables = {s.qualified: TableValidation(s.qualified) for s in specs}
+    for s in specs:
+        emit(("planned", s.qualified, len(plan)))
+    listed = settings.params.max_listed
+
+    def handle(event: tuple) -> list[Job]:
+        kind = event[0]
+        if kind == "rows":
+            emit(event)
+            return []
+        job: Job = event[1]
+        if kind == "done":
+            tables[job.table].add(event[2], listed)
+            emit(("range_done", job.table, job.rng.key()))
+            return []
+        if job.attempt < settings.max_attempts and job.rng.width >= 2:
+            return [Job(job.table, piece, job.attempt + 1) for piece in job.rng.split(4)]
+        tables[job.table].failed_ranges.append({"range": job.rng.key(), "error": event[2]})
+        emit(("range_failed", job.table, job.rng.key(), event[2]))
+        return []
+
+    interrupted = False
+    jobs = [Job(s.qualified, r) for s in specs for r in plan]
+    try:
+        run_jobs(config, settings.run, {s.qualified: s for s in specs}, compare_job,
+                 settings.params, jobs, handle)
+    except KeyboardInterrupt:
+        interrupted = True
+    report = ValidationReport(list(tables.values()), started, utcnow(),
+                              autocorrect=settings.params.autocorrect, interrupted=interrupted)
+    if settings.record_evidence and not interrupted:
+        from zdm.phases import StateStore, ValidationEvidence, record_evidence
+
+        evidence = ValidationEvidence(tables=sorted(t.table for t in report.tables if not t.failed_ranges),
+                                      started_at=started, finished_at=report.finished_at,
+                                      differences=report.differences, clean=report.clean,
+                                      final=settings.final)
+        record_evidence(StateStore(config.state_dir), evidence, operator())
+    return report
