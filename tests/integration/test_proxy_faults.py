@@ -95,6 +95,12 @@ def test_lost_target_connection_fails_requests_and_client_recovers(relayed, ks, 
                 raise
             time.sleep(0.5)
     assert origin_session.execute(f"SELECT v FROM {ks}.t WHERE k = 3").one().v == "after"
+    # the proxy's own (control) connection to target was cut too, and comes back by itself
+    from zdm.phases.model import Cluster
+    deadline = time.monotonic() + 10
+    while proxy.server._control[Cluster.TARGET].closed:
+        assert time.monotonic() < deadline, "control connection to target not restored"
+        time.sleep(0.2)
     cluster.shutdown()
 
 

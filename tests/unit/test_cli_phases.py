@@ -342,10 +342,17 @@ def test_status_json_shows_proxies_evidence_async_reads_and_the_next_command(cfg
 
 
 def test_status_when_a_cluster_is_down_warns_and_still_answers(cfg, clusters):
+    assert zdm(cfg, "preflight").exit_code == 0
     clusters.down.add("origin")
     result = zdm(cfg, "status")
     assert result.exit_code == 0
     assert "warning: cannot read the live schemas: origin" in flat(result.stderr)
+    assert "- the current schema fingerprint could not be computed" in flat(result.stdout)
+
+
+def test_status_without_a_passing_preflight_does_not_contact_the_clusters(cfg, clusters):
+    assert zdm(cfg, "status").exit_code == 0
+    assert clusters.probes == 0
 
 
 def test_status_after_cutover(cfg, clusters):

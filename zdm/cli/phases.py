@@ -28,10 +28,10 @@ from zdm.phases.preflight import (DEFAULT_MAX_CLOCK_SKEW_S, PreflightReport, Sta
 phase_app = typer.Typer(help="Move the migration between phases.", no_args_is_help=True)
 
 ToOption = Annotated[int | None, typer.Option(
-    "--to", min=0, max=5, metavar="N", help="The phase to move to (0-5) [default: the next one].")]
+    "--to", min=0, max=5, metavar="N", help="The phase to move to (0-5); default: the next one.")]
 WhyOption = Annotated[str | None, typer.Option("--why", help="Why, for the journal.")]
 OperatorOption = Annotated[str | None, typer.Option(
-    "--operator", help="Who is doing this, for the journal [default: $USER].")]
+    "--operator", help="Who is doing this, for the journal; default: $USER.")]
 AckTimeoutOption = Annotated[float, typer.Option(
     "--ack-timeout", min=0.0, help="Seconds to wait for every proxy to apply a new routing.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -78,8 +78,11 @@ def preflight(
     operator: OperatorOption = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Check origin and target can be migrated (versions, protocol, partitioner, schema
-    parity, clocks) and record the result."""
+    """Check origin and target can be migrated, and record the result.
+
+    Connectivity, release versions, protocol version, partitioner, schema parity per table,
+    counter tables and clock skew.
+    """
     cfg = config_from(config)
     who = _operator(operator)
     report = run_preflight(cfg, max_clock_skew_s=max_clock_skew)
@@ -113,7 +116,7 @@ def _print_preflight(report: PreflightReport) -> None:
     if report.passed:
         console.print(f"[green]Preflight passed[/] ({escape(report.summary())}); recorded with "
                       f"schema fingerprint {report.fingerprint}. Next: deploy the proxy "
-                      "(`zdm proxy start`), then `zdm phase advance`.")
+                      "(`zdm proxy start`), then `zdm phase advance`.", soft_wrap=True)
 
 
 # -- status ---------------------------------------------------------------------------------
@@ -186,12 +189,14 @@ def _print_status(doc: dict[str, Any]) -> None:
         console.print("Evidence: none recorded yet.")
 
     nxt = doc["next"]
+    # soft_wrap: a command split over two lines cannot be copied
     if nxt["command"]:
-        console.print(f"[bold]Next:[/] {escape(nxt['summary'])}: run `{nxt['command']}`")
+        console.print(f"[bold]Next:[/] {escape(nxt['summary'])}: run `{nxt['command']}`",
+                      soft_wrap=True)
     else:
-        console.print(f"[bold]Next:[/] {escape(nxt['summary'])}")
+        console.print(f"[bold]Next:[/] {escape(nxt['summary'])}", soft_wrap=True)
         for r in nxt["reasons"]:
-            console.print(f"  - {escape(r['what'])}\n    → {escape(r['todo'])}")
+            console.print(f"  - {escape(r['what'])}\n    → {escape(r['todo'])}", soft_wrap=True)
 
 
 def _short(detail: dict[str, Any]) -> str:

@@ -112,6 +112,7 @@ class ProxyServer:
         self._idle = asyncio.Event()
         self._state_stamp = None
         self._control: dict[Cluster, BackendConnection] = {}
+        self._reconnecting: set[Cluster] = set()
 
     def _cluster(self, cluster: Cluster) -> ClusterConfig:
         return self.config.origin if cluster is Cluster.ORIGIN else self.config.target
@@ -213,29 +214,36 @@ class ProxyServer:
 
     async def _probe_clusters(self) -> dict:
         """Control connections: reachability, auth requirements, origin's cluster facts."""
-        facts: dict = {}
         for cluster in Cluster:
-            backend = await self._connect(cluster)
-            self._control[cluster] = backend
-            answer = await backend.request(CONTROL_VERSION, Opcode.STARTUP,
-                                           m.encode_startup({"CQL_VERSION": "3.0.0"}))
-            backend.in_handshake = False
-            if not isinstance(answer, Frame) or answer.opcode == Opcode.ERROR:
-                detail = (m.decode_error(answer.body).message if isinstance(answer, Frame)
-                          else answer.message)
-                raise ProxyError(f"{cluster.value} refused the proxy's connection: {detail}")
-            self.requires_auth[cluster] = answer.opcode == Opcode.AUTHENTICATE
-            if self.requires_auth[cluster]:
-                problem = await self.login(backend, CONTROL_VERSION)
-                if problem is not None:
-                    if cluster is Cluster.TARGET:
-                        continue  # clients bring target's credentials; nothing else needs target
-                    raise ProxyError(problem.removeprefix("zdm proxy: "),
-                                     hint=f"set {cluster.value}.username and {cluster.value}.password "
-                                          "(or password_env) in zdm.yaml")
-            if cluster is Cluster.ORIGIN:
-                facts = await self._read_local(backend)
-        return facts
+            await self._open_control(cluster)
+        return await self._read_local(self._control[Cluster.ORIGIN])
+
+    async def _open_control(self, cluster: Cluster) -> None:
+        backend = await self._connect(cluster)
+        self._control[cluster] = backend
+        answer = await backend.request(CONTROL_VERSION, Opcode.STARTUP,
+                                       m.encode_startup({"CQL_VERSION": "3.0.0"}))
+        backend.in_handshake = False
+        if not isinstance(answer, Frame) or answer.opcode == Opcode.ERROR:
+            detail = m.decode_error(answer.body).message if isinstance(answer, Frame) else answer.message
+            raise ProxyError(f"{cluster.value} refused the proxy's connection: {detail}")
+        self.requires_auth[cluster] = answer.opcode == Opcode.AUTHENTICATE
+        if self.requires_auth[cluster]:
+            problem = await self.login(backend, CONTROL_VERSION)
+            if problem is not None and cluster is Cluster.ORIGIN:
+                raise ProxyError(problem.removeprefix("zdm proxy: "),
+                                 hint=f"set {cluster.value}.username and {cluster.value}.password "
+                                      "(or password_env) in zdm.yaml")
+            # target: clients bring target's credentials; the proxy needs none of its own
+
+    async def _reconnect_control(self, cluster: Cluster) -> None:
+        try:
+            await self._open_control(cluster)
+            log.info("control connection to %s restored", cluster.value)
+        except Exception as exc:  # noqa: BLE001 - retried on a later tick
+            log.warning("control connection to %s: %s", cluster.value, exc)
+        finally:
+            self._reconnecting.discard(cluster)
 
     async def _read_local(self, backend: BackendConnection) -> dict:
         answer = await backend.request(CONTROL_VERSION, Opcode.QUERY,
@@ -290,6 +298,10 @@ class ProxyServer:
                 log.exception("proxy tick failed")
 
     def _tick(self, now: float) -> None:
+        for cluster, control in self._control.items():
+            if control.closed and cluster not in self._reconnecting and not self.draining:
+                self._reconnecting.add(cluster)
+                asyncio.ensure_future(self._reconnect_control(cluster))
         heartbeat = self.config.proxy.heartbeat_interval_s
         backends = [b for s in self.sessions for b in s.backends.values()]
         backends.extend(self._control.values())
@@ -299,7 +311,7 @@ class ProxyServer:
                 self.stats.heartbeats += 1
                 backend.send(CONTROL_VERSION if backend in self._control.values() else
                              (self._session_version(backend) or CONTROL_VERSION),
-                             0, Opcode.OPTIONS, b"", _ignore)
+                             0, Opcode.OPTIONS, b"", _heartbeat_answered(backend))
 
     def _session_version(self, backend: BackendConnection) -> int | None:
         for session in self.sessions:
@@ -335,8 +347,12 @@ class ProxyServer:
             client_connections=len(self.sessions))
 
 
-def _ignore(outcome: Outcome) -> None:
-    pass
+def _heartbeat_answered(backend: BackendConnection):
+    def done(outcome: Outcome) -> None:
+        if not isinstance(outcome, Frame):  # no answer: the connection is dead; drop it
+            log.warning("heartbeat on %s failed (%s); closing it", backend.name, outcome.message)
+            backend.close()
+    return done
 
 
 async def serve(config: Config, *, store=None, name: str | None = None, ready=None) -> None:
