@@ -6,6 +6,7 @@ Every test runs over protocol v4 and v5 (v5 with its segment framing).
 from __future__ import annotations
 
 import dataclasses
+import time
 import uuid
 
 import pytest
@@ -169,3 +170,41 @@ def test_system_local_and_peers_are_virtual(client, proxy):
     # other system tables are read from origin
     names = {r.keyspace_name for r in client.execute("SELECT keyspace_name FROM system_schema.keyspaces")}
     assert "system" in names
+
+
+@pytest.mark.parametrize("phase", [3, 4], ids=["async-reads", "target-reads"])
+def test_read_routing_by_phase(zdm_config, origin_session, target_session, phase):
+    from zdm.phases.model import Phase, routing_for
+
+    port = free_port()
+    config = dataclasses.replace(zdm_config, proxy=ProxyConfig(listen_port=port))
+    proxy = RunningProxy(config)
+    proxy.server.routing = routing_for(Phase(phase))
+    cluster = driver_cluster(port, 5)
+    session = cluster.connect()
+    ks = "r_" + uuid.uuid4().hex[:10]
+    try:
+        session.execute(f"CREATE KEYSPACE {ks} WITH replication = "
+                        "{'class': 'SimpleStrategy', 'replication_factor': 1}")
+        session.execute(f"CREATE TABLE {ks}.t (k int PRIMARY KEY, v text)")
+        session.execute(f"INSERT INTO {ks}.t (k, v) VALUES (1, 'same')")
+        origin_session.execute(f"INSERT INTO {ks}.t (k, v) VALUES (2, 'origin')")
+        target_session.execute(f"INSERT INTO {ks}.t (k, v) VALUES (2, 'target')")
+        select = session.prepare(f"SELECT v FROM {ks}.t WHERE k = ?")
+        stats = proxy.server.stats
+        assert session.execute(select, (1,)).one().v == "same"
+        second = session.execute(select, (2,)).one().v
+        simple = session.execute(f"SELECT v FROM {ks}.t WHERE k = 2").one().v
+        if phase == 3:
+            assert second == simple == "origin"  # target's answer is compared, never returned
+            deadline = time.monotonic() + 5
+            while stats.async_requests < 3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert (stats.async_requests, stats.async_mismatches, stats.async_errors) == (3, 2, 0)
+        else:
+            assert second == simple == "target"
+            assert stats.async_requests == 0
+    finally:
+        session.execute(f"DROP KEYSPACE IF EXISTS {ks}")
+        cluster.shutdown()
+        proxy.stop()
