@@ -52,3 +52,21 @@ def start(
                       f"reads from {srv.routing.primary.value} ({auth}). Ctrl-C to stop.")
 
     server.run(cfg, store=store, name=name, ready=ready)
+
+
+@app.command()
+@command
+def deregister(
+    name: Annotated[str, typer.Argument(help="The proxy's name, as `zdm status` shows it.")],
+    config: ConfigPath = DEFAULT_CONFIG,
+) -> None:
+    """Forget a proxy that is gone for good, so it no longer holds up routing changes."""
+    from zdm.phases import StateStore
+
+    store = StateStore(config_from(config).state_dir)
+    known = store.routing_acks()
+    if name not in known:
+        raise ConfigError(f"no proxy named {name!r} is registered",
+                          path="NAME", hint="registered: " + (", ".join(sorted(known)) or "none"))
+    store.deregister_proxy(name)
+    console.print(f"Deregistered proxy {name}. A running proxy of that name registers itself again.")

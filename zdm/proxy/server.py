@@ -166,7 +166,9 @@ class ProxyServer:
             self._tick_task.cancel()
         if self._server is not None:
             await self._server.wait_closed()
-        self._publish_health(running=False)
+        if self.store is not None:
+            # a stopped proxy must not hold up routing changes; `zdm proxy start` registers again
+            self.store.deregister_proxy(self.name)
 
     # -- clusters --------------------------------------------------------------------------
     async def _connect(self, cluster: Cluster, on_event=None, on_lost=None) -> BackendConnection:
@@ -332,14 +334,25 @@ class ProxyServer:
             log.info("routing: %s -> %s (phase %s)", self.routing, state.routing, state.phase.label)
         self.routing = state.routing
         self.routing_revision = state.routing_status.revision
-        self.store.ack_routing(self.name, self.routing_revision)
+        self._registered(self.store.ack_routing, self.name, self.routing_revision)
+
+    def _registered(self, write, *args, **fields) -> None:
+        """A write to this proxy's record; re-registers if an operator deregistered it while running."""
+        from zdm.phases import UnknownProxy
+
+        try:
+            write(*args, **fields)
+        except UnknownProxy:
+            log.warning("proxy %s was deregistered while running; registering it again", self.name)
+            self.store.register_proxy(self.name, f"{self.listen[0]}:{self.listen[1]}")
+            write(*args, **fields)
 
     def _publish_health(self, *, running: bool) -> None:
-        if self.store is None or not hasattr(self.store, "update_proxy"):
+        if self.store is None:
             return
         connected = {c: not b.closed for c, b in self._control.items()}
-        self.store.update_proxy(
-            self.name, address=f"{self.listen[0]}:{self.listen[1]}", pid=os.getpid(),
+        self._registered(
+            self.store.update_proxy, self.name, address=f"{self.listen[0]}:{self.listen[1]}", pid=os.getpid(),
             heartbeat_at=_utc_now() if running else None, running=running,
             origin_connected=connected.get(Cluster.ORIGIN, False),
             target_connected=connected.get(Cluster.TARGET, False),
