@@ -1,5 +1,8 @@
 """Proxy forwarding benchmark: the same workload straight to origin and through the proxy.
 
+For writes and the mixed workload a third path, "dual", has the client write to both
+clusters itself: the proxy must land every write on both, so that is its fair baseline.
+
 Runs against the sandbox (origin 9042, target 9043; `zdm sandbox up`), starts
 `zdm proxy start` as its own process (as in production), and for each workload
 (reads, writes, mixed 80/20) drives a fixed number of concurrent requests with the
@@ -48,10 +51,16 @@ def setup(port: int, rows: int, protocol: int) -> None:
     cluster.shutdown()
 
 
-def run(port: int, workload: str, seconds: float, concurrency: int, rows: int, protocol: int) -> dict:
+def run(port: int, workload: str, seconds: float, concurrency: int, rows: int, protocol: int,
+        dual_port: int | None = None) -> dict:
+    """``dual_port``: the client itself writes to a second cluster too (the fair baseline
+    for writes through the proxy, which must also land on both clusters)."""
     cluster, s = connect(port, protocol)
     select = s.prepare(f"SELECT v FROM {KS}.kv WHERE k = ?")
     insert = s.prepare(f"INSERT INTO {KS}.kv (k, v) VALUES (?, ?)")
+    if dual_port is not None:
+        cluster2, s2 = connect(dual_port, protocol)
+        insert2 = s2.prepare(f"INSERT INTO {KS}.kv (k, v) VALUES (?, ?)")
     read_share = {"reads": 1.0, "writes": 0.0, "mixed": 0.8}[workload]
     rng = random.Random(7)
     latencies: list[float] = []
@@ -66,7 +75,24 @@ def run(port: int, workload: str, seconds: float, concurrency: int, rows: int, p
         if rng.random() < read_share:
             future = s.execute_async(select, (k,))
         else:
-            future = s.execute_async(insert, (k, f"value-{k:08d}" * 4))
+            value = (k, f"value-{k:08d}" * 4)
+            if dual_port is not None:
+                started = time.perf_counter()
+                pending = [2, True]
+
+                def one_done(ok):
+                    with lock:
+                        pending[0] -= 1
+                        pending[1] = pending[1] and ok
+                        last = pending[0] == 0
+                    if last:
+                        finish(started, ok=pending[1])
+
+                for sess, stmt in ((s, insert), (s2, insert2)):
+                    sess.execute_async(stmt, value).add_callbacks(
+                        lambda _r: one_done(True), lambda _e: one_done(False))
+                return
+            future = s.execute_async(insert, value)
         started = time.perf_counter()
         future.add_callbacks(on_done, on_error, callback_args=(started,), errback_args=(started,))
 
@@ -104,6 +130,8 @@ def run(port: int, workload: str, seconds: float, concurrency: int, rows: int, p
     done.wait(seconds + 60)
     elapsed = time.perf_counter() - start
     cluster.shutdown()
+    if dual_port is not None:
+        cluster2.shutdown()
     latencies.sort()
     q = statistics.quantiles(latencies, n=100) if len(latencies) > 100 else [float("nan")] * 99
     return {"ops": len(latencies) / elapsed, "p50": q[49] * 1000, "p99": q[98] * 1000, "errors": errors[0]}
@@ -156,17 +184,26 @@ def main() -> None:
             for workload in args.workloads.split(","):
                 direct = run(9042, workload, args.seconds, args.concurrency, args.rows, args.protocol)
                 via = run(args.proxy_port, workload, args.seconds, args.concurrency, args.rows, args.protocol)
-                for name, r in (("direct", direct), ("proxy", via)):
+                paths = [("direct", direct), ("proxy", via)]
+                if workload != "reads":
+                    dual = run(9042, workload, args.seconds, args.concurrency, args.rows, args.protocol,
+                               dual_port=9043)
+                    paths.insert(1, ("dual", dual))
+                    summary.append((f"{workload} vs dual", via["ops"] / dual["ops"], via["p50"] / dual["p50"],
+                                    via["p99"] / dual["p99"]))
+                for name, r in paths:
                     print(f"{workload:<8} {name:<7} {r['ops']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} "
                           f"{r['errors']:>6}")
-                summary.append((workload, via["ops"] / direct["ops"], via["p50"] / direct["p50"],
+                summary.insert(len(summary) - (workload != "reads"),
+                               (workload, via["ops"] / direct["ops"], via["p50"] / direct["p50"],
                                 via["p99"] / direct["p99"]))
         finally:
             proxy.terminate()
             proxy.wait(30)
-    print("\nproxy / direct:  throughput   p50 latency   p99 latency")
+    print("\nproxy / baseline     throughput   p50 latency   p99 latency")
+    print("(direct: the application on origin alone; dual: the application writing to both clusters itself)")
     for workload, t, p50, p99 in summary:
-        print(f"  {workload:<14} {t:>10.2f}   {p50:>11.2f}   {p99:>11.2f}")
+        print(f"  {workload:<18} {t:>10.2f}   {p50:>11.2f}   {p99:>11.2f}")
 
 
 if __name__ == "__main__":

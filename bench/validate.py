@@ -48,6 +48,8 @@ def main() -> None:
         if not a.keep:
             for s in (o, t):
                 s.execute(f"DROP KEYSPACE IF EXISTS {ks}")
+        for s in (o, t):
+            s.cluster.shutdown()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,22 @@
 """``zdm migrate``: copy pre-existing data from origin to target, cell for cell.
 
 Public API: ``migrate(config, settings) -> MigrationReport`` and the per-range
-``copy_range(ctx, spec, range)`` it is built on.
+``copy_range(ctx, spec, range)`` it is built on (a plain async function of the range
+and the worker's settings, so another engine can run it).
+
+Documented choices and caveats:
+- Writetime and TTL are kept per cell; for non-frozen collections per element and
+  for non-frozen UDTs per field (Cassandra 5.0 exposes them).  On servers that do not,
+  ``WRITETIME(collection)`` is rejected and such tables cannot be copied exactly yet.
+- Row markers cannot be read through CQL: see :mod:`zdm.migrate.cells` (oldest group
+  is an INSERT; primary-key-only rows use timestamp 0 so any live write wins).
+- Sets whose Python order differs from Cassandra's (e.g. set<uuid>) may pair element
+  writetimes with the wrong element when their elements carry different writetimes.
+- Counters are copied as deltas (``target += origin - target``, target read first).
+  A live increment landing between the two reads is counted once on one side and
+  not the other; copy counter tables while no increments run, or re-run migrate after.
+- List appends are made idempotent by reading target's list first; a live append
+  racing the copy may end up ordered differently on target.
 """
 
 from zdm.migrate.context import RunSettings
