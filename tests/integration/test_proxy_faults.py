@@ -264,3 +264,12 @@ def test_sigterm_drains_and_exits_cleanly(tmp_path, zdm_config):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_unreachable_cluster_is_reported_to_the_connecting_client(relayed):
+    proxy, relay = relayed
+    relay.stop_accepting()
+    cluster = driver_cluster(proxy.port, 4)
+    with pytest.raises(NoHostAvailable, match="target .* is not reachable"):
+        cluster.connect()
+    cluster.shutdown()

@@ -24,8 +24,19 @@ class LoopThread:
         return future.result(timeout)
 
     def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
+        async def cancel_all():
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        try:
+            self.call(cancel_all(), timeout=10)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(10)
+            if not self._thread.is_alive():
+                self.loop.close()
 
 
 class RunningProxy:
@@ -88,6 +99,13 @@ class FaultyRelay:
                 dst.close()
 
         await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+
+    def stop_accepting(self) -> None:
+        """Close the listening socket: new connections are refused, as by a node that is down."""
+        async def close():
+            self.server.close()
+            await self.server.wait_closed()
+        self.thread.call(close())
 
     def cut(self) -> None:
         """Drop every current connection (both directions), as a crashed node would."""

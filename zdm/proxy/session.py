@@ -104,16 +104,17 @@ class ClientSession:
         self._opening = asyncio.ensure_future(self._open_backends())
 
     # -- lifecycle -----------------------------------------------------------------
-    async def _open_backends(self) -> None:
+    async def _open_backends(self) -> str | None:
+        """Connect to both clusters; the problem (told to the client at STARTUP), or None."""
         try:
             pairs = await asyncio.gather(*(self.server.open_backend(c, self) for c in Cluster))
-        except Exception as exc:  # noqa: BLE001 - a cluster is unreachable: tell the client
-            self._abort(f"cannot connect to a cluster: {exc}")
-            raise
+        except Exception as exc:  # noqa: BLE001 - a cluster is unreachable
+            return f"zdm proxy: {getattr(exc, 'message', exc)}"
         for cluster, backend in zip(Cluster, pairs):
             self.backends[cluster] = backend
         if self.closed:
             self._close_backends()
+        return None
 
     def backend_lost(self, backend: BackendConnection, reason: str) -> None:
         # the driver reconnects; pending requests were already failed with `reason`
@@ -127,16 +128,12 @@ class ClientSession:
         self.server.session_closed(self)
         if self._opening.done():
             self._close_backends()
+        else:
+            self._opening.cancel()  # a half-open cluster connection is closed by the cancel
 
     def _close_backends(self) -> None:
         for backend in self.backends.values():
             backend.close()
-
-    def _abort(self, message: str) -> None:
-        if self.version is not None:
-            self.respond(0, error_frame(self.version, 0, ErrorCode.SERVER_ERROR,
-                                        f"zdm proxy: {message}"))
-        self.client.close()
 
     def protocol_error(self, exc: ProtocolError) -> None:
         """Malformed input from the client: answer with the error, then close this client only."""
@@ -212,9 +209,11 @@ class ClientSession:
                                 "handshake completed", stream=frame.stream, version=frame.version)
 
     async def _startup(self, frame: Frame) -> None:
-        try:
-            await self._opening
-        except Exception:  # noqa: BLE001 - _open_backends already told the client
+        problem = await self._opening
+        if problem is not None:
+            self.respond(frame.stream, error_frame(frame.version, frame.stream, ErrorCode.SERVER_ERROR,
+                                                   problem))
+            self.client.close()
             return
         options = m.decode_startup(frame.body)
         options.pop("COMPRESSION", None)  # the proxy offers none
