@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from zdm.config import ClusterConfig, Config
+from zdm.sandbox.local import SandboxSettings
 
 ORIGIN_PORT = int(os.environ.get("ZDM_TEST_ORIGIN_PORT", "9042"))
 TARGET_PORT = int(os.environ.get("ZDM_TEST_TARGET_PORT", "9043"))
@@ -43,7 +44,7 @@ def _answers(port: int) -> bool:
 
 @dataclass(frozen=True)
 class SandboxHandle:
-    settings: "local.SandboxSettings"
+    settings: "SandboxSettings"
     #: False when a sandbox that already answered was reused (and will be left running)
     started_here: bool
 

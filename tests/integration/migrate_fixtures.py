@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import decimal
-import ipaddress
 import uuid
 
-from cassandra.util import Duration
 
 from zdm.migrate import MigrationSettings, RunSettings, Scope
 from zdm.validate import ValidationParams, ValidationSettings

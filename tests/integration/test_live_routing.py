@@ -5,16 +5,14 @@ moving to target live (no reconnect), and a rollback moving them back to origin.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import sys
 import time
 import uuid
 
 import pytest
 from typer.testing import CliRunner
 
-from tests.support.net import driver_cluster, free_port
+from tests.support.net import driver_cluster, free_port, start_proxy_process
 from zdm.cli.main import app
 
 runner = CliRunner()
@@ -43,17 +41,7 @@ proxy: {{listen_port: {port}}}
 scope: {{keyspaces: [{ks}]}}
 state_dir: state
 """)
-    proxy = subprocess.Popen([sys.executable, "-m", "zdm.cli.main", "proxy", "start", "--config", str(config)],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            assert proxy.poll() is None, proxy.stdout.read()
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+    proxy = start_proxy_process(config, port)
     yield config, ks, port
     proxy.terminate()
     try:

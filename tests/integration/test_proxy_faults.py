@@ -16,7 +16,7 @@ from cassandra import OperationTimedOut
 from cassandra.cluster import NoHostAvailable
 
 from tests.support.harness import FaultyRelay, RunningProxy
-from tests.support.net import driver_cluster, free_port
+from tests.support.net import driver_cluster, free_port, start_proxy_process
 from zdm.config import ClusterConfig, ProxyConfig
 
 
@@ -234,25 +234,12 @@ def test_idle_cluster_connections_get_heartbeats(zdm_config):
 
 
 def test_sigterm_drains_and_exits_cleanly(tmp_path, zdm_config):
-    import subprocess
-    import sys
-
     port = free_port()
     cfg = tmp_path / "zdm.yaml"
     cfg.write_text(f"origin: {{port: {zdm_config.origin.port}}}\ntarget: {{port: {zdm_config.target.port}}}\n"
                    f"proxy: {{listen_port: {port}}}\n")
-    proc = subprocess.Popen([sys.executable, "-m", "zdm.cli.main", "proxy", "start", "--config", str(cfg)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start_proxy_process(cfg, port)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                assert proc.poll() is None, proc.stdout.read()
-                assert time.monotonic() < deadline, "proxy did not start"
-                time.sleep(0.2)
         cluster = driver_cluster(port, 4)
         session = cluster.connect()
         assert session.execute("SELECT release_version FROM system.local").one()

@@ -22,3 +22,27 @@ def driver_cluster(port: int, protocol_version: int | None = None, **kwargs):
         kwargs["protocol_version"] = protocol_version
     return Cluster(["127.0.0.1"], port=port, execution_profiles={EXEC_PROFILE_DEFAULT: profile},
                    connect_timeout=10, **kwargs)
+
+
+def start_proxy_process(config_path, port: int, timeout: float = 30.0):
+    """`zdm proxy start --config ...` as its own process, as an operator runs it; returns once
+    it accepts connections (or fails with its output)."""
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "zdm.cli.main", "proxy", "start",
+                             "--config", str(config_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return proc
+        except OSError:
+            if proc.poll() is not None:
+                raise AssertionError(f"the proxy exited with {proc.returncode}:\n{proc.stdout.read()}")
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError("the proxy did not start listening") from None
+            time.sleep(0.2)

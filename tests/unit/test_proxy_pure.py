@@ -10,7 +10,7 @@ from zdm.cql import messages as m
 from zdm.cql.classify import classify
 from zdm.cql.constants import ErrorCode, Opcode
 from zdm.cql.frame import Frame
-from zdm.phases.model import Cluster, Phase, ReadMode, Routing, routing_for
+from zdm.phases.model import Phase, routing_for
 from zdm.proxy import aggregate
 from zdm.proxy.prepared import PreparedCache, PreparedEntry
 from zdm.proxy.routing import Destination, decide_statement

@@ -11,12 +11,11 @@ process writes it.  A range counts as done only once all of its rows are written
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from zdm.errors import ZdmError
+from zdm.fsutil import atomic_write
 from zdm.migrate.ring import TokenRange, subtract
 
 FORMAT = 1
@@ -81,17 +80,7 @@ class CheckpointStore:
     def save(self, cp: TableCheckpoint) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.path(cp.table)
-        data = json.dumps(cp.to_json(), indent=1).encode()
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, json.dumps(cp.to_json(), indent=1).encode())
 
     def start(self, table: str, plan: list[TokenRange], started_at: str = "") -> TableCheckpoint:
         """A fresh checkpoint (any previous one is replaced)."""

@@ -29,15 +29,15 @@ import fcntl
 import json
 import os
 import re
-import tempfile
 import time
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from zdm.errors import ZdmError
+from zdm.fsutil import atomic_write
 from zdm.phases.errors import ConcurrentModification, StateCorrupt, UnknownProxy
 from zdm.phases.evidence import iso, parse_time, utcnow
 from zdm.phases.state import MigrationState, StateFormatError, decode, encode
@@ -166,7 +166,7 @@ class StateStore:
             raise ConcurrentModification(expected_revision, found)
         if new.revision != expected_revision + 1:
             raise ValueError(f"new revision {new.revision} must follow {expected_revision}")
-        _atomic_write(self.path, encode(new))
+        atomic_write(self.path, encode(new))
         if journal is not None:
             with open(self.journal_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(journal, sort_keys=True, ensure_ascii=False) + "\n")
@@ -255,7 +255,7 @@ class StateStore:
     def _write_proxy(self, name: str, record: dict[str, Any]) -> None:
         path = self._proxy_file(name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, json.dumps(record, sort_keys=True).encode())
+        atomic_write(path, json.dumps(record, sort_keys=True).encode())
 
     def _proxies(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
@@ -269,23 +269,3 @@ class StateStore:
                 # holds up routing changes rather than being silently ignored.
                 out[path.stem] = {"name": path.stem, "acked_revision": None}
         return out
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-

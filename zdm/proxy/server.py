@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from zdm.config import ClusterConfig, Config, parse_host_port
 from zdm.cql import messages as m
-from zdm.cql.constants import ErrorCode, Opcode, ResultKind
+from zdm.cql.constants import Opcode, ResultKind
 from zdm.cql.frame import Frame
 from zdm.cql.types import deserialize
 from zdm.errors import ZdmError

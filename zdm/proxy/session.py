@@ -33,7 +33,7 @@ from zdm.cql.errors import ProtocolError, UnsupportedVersion
 from zdm.cql.frame import Frame, encode_unsupported_version
 from zdm.phases.model import Cluster
 from zdm.proxy import aggregate
-from zdm.proxy.connection import BackendConnection, ClientConnection, Failure, Outcome
+from zdm.proxy.connection import BackendConnection, ClientConnection, Outcome
 from zdm.proxy.prepared import PreparedEntry
 from zdm.proxy.routing import Decision, Destination, decide_read, decide_statement, other
 

@@ -58,7 +58,7 @@ def up(settings: local.SandboxSettings, *, timeout: float = 300.0, on_step=lambd
     for spec in settings.nodes():
         while True:
             try:
-                version = node.cql_login(spec)
+                node.cql_login(spec)
                 break
             except Exception as exc:  # noqa: BLE001 - retry until the deadline
                 if time.monotonic() > deadline:

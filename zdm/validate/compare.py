@@ -25,7 +25,7 @@ from zdm.migrate.copy import list_elements, write_all
 from zdm.migrate.ring import TokenRange
 from zdm.migrate.schema import TableSpec
 from zdm.validate.diff import CellDiff, _jsonable, diff_row
-from zdm.validate.merge import ORIGIN, TARGET, MergeJoin
+from zdm.validate.merge import ORIGIN, MergeJoin
 
 MISSING = "missing_on_target"
 EXTRA = "only_on_target"
