@@ -1,45 +1,231 @@
-"""The demo: zdm's main job, run end to end on the local sandbox.
+"""The demo: a whole zero-downtime migration on the configured clusters (the sandbox).
 
-Today it proves both clusters answer: for each, a login, its identity, and a write
-read back through the real driver.  Each later capability adds its step here.
+An "application" writes and reads orders the whole time, through the proxy from
+phase 1 on, while the operator's steps run exactly as the CLI runs them: preflight,
+proxy, phases 1 and 2, copy and validation of the pre-existing orders, async dual
+reads, reads from target, a final validation and the cutover.  At the end every
+write the application saw acknowledged is checked on target: none may be missing.
+
+It uses its own keyspace (``zdm_demo``) and its own state directory, so it never
+touches a real migration's state.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import random
+import shutil
+import threading
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable
 
-from zdm.config import ClusterConfig, Config
+from zdm.config import ClusterConfig, Config, ScopeConfig
 from zdm.connect import session
 from zdm.errors import ZdmError
 
 DEMO_KEYSPACE = "zdm_demo"
+OPERATOR = "zdm-demo"
 
 
-@dataclass(frozen=True)
-class ClusterCheck:
-    name: str
-    address: str
-    cluster_name: str
-    release_version: str
-    round_trip_ms: float
+@dataclass
+class DemoReport:
+    pre_existing: int = 0
+    copied: int = 0
+    app_writes: int = 0
+    app_reads: int = 0
+    app_errors: int = 0
+    read_misses: int = 0
+    missing_on_target: int = 0
+    origin_rows: int = 0
+    target_rows: int = 0
+    phases: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return (self.missing_on_target == 0 and self.read_misses == 0 and self.app_errors == 0
+                and self.origin_rows == self.target_rows)
 
 
-def check_cluster(cfg: ClusterConfig, name: str) -> ClusterCheck:
+class _Application:
+    """A client of the proxy: inserts orders and reads back ones it saw acknowledged."""
+
+    def __init__(self, port: int, rate: float) -> None:
+        from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+        from cassandra.policies import RoundRobinPolicy
+
+        profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=20)
+        self.cluster = Cluster(["127.0.0.1"], port=port, execution_profiles={EXEC_PROFILE_DEFAULT: profile})
+        self.session = self.cluster.connect(DEMO_KEYSPACE)
+        self.insert = self.session.prepare(
+            "INSERT INTO orders (customer, order_id, item, qty) VALUES (?, ?, ?, ?)")
+        self.select = self.session.prepare(
+            "SELECT item FROM orders WHERE customer = ? AND order_id = ?")
+        self.rate = rate
+        self.acknowledged: list[tuple[int, uuid.UUID]] = []
+        self.reads = self.writes = self.errors = self.misses = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="demo-application", daemon=True)
+        self._rng = random.Random(1)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        interval = 1.0 / self.rate
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                self._one()
+            except Exception:  # noqa: BLE001 - counted; the demo fails on any error
+                self.errors += 1
+            next_at += interval
+            time.sleep(max(0.0, next_at - time.monotonic()))
+
+    def _one(self) -> None:
+        rng = self._rng
+        if self.acknowledged and rng.random() < 0.5:
+            customer, order_id = rng.choice(self.acknowledged)
+            row = self.session.execute(self.select, (customer, order_id)).one()
+            self.reads += 1
+            if row is None:
+                self.misses += 1
+            return
+        key = (rng.randrange(1000), uuid.uuid1())
+        self.session.execute(self.insert, (*key, rng.choice(("tea", "coffee", "cake")), rng.randint(1, 9)))
+        self.acknowledged.append(key)
+        self.writes += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+        self.cluster.shutdown()
+
+
+def _prepare_data(config: Config, rows: int) -> None:
+    ddl = (f"CREATE KEYSPACE {DEMO_KEYSPACE} WITH replication = "
+           "{'class': 'SimpleStrategy', 'replication_factor': 1}",
+           f"CREATE TABLE {DEMO_KEYSPACE}.orders (customer int, order_id timeuuid, item text, qty int, "
+           "PRIMARY KEY (customer, order_id))")
+    for cfg, name in ((config.origin, "origin"), (config.target, "target")):
+        with session(cfg, name=name) as s:
+            s.execute(f"DROP KEYSPACE IF EXISTS {DEMO_KEYSPACE}", timeout=60)
+            for statement in ddl:
+                s.execute(statement, timeout=60)
+    from cassandra.concurrent import execute_concurrent_with_args
+
+    with session(config.origin, name="origin") as s:
+        insert = s.prepare(f"INSERT INTO {DEMO_KEYSPACE}.orders (customer, order_id, item, qty) "
+                           "VALUES (?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?")
+        week_ago = int((time.time() - 7 * 86400) * 1_000_000)
+        rng = random.Random(0)
+        args = [(i % 1000, uuid.uuid1(), "history", i % 9 + 1, week_ago + i,
+                 86400 * 30 if i % 5 == 0 else 0) for i in range(rows)]
+        execute_concurrent_with_args(s, insert, args, concurrency=64, raise_on_first_error=True)
+        del rng
+
+
+def _count(cfg: ClusterConfig, name: str) -> set[tuple[int, uuid.UUID]]:
+    from cassandra.query import SimpleStatement
+
     with session(cfg, name=name) as s:
-        local = s.execute("SELECT cluster_name, release_version FROM system.local").one()
-        s.execute(f"CREATE KEYSPACE IF NOT EXISTS {DEMO_KEYSPACE} WITH replication = "
-                  "{'class': 'SimpleStrategy', 'replication_factor': 1}")
-        s.execute(f"CREATE TABLE IF NOT EXISTS {DEMO_KEYSPACE}.hello (cluster text PRIMARY KEY, at timestamp)")
-        started = time.perf_counter()
-        s.execute(f"INSERT INTO {DEMO_KEYSPACE}.hello (cluster, at) VALUES (%s, toTimestamp(now()))", (name,))
-        row = s.execute(f"SELECT cluster FROM {DEMO_KEYSPACE}.hello WHERE cluster = %s", (name,)).one()
-        elapsed = (time.perf_counter() - started) * 1000
-        if row is None or row.cluster != name:
-            raise ZdmError(f"{name}: the row just written was not read back")
-        address = ", ".join(f"{h}:{cfg.port}" for h in cfg.contact_points)
-        return ClusterCheck(name, address, local.cluster_name, local.release_version, elapsed)
+        rows = s.execute(SimpleStatement(f"SELECT customer, order_id FROM {DEMO_KEYSPACE}.orders",
+                                         fetch_size=5000), timeout=120)
+        return {(r.customer, r.order_id) for r in rows}
 
 
-def run(config: Config) -> list[ClusterCheck]:
-    return [check_cluster(config.origin, "origin"), check_cluster(config.target, "target")]
+def _validation_summary(report) -> str:
+    t = report.tables[0]
+    return (f"{t.rows_origin} rows on origin and {t.rows_target} on target agree "
+            f"({t.live_resolved} live writes re-read, 0 differences) in {report.elapsed_s:.1f}s")
+
+
+def run(config: Config, say: Callable[[str], None], *, rows: int = 5000, rate: float = 100.0,
+        async_reads: int = 100) -> DemoReport:
+    """Run the demo; ``say`` receives one line per step."""
+    from zdm.migrate import MigrationSettings, RunSettings
+    from zdm.migrate import migrate as run_migrate
+    from zdm.phases import StateStore, advance, confirm_routing
+    from zdm.phases.live import gather_facts
+    from zdm.phases.preflight import record_preflight, run_preflight
+    from zdm.proxy.background import BackgroundProxy
+    from zdm.validate import ValidationSettings
+    from zdm.validate import validate as run_validate
+
+    started = time.monotonic()
+    state_dir = config.state_dir.parent / "demo"
+    shutil.rmtree(state_dir, ignore_errors=True)
+    config = dataclasses.replace(config, scope=ScopeConfig(keyspaces=(DEMO_KEYSPACE,)), state_dir=state_dir)
+    store = StateStore(state_dir)
+    report = DemoReport(pre_existing=rows)
+    work = RunSettings(workers=0, concurrency=4)
+
+    def step(phase_to: int | None = None, **flags) -> None:
+        before = store.load()
+        facts = gather_facts(config, store, state=before, **flags)
+        after = advance(store, facts, to=phase_to, operator=OPERATOR, why="demo")
+        if not after.routing_status.applied:
+            after = confirm_routing(store, operator=OPERATOR, timeout=10)
+        report.phases.append(after.phase.label)
+        say(f"Phase {after.phase.label}: {after.phase.description}")
+
+    say(f"Origin {config.origin.endpoints()[0]} and target {config.target.endpoints()[0]}: creating "
+        f"{DEMO_KEYSPACE}.orders on both, and {rows} orders on origin (a week old, some with a TTL)")
+    _prepare_data(config, rows)
+
+    preflight = run_preflight(config)
+    record_preflight(store, preflight, OPERATOR)
+    if not preflight.passed:
+        raise ZdmError("the demo's preflight failed: " + preflight.summary())
+    say(f"Preflight passed: {preflight.summary()}")
+
+    proxy = BackgroundProxy(config, store=store, name="demo-proxy")
+    app = None
+    try:
+        say(f"Proxy listening on {config.proxy.listen_host}:{proxy.port}; "
+            f"the application now connects to it and writes {rate:g} requests/s")
+        app = _Application(proxy.port, rate)
+        app.start()
+        time.sleep(1.5)  # the proxy publishes its health once a second
+        step()
+        step(confirm_clients_on_proxy=True)
+
+        migration = run_migrate(config, MigrationSettings(run=work))
+        report.copied = migration.rows_copied
+        say(f"Migrated {migration.rows_copied} rows in {migration.elapsed_s:.1f}s with their writetimes "
+            "and TTLs, while the application kept writing")
+        validation = run_validate(config, ValidationSettings(run=work))
+        if not validation.clean:
+            raise ZdmError(f"the demo's validation found {validation.differences} differences")
+        say(f"Validated: {_validation_summary(validation)}")
+
+        step()  # 3: async dual reads
+        deadline = time.monotonic() + 60
+        while proxy.server.stats.async_requests < async_reads and time.monotonic() < deadline:
+            time.sleep(0.2)
+        stats = proxy.server.stats
+        time.sleep(1.2)  # let the proxy publish the counters the guard reads
+        say(f"Async reads: {stats.async_requests} reads also sent to target, "
+            f"{stats.async_mismatches} mismatches, {stats.async_errors} errors")
+        step()  # 4: reads from target
+        time.sleep(2)
+        final = run_validate(config, ValidationSettings(run=work, final=True))
+        if not final.clean:
+            raise ZdmError(f"the demo's final validation found {final.differences} differences")
+        say(f"Final validation with reads on target: {_validation_summary(final)}")
+        step(confirm_clients_on_target=True)  # 5: cutover
+    finally:
+        if app is not None:
+            app.stop()
+        proxy.stop()
+
+    report.app_writes, report.app_reads = app.writes, app.reads
+    report.app_errors, report.read_misses = app.errors, app.misses
+    on_target = _count(config.target, "target")
+    on_origin = _count(config.origin, "origin")
+    report.origin_rows, report.target_rows = len(on_origin), len(on_target)
+    report.missing_on_target = len(set(app.acknowledged) - on_target)
+    report.seconds = time.monotonic() - started
+    return report

@@ -7,67 +7,10 @@ runs on an event loop in a background thread; tests drive it through blocking ca
 from __future__ import annotations
 
 import asyncio
-import threading
-from concurrent.futures import Future
 
+from zdm.proxy.background import BackgroundProxy as RunningProxy, LoopThread
 
-class LoopThread:
-    """An event loop in a daemon thread; ``call(coro)`` runs a coroutine on it and waits."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-
-    def call(self, coro, timeout: float = 60.0):
-        future: Future = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        return future.result(timeout)
-
-    def stop(self) -> None:
-        async def cancel_all():
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        try:
-            self.call(cancel_all(), timeout=10)
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(10)
-            if not self._thread.is_alive():
-                self.loop.close()
-
-
-class RunningProxy:
-    """A :class:`~zdm.proxy.server.ProxyServer` serving on its own loop thread."""
-
-    def __init__(self, config, *, store=None, name=None) -> None:
-        from zdm.proxy.server import ProxyServer
-
-        self.thread = LoopThread()
-
-        async def make():
-            server = ProxyServer(config, state_store=store, name=name)
-            await server.start()
-            return server
-
-        try:
-            self.server = self.thread.call(make())
-        except BaseException:
-            self.thread.stop()
-            raise
-        self.port = self.server.port
-
-    def shutdown(self, drain_timeout: float = 5.0) -> None:
-        self.thread.call(self.server.shutdown(drain_timeout))
-
-    def stop(self) -> None:
-        try:
-            if not self.server.draining:
-                self.shutdown(1.0)
-        finally:
-            self.thread.stop()
+__all__ = ["FaultyRelay", "LoopThread", "RunningProxy"]
 
 
 class FaultyRelay:

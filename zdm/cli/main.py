@@ -50,20 +50,31 @@ def init(
 
 @app.command()
 @command
-def demo(config: ConfigPath = DEFAULT_CONFIG) -> None:
-    """Run zdm's main job on the configured clusters (the sandbox, by default)."""
-    from rich.table import Table
-
+def demo(
+    config: ConfigPath = DEFAULT_CONFIG,
+    rows: Annotated[int, typer.Option(min=1, help="Pre-existing orders to migrate.")] = 5000,
+    rate: Annotated[float, typer.Option(min=1, help="The application's requests per second.")] = 100.0,
+) -> None:
+    """A whole zero-downtime migration on the configured clusters (the sandbox, by default),
+    with an application writing and reading through it all."""
     from zdm import demo as demo_mod
 
-    checks = demo_mod.run(config_from(config))
-    table = Table(title="Both clusters answer")
-    for col in ("cluster", "address", "cluster_name", "release", "write+read"):
-        table.add_column(col)
-    for c in checks:
-        table.add_row(c.name, c.address, c.cluster_name, c.release_version, f"{c.round_trip_ms:.1f} ms")
-    console.print(table)
-    console.print("[green]origin and target are up and accept writes.[/]")
+    cfg = config_from(config)
+    console.rule("zdm demo: a zero-downtime migration, origin -> target")
+    count = iter(range(1, 100))
+    report = demo_mod.run(cfg, lambda line: console.print(f"[bold cyan]{next(count):>2}.[/] {line}"),
+                          rows=rows, rate=rate)
+    console.rule("result")
+    console.print(
+        f"The application made {report.app_writes} writes and {report.app_reads} reads during the "
+        f"migration: {report.app_errors} errors, {report.read_misses} reads of acknowledged writes "
+        f"that found nothing.
+{report.pre_existing} pre-existing rows were copied; origin has "
+        f"{report.origin_rows} rows and target {report.target_rows}; acknowledged writes missing on "
+        f"target: {report.missing_on_target}.  ({report.seconds:.0f}s)")
+    if not report.ok:
+        raise ZdmError("the demo found a problem (see the figures above)")
+    console.print("[bold green]No downtime, no lost write:[/] the application now uses target.")
 
 
 if __name__ == "__main__":  # pragma: no cover
