@@ -68,8 +68,7 @@ def demo(
     console.print(
         f"The application made {report.app_writes} writes and {report.app_reads} reads during the "
         f"migration: {report.app_errors} errors, {report.read_misses} reads of acknowledged writes "
-        f"that found nothing.
-{report.pre_existing} pre-existing rows were copied; origin has "
+        f"that found nothing.\n{report.pre_existing} pre-existing rows were copied; origin has "
         f"{report.origin_rows} rows and target {report.target_rows}; acknowledged writes missing on "
         f"target: {report.missing_on_target}.  ({report.seconds:.0f}s)")
     if not report.ok:
