@@ -139,12 +139,13 @@ class ClientSession:
         """Malformed input from the client: answer with the error, then close this client only."""
         version = exc.version if exc.version in (3, 4, 5) else (self.version or 4)
         if isinstance(exc, UnsupportedVersion):
-            # the driver reconnects with a lower version
+            # normal negotiation: drivers try their newest version first, then downgrade
             self.client.write(encode_unsupported_version(exc.version, exc.stream))
+            log.info("client %s: %s", self.client.peer, exc.message)
         else:
             frame = error_frame(version, exc.stream or 0, exc.code, f"zdm proxy: {exc.message}")
             self.client.write(frame.header(), frame.body)
-        log.warning("client %s: %s; closing its connection", self.client.peer, exc.message)
+            log.warning("client %s: %s; closing its connection", self.client.peer, exc.message)
         self.client.close()
 
     # -- replies ---------------------------------------------------------------------
