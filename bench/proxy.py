@@ -164,6 +164,8 @@ def main() -> None:
     ap.add_argument("--protocol", type=int, default=4, choices=(4, 5))
     ap.add_argument("--proxy-port", type=int, default=14092)
     ap.add_argument("--workloads", default="reads,writes,mixed")
+    ap.add_argument("--warmup", type=float, default=5, help="seconds of unmeasured load on each path "
+                    "before the first workload (JIT, caches, connections)")
     args = ap.parse_args()
 
     setup(9042, args.rows, args.protocol)
@@ -181,6 +183,9 @@ def main() -> None:
         print(f"{'workload':<8} {'path':<7} {'ops/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
         summary = []
         try:
+            if args.warmup > 0:
+                for port in (9042, args.proxy_port):
+                    run(port, "mixed", args.warmup, args.concurrency, args.rows, args.protocol)
             for workload in args.workloads.split(","):
                 direct = run(9042, workload, args.seconds, args.concurrency, args.rows, args.protocol)
                 via = run(args.proxy_port, workload, args.seconds, args.concurrency, args.rows, args.protocol)
