@@ -123,8 +123,9 @@ def register(app: typer.Typer) -> None:
 
             report = run_migrate(cfg, settings, on_event)
         summary = Table(title="Migration")
-        for col in ("table", "ranges", "skipped (done before)", "rows copied", "failed ranges", "complete"):
-            summary.add_column(col)
+        summary.add_column("table", no_wrap=True)
+        for col in ("ranges", "resumed", "rows", "failed", "complete"):
+            summary.add_column(col, justify="right")
         for t in report.tables:
             summary.add_row(t.table, str(t.ranges_total), str(t.ranges_skipped), f"{t.rows_copied:,}",
                             str(len(t.failed_ranges)), "yes" if t.complete else "[red]no[/]")
@@ -182,7 +183,8 @@ def register(app: typer.Typer) -> None:
 
             report = run_validate(cfg, settings, on_event)
         summary = Table(title="Validation")
-        for col in ("table", "rows (origin)", "missing on target", "only on target", "cells differ",
+        summary.add_column("table", no_wrap=True)
+        for col in ("rows (origin)", "missing on target", "only on target", "cells differ",
                     "fixed", "clean"):
             summary.add_column(col)
         for t in report.tables:
