@@ -10,7 +10,7 @@ import typer
 from zdm.cli import data, phases, proxy, sandbox
 from zdm.cli.common import DEFAULT_CONFIG, ConfigPath, command, config_from, console, flags
 from zdm.config import TEMPLATE, load_config
-from zdm.errors import ConfigError
+from zdm.errors import ConfigError, ZdmError
 
 app = typer.Typer(
     name="zdm",
