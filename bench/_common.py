@@ -65,3 +65,12 @@ def side_by_side(title: str, zdm_rows: int, zdm_s: float, base_rows: int, base_s
     print(f"  {'zdm':<28}{zdm_rows:>12,}{zdm_s:>10.1f}{z:>12,.0f}")
     print(f"  {base_name:<28}{base_rows:>12,}{base_s:>10.1f}{b:>12,.0f}")
     print(f"  ratio zdm / baseline: {z / b:.1f}x")
+
+
+def teardown(o, t, ks: str, keep: bool) -> None:
+    """Drop the bench keyspace (unless --keep) and close both sessions."""
+    if not keep:
+        for s in (o, t):
+            s.execute(f"DROP KEYSPACE IF EXISTS {ks}")
+    for s in (o, t):
+        s.cluster.shutdown()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from _common import args, config, sessions, setup, side_by_side
+from _common import args, config, sessions, setup, side_by_side, teardown
 
 from zdm.migrate import MigrationSettings, RunSettings, Scope, migrate
 
@@ -39,11 +39,7 @@ def main() -> None:
         side_by_side(f"migrate ({a.rows:,} rows, {a.workers} workers)", report.rows_copied, zdm_s,
                      base_rows, base_s, "naive copy loop")
     finally:
-        if not a.keep:
-            for s in (o, t):
-                s.execute(f"DROP KEYSPACE IF EXISTS {ks}")
-        for s in (o, t):
-            s.cluster.shutdown()
+        teardown(o, t, ks, a.keep)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from _common import args, config, sessions, setup, side_by_side
+from _common import args, config, sessions, setup, side_by_side, teardown
 
 from zdm.migrate import MigrationSettings, RunSettings, Scope, migrate
 from zdm.validate import ValidationSettings, validate
@@ -45,11 +45,7 @@ def main() -> None:
         side_by_side(f"validate ({a.rows:,} rows, {a.workers} workers)", report.tables[0].rows_origin,
                      zdm_s, base_rows, base_s, "per-row point reads")
     finally:
-        if not a.keep:
-            for s in (o, t):
-                s.execute(f"DROP KEYSPACE IF EXISTS {ks}")
-        for s in (o, t):
-            s.cluster.shutdown()
+        teardown(o, t, ks, a.keep)
 
 
 if __name__ == "__main__":

@@ -120,11 +120,9 @@ def _prepare_data(config: Config, rows: int) -> None:
         insert = s.prepare(f"INSERT INTO {DEMO_KEYSPACE}.orders (customer, order_id, item, qty) "
                            "VALUES (?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?")
         week_ago = int((time.time() - 7 * 86400) * 1_000_000)
-        rng = random.Random(0)
         args = [(i % 1000, uuid.uuid1(), "history", i % 9 + 1, week_ago + i,
                  86400 * 30 if i % 5 == 0 else 0) for i in range(rows)]
         execute_concurrent_with_args(s, insert, args, concurrency=64, raise_on_first_error=True)
-        del rng
 
 
 def _count(cfg: ClusterConfig, name: str) -> set[tuple[int, uuid.UUID]]:

@@ -9,7 +9,6 @@ import dataclasses
 import socket
 import struct
 import time
-import uuid
 
 import pytest
 from cassandra import OperationTimedOut
@@ -21,15 +20,11 @@ from zdm.config import ClusterConfig, ProxyConfig
 
 
 @pytest.fixture()
-def ks(origin_session, target_session):
-    name = "f_" + uuid.uuid4().hex[:10]
+def ks(keyspace, origin_session, target_session):
+    """The session's fresh keyspace, with table t on both clusters."""
     for s in (origin_session, target_session):
-        s.execute(f"CREATE KEYSPACE {name} WITH replication = "
-                  "{'class': 'SimpleStrategy', 'replication_factor': 1}")
-        s.execute(f"CREATE TABLE {name}.t (k int PRIMARY KEY, v text)")
-    yield name
-    for s in (origin_session, target_session):
-        s.execute(f"DROP KEYSPACE IF EXISTS {name}")
+        s.execute(f"CREATE TABLE {keyspace}.t (k int PRIMARY KEY, v text)")
+    return keyspace
 
 
 @pytest.fixture()

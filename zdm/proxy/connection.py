@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import time
 from typing import Callable
-
-import struct
 
 from zdm.cql.constants import COMPRESSION, Opcode
 from zdm.cql.errors import ProtocolError
@@ -108,6 +107,7 @@ class BackendConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.out = _Output()
         self.in_handshake = True
+        self.version = 4  # the protocol version spoken once the handshake is done
         self.closed = False
         self.last_activity = time.monotonic()
         self.connected = asyncio.get_running_loop().create_future()

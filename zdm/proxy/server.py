@@ -17,6 +17,7 @@ import datetime
 import itertools
 import logging
 import os
+import socket
 import time
 from dataclasses import dataclass, field
 
@@ -51,7 +52,6 @@ class ProxyStats:
     async_errors: int = 0
     async_mismatches: int = 0
     async_since: str = field(default_factory=lambda: _utc_now())
-    mismatch_samples: list = field(default_factory=list)
 
     def compare_async_read(self, primary: Outcome, secondary: Outcome, version: int) -> None:
         self.async_requests += 1
@@ -68,8 +68,6 @@ class ProxyStats:
             same = False
         if not same:
             self.async_mismatches += 1
-            if len(self.mismatch_samples) < 20:
-                self.mismatch_samples.append(_utc_now())
 
     def async_reads(self) -> dict:
         return {"requests": self.async_requests, "errors": self.async_errors,
@@ -184,8 +182,6 @@ class ProxyServer:
             raise ProxyError(f"{cluster.value} ({address[0]}:{address[1]}) is not reachable: "
                              f"{exc or 'timed out'}",
                              hint=f"check {cluster.value}.contact_points / {cluster.value}.port") from None
-        import socket
-
         sock = backend.transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -271,9 +267,6 @@ class ProxyServer:
         self.stats.client_connections += 1
         return session
 
-    def session_ready(self, session: ClientSession) -> None:
-        pass
-
     def session_closed(self, session: ClientSession) -> None:
         self.sessions.discard(session)
         self._idle.set()
@@ -311,15 +304,7 @@ class ProxyServer:
             backend.sweep(now)
             if not backend.closed and not backend.in_handshake and now - backend.last_activity > heartbeat:
                 self.stats.heartbeats += 1
-                backend.send(CONTROL_VERSION if backend in self._control.values() else
-                             (self._session_version(backend) or CONTROL_VERSION),
-                             0, Opcode.OPTIONS, b"", _heartbeat_answered(backend))
-
-    def _session_version(self, backend: BackendConnection) -> int | None:
-        for session in self.sessions:
-            if backend in session.backends.values():
-                return session.version
-        return None
+                backend.send(backend.version, 0, Opcode.OPTIONS, b"", _heartbeat_answered(backend))
 
     def _apply_state(self, initial: bool = False) -> None:
         """Pick up a routing change from the state directory; acknowledge it."""

@@ -27,7 +27,7 @@ import time
 from typing import TYPE_CHECKING
 
 from zdm.cql import messages as m
-from zdm.cql.classify import Statement, StatementKind, classify
+from zdm.cql.classify import StatementKind, classify
 from zdm.cql.constants import CUSTOM_PAYLOAD, WITH_PAGING_STATE, ErrorCode, Opcode, ResultKind
 from zdm.cql.errors import ProtocolError, UnsupportedVersion
 from zdm.cql.frame import Frame, encode_unsupported_version
@@ -42,9 +42,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("zdm.proxy")
 
-_WRITE_KINDS = frozenset({StatementKind.INSERT, StatementKind.UPDATE, StatementKind.DELETE,
-                          StatementKind.BATCH})
-_USE = Statement(StatementKind.USE)
 
 
 def error_frame(version: int, stream: int, code: int, message: str, *,
@@ -231,6 +228,7 @@ class ClientSession:
         needs_auth = {c for c, a in by_cluster.items() if a.opcode == Opcode.AUTHENTICATE}
         for backend in self.backends.values():
             backend.in_handshake = False
+            backend.version = frame.version
         if not needs_auth:
             self._finish_handshake(frame, Opcode.READY, b"")
             return
@@ -262,7 +260,6 @@ class ClientSession:
             self.client.start_segments()
         if ready:
             self.ready = True
-            self.server.session_ready(self)
 
     async def _auth_response(self, frame: Frame) -> None:
         answer = await self.backends[self.auth_cluster].request(frame.version, Opcode.AUTH_RESPONSE,
@@ -271,7 +268,6 @@ class ClientSession:
             self.in_flight -= 1
             self.client.write(answer.header(frame.stream), answer.body)
             self.ready = True
-            self.server.session_ready(self)
             return
         self.respond(frame.stream, _failure_frame(frame.version, frame.stream, answer))
 
@@ -289,7 +285,7 @@ class ClientSession:
             return
         if dest is Destination.BOTH:
             body = frame.body
-            if stmt.kind in _WRITE_KINDS and not info.has_timestamp:
+            if stmt.is_write and not info.has_timestamp:
                 body = m.add_default_timestamp(Opcode.QUERY, body, frame.version,
                                                time.time_ns() // 1000, flags=frame.flags)
             on_success = self._use_succeeded if stmt.kind is StatementKind.USE else None
@@ -400,7 +396,7 @@ class ClientSession:
         decision = decide_statement(stmt, entry.keyspace, routing)
         if decision.destination is Destination.BOTH:
             origin_body = body
-            if stmt.kind in _WRITE_KINDS:  # unchanged when the client sent a timestamp
+            if stmt.is_write:  # unchanged when the client sent a timestamp
                 ts = time.time_ns() // 1000
                 origin_body = m.add_default_timestamp(Opcode.EXECUTE, origin_body, frame.version, ts,
                                                       flags=frame.flags)
