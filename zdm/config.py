@@ -62,6 +62,13 @@ class ProxyConfig:
     heartbeat_interval_s: float = 30.0
     #: stable name of this instance in the state directory (default host:port)
     name: str | None = None
+    #: processes serving clients, each with its own event loop (default: one per core)
+    workers: int | None = None
+    #: client connections one instance serves at most; past it a client is told and closed
+    max_client_connections: int = 1000
+
+    def worker_processes(self) -> int:
+        return self.workers or os.cpu_count() or 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +177,9 @@ def _build(cls: type, raw: Any, where: str, prefix: str) -> Any:
             _parse_host_port(inst, where, f"{prefix}.instances[{i}]")
         if kwargs.get("max_frame_bytes", 1024) < 1024:
             raise ConfigError("must be at least 1024", path=where, key=f"{prefix}.max_frame_bytes")
+        for name in ("workers", "max_client_connections"):
+            if kwargs.get(name) is not None and kwargs[name] < 1:
+                raise ConfigError("must be at least 1", path=where, key=f"{prefix}.{name}")
     for name in ("connect_timeout_s", "request_timeout_s", "heartbeat_interval_s"):
         if name in kwargs and kwargs[name] <= 0:
             raise ConfigError("must be a positive number of seconds", path=where, key=f"{prefix}.{name}")
@@ -280,6 +290,8 @@ proxy:                       # the dual-writing CQL proxy (`zdm proxy start`)
   # max_frame_bytes: 268435456
   # request_timeout_s: 10
   # heartbeat_interval_s: 30
+  # workers: 4                 # processes serving clients; default: one per core
+  # max_client_connections: 1000
 
 scope:                       # what to migrate and validate; empty = every non-system keyspace
   keyspaces: []

@@ -27,18 +27,28 @@ def ks(keyspace, origin_session, target_session):
     return keyspace
 
 
-@pytest.fixture()
-def relayed(zdm_config):
+def relayed_proxy(zdm_config, request_timeout_s: float):
     """A proxy whose target connections go through a fault-injecting relay."""
     relay = FaultyRelay(("127.0.0.1", zdm_config.target.port))
     config = dataclasses.replace(
         zdm_config, target=ClusterConfig(port=relay.port),
-        proxy=ProxyConfig(listen_port=free_port(), request_timeout_s=1.5))
+        proxy=ProxyConfig(listen_port=free_port(), request_timeout_s=request_timeout_s))
     proxy = RunningProxy(config)
     yield proxy, relay
     relay.stalled = False
     proxy.stop()
     relay.stop()
+
+
+@pytest.fixture()
+def relayed(zdm_config):
+    yield from relayed_proxy(zdm_config, 1.5)
+
+
+@pytest.fixture()
+def relayed_patient(zdm_config):
+    """As ``relayed``, with a request timeout longer than a stall."""
+    yield from relayed_proxy(zdm_config, 20)
 
 
 def raw_exchange(port: int, payload: bytes, timeout: float = 5.0) -> bytes:
@@ -93,7 +103,7 @@ def test_lost_target_connection_fails_requests_and_client_recovers(relayed, ks, 
     # the proxy's own (control) connection to target was cut too, and comes back by itself
     from zdm.phases.model import Cluster
     deadline = time.monotonic() + 10
-    while proxy.server._control[Cluster.TARGET].closed:
+    while proxy.server.control.connections[Cluster.TARGET].closed:
         assert time.monotonic() < deadline, "control connection to target not restored"
         time.sleep(0.2)
     cluster.shutdown()
@@ -167,13 +177,11 @@ def test_oversized_frame_from_driver_ends_that_connection(plain_proxy, ks, origi
     cluster.shutdown()
 
 
-def test_graceful_shutdown_drains_in_flight_and_refuses_new(relayed, ks, origin_session):
-    proxy, relay = relayed
+def test_graceful_shutdown_drains_in_flight_and_refuses_new(relayed_patient, ks, origin_session):
+    proxy, relay = relayed_patient
     cluster = driver_cluster(proxy.port, 4, request_timeout=30)
     session = cluster.connect()
     insert = session.prepare(f"INSERT INTO {ks}.t (k, v) VALUES (?, ?)")
-    proxy.server.config = dataclasses.replace(
-        proxy.server.config, proxy=dataclasses.replace(proxy.server.config.proxy, request_timeout_s=20))
     relay.stalled = True
     in_flight = session.execute_async(insert, (1, "in flight"))
     time.sleep(0.3)
@@ -222,7 +230,8 @@ def test_idle_cluster_connections_get_heartbeats(zdm_config):
         time.sleep(2.0)  # idle: the proxy sends OPTIONS on its cluster connections
         assert proxy.server.stats.heartbeats >= 4
         assert session.execute("SELECT release_version FROM system.local").one()
-        assert all(not b.closed for s in proxy.server.sessions for b in s.backends.values())
+        sessions = proxy.server.workers[0].plane.sessions
+        assert sessions and all(not b.closed for s in sessions for b in s.backends.values())
         cluster.shutdown()
     finally:
         proxy.stop()

@@ -13,45 +13,66 @@ from zdm.cql.frame import Frame
 from zdm.phases.model import Cluster, Phase, routing_for
 from zdm.proxy import aggregate
 from zdm.proxy.prepared import PreparedCache, PreparedEntry
-from zdm.proxy.routing import Destination, decide_statement
+from zdm.proxy.routing import Destination, decide
 from zdm.proxy.streams import StreamIds, StreamsExhausted
 from zdm.proxy.topology import Instance, VirtualTopology, selected_columns
 
 ORIGIN_PRIMARY = routing_for(Phase.PROXY)
 ASYNC = routing_for(Phase.ASYNC_READS)
 TARGET_PRIMARY = routing_for(Phase.TARGET_READS)
+Q, X = Opcode.QUERY, Opcode.EXECUTE
 
 ROUTES = [
-    ("insert", "INSERT INTO ks.t (k) VALUES (1)", None, ORIGIN_PRIMARY, Destination.BOTH, False),
-    ("update", "update ks.t set v = 1 where k = 1", None, TARGET_PRIMARY, Destination.BOTH, False),
-    ("delete", "DELETE FROM t WHERE k = 1", "ks", ORIGIN_PRIMARY, Destination.BOTH, False),
-    ("batch", "BEGIN BATCH INSERT INTO t (k) VALUES (1); APPLY BATCH", "ks", ORIGIN_PRIMARY,
-     Destination.BOTH, False),
-    ("ddl", "CREATE TABLE ks.t (k int PRIMARY KEY)", None, ORIGIN_PRIMARY, Destination.BOTH, False),
-    ("use", "USE ks", None, TARGET_PRIMARY, Destination.BOTH, False),
-    ("unknown", "FROBNICATE everything", None, ORIGIN_PRIMARY, Destination.BOTH, False),
-    ("select-origin", "SELECT * FROM ks.t", None, ORIGIN_PRIMARY, Destination.ORIGIN, False),
-    ("select-async", "SELECT * FROM ks.t", None, ASYNC, Destination.ORIGIN, True),
-    ("select-target", "SELECT * FROM ks.t", None, TARGET_PRIMARY, Destination.TARGET, False),
-    ("system-local", "SELECT * FROM system.local WHERE key='local'", None, TARGET_PRIMARY,
-     Destination.PROXY, False),
-    ("system-peers-unqualified", "SELECT * FROM peers_v2", "system", ORIGIN_PRIMARY,
-     Destination.PROXY, False),
-    ("system-schema-from-origin", "SELECT * FROM system_schema.tables", None, TARGET_PRIMARY,
-     Destination.ORIGIN, False),
-    ("system-other-no-async", "SELECT * FROM system.size_estimates", None, ASYNC,
-     Destination.ORIGIN, False),
-    ("comment-first", "/* hi */ -- x\n SELECT v FROM ks.t", None, TARGET_PRIMARY, Destination.TARGET,
+    ("insert", Q, "INSERT INTO ks.t (k) VALUES (1)", None, False, ORIGIN_PRIMARY, Destination.BOTH, False),
+    ("update", Q, "update ks.t set v = 1 where k = 1", None, False, TARGET_PRIMARY, Destination.BOTH,
      False),
+    ("delete", X, "DELETE FROM t WHERE k = ?", "ks", False, ORIGIN_PRIMARY, Destination.BOTH, False),
+    ("batch", Q, "BEGIN BATCH INSERT INTO t (k) VALUES (1); APPLY BATCH", "ks", False, ORIGIN_PRIMARY,
+     Destination.BOTH, False),
+    ("ddl", Q, "CREATE TABLE ks.t (k int PRIMARY KEY)", None, False, ORIGIN_PRIMARY, Destination.BOTH,
+     False),
+    ("use", Q, "USE ks", None, False, TARGET_PRIMARY, Destination.BOTH, False),
+    ("unknown", Q, "FROBNICATE everything", None, False, ORIGIN_PRIMARY, Destination.BOTH, False),
+    ("select-origin", Q, "SELECT * FROM ks.t", None, False, ORIGIN_PRIMARY, Destination.ORIGIN, False),
+    ("select-async", Q, "SELECT * FROM ks.t", None, False, ASYNC, Destination.ORIGIN, True),
+    ("select-async-prepared", X, "SELECT * FROM ks.t WHERE k = ?", None, False, ASYNC,
+     Destination.ORIGIN, True),
+    ("select-async-later-page", X, "SELECT * FROM ks.t", None, True, ASYNC, Destination.ORIGIN, False),
+    ("select-target", Q, "SELECT * FROM ks.t", None, False, TARGET_PRIMARY, Destination.TARGET, False),
+    ("select-target-later-page", Q, "SELECT * FROM ks.t", None, True, TARGET_PRIMARY, Destination.TARGET,
+     False),
+    ("system-local", Q, "SELECT * FROM system.local WHERE key='local'", None, False, TARGET_PRIMARY,
+     Destination.PROXY, False),
+    ("system-local-prepared-async", X, "SELECT * FROM system.local WHERE key = ?", None, False, ASYNC,
+     Destination.PROXY, False),
+    ("system-local-prepared-target", X, "SELECT * FROM system.local", None, False, TARGET_PRIMARY,
+     Destination.PROXY, False),
+    ("system-peers-unqualified", Q, "SELECT * FROM peers_v2", "system", False, ORIGIN_PRIMARY,
+     Destination.PROXY, False),
+    ("system-schema-from-origin", Q, "SELECT * FROM system_schema.tables", None, False, TARGET_PRIMARY,
+     Destination.ORIGIN, False),
+    ("system-other-no-async", X, "SELECT * FROM system.size_estimates", None, False, ASYNC,
+     Destination.ORIGIN, False),
+    ("comment-first", Q, "/* hi */ -- x\n SELECT v FROM ks.t", None, False, TARGET_PRIMARY,
+     Destination.TARGET, False),
 ]
 
 
-@pytest.mark.parametrize("query, keyspace, routing, dest, async_secondary",
+@pytest.mark.parametrize("opcode, query, keyspace, paged, routing, dest, async_secondary",
                          [r[1:] for r in ROUTES], ids=[r[0] for r in ROUTES])
-def test_routing(query, keyspace, routing, dest, async_secondary):
-    decision = decide_statement(classify(query), keyspace, routing)
+def test_routing(opcode, query, keyspace, paged, routing, dest, async_secondary):
+    decision = decide(opcode, classify(query), keyspace, paged, routing)
     assert decision.destination is dest
     assert decision.async_secondary is async_secondary
+
+
+@pytest.mark.parametrize("opcode, dest", [
+    (Opcode.OPTIONS, Destination.PROXY), (Opcode.REGISTER, Destination.ORIGIN),
+    (Opcode.PREPARE, Destination.BOTH), (Opcode.BATCH, Destination.BOTH),
+], ids=["options", "register", "prepare", "batch"])
+@pytest.mark.parametrize("routing", [ORIGIN_PRIMARY, ASYNC, TARGET_PRIMARY], ids=["p1", "p3", "p4"])
+def test_routing_of_opcodes_that_carry_no_statement(opcode, dest, routing):
+    assert decide(opcode, None, "ks", False, routing) == (dest, False)
 
 
 def _ok() -> Frame:
@@ -156,12 +177,21 @@ def test_selected_columns(query, expected):
 
 def test_each_client_connection_takes_the_next_node_of_each_cluster():
     from zdm.config import ClusterConfig, Config
-    from zdm.proxy.server import ProxyServer
+    from zdm.proxy.connection import Dialer
 
     config = Config(origin=ClusterConfig(contact_points=("10.0.0.1", "10.0.0.2"), port=9042),
                     target=ClusterConfig(contact_points=("10.1.0.1", "10.1.0.2", "10.1.0.3"), port=9043))
-    server = ProxyServer(config)
-    origin = [next(server._round_robin[Cluster.ORIGIN]) for _ in range(4)]
-    target = [next(server._round_robin[Cluster.TARGET]) for _ in range(4)]
+    dialer = Dialer(config)
+    origin = [dialer.next_address(Cluster.ORIGIN) for _ in range(4)]
+    target = [dialer.next_address(Cluster.TARGET) for _ in range(4)]
     assert origin == [("10.0.0.1", 9042), ("10.0.0.2", 9042)] * 2
     assert target == [("10.1.0.1", 9043), ("10.1.0.2", 9043), ("10.1.0.3", 9043), ("10.1.0.1", 9043)]
+
+
+def test_stream_ids_are_handed_out_lazily():
+    ids = StreamIds()
+    assert ids._free == [] and ids._next == 0  # an idle connection holds no id table
+    a = ids.acquire("a")
+    ids.acquire("b")
+    ids.release(a)
+    assert ids.acquire("c") == a and ids._next == 2

@@ -23,6 +23,8 @@ def start(
     name: Annotated[str | None, typer.Option(help="This instance's name in the state directory "
                                              "[default: host:port].")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    workers: Annotated[int | None, typer.Option(help="Override proxy.workers (processes serving "
+                                                "clients) [default: one per core].")] = None,
 ) -> None:
     """Listen for applications; writes go to both clusters, reads to the primary.
 
@@ -35,8 +37,11 @@ def start(
     proxy = cfg.proxy
     if listen_port is not None and not 1 <= listen_port <= 65535:
         raise ConfigError(f"port {listen_port} is out of range (1-65535)", path="--listen-port")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers {workers}: must be at least 1", path="--workers")
     proxy = dataclasses.replace(proxy, listen_host=listen_host or proxy.listen_host,
-                                listen_port=listen_port or proxy.listen_port)
+                                listen_port=listen_port or proxy.listen_port,
+                                workers=workers or proxy.workers)
     cfg = dataclasses.replace(cfg, proxy=proxy)
     level = getattr(logging, log_level.upper(), None)
     if not isinstance(level, int):
@@ -48,10 +53,12 @@ def start(
     def ready(srv) -> None:
         auth = ", ".join(f"{c.value} {'requires' if need else 'needs no'} login"
                          for c, need in srv.requires_auth.items())
-        console.print(f"[green]zdm proxy {srv.name}[/] listening on {proxy.listen_host}:{srv.port}; "
-                      f"reads from {srv.routing.primary.value} ({auth}). Ctrl-C to stop.")
+        console.print(f"[green]zdm proxy {srv.name}[/] listening on {proxy.listen_host}:{srv.port} "
+                      f"({srv.describe_workers()}); reads from {srv.routing.primary.value} ({auth}). "
+                      "Ctrl-C to stop.")
 
-    server.run(cfg, store=store, name=name, ready=ready)
+    count = proxy.worker_processes()
+    server.run(cfg, store=store, name=name, ready=ready, workers=count if count > 1 else None)
 
 
 @app.command()

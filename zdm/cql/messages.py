@@ -50,9 +50,11 @@ __all__ = [
     "decode_startup", "encode_startup", "decode_supported", "encode_supported",
     "decode_authenticate", "encode_authenticate", "decode_auth_token", "encode_auth_token",
     "plain_sasl_token", "parse_plain_sasl_token", "decode_error", "encode_error",
-    "decode_query", "decode_prepare", "decode_execute", "replace_execute_id", "decode_batch",
+    "decode_query", "decode_prepare", "decode_execute", "execute_query_flags", "replace_execute_id",
+    "decode_batch",
     "replace_batch_ids", "add_default_timestamp", "result_kind", "decode_prepared_result",
-    "replace_prepared_result_id", "decode_set_keyspace", "decode_schema_change", "decode_rows",
+    "decode_prepared_columns", "replace_prepared_result_id", "decode_set_keyspace",
+    "decode_schema_change", "decode_rows",
     "encode_rows", "encode_void_result", "encode_set_keyspace", "decode_event",
     "decode_register", "encode_register", "encode_query", "encode_prepare", "encode_execute",
 ]
@@ -319,6 +321,13 @@ def decode_execute(body: bytes, version: int, *, flags: int = 0) -> ExecuteInfo:
 
 
 @_decoder
+def execute_query_flags(body: bytes, version: int, *, flags: int = 0) -> int:
+    """The <flags> of an EXECUTE's query parameters, read without walking its values."""
+    offset = read_short(body, _execute_ids(body, version, flags)[3])[1]  # past <consistency>
+    return (read_int if version >= 5 else read_byte)(body, offset)[0]
+
+
+@_decoder
 def replace_execute_id(body: bytes, version: int, prepared_id: bytes,
                        result_metadata_id: bytes | None = None, *, flags: int = 0) -> bytes:
     """EXECUTE ``body`` with another prepared id (and, v5, result metadata id)."""
@@ -519,18 +528,9 @@ def decode_rows(body: bytes, version: int, *, flags: int = 0) -> RowsResult:
         paging_state, offset = read_bytes(body, offset)
     if version >= 5 and meta_flags & METADATA_CHANGED:
         new_metadata_id, offset = read_short_bytes(body, offset)
-    columns = []
+    columns: list[ColumnSpec] = []
     if not meta_flags & NO_METADATA:
-        if meta_flags & GLOBAL_TABLES_SPEC:
-            keyspace, offset = read_string(body, offset)
-            table, offset = read_string(body, offset)
-        for _ in range(column_count):
-            if not meta_flags & GLOBAL_TABLES_SPEC:
-                keyspace, offset = read_string(body, offset)
-                table, offset = read_string(body, offset)
-            name, offset = read_string(body, offset)
-            cql_type, offset = read_option(body, offset)
-            columns.append(ColumnSpec(keyspace, table, name, cql_type))
+        columns, offset = _read_column_specs(body, offset, meta_flags, column_count)
     row_count, offset = read_int(body, offset)
     # Each cell is at least a 4-byte length: that bounds the work a bogus count can cause.
     if (row_count < 0 or row_count * column_count * 4 > len(body) - offset
@@ -546,19 +546,69 @@ def decode_rows(body: bytes, version: int, *, flags: int = 0) -> RowsResult:
     return RowsResult(columns, rows, paging_state, new_metadata_id)
 
 
-def encode_rows(columns: list[tuple[str, str, str, CqlType]], rows: list[list]) -> bytes:
-    """A RESULT Rows body (section 4.2.5.2) from Python values."""
+def _read_column_specs(body: bytes, offset: int, meta_flags: int,
+                       count: int) -> tuple[list[ColumnSpec], int]:
+    """<global_table_spec>?<col_spec_1>...<col_spec_n> (section 4.2.5.2)."""
+    columns = []
+    if meta_flags & GLOBAL_TABLES_SPEC:
+        keyspace, offset = read_string(body, offset)
+        table, offset = read_string(body, offset)
+    for _ in range(count):
+        if not meta_flags & GLOBAL_TABLES_SPEC:
+            keyspace, offset = read_string(body, offset)
+            table, offset = read_string(body, offset)
+        name, offset = read_string(body, offset)
+        cql_type, offset = read_option(body, offset)
+        columns.append(ColumnSpec(keyspace, table, name, cql_type))
+    return columns, offset
+
+
+@_decoder
+def decode_prepared_columns(body: bytes, version: int, *, flags: int = 0) -> list[ColumnSpec]:
+    """The result columns of a Prepared result (section 4.2.5.4): what an EXECUTE of it returns.
+
+    Layout: <id>[<result_metadata_id> v5]<metadata><result_metadata>, where <metadata>
+    describes the bind markers (v4+ with <pk_count><pk_index...>) and <result_metadata>
+    is a Rows metadata (empty, NO_METADATA, for statements that return nothing).
+    """
+    _, offset = _result_start(body, flags, ResultKind.PREPARED)
+    offset = read_short_bytes(body, offset)[1]
+    if version >= 5:
+        offset = read_short_bytes(body, offset)[1]
+    meta_flags, offset = read_int(body, offset)
+    bind_count, offset = read_int(body, offset)
+    if version >= 4:
+        pk_count, offset = read_int(body, offset)
+        for _ in range(pk_count):
+            offset = read_short(body, offset)[1]
+    _, offset = _read_column_specs(body, offset, meta_flags, bind_count)
+    meta_flags, offset = read_int(body, offset)
+    column_count, offset = read_int(body, offset)
+    if meta_flags & NO_METADATA:
+        return []
+    if meta_flags & HAS_MORE_PAGES:
+        offset = read_bytes(body, offset)[1]
+    return _read_column_specs(body, offset, meta_flags, column_count)[0]
+
+
+def encode_rows(columns: list[tuple[str, str, str, CqlType]], rows: list[list], *,
+                no_metadata: bool = False) -> bytes:
+    """A RESULT Rows body (section 4.2.5.2) from Python values; ``no_metadata`` leaves the
+    column specs out, as a node does for an EXECUTE that asked to skip them."""
     tables = {(ks, table) for ks, table, _, _ in columns}
     global_spec = len(tables) == 1
-    out = [INT.pack(ResultKind.ROWS), INT.pack(GLOBAL_TABLES_SPEC if global_spec else 0),
-           INT.pack(len(columns))]
-    if global_spec:
-        ks, table = next(iter(tables))
-        out.append(write_string(ks) + write_string(table))
-    for ks, table, name, cql_type in columns:
-        if not global_spec:
+    if no_metadata:
+        out = [INT.pack(ResultKind.ROWS), INT.pack(NO_METADATA), INT.pack(len(columns))]
+    else:
+        out = [INT.pack(ResultKind.ROWS), INT.pack(GLOBAL_TABLES_SPEC if global_spec else 0),
+               INT.pack(len(columns))]
+        if global_spec:
+            ks, table = next(iter(tables))
             out.append(write_string(ks) + write_string(table))
-        out.append(write_string(name) + write_option(cql_type))
+        for ks, table, name, cql_type in columns:
+            if not global_spec:
+                out.append(write_string(ks) + write_string(table))
+            out.append(write_string(name) + write_option(cql_type))
     out.append(INT.pack(len(rows)))
     for row in rows:
         if len(row) != len(columns):

@@ -1,53 +1,51 @@
-"""The proxy's I/O edge: asyncio Protocols for client and cluster connections.
+"""The proxy's I/O edge: asyncio Protocols for client and cluster connections, and the dialer.
 
 Theory of operation: each side of the proxy is an ``asyncio.Protocol`` whose
-``data_received`` feeds a sans-I/O :class:`~zdm.cql.frame.FrameReader` and
-dispatches whole frames; nothing here decides routing.
+``data_received`` feeds a sans-I/O :class:`~zdm.cql.frame.FrameReader` and hands
+whole frames to its owner's callbacks; nothing here decides routing.
 
 * :class:`BackendConnection` is one connection to one cluster node.  Requests go
   out with a stream id from :class:`~zdm.proxy.streams.StreamIds`; the answer is
   handed to the callback registered with it -- no task per request.  A request
   unanswered by its deadline is failed by :meth:`sweep` (called periodically by
-  the server), and its stream id stays reserved until the late answer arrives.
+  the data plane), and its stream id stays reserved until the late answer arrives.
   EVENT frames (stream -1) go to ``on_event``.  Losing the connection fails every
   pending request.
-* :class:`ClientConnection` is one application connection; it hands frames to its
-  :class:`~zdm.proxy.session.ClientSession` and writes whatever that returns.
+* :class:`ClientConnection` is one application connection; its owner (the
+  :class:`~zdm.proxy.session.ClientSession`) sets ``on_frame`` and
+  ``on_protocol_error``, and swaps ``on_frame`` to the request handler once the
+  handshake is done.
 * Protocol v5 wraps frames in segments once the handshake is done (spec v5 section
   2.3.1); both classes switch their reader and writer at exactly that frame.
+* :class:`Dialer` opens cluster connections, each cluster's contact points in turn.
+
+Buffers are created empty and grow with the traffic; a connection that only ever
+holds a few requests costs a few kilobytes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import itertools
 import logging
+import socket
 import struct
 import time
 from typing import Callable
 
+from zdm.config import Config
 from zdm.cql.constants import COMPRESSION, Opcode
 from zdm.cql.errors import ProtocolError
 from zdm.cql.frame import Frame, FrameReader, starts_segment_framing
 from zdm.cql.segment import encode_segments
+from zdm.errors import ZdmError
 from zdm.phases.model import Cluster
+from zdm.proxy.aggregate import Failure, Outcome
 from zdm.proxy.streams import StreamIds, StreamsExhausted
 
 log = logging.getLogger("zdm.proxy")
 
-
-class Failure:
-    """No answer from a cluster: the reason, to be turned into an error for the client."""
-
-    __slots__ = ("message",)
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-
-    def __repr__(self) -> str:
-        return f"Failure({self.message!r})"
-
-
-Outcome = Frame | Failure
 Callback = Callable[[Outcome], None]
 _HEADER = struct.Struct(">BBhBi")  # request header, v4 spec section 2
 _LATE = object()  # marks a stream whose request timed out; its answer is dropped
@@ -93,6 +91,10 @@ class _Output:
 
 
 class BackendConnection(asyncio.Protocol):
+    __slots__ = ("cluster", "address", "name", "reader", "streams", "request_timeout", "on_event",
+                 "on_lost", "transport", "out", "in_handshake", "version", "closed", "last_activity",
+                 "connected")
+
     def __init__(self, cluster: Cluster, address: tuple[str, int], *, max_frame_bytes: int,
                  request_timeout: float, on_event: Callable[[Frame], None] | None = None,
                  on_lost: Callable[["BackendConnection", str], None] | None = None) -> None:
@@ -163,8 +165,10 @@ class BackendConnection(asyncio.Protocol):
         self.streams.pending.clear()
         for callback, _ in pending:
             callback(Failure(reason))
-        if self.on_lost is not None:
-            self.on_lost(self, reason)
+        on_lost = self.on_lost
+        self.on_event = self.on_lost = None  # nothing more comes; let the owner go
+        if on_lost is not None:
+            on_lost(self, reason)
 
     # -- requests ------------------------------------------------------------------
     def send(self, version: int, flags: int, opcode: int, body: bytes, callback: Callback,
@@ -179,6 +183,10 @@ class BackendConnection(asyncio.Protocol):
             callback(Failure(f"too many requests in flight on {self.name}"))
             return
         self.write(_HEADER.pack(version, flags, stream, opcode, len(body)), body)
+
+    def sender(self, version: int) -> Callable[[int, int, bytes, Callback], None]:
+        """``send`` bound to ``version``: what a request handler is given."""
+        return functools.partial(self.send, version)
 
     def request(self, version: int, opcode: int, body: bytes, *, flags: int = 0,
                 timeout: float | None = None) -> "asyncio.Future[Outcome]":
@@ -212,13 +220,18 @@ class BackendConnection(asyncio.Protocol):
 
 
 class ClientConnection(asyncio.Protocol):
-    """One application connection; the session decides, this class moves bytes."""
+    """One application connection; its owner decides, this class moves bytes."""
 
-    def __init__(self, make_session: Callable[["ClientConnection"], "object"], *,
+    __slots__ = ("reader", "make_owner", "on_frame", "on_protocol_error", "on_lost", "transport",
+                 "out", "peer")
+
+    def __init__(self, make_owner: Callable[["ClientConnection"], object], *,
                  max_frame_bytes: int) -> None:
         self.reader = FrameReader(max_frame_bytes, expect_response=False)
-        self.make_session = make_session
-        self.session = None
+        self.make_owner = make_owner
+        self.on_frame: Callable[[Frame], None] | None = None
+        self.on_protocol_error: Callable[[ProtocolError], None] | None = None
+        self.on_lost: Callable[[], None] | None = None
         self.transport: asyncio.Transport | None = None
         self.out = _Output()
         self.peer = "?"
@@ -228,12 +241,12 @@ class ClientConnection(asyncio.Protocol):
         self.out.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
-        self.session = self.make_session(self)
+        self.make_owner(self)
+        self.make_owner = None
 
     def data_received(self, data: bytes) -> None:
         reader = self.reader
         reader.receive_data(data)
-        session = self.session
         try:
             while True:
                 frame = reader.next_frame()
@@ -242,13 +255,19 @@ class ClientConnection(asyncio.Protocol):
                 if frame.flags & COMPRESSION:
                     raise ProtocolError("compressed frames are not supported: the proxy offers "
                                         "no compression", stream=frame.stream, version=frame.version)
-                session.frame_received(frame)
+                on_frame = self.on_frame
+                if on_frame is None:  # closed while handling this burst
+                    return
+                on_frame(frame)
         except ProtocolError as exc:
-            session.protocol_error(exc)
+            if self.on_protocol_error is not None:
+                self.on_protocol_error(exc)
 
     def connection_lost(self, exc) -> None:
-        if self.session is not None:
-            self.session.client_closed()
+        on_lost = self.on_lost
+        self.on_frame = self.on_protocol_error = self.on_lost = None
+        if on_lost is not None:
+            on_lost()
 
     def start_segments(self) -> None:
         """Call right after writing the v5 READY/AUTHENTICATE that ends the bare handshake."""
@@ -259,7 +278,46 @@ class ClientConnection(asyncio.Protocol):
     def write(self, header: bytes, body: bytes = b"") -> None:
         self.out.write(header, body)
 
+    def reply(self, stream: int, frame: Frame) -> None:
+        """Write ``frame`` as the answer on ``stream``."""
+        self.out.write(frame.header(stream), frame.body)
+
     def close(self) -> None:
         self.out.flush()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
+
+
+class Dialer:
+    """Opens connections to cluster nodes: each cluster's contact points in turn, so the
+    connections of many clients spread over the cluster's coordinators."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._next = {c: itertools.cycle(self._cluster(c).endpoints()) for c in Cluster}
+
+    def _cluster(self, cluster: Cluster):
+        return self.config.origin if cluster is Cluster.ORIGIN else self.config.target
+
+    def next_address(self, cluster: Cluster) -> tuple[str, int]:
+        return next(self._next[cluster])
+
+    async def dial(self, cluster: Cluster, *, on_event: Callable[[Frame], None] | None = None,
+                   on_lost: Callable[["BackendConnection", str], None] | None = None) -> "BackendConnection":
+        cfg = self._cluster(cluster)
+        pc = self.config.proxy
+        address = self.next_address(cluster)
+        loop = asyncio.get_running_loop()
+        backend = BackendConnection(cluster, address, max_frame_bytes=pc.max_frame_bytes,
+                                    request_timeout=pc.request_timeout_s,
+                                    on_event=on_event, on_lost=on_lost)
+        try:
+            await asyncio.wait_for(loop.create_connection(lambda: backend, *address), cfg.connect_timeout_s)
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise ZdmError(f"{cluster.value} ({address[0]}:{address[1]}) is not reachable: "
+                           f"{exc or 'timed out'}",
+                           hint=f"check {cluster.value}.contact_points / {cluster.value}.port") from None
+        sock = backend.transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return backend

@@ -1,11 +1,27 @@
-"""The routing decision: one pure function from (request, routing) to destinations.
+"""The routing decision: one pure function from a request and the routing to its destination.
 
-Theory of operation (zdm-proxy's rules): writes, DDL, USE, PREPARE and anything
-not recognised go to BOTH clusters, so neither misses a mutation; reads go to the
-primary cluster, and in async-read mode also, in the background, to the other one
-(its answer is compared, never returned); reads of ``system.local`` / ``peers`` /
-``peers_v2`` are answered by the proxy itself (the virtual topology); reads of
-other system keyspaces always go to origin, whose schema the application knows.
+Theory of operation: every opcode the proxy forwards is decided here and nowhere else, so
+a QUERY, the EXECUTE of the same statement prepared, and a PREPARE of it can never be
+routed by different rules.  The rules, first match wins (zdm-proxy's, plus the virtual
+topology):
+
+=========================================  ==========================  ===============
+request                                    destination                 async secondary
+=========================================  ==========================  ===============
+OPTIONS                                    the proxy (SUPPORTED)       -
+REGISTER                                   origin (its schema events)  -
+PREPARE, BATCH                             both                        -
+QUERY / EXECUTE of anything but SELECT     both (writes, DDL, USE,     -
+                                           unrecognised statements)
+SELECT from system.local / peers /         the proxy (virtual          -
+peers_v2                                   topology)
+SELECT from another system keyspace        origin                      -
+SELECT, a later page (paging state)        the primary cluster         no: a paging
+                                                                       state is one
+                                                                       cluster's
+SELECT                                     the primary cluster         in async-read
+                                                                       mode
+=========================================  ==========================  ===============
 """
 
 from __future__ import annotations
@@ -14,12 +30,14 @@ import enum
 from typing import NamedTuple
 
 from zdm.cql.classify import Statement, StatementKind
+from zdm.cql.constants import Opcode
 from zdm.phases.model import Cluster, ReadMode, Routing
 
 #: keyspaces whose reads always go to origin
 SYSTEM_KEYSPACES = frozenset({"system", "system_schema", "system_auth", "system_distributed",
                               "system_traces", "system_views", "system_virtual_schema",
                               "dse_system", "dse_auth", "dse_insights", "dse_security"})
+#: tables of keyspace ``system`` the proxy answers itself
 VIRTUAL_TABLES = frozenset({"local", "peers", "peers_v2"})
 
 
@@ -36,26 +54,32 @@ class Decision(NamedTuple):
     async_secondary: bool = False
 
 
-_TO = {Cluster.ORIGIN: Destination.ORIGIN, Cluster.TARGET: Destination.TARGET}
 BOTH = Decision(Destination.BOTH)
 ORIGIN = Decision(Destination.ORIGIN)
 PROXY = Decision(Destination.PROXY)
+_PRIMARY = {
+    (Cluster.ORIGIN, False): Decision(Destination.ORIGIN),
+    (Cluster.ORIGIN, True): Decision(Destination.ORIGIN, True),
+    (Cluster.TARGET, False): Decision(Destination.TARGET),
+    (Cluster.TARGET, True): Decision(Destination.TARGET, True),
+}
+_ALWAYS = {Opcode.OPTIONS: PROXY, Opcode.REGISTER: ORIGIN, Opcode.PREPARE: BOTH,
+           Opcode.BATCH: BOTH}
 
 
-def decide_statement(stmt: Statement, session_keyspace: str | None, routing: Routing) -> Decision:
-    """Where a QUERY (or an EXECUTE of a prepared ``stmt``) goes."""
-    if stmt.kind is not StatementKind.SELECT:
+def decide(opcode: int, stmt: Statement | None, session_keyspace: str | None, paged: bool,
+           routing: Routing) -> Decision:
+    """Where a request goes.  ``stmt`` is the classified query of a QUERY, or of the
+    statement an EXECUTE runs; ``paged``: the request carries a paging state."""
+    fixed = _ALWAYS.get(opcode)
+    if fixed is not None:
+        return fixed
+    if stmt is None or stmt.kind is not StatementKind.SELECT:
         return BOTH
     keyspace = stmt.keyspace or session_keyspace
     if keyspace in SYSTEM_KEYSPACES:
-        if keyspace == "system" and stmt.table in VIRTUAL_TABLES:
-            return PROXY
-        return ORIGIN
-    return decide_read(routing)
-
-
-def decide_read(routing: Routing) -> Decision:
-    return Decision(_TO[routing.primary], routing.read_mode is ReadMode.DUAL_ASYNC)
+        return PROXY if keyspace == "system" and stmt.table in VIRTUAL_TABLES else ORIGIN
+    return _PRIMARY[routing.primary, routing.read_mode is ReadMode.DUAL_ASYNC and not paged]
 
 
 def other(cluster: Cluster) -> Cluster:

@@ -1,123 +1,79 @@
-"""The proxy server: the listener, cluster connections, shared state, live routing, shutdown.
+"""A proxy instance: the listener, its workers, its control connections and its record.
 
-Theory of operation: :meth:`ProxyServer.start` first talks to both clusters over
-control connections (proving them reachable, learning which require a login, and
-reading origin's ``system.local`` for the virtual topology), then listens.  One
-periodic tick fails overdue requests, sends heartbeats (OPTIONS) on idle cluster
-connections, picks up routing changes from the state directory (applying them to
-new requests only) and publishes this instance's health and async-read counters
-there.  :meth:`ProxyServer.shutdown` stops accepting, answers new requests with
-OVERLOADED, waits for in-flight requests to drain, then closes everything.
+Theory of operation: :meth:`ProxyServer.start` first talks to both clusters
+(:class:`~zdm.proxy.control.ControlPlane`: reachable, which require a login, origin's
+facts for the virtual topology), starts the workers (:mod:`~zdm.proxy.worker`: the
+data planes, in this process or one process per core), then listens.  The listener is
+this process's: each accepted connection goes to the worker with the fewest client
+connections, or, past ``proxy.max_client_connections``, gets an OVERLOADED error and is
+closed without disturbing anyone else.
+
+Once a second the instance reconnects lost control connections, picks up routing
+changes from the state store and pushes them to every worker, acknowledging a revision
+only once all of them route by it, and publishes its health with the workers' counters
+summed.  The store's file I/O runs on a thread, never on the event loop.
+
+:meth:`ProxyServer.shutdown` stops accepting, has every worker answer new requests
+with OVERLOADED and drain the ones in flight, then closes everything.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime
-import itertools
 import logging
 import os
 import socket
 import time
-from dataclasses import dataclass, field
 
-from zdm.config import ClusterConfig, Config, parse_host_port
-from zdm.cql import messages as m
-from zdm.cql.constants import Opcode, ResultKind
-from zdm.cql.frame import Frame
-from zdm.cql.types import deserialize
-from zdm.errors import ZdmError
+from zdm.config import Config, parse_host_port
+from zdm.cql.constants import ErrorCode, MAX_VERSION, MIN_VERSION
+from zdm.cql.errors import ProtocolError
+from zdm.cql.frame import Frame, FrameReader, encode_unsupported_version
 from zdm.phases.model import Cluster, Phase, Routing, routing_for
-from zdm.proxy.connection import BackendConnection, ClientConnection, Outcome
-from zdm.proxy.prepared import PreparedCache
-from zdm.proxy.session import ClientSession
-from zdm.proxy.topology import CLUSTER_FACTS, Instance, VirtualTopology
+from zdm.proxy.control import ControlPlane, ProxyError
+from zdm.proxy.dataplane import DataPlane
+from zdm.proxy.handler import error_frame
+from zdm.proxy.registration import Registration
+from zdm.proxy.stats import ProxyStats, merge, utc_now
+from zdm.proxy.topology import Instance, VirtualTopology
+from zdm.proxy.worker import LocalWorker, WorkerProcess
 
 log = logging.getLogger("zdm.proxy")
 
-TICK_SECONDS = 0.5
-CONTROL_VERSION = 4  # the proxy's own requests; every supported cluster speaks v4
+TICK_SECONDS = 1.0
+REFUSAL_TIMEOUT = 5.0
 
-
-class ProxyError(ZdmError):
-    """The proxy cannot start or run."""
-
-
-@dataclass
-class ProxyStats:
-    client_connections: int = 0
-    reprepares: int = 0
-    heartbeats: int = 0
-    async_requests: int = 0
-    async_errors: int = 0
-    async_mismatches: int = 0
-    async_since: str = field(default_factory=lambda: _utc_now())
-
-    def compare_async_read(self, primary: Outcome, secondary: Outcome, version: int) -> None:
-        self.async_requests += 1
-        p_ok = isinstance(primary, Frame) and primary.opcode == Opcode.RESULT
-        s_ok = isinstance(secondary, Frame) and secondary.opcode == Opcode.RESULT
-        if not p_ok:
-            return
-        if not s_ok:
-            self.async_errors += 1
-            return
-        try:
-            same = _rows(primary, version) == _rows(secondary, version)
-        except Exception:  # noqa: BLE001 - an undecodable answer counts as a mismatch
-            same = False
-        if not same:
-            self.async_mismatches += 1
-
-    def async_reads(self) -> dict:
-        return {"requests": self.async_requests, "errors": self.async_errors,
-                "mismatches": self.async_mismatches, "since": self.async_since}
-
-
-def _rows(frame: Frame, version: int):
-    if m.result_kind(frame.body, flags=frame.flags) != ResultKind.ROWS:
-        return m.result_kind(frame.body, flags=frame.flags)
-    return m.decode_rows(frame.body, version, flags=frame.flags).rows
-
-
-def _utc_now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+__all__ = ["ProxyError", "ProxyServer", "run", "serve"]
 
 
 class ProxyServer:
+    """One proxy instance.  ``workers``: None serves every client on this event loop; N
+    starts N worker processes."""
+
     def __init__(self, config: Config, *, state_store=None, name: str | None = None,
-                 routing: Routing | None = None) -> None:
+                 routing: Routing | None = None, workers: int | None = None) -> None:
         self.config = config
         pc = config.proxy
         self.listen = (pc.listen_host, pc.listen_port)
         self.name = name or pc.name or f"{pc.listen_host}:{pc.listen_port}"
-        self.store = state_store
-        self.routing = routing or routing_for(Phase.PROXY)
-        self.routing_revision: int | None = None
-        self.prepared = PreparedCache()
-        self.stats = ProxyStats()
+        self.worker_count = workers
+        self.control = ControlPlane(config)
+        self.workers: list[LocalWorker | WorkerProcess] = []
+        self.registration = Registration(state_store, self.name, f"{self.listen[0]}:{self.listen[1]}") \
+            if state_store is not None else None
         self.draining = False
-        self.sessions: set[ClientSession] = set()
-        self.supported_body = m.encode_supported({
-            "CQL_VERSION": ["3.4.7"], "COMPRESSION": [],
-            "PROTOCOL_VERSIONS": ["3/v3", "4/v4", "5/v5"]})
-        self.requires_auth: dict[Cluster, bool] = {}
         self.topology: VirtualTopology | None = None
         self.me: Instance | None = None
-        self._round_robin = {c: itertools.cycle(self._cluster(c).endpoints()) for c in Cluster}
-        self._server: asyncio.base_events.Server | None = None
+        self.refused = 0
+        self._routing = routing or routing_for(Phase.PROXY)
+        self.routing_revision: int | None = None
+        self._listener: socket.socket | None = None
         self._tick_task: asyncio.Task | None = None
-        self._idle = asyncio.Event()
-        self._state_stamp = None
-        self._control: dict[Cluster, BackendConnection] = {}
-        self._reconnecting: set[Cluster] = set()
-
-    def _cluster(self, cluster: Cluster) -> ClusterConfig:
-        return self.config.origin if cluster is Cluster.ORIGIN else self.config.target
+        self._last_refusal_log = 0.0
 
     # -- start / stop ------------------------------------------------------------------
     async def start(self) -> None:
-        facts = await self._probe_clusters()
+        facts = await self.control.probe()
         instances = [Instance(*parse_host_port(i)) for i in self.config.proxy.instances] or \
             [Instance(*self.listen)]
         self.me = Instance(*self.listen)
@@ -126,238 +82,236 @@ class ProxyServer:
                              f"among proxy.instances ({', '.join(self.config.proxy.instances)})",
                              hint="add it to proxy.instances in zdm.yaml, or fix proxy.listen_port")
         self.topology = VirtualTopology(instances, facts)
-        loop = asyncio.get_running_loop()
+        self._listener = self._bind()
+        change = None
+        if self.registration is not None:
+            await asyncio.to_thread(self.registration.register)
+            change = await asyncio.to_thread(self.registration.poll_routing)
+            if change is not None:
+                self._routing = change[0]
         try:
-            self._server = await loop.create_server(
-                lambda: ClientConnection(self._new_session, max_frame_bytes=self.config.proxy.max_frame_bytes),
-                self.listen[0], self.listen[1], reuse_address=True)
-        except OSError as exc:
-            raise ProxyError(f"cannot listen on {self.listen[0]}:{self.listen[1]}: {exc.strerror}",
-                             hint="another process uses that port: stop it or set proxy.listen_port") from None
-        if self.store is not None:
-            self.store.register_proxy(self.name, f"{self.listen[0]}:{self.listen[1]}")
-            self._apply_state(initial=True)
+            await self._start_workers()
+        except BaseException:
+            self._listener.close()
+            await self._stop_workers()
+            raise
+        if change is not None:  # every worker started with it
+            self.routing_revision = change[1]
+            await asyncio.to_thread(self.registration.ack, change[1])
+        loop = asyncio.get_running_loop()
+        loop.add_reader(self._listener.fileno(), self._accept)
         self._tick_task = asyncio.ensure_future(self._tick_forever())
-        log.info("proxy %s listening on %s:%s", self.name, *self.listen)
+        log.info("proxy %s listening on %s:%s (%s)", self.name, *self.listen, self.describe_workers())
+
+    def _bind(self) -> socket.socket:
+        sock = socket.socket(socket.AF_INET6 if ":" in self.listen[0] else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(self.listen)
+        except OSError as exc:
+            sock.close()
+            raise ProxyError(f"cannot listen on {self.listen[0]}:{self.listen[1]}: {exc.strerror}",
+                             hint="another process uses that port: stop it or set proxy.listen_port") \
+                from None
+        sock.listen(1024)
+        sock.setblocking(False)
+        return sock
+
+    async def _start_workers(self) -> None:
+        if self.worker_count is None:
+            self.workers = [LocalWorker(DataPlane(self.config, self.topology, self.me, self._routing))]
+            self.workers[0].plane.start()
+            return
+        self.workers = [WorkerProcess(i, self.config, self.topology, self.me, self._routing,
+                                      on_exit=self._worker_exited) for i in range(self.worker_count)]
+        await asyncio.gather(*(w.start() for w in self.workers))
+
+    def describe_workers(self) -> str:
+        if self.worker_count is None:
+            return "in-process"
+        return f"{self.worker_count} worker process{'es' if self.worker_count != 1 else ''}"
 
     @property
     def port(self) -> int:
-        return self._server.sockets[0].getsockname()[1]
+        return self._listener.getsockname()[1]
 
     async def shutdown(self, drain_timeout: float = 10.0) -> None:
         """Stop accepting, let in-flight requests finish, answer new ones OVERLOADED, close."""
+        if self.draining:
+            return
         self.draining = True
-        if self._server is not None:
-            self._server.close()
-        deadline = time.monotonic() + drain_timeout
-        while any(s.in_flight > 0 for s in self.sessions) and time.monotonic() < deadline:
-            self._idle.clear()
-            try:
-                await asyncio.wait_for(self._idle.wait(), timeout=max(0.0, deadline - time.monotonic()))
-            except asyncio.TimeoutError:
-                break
-        for session in list(self.sessions):
-            session.client.close()
-        for backend in self._control.values():
-            backend.close()
+        if self._listener is not None:
+            asyncio.get_running_loop().remove_reader(self._listener.fileno())
+            self._listener.close()
+        await asyncio.gather(*(w.drain(drain_timeout) for w in self.workers))
+        await self._stop_workers()
+        self.control.close()
         if self._tick_task is not None:
             self._tick_task.cancel()
-        if self._server is not None:
-            await self._server.wait_closed()
-        if self.store is not None:
+        if self.registration is not None:
             # a stopped proxy must not hold up routing changes; `zdm proxy start` registers again
-            self.store.deregister_proxy(self.name)
+            await asyncio.to_thread(self.registration.deregister)
 
-    # -- clusters --------------------------------------------------------------------------
-    async def _connect(self, cluster: Cluster, on_event=None, on_lost=None) -> BackendConnection:
-        cfg = self._cluster(cluster)
-        address = next(self._round_robin[cluster])
+    async def _stop_workers(self) -> None:
+        for worker in self.workers:
+            if isinstance(worker, WorkerProcess):
+                worker.kill()
+
+    def _worker_exited(self, worker: WorkerProcess) -> None:
+        if self.draining:
+            return
+        log.error("proxy worker %d exited unexpectedly (code %s); starting it again; its "
+                  "clients reconnect", worker.index, worker.proc.returncode if worker.proc else "?")
+        replacement = WorkerProcess(worker.index, self.config, self.topology, self.me, self._routing,
+                                    on_exit=self._worker_exited)
+        self.workers[self.workers.index(worker)] = replacement
+        task = asyncio.ensure_future(replacement.start())
+        task.add_done_callback(lambda t: t.cancelled() or t.exception() is None or
+                               log.error("proxy worker %d could not be restarted: %s",
+                                         replacement.index, t.exception()))
+
+    # -- accepting -----------------------------------------------------------------------
+    def _accept(self) -> None:
+        for _ in range(256):
+            try:
+                conn, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of file descriptors: pause accepting for a moment
+                log.error("cannot accept client connections: %s", exc)
+                loop = asyncio.get_running_loop()
+                loop.remove_reader(self._listener.fileno())
+                loop.call_later(0.5, lambda: self.draining or
+                                loop.add_reader(self._listener.fileno(), self._accept))
+                return
+            self._dispatch(conn)
+
+    def _dispatch(self, conn: socket.socket) -> None:
+        live = [w for w in self.workers if w.alive]
+        limit = self.config.proxy.max_client_connections
+        if not live or sum(w.connections for w in live) >= limit:
+            self._refuse(conn, limit)
+            return
+        min(live, key=lambda w: w.connections).hand(conn)
+
+    def _refuse(self, conn: socket.socket, limit: int) -> None:
+        self.refused += 1
+        now = time.monotonic()
+        if now - self._last_refusal_log > 10:
+            self._last_refusal_log = now
+            log.warning("refusing client connections: proxy.max_client_connections (%d) reached "
+                        "(%d refused so far)", limit, self.refused)
+        message = (f"zdm proxy {self.name}: too many client connections ({limit}, "
+                   f"proxy.max_client_connections); connect to another proxy instance, or raise the limit")
+        conn.setblocking(False)
         loop = asyncio.get_running_loop()
-        backend = BackendConnection(cluster, address, max_frame_bytes=self.config.proxy.max_frame_bytes,
-                                    request_timeout=self.config.proxy.request_timeout_s,
-                                    on_event=on_event, on_lost=on_lost)
-        try:
-            await asyncio.wait_for(loop.create_connection(lambda: backend, *address), cfg.connect_timeout_s)
-        except (OSError, asyncio.TimeoutError) as exc:
-            raise ProxyError(f"{cluster.value} ({address[0]}:{address[1]}) is not reachable: "
-                             f"{exc or 'timed out'}",
-                             hint=f"check {cluster.value}.contact_points / {cluster.value}.port") from None
-        sock = backend.transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return backend
+        task = loop.create_task(loop.connect_accepted_socket(lambda: _Refusal(message), conn))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
-    async def open_backend(self, cluster: Cluster, session: ClientSession) -> BackendConnection:
-        on_event = session.event_received if cluster is Cluster.ORIGIN else None
-        return await self._connect(cluster, on_event=on_event, on_lost=session.backend_lost)
+    # -- routing -------------------------------------------------------------------------
+    @property
+    def routing(self) -> Routing:
+        return self._routing
 
-    async def login(self, backend: BackendConnection, version: int) -> str | None:
-        """Log ``backend`` in with the configured credentials; the problem, or None."""
-        creds = self._cluster(backend.cluster).credentials
-        name = backend.cluster.value
-        if creds is None:
-            return (f"zdm proxy: {name} requires a login and zdm.yaml has no {name}.username/"
-                    f"password for the proxy to use")
-        answer = await backend.request(version, Opcode.AUTH_RESPONSE,
-                                       m.encode_auth_token(m.plain_sasl_token(*creds)))
-        while isinstance(answer, Frame) and answer.opcode == Opcode.AUTH_CHALLENGE:
-            answer = await backend.request(version, Opcode.AUTH_RESPONSE,
-                                           m.encode_auth_token(m.plain_sasl_token(*creds)))
-        if isinstance(answer, Frame) and answer.opcode == Opcode.AUTH_SUCCESS:
-            return None
-        if isinstance(answer, Frame) and answer.opcode == Opcode.ERROR:
-            info = m.decode_error(answer.body, flags=answer.flags)
-            return f"zdm proxy: {name} refused the proxy's configured credentials: {info.message}"
-        return f"zdm proxy: {name}: {getattr(answer, 'message', answer)}"
+    @routing.setter
+    def routing(self, routing: Routing) -> None:
+        """Route later requests by ``routing`` (in-process workers apply it at once)."""
+        self._routing = routing
+        for worker in self.workers:
+            if isinstance(worker, LocalWorker):
+                worker.plane.set_routing(routing)
+            else:
+                asyncio.ensure_future(worker.set_routing(routing, None))
 
-    async def _probe_clusters(self) -> dict:
-        """Control connections: reachability, auth requirements, origin's cluster facts."""
-        for cluster in Cluster:
-            await self._open_control(cluster)
-        return await self._read_local(self._control[Cluster.ORIGIN])
+    async def apply_routing(self, routing: Routing, revision: int | None) -> None:
+        """Route later requests by ``routing``; returns once every worker does."""
+        self._routing = routing
+        await asyncio.gather(*(w.set_routing(routing, revision) for w in self.workers if w.alive))
 
-    async def _open_control(self, cluster: Cluster) -> None:
-        backend = await self._connect(cluster)
-        self._control[cluster] = backend
-        answer = await backend.request(CONTROL_VERSION, Opcode.STARTUP,
-                                       m.encode_startup({"CQL_VERSION": "3.0.0"}))
-        backend.in_handshake = False
-        if not isinstance(answer, Frame) or answer.opcode == Opcode.ERROR:
-            detail = m.decode_error(answer.body).message if isinstance(answer, Frame) else answer.message
-            raise ProxyError(f"{cluster.value} refused the proxy's connection: {detail}")
-        self.requires_auth[cluster] = answer.opcode == Opcode.AUTHENTICATE
-        if self.requires_auth[cluster]:
-            problem = await self.login(backend, CONTROL_VERSION)
-            if problem is not None and cluster is Cluster.ORIGIN:
-                raise ProxyError(problem.removeprefix("zdm proxy: "),
-                                 hint=f"set {cluster.value}.username and {cluster.value}.password "
-                                      "(or password_env) in zdm.yaml")
-            # target: clients bring target's credentials; the proxy needs none of its own
+    async def _follow_routing(self) -> None:
+        change = await asyncio.to_thread(self.registration.poll_routing)
+        if change is None:
+            return
+        routing, revision, phase = change
+        if routing != self._routing:
+            log.info("routing: %s -> %s (phase %s)", self._routing, routing, phase)
+        await self.apply_routing(routing, revision)
+        self.routing_revision = revision
+        await asyncio.to_thread(self.registration.ack, revision)
 
-    async def _reconnect_control(self, cluster: Cluster) -> None:
-        try:
-            await self._open_control(cluster)
-            log.info("control connection to %s restored", cluster.value)
-        except Exception as exc:  # noqa: BLE001 - retried on a later tick
-            log.warning("control connection to %s: %s", cluster.value, exc)
-        finally:
-            self._reconnecting.discard(cluster)
+    # -- counters and health -------------------------------------------------------------
+    @property
+    def stats(self) -> ProxyStats:
+        """The instance's counters: its workers' summed (as of their last report)."""
+        total = merge(w.stats_snapshot() for w in self.workers)
+        total.refused_connections += self.refused
+        total.heartbeats += self.control.heartbeats
+        return total
 
-    async def _read_local(self, backend: BackendConnection) -> dict:
-        answer = await backend.request(CONTROL_VERSION, Opcode.QUERY,
-                                       m.encode_query("SELECT * FROM system.local WHERE key='local'",
-                                                      version=CONTROL_VERSION))
-        if not isinstance(answer, Frame) or answer.opcode != Opcode.RESULT:
-            raise ProxyError("cannot read origin's system.local: "
-                             f"{m.decode_error(answer.body).message if isinstance(answer, Frame) else answer.message}")
-        rows = m.decode_rows(answer.body, CONTROL_VERSION)
-        if not rows.rows:
-            raise ProxyError("origin's system.local is empty")
-        row = rows.rows[0]
-        out = {}
-        for spec, raw in zip(rows.columns, row):
-            if spec.name in CLUSTER_FACTS:
-                out[spec.name] = deserialize(spec.type, raw)
-        return out
+    @property
+    def client_connections(self) -> int:
+        return sum(w.connections for w in self.workers)
 
-    # -- sessions ------------------------------------------------------------------------
-    def _new_session(self, client: ClientConnection) -> ClientSession:
-        session = ClientSession(self, client)
-        self.sessions.add(session)
-        self.stats.client_connections += 1
-        return session
+    @property
+    def requires_auth(self) -> dict[Cluster, bool]:
+        return self.control.requires_auth
 
-    def session_closed(self, session: ClientSession) -> None:
-        self.sessions.discard(session)
-        self._idle.set()
-
-    def session_idle(self, session: ClientSession) -> None:
-        self._idle.set()
-
-    def topology_answer(self, table: str, query: str) -> bytes:
-        return self.topology.answer(table, query, self.me)
-
-    # -- the periodic tick -----------------------------------------------------------------
     async def _tick_forever(self) -> None:
-        last_publish = 0.0
         while True:
             await asyncio.sleep(TICK_SECONDS)
-            now = time.monotonic()
             try:
-                self._tick(now)
-                if now - last_publish >= 1.0:
-                    self._apply_state()
-                    self._publish_health(running=True)
-                    last_publish = now
+                self.control.tick()
+                if self.registration is not None:
+                    await self._follow_routing()
+                    await self._publish_health()
             except Exception:  # noqa: BLE001 - the tick must survive anything
                 log.exception("proxy tick failed")
 
-    def _tick(self, now: float) -> None:
-        for cluster, control in self._control.items():
-            if control.closed and cluster not in self._reconnecting and not self.draining:
-                self._reconnecting.add(cluster)
-                asyncio.ensure_future(self._reconnect_control(cluster))
-        heartbeat = self.config.proxy.heartbeat_interval_s
-        backends = [b for s in self.sessions for b in s.backends.values()]
-        backends.extend(self._control.values())
-        for backend in backends:
-            backend.sweep(now)
-            if not backend.closed and not backend.in_handshake and now - backend.last_activity > heartbeat:
-                self.stats.heartbeats += 1
-                backend.send(backend.version, 0, Opcode.OPTIONS, b"", _heartbeat_answered(backend))
+    async def _publish_health(self) -> None:
+        await asyncio.gather(*(w.refresh_stats() for w in self.workers))
+        connected = self.control.connected
+        await asyncio.to_thread(
+            self.registration.publish, pid=os.getpid(), heartbeat_at=utc_now(), running=True,
+            origin_connected=connected[Cluster.ORIGIN], target_connected=connected[Cluster.TARGET],
+            async_reads=self.stats.async_reads(), client_connections=self.client_connections,
+            workers=len(self.workers))
 
-    def _apply_state(self, initial: bool = False) -> None:
-        """Pick up a routing change from the state directory; acknowledge it."""
-        if self.store is None:
-            return
-        stamp = self.store.state_stamp()
-        if stamp == self._state_stamp and not initial:
-            return
-        self._state_stamp = stamp
-        state = self.store.load()
-        if state.routing != self.routing:
-            log.info("routing: %s -> %s (phase %s)", self.routing, state.routing, state.phase.label)
-        self.routing = state.routing
-        self.routing_revision = state.routing_status.revision
-        self._registered(self.store.ack_routing, self.name, self.routing_revision)
 
-    def _registered(self, write, *args, **fields) -> None:
-        """A write to this proxy's record; re-registers if an operator deregistered it while running."""
-        from zdm.phases import UnknownProxy
+class _Refusal(asyncio.Protocol):
+    """A client past the connection limit: its first frame is answered with OVERLOADED (in
+    its protocol version), then the connection is closed."""
 
+    def __init__(self, message: str) -> None:
+        self.message = message
+        self.reader = FrameReader(64 * 1024, expect_response=False)
+        self.transport = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        asyncio.get_running_loop().call_later(REFUSAL_TIMEOUT, transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.receive_data(data)
         try:
-            write(*args, **fields)
-        except UnknownProxy:
-            log.warning("proxy %s was deregistered while running; registering it again", self.name)
-            self.store.register_proxy(self.name, f"{self.listen[0]}:{self.listen[1]}")
-            write(*args, **fields)
-
-    def _publish_health(self, *, running: bool) -> None:
-        if self.store is None:
+            frame: Frame | None = self.reader.next_frame()
+        except ProtocolError as exc:
+            if exc.version is not None and not MIN_VERSION <= exc.version <= MAX_VERSION:
+                self.transport.write(encode_unsupported_version(exc.version, exc.stream))
+            self.transport.close()
             return
-        connected = {c: not b.closed for c, b in self._control.items()}
-        self._registered(
-            self.store.update_proxy, self.name, address=f"{self.listen[0]}:{self.listen[1]}", pid=os.getpid(),
-            heartbeat_at=_utc_now() if running else None, running=running,
-            origin_connected=connected.get(Cluster.ORIGIN, False),
-            target_connected=connected.get(Cluster.TARGET, False),
-            async_reads=self.stats.async_reads(),
-            client_connections=len(self.sessions))
+        if frame is None:
+            return
+        answer = error_frame(frame.version, frame.stream, ErrorCode.OVERLOADED, self.message)
+        self.transport.write(answer.header() + answer.body)
+        self.transport.close()
 
 
-def _heartbeat_answered(backend: BackendConnection):
-    def done(outcome: Outcome) -> None:
-        if not isinstance(outcome, Frame):  # no answer: the connection is dead; drop it
-            log.warning("heartbeat on %s failed (%s); closing it", backend.name, outcome.message)
-            backend.close()
-    return done
-
-
-async def serve(config: Config, *, store=None, name: str | None = None, ready=None) -> None:
-    """Run a proxy until SIGTERM/SIGINT, then shut down gracefully."""
+async def serve(config: Config, *, store=None, name: str | None = None, ready=None,
+                workers: int | None = None) -> None:
+    """Run a proxy instance until SIGTERM/SIGINT, then shut down gracefully."""
     import signal
 
-    server = ProxyServer(config, state_store=store, name=name)
+    server = ProxyServer(config, state_store=store, name=name, workers=workers)
     await server.start()
     if ready is not None:
         ready(server)

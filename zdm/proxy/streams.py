@@ -2,9 +2,12 @@
 
 Each client request forwarded to a cluster gets a fresh stream id on that
 cluster's connection (client stream ids are only unique per client connection,
-and the proxy may have its own requests in flight).  Ids are recycled LIFO; an id
-whose request timed out stays reserved until its late answer arrives, so a late
-answer can never be taken for the answer to a newer request.
+and the proxy may have its own requests in flight).  Ids are handed out lazily:
+a connection that never has more than a few requests in flight only ever holds a
+few ids, so an idle connection costs bytes, not the 32,768-entry table a v3+
+connection could use.  Released ids are recycled LIFO; an id whose request timed
+out stays reserved until its late answer arrives, so a late answer can never be
+taken for the answer to a newer request.
 """
 
 from __future__ import annotations
@@ -19,18 +22,23 @@ class StreamsExhausted(Exception):
 
 
 class StreamIds:
-    __slots__ = ("_free", "pending")
+    __slots__ = ("_free", "_next", "_size", "pending")
 
     def __init__(self, size: int = MAX_STREAMS) -> None:
-        self._free = list(range(size - 1, -1, -1))
+        self._free: list[int] = []  # released ids, reused last-in first-out
+        self._next = 0              # ids from here up were never handed out
+        self._size = size
         #: stream id -> whatever the caller keeps for the answer
         self.pending: dict[int, Any] = {}
 
     def acquire(self, entry: Any) -> int:
-        try:
+        if self._free:
             stream = self._free.pop()
-        except IndexError:
-            raise StreamsExhausted("all stream ids of this connection are in use") from None
+        elif self._next < self._size:
+            stream = self._next
+            self._next += 1
+        else:
+            raise StreamsExhausted("all stream ids of this connection are in use")
         self.pending[stream] = entry
         return stream
 

@@ -13,11 +13,12 @@ address, so every instance describes the same ring.
 from __future__ import annotations
 
 import re
+import struct
 import uuid
 from dataclasses import dataclass
 
-from zdm.cql.messages import encode_rows
-from zdm.cql.types import parse_type
+from zdm.cql.messages import ColumnSpec, encode_rows
+from zdm.cql.types import parse_type, serialize
 
 _COLUMNS = {
     "local": [
@@ -98,9 +99,12 @@ class VirtualTopology:
                          "native_address": inst.host, "native_port": inst.port})
         return rows
 
+    def _rows(self, table: str, me: Instance) -> list[dict]:
+        return [self.local_row(me)] if table == "local" else self.peer_rows(me)
+
     def answer(self, table: str, query: str, me: Instance) -> bytes:
         """A RESULT ROWS body answering ``query`` on ``system.<table>``."""
-        rows = [self.local_row(me)] if table == "local" else self.peer_rows(me)
+        rows = self._rows(table, me)
         types = _TYPES[table]
         selected = selected_columns(query)
         if selected is None:
@@ -110,8 +114,40 @@ class VirtualTopology:
         values = [[row.get(name) for name, _ in selected] for row in rows]
         return encode_rows(columns, values)
 
+    def answer_prepared(self, table: str, query: str, columns: list[ColumnSpec], me: Instance, *,
+                        no_metadata: bool) -> bytes:
+        """The answer to an EXECUTE of a prepared read of ``system.<table>``.
+
+        ``columns`` are the result columns origin described when the statement was prepared:
+        the driver decodes rows by them (it asks to skip the metadata), so the answer has
+        exactly those columns, in that order, with origin's types; a column the proxy has no
+        value for is null.
+        """
+        rows = self._rows(table, me)
+        selected = selected_columns(query)
+        if selected is None or len(selected) != len(columns):
+            names = [c.name for c in columns]  # SELECT *: origin's own column list
+        else:
+            names = [name for name, _ in selected]
+        values = [[_fit(col.type, row.get(name)) for col, name in zip(columns, names)]
+                  for row in rows]
+        specs = [(c.keyspace, c.table, c.name, c.type) for c in columns]
+        return encode_rows(specs, values, no_metadata=no_metadata)
+
 
 _TEXT = parse_type("text")
+
+
+def _fit(cql_type, value):
+    """``value`` if it serializes as ``cql_type``, else None (a column whose type differs on
+    origin's release is better null than undecodable)."""
+    if value is None:
+        return None
+    try:
+        serialize(cql_type, value)
+    except (TypeError, ValueError, AttributeError, OverflowError, struct.error):
+        return None
+    return value
 
 
 def selected_columns(query: str) -> list[tuple[str, str]] | None:

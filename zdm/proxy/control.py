@@ -1,0 +1,117 @@
+"""The proxy instance's own connections to the clusters (its control connections).
+
+Theory of operation: before a proxy instance listens it opens one connection to each
+cluster, proving both reachable, learning which of them require a login, and reading
+origin's ``system.local`` for the virtual topology.  The connections stay open: the
+instance's tick reconnects a lost one and keeps idle ones alive with heartbeats, and
+:attr:`ControlPlane.connected` is what the instance reports as its health.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from zdm.config import Config
+from zdm.cql import messages as m
+from zdm.cql.constants import Opcode, ResultKind
+from zdm.cql.frame import Frame
+from zdm.cql.types import deserialize
+from zdm.errors import ZdmError
+from zdm.phases.model import Cluster
+from zdm.proxy.auth import login
+from zdm.proxy.connection import BackendConnection, Dialer
+from zdm.proxy.dataplane import keep_alive
+from zdm.proxy.topology import CLUSTER_FACTS
+
+log = logging.getLogger("zdm.proxy")
+
+CONTROL_VERSION = 4  # the proxy's own requests; every supported cluster speaks v4
+
+
+class ProxyError(ZdmError):
+    """The proxy cannot start or run."""
+
+
+class ControlPlane:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.dialer = Dialer(config)
+        self.connections: dict[Cluster, BackendConnection] = {}
+        self.requires_auth: dict[Cluster, bool] = {}
+        self.heartbeats = 0
+        self._reconnecting: set[Cluster] = set()
+        self.closing = False
+
+    @property
+    def connected(self) -> dict[Cluster, bool]:
+        return {c: c in self.connections and not self.connections[c].closed for c in Cluster}
+
+    async def probe(self) -> dict:
+        """Open both control connections; origin's cluster facts (its system.local)."""
+        for cluster in Cluster:
+            await self._open(cluster)
+        return await self._read_local(self.connections[Cluster.ORIGIN])
+
+    async def _open(self, cluster: Cluster) -> None:
+        try:
+            backend = await self.dialer.dial(cluster)
+        except ZdmError as exc:
+            raise ProxyError(exc.message, hint=exc.hint) from None
+        self.connections[cluster] = backend
+        answer = await backend.request(CONTROL_VERSION, Opcode.STARTUP,
+                                       m.encode_startup({"CQL_VERSION": "3.0.0"}))
+        backend.in_handshake = False
+        if not isinstance(answer, Frame) or answer.opcode == Opcode.ERROR:
+            detail = m.decode_error(answer.body).message if isinstance(answer, Frame) else answer.message
+            raise ProxyError(f"{cluster.value} refused the proxy's connection: {detail}")
+        self.requires_auth[cluster] = answer.opcode == Opcode.AUTHENTICATE
+        if self.requires_auth[cluster]:
+            creds = self.config.origin.credentials if cluster is Cluster.ORIGIN else \
+                self.config.target.credentials
+            problem = await login(backend, creds, CONTROL_VERSION)
+            if problem is not None and cluster is Cluster.ORIGIN:
+                raise ProxyError(problem.removeprefix("zdm proxy: "),
+                                 hint=f"set {cluster.value}.username and {cluster.value}.password "
+                                      "(or password_env) in zdm.yaml")
+            # target: clients bring target's credentials; the proxy needs none of its own
+
+    async def _reconnect(self, cluster: Cluster) -> None:
+        try:
+            await self._open(cluster)
+            log.info("control connection to %s restored", cluster.value)
+        except Exception as exc:  # noqa: BLE001 - retried on a later tick
+            log.warning("control connection to %s: %s", cluster.value, exc)
+        finally:
+            self._reconnecting.discard(cluster)
+
+    async def _read_local(self, backend: BackendConnection) -> dict:
+        answer = await backend.request(CONTROL_VERSION, Opcode.QUERY,
+                                       m.encode_query("SELECT * FROM system.local WHERE key='local'",
+                                                      version=CONTROL_VERSION))
+        if not isinstance(answer, Frame) or answer.opcode != Opcode.RESULT or \
+                m.result_kind(answer.body) != ResultKind.ROWS:
+            raise ProxyError("cannot read origin's system.local: "
+                             f"{m.decode_error(answer.body).message if isinstance(answer, Frame) else answer.message}")
+        rows = m.decode_rows(answer.body, CONTROL_VERSION)
+        if not rows.rows:
+            raise ProxyError("origin's system.local is empty")
+        return {spec.name: deserialize(spec.type, raw) for spec, raw in zip(rows.columns, rows.rows[0])
+                if spec.name in CLUSTER_FACTS}
+
+    def tick(self, now: float | None = None) -> None:
+        """Reconnect a lost control connection; heartbeats on idle ones."""
+        now = time.monotonic() if now is None else now
+        for cluster, backend in list(self.connections.items()):
+            if backend.closed:
+                if cluster not in self._reconnecting and not self.closing:
+                    self._reconnecting.add(cluster)
+                    asyncio.ensure_future(self._reconnect(cluster))
+                continue
+            self.heartbeats += keep_alive(backend, now, self.config.proxy.heartbeat_interval_s)
+
+    def close(self) -> None:
+        self.closing = True
+        for backend in self.connections.values():
+            backend.close()

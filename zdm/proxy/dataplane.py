@@ -1,0 +1,151 @@
+"""The client connections one event loop serves, and what they share.
+
+Theory of operation: a proxy instance has one :class:`DataPlane` per worker process (an
+in-process proxy has exactly one).  The instance's listener accepts each client
+connection and hands the socket to the data plane of the least busy worker
+(:meth:`DataPlane.adopt`); from then on that connection lives here: its
+:class:`~zdm.proxy.session.ClientSession`, its two cluster connections, and the
+:class:`~zdm.proxy.handler.Context` shared by every connection of this loop (routing,
+prepared ids, counters, the virtual topology).  A tick twice a second fails overdue
+requests and sends heartbeats on idle cluster connections.  Nothing here reads or
+writes files: routing changes and counters cross to the instance as plain values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from typing import Callable
+
+from zdm.config import Config
+from zdm.cql.constants import Opcode
+from zdm.cql.frame import Frame
+from zdm.phases.model import Cluster, Routing
+from zdm.proxy.aggregate import Outcome
+from zdm.proxy.connection import BackendConnection, ClientConnection, Dialer
+from zdm.proxy.handler import Context
+from zdm.proxy.session import ClientSession
+from zdm.proxy.topology import Instance, VirtualTopology
+
+log = logging.getLogger("zdm.proxy")
+
+TICK_SECONDS = 0.5
+
+
+class DataPlane:
+    def __init__(self, config: Config, topology: VirtualTopology, me: Instance, routing: Routing, *,
+                 on_connection_ended: Callable[[], None] | None = None) -> None:
+        self.config = config
+        self.ctx = Context(routing=routing, topology=topology, me=me)
+        self.dialer = Dialer(config)
+        self.credentials = {Cluster.ORIGIN: config.origin.credentials,
+                            Cluster.TARGET: config.target.credentials}
+        self.sessions: set[ClientSession] = set()
+        #: client connections handed to this plane and not yet closed
+        self.connections = 0
+        self.on_connection_ended = on_connection_ended
+        self._tick_task: asyncio.Task | None = None
+
+    @property
+    def stats(self):
+        return self.ctx.stats
+
+    @property
+    def routing(self) -> Routing:
+        return self.ctx.routing
+
+    def set_routing(self, routing: Routing) -> None:
+        """Requests that arrive from now on are routed by ``routing``."""
+        if routing != self.ctx.routing:
+            log.debug("routing: %s -> %s", self.ctx.routing, routing)
+        self.ctx.routing = routing
+
+    def start(self) -> None:
+        self._tick_task = asyncio.ensure_future(self._tick_forever())
+
+    # -- connections -------------------------------------------------------------------
+    def adopt(self, sock: socket.socket) -> None:
+        """Serve an accepted client connection."""
+        self.connections += 1
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(loop.connect_accepted_socket(self._protocol, sock))
+        task.add_done_callback(self._adopted)
+
+    def _adopted(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.info("client connection lost before it was served: %s", task.exception())
+            self._connection_ended()
+
+    def _protocol(self) -> ClientConnection:
+        return ClientConnection(self._new_session, max_frame_bytes=self.config.proxy.max_frame_bytes)
+
+    def _new_session(self, client: ClientConnection) -> None:
+        session = ClientSession(client, ctx=self.ctx, dialer=self.dialer, credentials=self.credentials,
+                                on_closed=self._session_closed)
+        self.sessions.add(session)
+        self.ctx.stats.client_connections += 1
+
+    def _session_closed(self, session: ClientSession) -> None:
+        self.sessions.discard(session)
+        self._connection_ended()
+
+    def _connection_ended(self) -> None:
+        self.connections -= 1
+        if self.on_connection_ended is not None:
+            self.on_connection_ended()
+
+    @property
+    def in_flight(self) -> int:
+        return sum(s.in_flight for s in self.sessions)
+
+    async def drain(self, timeout: float) -> None:
+        """Answer new requests OVERLOADED, wait (up to ``timeout``) for those in flight, then
+        close every client connection."""
+        self.ctx.draining = True
+        deadline = time.monotonic() + timeout
+        while self.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        for session in list(self.sessions):
+            session.client.close()
+        if self._tick_task is not None:
+            self._tick_task.cancel()
+        while self.sessions and time.monotonic() < deadline + 2:
+            await asyncio.sleep(0.01)  # connection_lost of each closed client
+
+    # -- the tick --------------------------------------------------------------------------
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            try:
+                self.tick(time.monotonic())
+            except Exception:  # noqa: BLE001 - the tick must survive anything
+                log.exception("proxy tick failed")
+
+    def tick(self, now: float) -> None:
+        interval = self.config.proxy.heartbeat_interval_s
+        stats = self.ctx.stats
+        for session in self.sessions:
+            for backend in session.backends.values():
+                stats.heartbeats += keep_alive(backend, now, interval)
+
+
+def keep_alive(backend: BackendConnection, now: float, interval: float) -> int:
+    """Fail overdue requests on ``backend``; send a heartbeat (OPTIONS) if it was idle for
+    ``interval`` seconds.  Returns the number of heartbeats sent (0 or 1)."""
+    backend.sweep(now)
+    if backend.closed or backend.in_handshake or now - backend.last_activity <= interval:
+        return 0
+    backend.send(backend.version, 0, Opcode.OPTIONS, b"", _heartbeat_answered(backend))
+    return 1
+
+
+def _heartbeat_answered(backend: BackendConnection):
+    def done(outcome: Outcome) -> None:
+        if not isinstance(outcome, Frame):  # no answer: the connection is dead; drop it
+            log.warning("heartbeat on %s failed (%s); closing it", backend.name, outcome.message)
+            backend.close()
+    return done

@@ -1,0 +1,492 @@
+"""The request path of one client connection once its handshake is done: pure, no I/O.
+
+Theory of operation (mitmproxy's layers, zdm-proxy's rules): a :class:`RequestHandler`
+imports neither asyncio nor the server.  It is given
+
+* ``send``, one callable per cluster: ``send(flags, opcode, body, callback)`` forwards a
+  request on that cluster's connection and later calls ``callback(outcome)`` exactly once,
+  with the answer frame or a :class:`~zdm.proxy.aggregate.Failure`;
+* ``reply(stream, frame)``, which writes ``frame`` to the client as the answer on ``stream``;
+* a :class:`Context` shared by the worker's connections: the routing (read when a request
+  arrives, so a routing change applies to later requests and never moves one in flight),
+  the prepared-id cache, the counters, the virtual topology and the clock.
+
+Each request is decoded only as far as :func:`~zdm.proxy.routing.decide` needs, sent where
+it says, and answered through a small pending object (:class:`_Single`, :class:`_Dual`,
+:class:`_AsyncRead`) that holds what its answer needs.  Writes sent to both clusters carry
+one client-side timestamp (added when the client sent none), so both store the same
+writetime.  A cluster that forgot a prepared statement answers UNPREPARED: the handler
+prepares it there again and resends, for an EXECUTE and for the children of a BATCH.
+
+Invariant: every request accepted (``in_flight`` incremented) is answered exactly once.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Mapping
+
+from zdm.cql import messages as m
+from zdm.cql.classify import StatementKind, classify
+from zdm.cql.constants import (CUSTOM_PAYLOAD, SKIP_METADATA, WITH_PAGING_STATE, ErrorCode, Opcode,
+                               ResultKind)
+from zdm.cql.errors import ProtocolError
+from zdm.cql.frame import Frame
+from zdm.phases.model import Cluster, Routing
+from zdm.proxy import aggregate
+from zdm.proxy.aggregate import Outcome
+from zdm.proxy.prepared import PreparedCache, PreparedEntry
+from zdm.proxy.routing import Destination, decide, other
+from zdm.proxy.stats import ProxyStats
+from zdm.proxy.topology import Instance, VirtualTopology
+
+Callback = Callable[[Outcome], None]
+Send = Callable[[int, int, bytes, Callback], None]
+Reply = Callable[[int, Frame], None]
+
+#: the answer to OPTIONS: what the proxy lets a client negotiate
+SUPPORTED_BODY = m.encode_supported({
+    "CQL_VERSION": ["3.4.7"], "COMPRESSION": [], "PROTOCOL_VERSIONS": ["3/v3", "4/v4", "5/v5"]})
+
+_UNPREPARED_CODE = ErrorCode.UNPREPARED.to_bytes(4, "big")
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class Context:
+    """What every client connection of one worker shares."""
+
+    __slots__ = ("routing", "prepared", "stats", "topology", "me", "clock", "draining")
+
+    def __init__(self, *, routing: Routing, topology: VirtualTopology, me: Instance,
+                 prepared: PreparedCache | None = None, stats: ProxyStats | None = None,
+                 clock: Callable[[], int] = now_us) -> None:
+        self.routing = routing
+        self.topology = topology
+        self.me = me
+        self.prepared = prepared if prepared is not None else PreparedCache()
+        self.stats = stats if stats is not None else ProxyStats()
+        self.clock = clock  # microseconds since the epoch, for client-side timestamps
+        self.draining = False
+
+
+def error_frame(version: int, stream: int, code: int, message: str, *,
+                unprepared_id: bytes | None = None) -> Frame:
+    body = m.encode_error(code, message, unprepared_id=unprepared_id)
+    return Frame(version, True, 0, stream, Opcode.ERROR, body)
+
+
+def failure_frame(version: int, stream: int, outcome: Outcome) -> Frame:
+    """The frame the client gets for ``outcome``: the cluster's own, or an error for silence."""
+    if isinstance(outcome, Frame):
+        return outcome
+    return error_frame(version, stream, ErrorCode.SERVER_ERROR, f"zdm proxy: {outcome.message}")
+
+
+def unprepared_id(outcome: Outcome) -> bytes | None:
+    """The prepared id of an UNPREPARED error, else None."""
+    if not isinstance(outcome, Frame) or outcome.opcode != Opcode.ERROR:
+        return None
+    body = outcome.body
+    if not outcome.flags and body[:4] != _UNPREPARED_CODE:
+        return None  # the common case, decided without decoding
+    info = m.decode_error(body, flags=outcome.flags)
+    return info.unprepared_id if info.code == ErrorCode.UNPREPARED else None
+
+
+class RequestHandler:
+    __slots__ = ("ctx", "version", "keyspace", "in_flight", "_send", "_reply")
+
+    def __init__(self, ctx: Context, version: int, send: Mapping[Cluster, Send], reply: Reply, *,
+                 keyspace: str | None = None) -> None:
+        self.ctx = ctx
+        self.version = version
+        self.keyspace = keyspace  # the connection's keyspace, as USE set it on both clusters
+        self.in_flight = 0
+        self._send = dict(send)
+        self._reply = reply
+
+    # -- in and out ------------------------------------------------------------------
+    def frame_received(self, frame: Frame) -> None:
+        """Handle one request; a malformed one raises ProtocolError (answered by the caller)."""
+        try:
+            self._dispatch(frame)
+        except ProtocolError as exc:
+            if exc.stream is None:
+                exc.stream = frame.stream
+            if exc.version is None:
+                exc.version = self.version
+            raise
+
+    def answer(self, stream: int, frame: Frame) -> None:
+        """Send ``frame`` to the client as the answer to the request on ``stream``."""
+        self.in_flight -= 1
+        self.ctx.stats.requests += 1
+        self._reply(stream, frame)
+
+    def _dispatch(self, frame: Frame) -> None:
+        op = frame.opcode
+        if frame.version != self.version:
+            raise ProtocolError(f"frame of protocol v{frame.version} on a v{self.version} connection")
+        if op == Opcode.OPTIONS:
+            self._local(frame, Opcode.SUPPORTED, SUPPORTED_BODY)
+        elif self.ctx.draining:
+            self._error(frame, ErrorCode.OVERLOADED, "zdm proxy is shutting down; retry on another node")
+        elif op == Opcode.EXECUTE:
+            self._execute(frame)
+        elif op == Opcode.QUERY:
+            self._query(frame)
+        elif op == Opcode.BATCH:
+            self._batch(frame)
+        elif op == Opcode.PREPARE:
+            self._prepare(frame)
+        elif op == Opcode.REGISTER:
+            self._forward(frame, decide(op, None, None, False, self.ctx.routing), frame.body, frame.body)
+        elif op in (Opcode.STARTUP, Opcode.AUTH_RESPONSE):
+            raise ProtocolError(f"{op.name} after the handshake completed")
+        else:
+            raise ProtocolError(f"unexpected {getattr(op, 'name', op)} request")
+
+    def _local(self, frame: Frame, opcode: int, body: bytes) -> None:
+        self.in_flight += 1
+        self.answer(frame.stream, Frame(frame.version, True, 0, frame.stream, opcode, body))
+
+    def _error(self, frame: Frame, code: int, message: str, **kw) -> None:
+        self.in_flight += 1
+        self.answer(frame.stream, error_frame(frame.version, frame.stream, code, message, **kw))
+
+    def _forward(self, frame: Frame, decision, origin_body: bytes, target_body: bytes,
+                 entry: PreparedEntry | None = None, on_success=None, statements: int = 0) -> None:
+        """Send a request where ``decision`` says (not PROXY), with each cluster's body.
+        ``statements``: how many prepared statements it uses (an UNPREPARED answer is
+        recovered from once per statement and cluster)."""
+        self.in_flight += 1
+        dest = decision.destination
+        retries = statements or (1 if entry is not None else 0)
+        if dest is Destination.BOTH:
+            _Dual(self, frame, origin_body, target_body, entry, 2 * retries, on_success).send()
+        elif decision.async_secondary:
+            primary = Cluster.ORIGIN if dest is Destination.ORIGIN else Cluster.TARGET
+            _AsyncRead(self, frame, primary, origin_body, target_body, entry, 2 * retries).send()
+        elif dest is Destination.ORIGIN:
+            _Single(self, frame, Cluster.ORIGIN, origin_body, entry, retries).send()
+        else:
+            _Single(self, frame, Cluster.TARGET, target_body, entry, retries).send()
+
+    # -- QUERY ---------------------------------------------------------------------------
+    def _query(self, frame: Frame) -> None:
+        info = m.decode_query(frame.body, frame.version, flags=frame.flags)
+        stmt = classify(info.query)
+        decision = decide(Opcode.QUERY, stmt, self.keyspace, bool(info.flags & WITH_PAGING_STATE),
+                          self.ctx.routing)
+        if decision.destination is Destination.PROXY:
+            ctx = self.ctx
+            self._local(frame, Opcode.RESULT, ctx.topology.answer(stmt.table, info.query, ctx.me))
+            return
+        body = frame.body
+        on_success = None
+        if decision.destination is Destination.BOTH:
+            if stmt.is_write and not info.has_timestamp:
+                body = m.add_default_timestamp(Opcode.QUERY, body, frame.version, self.ctx.clock(),
+                                               flags=frame.flags)
+            if stmt.kind is StatementKind.USE:
+                on_success = self._use_succeeded
+        self._forward(frame, decision, body, body, on_success=on_success)
+
+    def _use_succeeded(self, dual: "_Dual") -> None:
+        answer = dual.outcomes[Cluster.ORIGIN]
+        if m.result_kind(answer.body, flags=answer.flags) == ResultKind.SET_KEYSPACE:
+            self.keyspace = m.decode_set_keyspace(answer.body, flags=answer.flags)
+
+    # -- PREPARE / EXECUTE -----------------------------------------------------------------
+    def _prepare(self, frame: Frame) -> None:
+        info = m.decode_prepare(frame.body, frame.version, flags=frame.flags)
+        keyspace = info.keyspace or self.keyspace
+
+        def both_prepared(dual: _Dual) -> None:
+            o, t = dual.outcomes[Cluster.ORIGIN], dual.outcomes[Cluster.TARGET]
+            version = frame.version
+            po = m.decode_prepared_result(o.body, version, flags=o.flags)
+            pt = m.decode_prepared_result(t.body, version, flags=t.flags)
+            stmt = classify(info.query)
+            columns = None
+            if decide(Opcode.EXECUTE, stmt, keyspace, False, self.ctx.routing).destination \
+                    is Destination.PROXY:
+                columns = m.decode_prepared_columns(o.body, version, flags=o.flags)
+            self.ctx.prepared.put(PreparedEntry(info.query, keyspace, stmt, po.prepared_id,
+                                                pt.prepared_id, po.result_metadata_id,
+                                                pt.result_metadata_id, columns))
+            # the client always sees origin's answer, and so origin's id
+
+        self._forward(frame, decide(Opcode.PREPARE, None, keyspace, False, self.ctx.routing),
+                      frame.body, frame.body, on_success=both_prepared)
+
+    def _execute(self, frame: Frame) -> None:
+        body = frame.body
+        version = frame.version
+        if frame.flags & CUSTOM_PAYLOAD:
+            prepared_id = m.decode_execute(body, version, flags=frame.flags).prepared_id
+        else:  # the hot path: <id> is the [short bytes] at the start of the body
+            prepared_id = body[2:2 + int.from_bytes(body[:2], "big")]
+        ctx = self.ctx
+        entry = ctx.prepared.get(prepared_id)
+        if entry is None:
+            ctx.stats.unknown_prepared += 1
+            self._error(frame, ErrorCode.UNPREPARED,
+                        "zdm proxy: statement not prepared through this proxy worker; re-prepare it",
+                        unprepared_id=prepared_id)
+            return
+        stmt = entry.statement
+        query_flags = m.execute_query_flags(body, version, flags=frame.flags) if stmt.is_read else 0
+        decision = decide(Opcode.EXECUTE, stmt, entry.keyspace, bool(query_flags & WITH_PAGING_STATE),
+                          ctx.routing)
+        dest = decision.destination
+        if dest is Destination.PROXY:
+            self._local(frame, Opcode.RESULT, self._virtual_answer(entry, query_flags))
+            return
+        target_body = _for_target(frame, entry)
+        if dest is Destination.BOTH and stmt.is_write:  # unchanged when the client sent a timestamp
+            ts = ctx.clock()
+            origin_body = m.add_default_timestamp(Opcode.EXECUTE, body, version, ts, flags=frame.flags)
+            target_body = origin_body if target_body is body else \
+                m.add_default_timestamp(Opcode.EXECUTE, target_body, version, ts, flags=frame.flags)
+            body = origin_body
+        self._forward(frame, decision, body, target_body, entry)
+
+    def _virtual_answer(self, entry: PreparedEntry, query_flags: int) -> bytes:
+        ctx = self.ctx
+        stmt = entry.statement
+        if entry.result_columns is None:
+            return ctx.topology.answer(stmt.table, entry.query, ctx.me)
+        return ctx.topology.answer_prepared(stmt.table, entry.query, entry.result_columns, ctx.me,
+                                            no_metadata=bool(query_flags & SKIP_METADATA))
+
+    # -- BATCH -----------------------------------------------------------------------------
+    def _batch(self, frame: Frame) -> None:
+        info = m.decode_batch(frame.body, frame.version, flags=frame.flags)
+        ids = [c.prepared_id for c in info.children if c.kind == 1]
+        ctx = self.ctx
+        for pid in ids:
+            if ctx.prepared.get(pid) is None:
+                ctx.stats.unknown_prepared += 1
+                self._error(frame, ErrorCode.UNPREPARED,
+                            "zdm proxy: batch child not prepared through this proxy worker; "
+                            "re-prepare it", unprepared_id=pid)
+                return
+        origin_body = frame.body
+        if not info.has_timestamp:
+            origin_body = m.add_default_timestamp(Opcode.BATCH, origin_body, frame.version,
+                                                  ctx.clock(), flags=frame.flags)
+        self._forward(frame, decide(Opcode.BATCH, None, self.keyspace, False, ctx.routing),
+                      origin_body, self.batch_for_target(frame, origin_body, ids),
+                      statements=len(set(ids)))
+
+    def batch_for_target(self, frame: Frame, origin_body: bytes, ids: list[bytes]) -> bytes:
+        mapping = self.ctx.prepared.target_ids(ids)
+        return m.replace_batch_ids(origin_body, frame.version, mapping, flags=frame.flags) \
+            if mapping else origin_body
+
+    # -- a cluster forgot a prepared statement -------------------------------------------
+    def reprepare(self, cluster: Cluster, entry: PreparedEntry, frame: Frame,
+                  then: Callable[[Outcome | None], None]) -> None:
+        """PREPARE ``entry`` on ``cluster`` again; ``then(None)`` once done, or
+        ``then(outcome)`` with the answer the client should get instead."""
+        version = frame.version
+        if version < 5 and entry.keyspace and entry.keyspace != self.keyspace:
+            # v4 prepares in the connection's keyspace: only the driver can do it right
+            then(error_frame(version, frame.stream, ErrorCode.UNPREPARED,
+                             "zdm proxy: statement must be prepared again",
+                             unprepared_id=entry.origin_id))
+            return
+        self.ctx.stats.reprepares += 1
+        body = m.encode_prepare(entry.query, version, keyspace=entry.keyspace if version >= 5 else None)
+
+        def prepared(outcome: Outcome) -> None:
+            if not isinstance(outcome, Frame) or outcome.opcode != Opcode.RESULT:
+                then(outcome)
+                return
+            result = m.decode_prepared_result(outcome.body, version, flags=outcome.flags)
+            if cluster is Cluster.TARGET:
+                self.ctx.prepared.retarget(entry, result.prepared_id, result.result_metadata_id)
+            else:
+                entry.origin_metadata_id = result.result_metadata_id
+                if result.prepared_id != entry.origin_id:  # the client's id no longer works
+                    then(error_frame(version, frame.stream, ErrorCode.UNPREPARED,
+                                     "zdm proxy: statement must be prepared again",
+                                     unprepared_id=entry.origin_id))
+                    return
+            then(None)
+
+        self._send[cluster](0, Opcode.PREPARE, body, prepared)
+
+    def resend_body(self, cluster: Cluster, frame: Frame, body: bytes, entry: PreparedEntry | None,
+                    origin_body: bytes) -> bytes:
+        """The body to send ``cluster`` again once it has prepared the statements anew."""
+        if frame.opcode == Opcode.EXECUTE:
+            if cluster is Cluster.ORIGIN:
+                return body
+            return m.replace_execute_id(body, frame.version, entry.target_id, entry.target_metadata_id,
+                                        flags=frame.flags)
+        if cluster is Cluster.ORIGIN:
+            return origin_body
+        ids = [c.prepared_id for c in m.decode_batch(origin_body, frame.version, flags=frame.flags).children
+               if c.kind == 1]
+        return self.batch_for_target(frame, origin_body, ids)
+
+    def send(self, cluster: Cluster, frame: Frame, body: bytes, callback: Callback) -> None:
+        self._send[cluster](frame.flags, frame.opcode, body, callback)
+
+
+def _for_target(frame: Frame, entry: PreparedEntry) -> bytes:
+    if entry.target_id == entry.origin_id and entry.target_metadata_id == entry.origin_metadata_id:
+        return frame.body
+    return m.replace_execute_id(frame.body, frame.version, entry.target_id, entry.target_metadata_id,
+                                flags=frame.flags)
+
+
+class _Recovering:
+    """Shared by the pending requests: resend once a cluster that answered UNPREPARED has the
+    statement again (at most once per prepared statement a request uses)."""
+
+    __slots__ = ()
+
+    def recover(self, cluster: Cluster, outcome: Outcome, body: bytes, done: Callback) -> bool:
+        """True when ``outcome`` is an UNPREPARED this request recovers from (``done`` will get
+        the resent request's outcome); False to take ``outcome`` as it is."""
+        pid = unprepared_id(outcome)
+        if pid is None or self.retries_left <= 0:
+            return False
+        handler = self.handler
+        entry = self.entry if self.frame.opcode == Opcode.EXECUTE else \
+            handler.ctx.prepared.on_cluster(cluster, pid)
+        if entry is None:
+            return False
+        self.retries_left -= 1
+        frame = self.frame
+
+        def then(instead: Outcome | None) -> None:
+            if instead is not None:
+                done(instead)
+                return
+            resend = handler.resend_body(cluster, frame, body, entry, self.origin_body)
+            handler.send(cluster, frame, resend, done)
+
+        handler.reprepare(cluster, entry, frame, then)
+        return True
+
+
+class _Single(_Recovering):
+    """A request for one cluster; its answer goes to the client."""
+
+    __slots__ = ("handler", "frame", "cluster", "origin_body", "body", "entry", "retries_left")
+
+    def __init__(self, handler: RequestHandler, frame: Frame, cluster: Cluster, body: bytes,
+                 entry: PreparedEntry | None, retries: int) -> None:
+        self.handler = handler
+        self.frame = frame
+        self.cluster = cluster
+        self.body = self.origin_body = body
+        self.entry = entry
+        self.retries_left = retries
+
+    def send(self) -> None:
+        self.handler.send(self.cluster, self.frame, self.body, self.done)
+
+    def done(self, outcome: Outcome) -> None:
+        if self.retries_left and self.recover(self.cluster, outcome, self.body, self.done):
+            return
+        frame = self.frame
+        self.handler.answer(frame.stream, outcome if isinstance(outcome, Frame)
+                            else failure_frame(frame.version, frame.stream, outcome))
+
+
+class _Dual(_Recovering):
+    """A request for both clusters; the client gets one answer once both are in."""
+
+    __slots__ = ("handler", "frame", "origin_body", "target_body", "entry", "on_success",
+                 "outcomes", "retries_left")
+
+    def __init__(self, handler: RequestHandler, frame: Frame, origin_body: bytes, target_body: bytes,
+                 entry: PreparedEntry | None, retries: int, on_success) -> None:
+        self.handler = handler
+        self.frame = frame
+        self.origin_body = origin_body
+        self.target_body = target_body
+        self.entry = entry
+        self.retries_left = retries
+        self.on_success = on_success
+        self.outcomes: dict[Cluster, Outcome] = {}
+
+    def send(self) -> None:
+        handler, frame = self.handler, self.frame
+        handler.send(Cluster.ORIGIN, frame, self.origin_body, self.origin_done)
+        handler.send(Cluster.TARGET, frame, self.target_body, self.target_done)
+
+    def origin_done(self, outcome: Outcome) -> None:
+        if self.retries_left and self.recover(Cluster.ORIGIN, outcome, self.origin_body, self.origin_done):
+            return
+        self._record(Cluster.ORIGIN, outcome)
+
+    def target_done(self, outcome: Outcome) -> None:
+        if self.retries_left and self.recover(Cluster.TARGET, outcome, self.target_body, self.target_done):
+            return
+        self._record(Cluster.TARGET, outcome)
+
+    def _record(self, cluster: Cluster, outcome: Outcome) -> None:
+        outcomes = self.outcomes
+        outcomes[cluster] = outcome
+        if len(outcomes) < 2:
+            return
+        handler, frame = self.handler, self.frame
+        primary = handler.ctx.routing.primary if frame.opcode != Opcode.PREPARE else Cluster.ORIGIN
+        p, s = outcomes[primary], outcomes[other(primary)]
+        if self.on_success is not None and not aggregate.failed(p) and not aggregate.failed(s):
+            self.on_success(self)
+        handler.answer(frame.stream, failure_frame(frame.version, frame.stream,
+                                                   aggregate.choose(p, s)))
+
+
+class _AsyncRead(_Recovering):
+    """Phase 3: answer from the primary; also read the secondary and compare, off the
+    client's path (its answer is never returned)."""
+
+    __slots__ = ("handler", "frame", "primary", "origin_body", "target_body", "entry", "results",
+                 "retries_left")
+
+    def __init__(self, handler: RequestHandler, frame: Frame, primary: Cluster, origin_body: bytes,
+                 target_body: bytes, entry: PreparedEntry | None, retries: int) -> None:
+        self.handler = handler
+        self.frame = frame
+        self.primary = primary
+        self.origin_body = origin_body
+        self.target_body = target_body
+        self.entry = entry
+        self.retries_left = retries
+        self.results: dict[Cluster, Outcome] = {}
+
+    def send(self) -> None:
+        handler, frame = self.handler, self.frame
+        handler.send(Cluster.ORIGIN, frame, self.origin_body, self.origin_done)
+        handler.send(Cluster.TARGET, frame, self.target_body, self.target_done)
+
+    def origin_done(self, outcome: Outcome) -> None:
+        if self.retries_left and self.recover(Cluster.ORIGIN, outcome, self.origin_body, self.origin_done):
+            return
+        self._record(Cluster.ORIGIN, outcome)
+
+    def target_done(self, outcome: Outcome) -> None:
+        if self.retries_left and self.recover(Cluster.TARGET, outcome, self.target_body, self.target_done):
+            return
+        self._record(Cluster.TARGET, outcome)
+
+    def _record(self, cluster: Cluster, outcome: Outcome) -> None:
+        results = self.results
+        results[cluster] = outcome
+        handler, frame = self.handler, self.frame
+        if cluster is self.primary:
+            handler.answer(frame.stream, failure_frame(frame.version, frame.stream, outcome))
+        if len(results) == 2:
+            handler.ctx.stats.compare_async_read(results[self.primary], results[other(self.primary)],
+                                                 frame.version)

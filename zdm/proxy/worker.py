@@ -1,0 +1,247 @@
+"""Workers: the data planes of one proxy instance, in this process or in processes of their own.
+
+Theory of operation: the instance (:class:`~zdm.proxy.server.ProxyServer`) accepts every
+client connection and hands it to its least busy worker.  A worker is either a
+:class:`LocalWorker` (the instance's own event loop serves the connection: an in-process
+proxy, tests, the demo) or a :class:`WorkerProcess`, a ``python -m zdm.proxy.worker``
+process with its own event loop (uvloop where installed) on its own core, linked to the
+instance by a :class:`~zdm.proxy.channel.Channel`.  Both offer the instance the same few
+operations: hand over a socket, apply a routing (returning once the worker routes by it),
+report counters, drain.
+
+The channel's messages, instance -> worker: ``init`` (config, topology, routing), ``conn``
+(with the socket), ``routing`` (routing, revision), ``stats?``, ``drain`` (timeout);
+worker -> instance: ``ready``, ``closed`` (how many connections ended), ``ack``
+(revision), ``stats`` (snapshot), ``drained``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+
+from zdm.config import Config
+from zdm.phases.model import Routing
+from zdm.proxy import channel
+from zdm.proxy.dataplane import DataPlane
+from zdm.proxy.topology import Instance, VirtualTopology
+
+log = logging.getLogger("zdm.proxy")
+
+START_TIMEOUT = 30.0
+ACK_TIMEOUT = 10.0
+
+
+class LocalWorker:
+    """A data plane on the instance's own event loop."""
+
+    def __init__(self, plane: DataPlane) -> None:
+        self.plane = plane
+        self.index = 0
+        self.alive = True
+
+    @property
+    def connections(self) -> int:
+        return self.plane.connections
+
+    def hand(self, sock: socket.socket) -> None:
+        self.plane.adopt(sock)
+
+    async def set_routing(self, routing: Routing, revision: int | None) -> None:
+        self.plane.set_routing(routing)
+
+    async def refresh_stats(self) -> None:
+        pass
+
+    def stats_snapshot(self) -> dict:
+        return self.plane.stats.snapshot()
+
+    async def drain(self, timeout: float) -> None:
+        await self.plane.drain(timeout)
+
+
+class WorkerProcess:
+    """A worker process, seen from the instance."""
+
+    def __init__(self, index: int, config: Config, topology: VirtualTopology, me: Instance,
+                 routing: Routing, *, on_exit=None) -> None:
+        self.index = index
+        self.config = config
+        self.topology = topology
+        self.me = me
+        self.routing = routing
+        self.on_exit = on_exit
+        self.connections = 0
+        self.alive = False
+        self.proc: subprocess.Popen | None = None
+        self._channel: channel.Channel | None = None
+        self._snapshot: dict = {}
+        self._acked: int | None = None
+        self._waiters: list[tuple[str, object, asyncio.Future]] = []
+
+    async def start(self) -> None:
+        mine, theirs = channel.pair()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "zdm.proxy.worker", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),))
+        finally:
+            theirs.close()
+        self._channel = channel.Channel(mine, self._message, self._closed)
+        self._channel.send("init", self.index, self.config, self.topology, self.me, self.routing,
+                           logging.getLogger().getEffectiveLevel())
+        try:
+            await self._wait("ready", None, START_TIMEOUT)
+        except asyncio.TimeoutError:
+            self.kill()
+            raise RuntimeError(f"proxy worker {self.index} did not start") from None
+        self.alive = True
+
+    def hand(self, sock: socket.socket) -> None:
+        self.connections += 1
+        self._channel.send("conn", sock=sock)
+
+    async def set_routing(self, routing: Routing, revision: int | None) -> None:
+        self.routing = routing
+        self._channel.send("routing", routing, revision)
+        await self._wait("ack", revision, ACK_TIMEOUT)
+
+    async def refresh_stats(self) -> None:
+        if self.alive:
+            self._channel.send("stats?")
+            try:
+                await self._wait("stats", None, 2.0)
+            except asyncio.TimeoutError:
+                log.warning("proxy worker %d did not report its counters", self.index)
+
+    def stats_snapshot(self) -> dict:
+        return self._snapshot
+
+    async def drain(self, timeout: float) -> None:
+        if not self.alive:
+            return
+        self._channel.send("drain", timeout)
+        try:
+            await self._wait("exit", None, timeout + 10)
+        except asyncio.TimeoutError:
+            log.warning("proxy worker %d did not stop; killing it", self.index)
+            self.kill()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    # -- the channel -----------------------------------------------------------------
+    def _wait(self, kind: str, value, timeout: float):
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.append((kind, value, future))
+        return asyncio.wait_for(future, timeout)
+
+    def _wake(self, kind: str, value=None) -> None:
+        keep = []
+        for waiter in self._waiters:
+            want_kind, want, future = waiter
+            if future.done():
+                continue
+            if want_kind == kind and (want is None or value is None or value >= want):
+                future.set_result(value)
+            else:
+                keep.append(waiter)
+        self._waiters = keep
+
+    def _message(self, message: tuple, sock: socket.socket | None) -> None:
+        kind = message[0]
+        if kind == "closed":
+            self.connections -= message[1]
+        elif kind == "stats":
+            self._snapshot = message[1]
+            self._wake("stats")
+        elif kind == "ack":
+            self._acked = message[1]
+            self._wake("ack", message[1])
+        elif kind == "ready":
+            self._wake("ready")
+
+    def _closed(self) -> None:
+        self.alive = False
+        self.connections = 0
+        if self.proc is not None:
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._wake("exit")
+        if self.on_exit is not None:
+            self.on_exit(self)
+
+
+# -- the worker process itself -------------------------------------------------------------
+
+def main(argv: list[str]) -> None:
+    sock = socket.socket(fileno=int(argv[1]))
+    sock.settimeout(START_TIMEOUT)
+    init = pickle.loads(sock.recv(channel.MAX_MESSAGE))
+    _, index, config, topology, me, routing, level = init
+    logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s %(name)s[w{index}]: %(message)s")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the instance decides
+    try:
+        import uvloop  # type: ignore[import-not-found]
+    except ImportError:
+        asyncio.run(_serve(sock, config, topology, me, routing))
+    else:
+        uvloop.run(_serve(sock, config, topology, me, routing))
+
+
+async def _serve(sock: socket.socket, config: Config, topology: VirtualTopology, me: Instance,
+                 routing: Routing) -> None:
+    loop = asyncio.get_running_loop()
+    stopped = asyncio.Event()
+    closed = [0]
+
+    def report_closed() -> None:
+        if not closed[0]:
+            loop.call_soon(flush_closed)
+        closed[0] += 1
+
+    def flush_closed() -> None:
+        link.send("closed", closed[0])
+        closed[0] = 0
+
+    plane = DataPlane(config, topology, me, routing, on_connection_ended=report_closed)
+
+    async def drain(timeout: float) -> None:
+        await plane.drain(timeout)
+        stopped.set()
+
+    def message(msg: tuple, conn: socket.socket | None) -> None:
+        kind = msg[0]
+        if kind == "conn" and conn is not None:
+            plane.adopt(conn)
+        elif kind == "routing":
+            plane.set_routing(msg[1])
+            link.send("ack", msg[2])
+        elif kind == "stats?":
+            link.send("stats", plane.stats.snapshot())
+        elif kind == "drain" and not plane.ctx.draining:
+            asyncio.ensure_future(drain(msg[1]))
+
+    def lost() -> None:  # the instance is gone: finish what is in flight, then stop
+        if not plane.ctx.draining:
+            asyncio.ensure_future(drain(5.0))
+
+    link = channel.Channel(sock, message, lost)
+    loop.add_signal_handler(signal.SIGTERM, lambda: message(("drain", 10.0), None))
+    plane.start()
+    link.send("ready")
+    await stopped.wait()
+    link.close()
+
+
+if __name__ == "__main__":
+    main(sys.argv)
