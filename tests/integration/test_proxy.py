@@ -162,6 +162,22 @@ def test_prepared_statement_survives_target_losing_it(client, proxy, ks, origin_
         [(1, "before"), (2, "after")]
 
 
+def test_batch_survives_target_losing_a_childs_statement(client, proxy, ks, origin_session,
+                                                        target_session):
+    client.execute(f"CREATE TABLE {ks}.t (k int PRIMARY KEY, v text)")
+    insert = client.prepare(f"INSERT INTO {ks}.t (k, v) VALUES (?, ?)")
+    target_session.execute(f"DROP TABLE {ks}.t")  # evicts the statement from target's cache
+    target_session.execute(f"CREATE TABLE {ks}.t (k int PRIMARY KEY, v text)")
+    batch = BatchStatement()
+    batch.add(insert, (1, "one"))
+    batch.add(insert, (2, "two"))
+    before = proxy.server.stats.reprepares
+    client.execute(batch)  # target answers UNPREPARED with its id; the proxy prepares it again
+    assert proxy.server.stats.reprepares == before + 1
+    for s in (origin_session, target_session):
+        assert sorted(tuple(r) for r in s.execute(f"SELECT k, v FROM {ks}.t")) == [(1, "one"), (2, "two")]
+
+
 def test_system_local_and_peers_are_virtual(client, proxy):
     local = client.execute("SELECT rpc_address, rpc_port, cluster_name, tokens FROM system.local").one()
     assert str(local.rpc_address) == "127.0.0.1" and local.rpc_port == proxy.port
@@ -191,6 +207,10 @@ def test_read_routing_by_phase(zdm_config, origin_session, target_session, phase
         origin_session.execute(f"INSERT INTO {ks}.t (k, v) VALUES (2, 'origin')")
         target_session.execute(f"INSERT INTO {ks}.t (k, v) VALUES (2, 'target')")
         select = session.prepare(f"SELECT v FROM {ks}.t WHERE k = ?")
+        local = session.prepare("SELECT * FROM system.local WHERE key = ?")
+        row = session.execute(local, ("local",)).one()  # served like the unprepared read
+        assert (row.key, str(row.rpc_address), row.rpc_port) == ("local", "127.0.0.1", port)
+        assert row.cluster_name == "zdm-sandbox-origin"
         assert session.execute(select, (1,)).one().v == "same"
         second = session.execute(select, (2,)).one().v
         simple = session.execute(f"SELECT v FROM {ks}.t WHERE k = 2").one().v

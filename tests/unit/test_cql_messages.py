@@ -313,6 +313,21 @@ def test_prepared_result_decode_and_replace(version):
     assert [c[2] for c in msg.bind_metadata] == ["k"]
 
 
+@pytest.mark.parametrize("version", VERSIONS)
+def test_prepared_result_columns_match_the_driver(version):
+    from tests.support.cql import prepared_result
+
+    body = prepared_result(version, b"\x11" * 16, binds=("k",),
+                           columns=(("host_id", "uuid"), ("tokens", "set<text>")),
+                           keyspace="system", table="local")
+    columns = m.decode_prepared_columns(body, version)
+    assert [(c.keyspace, c.table, c.name, c.type.cql) for c in columns] == [
+        ("system", "local", "host_id", "uuid"), ("system", "local", "tokens", "set<text>")]
+    msg = driver_decode(Opcode.RESULT, body, version)
+    assert [c[2] for c in msg.column_metadata] == ["host_id", "tokens"]
+    assert m.decode_prepared_columns(prepared_body(version), version) == []  # No_metadata
+
+
 def test_set_keyspace_and_schema_change():
     assert m.decode_set_keyspace(m.encode_set_keyspace("MyKs")) == "MyKs"
     body = (p.write_int(ResultKind.SCHEMA_CHANGE) + p.write_string("CREATED")

@@ -153,7 +153,8 @@ def _print_status(doc: dict[str, Any]) -> None:
 
     if doc["proxies"]:
         table = Table(title="Proxies")
-        for col in ("name", "address", "running", "origin", "target", "routing", "async reads"):
+        for col in ("name", "address", "running", "workers", "clients", "origin", "target", "routing",
+                    "async reads"):
             table.add_column(col)
         for p in doc["proxies"]:
             age = "" if p["heartbeat_age_s"] is None else f" ({p['heartbeat_age_s']}s ago)"
@@ -165,7 +166,9 @@ def _print_status(doc: dict[str, Any]) -> None:
             reads = (f"{ar.get('requests', 0)} req, {ar.get('errors', 0)} err, "
                      f"{ar.get('mismatches', 0)} mismatch" if ar else "-")
             table.add_row(escape(p["name"]), escape(str(p["address"] or "-")),
-                          _yes(p["running"]) + age, _yes(p["origin_connected"]),
+                          _yes(p["running"]) + age, str(p["workers"] or "-"),
+                          str(p["client_connections"] if p["client_connections"] is not None else "-"),
+                          _yes(p["origin_connected"]),
                           _yes(p["target_connected"]), rout, reads)
         console.print(table)
     else:

@@ -161,6 +161,8 @@ def build_status(state: MigrationState, facts: Facts, records: Mapping[str, Mapp
             "acked_revision": acked,
             "routing_applied": acked is not None and acked >= status.revision,
             "async_reads": rec.get("async_reads"),
+            "workers": rec.get("workers"),
+            "client_connections": rec.get("client_connections"),
         })
     async_reads = facts.async_reads
     return {

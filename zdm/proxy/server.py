@@ -270,11 +270,12 @@ class ProxyServer:
     async def _publish_health(self) -> None:
         await asyncio.gather(*(w.refresh_stats() for w in self.workers))
         connected = self.control.connected
+        stats = self.stats
         await asyncio.to_thread(
             self.registration.publish, pid=os.getpid(), heartbeat_at=utc_now(), running=True,
             origin_connected=connected[Cluster.ORIGIN], target_connected=connected[Cluster.TARGET],
-            async_reads=self.stats.async_reads(), client_connections=self.client_connections,
-            workers=len(self.workers))
+            async_reads=stats.async_reads(), client_connections=self.client_connections,
+            workers=len(self.workers), counters=stats.snapshot())
 
 
 class _Refusal(asyncio.Protocol):

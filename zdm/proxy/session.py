@@ -124,8 +124,8 @@ class ClientSession:
             try:
                 options = m.decode_startup(frame.body)
             except ProtocolError as exc:
-                exc.stream, exc.version = frame.stream, frame.version
-                raise
+                raise ProtocolError(f"malformed STARTUP: {exc.message}", stream=frame.stream,
+                                    version=frame.version) from None
             self.version = frame.version
             self._start(self._startup(frame, options))
         elif op == Opcode.AUTH_RESPONSE and self.auth_cluster is not None:

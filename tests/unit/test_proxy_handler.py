@@ -1,0 +1,313 @@
+"""The request handler as a message sequence chart: frame in, sends out, answers in, reply out.
+
+No sockets, no event loop: the handler gets fake send callables that record what it sends
+(and keep the callback that the test calls with the cluster's answer), and a reply callable
+that records what the client gets.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.support.cql import error, prepared_result, response, unprepared, void
+from zdm.cql import messages as m
+from zdm.cql.constants import ErrorCode, Opcode, ResultKind
+from zdm.cql.errors import ProtocolError
+from zdm.cql.frame import Frame
+from zdm.phases.model import Cluster, Phase, routing_for
+from zdm.proxy.aggregate import Failure
+from zdm.proxy.handler import Context, RequestHandler
+from zdm.proxy.topology import Instance, VirtualTopology
+
+O, T = Cluster.ORIGIN, Cluster.TARGET
+NOW = 1_700_000_000_123_456
+ME = Instance("127.0.0.1", 14002)
+
+
+class Sent:
+    """One request the handler sent to a cluster."""
+
+    def __init__(self, cluster, flags, opcode, body, callback):
+        self.cluster, self.flags, self.opcode, self.body = cluster, flags, opcode, body
+        self._callback = callback
+        self.frame = Frame(4, False, flags, 0, opcode, body)
+
+    def answer(self, frame_or_failure):
+        self._callback(frame_or_failure)
+
+    def __repr__(self):
+        return f"Sent({self.cluster.value}, {Opcode(self.opcode).name})"
+
+
+class Chart:
+    """A handler wired to recorders: ``sent`` per cluster, ``replies`` to the client."""
+
+    def __init__(self, phase=Phase.PROXY, version=4):
+        self.ctx = Context(routing=routing_for(phase),
+                           topology=VirtualTopology([ME], {"cluster_name": "origin-cluster",
+                                                           "release_version": "5.0.8"}),
+                           me=ME, clock=lambda: NOW)
+        self.version = version
+        self.sent: list[Sent] = []
+        self.replies: list[tuple[int, Frame]] = []
+        self.handler = RequestHandler(
+            self.ctx, version,
+            {c: (lambda flags, op, body, cb, c=c: self.sent.append(Sent(c, flags, op, body, cb)))
+             for c in Cluster},
+            lambda stream, frame: self.replies.append((stream, frame)))
+
+    def request(self, opcode, body, stream=7, flags=0):
+        self.handler.frame_received(Frame(self.version, False, flags, stream, opcode, body))
+
+    def take(self):
+        sent, self.sent = self.sent, []
+        return sent
+
+    def reply(self):
+        (reply,) = self.replies
+        self.replies.clear()
+        return reply
+
+
+def query(text, **kw):
+    return m.encode_query(text, version=4, **kw)
+
+
+def rows(*values):
+    return m.encode_rows([("ks", "t", "v", m.parse_type("text"))], [[v] for v in values])
+
+
+def prepare_through(chart, text, origin_id=b"\xaa" * 16, target_id=None, **prepared_kw):
+    chart.request(Opcode.PREPARE, m.encode_prepare(text, 4), stream=1)
+    for sent, pid in zip(chart.take(), (origin_id, target_id or origin_id)):
+        sent.answer(response(sent.frame, Opcode.RESULT, prepared_result(4, pid, **prepared_kw)))
+    stream, frame = chart.reply()
+    assert stream == 1 and m.decode_prepared_result(frame.body, 4).prepared_id == origin_id
+    return origin_id
+
+
+def test_write_goes_to_both_with_one_timestamp_and_the_client_gets_one_answer():
+    chart = Chart()
+    chart.request(Opcode.QUERY, query("INSERT INTO ks.t (k) VALUES (1)"))
+    origin, target = chart.take()
+    assert (origin.cluster, target.cluster) == (O, T)
+    for sent in (origin, target):
+        assert m.decode_query(sent.body, 4).timestamp == NOW
+    origin.answer(void(origin.frame))
+    assert chart.replies == []  # not before both answered
+    target.answer(void(target.frame))
+    stream, frame = chart.reply()
+    assert stream == 7 and m.result_kind(frame.body) == ResultKind.VOID
+    assert chart.handler.in_flight == 0
+
+
+def test_a_client_timestamp_is_kept():
+    chart = Chart()
+    chart.request(Opcode.QUERY, query("INSERT INTO ks.t (k) VALUES (1)", timestamp=42))
+    assert [m.decode_query(s.body, 4).timestamp for s in chart.take()] == [42, 42]
+
+
+@pytest.mark.parametrize("origin_ok, target_ok, winner", [
+    (True, False, "target"), (False, True, "origin"), (False, False, "origin")],
+    ids=["target-fails", "origin-fails", "both-fail"])
+def test_a_failure_on_either_side_is_what_the_client_sees(origin_ok, target_ok, winner):
+    chart = Chart()
+    chart.request(Opcode.QUERY, query("UPDATE ks.t SET v = 1 WHERE k = 1"))
+    for sent, ok in zip(chart.take(), (origin_ok, target_ok)):
+        sent.answer(void(sent.frame) if ok else error(sent.frame, ErrorCode.INVALID, sent.cluster.value))
+    _, frame = chart.reply()
+    assert m.decode_error(frame.body).message == winner
+
+
+def test_a_silent_cluster_becomes_an_error_frame_naming_it():
+    chart = Chart()
+    chart.request(Opcode.QUERY, query("DELETE FROM ks.t WHERE k = 1"))
+    origin, target = chart.take()
+    origin.answer(void(origin.frame))
+    target.answer(Failure("no answer from target 127.0.0.1:9043 within 10s"))
+    _, frame = chart.reply()
+    info = m.decode_error(frame.body)
+    assert info.code == ErrorCode.SERVER_ERROR and "no answer from target" in info.message
+
+
+@pytest.mark.parametrize("phase, cluster", [(Phase.PROXY, O), (Phase.MIGRATE, O),
+                                            (Phase.TARGET_READS, T)], ids=["p1", "p2", "p4"])
+def test_a_read_goes_to_the_primary_only(phase, cluster):
+    chart = Chart(phase)
+    chart.request(Opcode.QUERY, query("SELECT v FROM ks.t WHERE k = 1"), stream=9)
+    (sent,) = chart.take()
+    assert sent.cluster is cluster and sent.body == query("SELECT v FROM ks.t WHERE k = 1")
+    sent.answer(response(sent.frame, Opcode.RESULT, rows("x")))
+    stream, frame = chart.reply()
+    assert stream == 9 and m.decode_rows(frame.body, 4).rows == [[b"x"]]
+
+
+def test_async_reads_answer_from_origin_at_once_and_compare_target_later():
+    chart = Chart(Phase.ASYNC_READS)
+    chart.request(Opcode.QUERY, query("SELECT v FROM ks.t WHERE k = 1"))
+    origin, target = chart.take()
+    origin.answer(response(origin.frame, Opcode.RESULT, rows("origin")))
+    _, frame = chart.reply()  # the client did not wait for target
+    assert m.decode_rows(frame.body, 4).rows == [[b"origin"]]
+    assert chart.ctx.stats.async_requests == 0
+    target.answer(response(target.frame, Opcode.RESULT, rows("target")))
+    assert chart.replies == []  # target's answer is never returned
+    stats = chart.ctx.stats
+    assert (stats.async_requests, stats.async_mismatches, stats.async_errors) == (1, 1, 0)
+
+
+def test_a_later_page_is_read_from_the_primary_only_in_async_mode():
+    chart = Chart(Phase.ASYNC_READS)
+    chart.request(Opcode.QUERY, query("SELECT v FROM ks.t", page_size=10, paging_state=b"\x01\x02"))
+    assert [s.cluster for s in chart.take()] == [O]
+
+
+@pytest.mark.parametrize("phase", [Phase.PROXY, Phase.ASYNC_READS, Phase.TARGET_READS],
+                         ids=["p1", "p3", "p4"])
+def test_system_local_is_answered_by_the_proxy(phase):
+    chart = Chart(phase)
+    chart.request(Opcode.QUERY, query("SELECT cluster_name, rpc_port FROM system.local"))
+    assert chart.take() == []
+    _, frame = chart.reply()
+    result = m.decode_rows(frame.body, 4)
+    assert [m.deserialize(c.type, v) for c, v in zip(result.columns, result.rows[0])] == [
+        "origin-cluster", 14002]
+
+
+@pytest.mark.parametrize("phase", [Phase.ASYNC_READS, Phase.TARGET_READS], ids=["p3", "p4"])
+@pytest.mark.parametrize("skip_metadata", [True, False], ids=["skip-metadata", "with-metadata"])
+def test_a_prepared_system_local_read_is_answered_by_the_proxy(phase, skip_metadata):
+    """The bug: it went to both clusters in phase 3 (always a mismatch), to target in 4."""
+    chart = Chart(phase)
+    pid = prepare_through(chart, "SELECT * FROM system.local WHERE key = 'local'",
+                          columns=(("key", "text"), ("host_id", "uuid"), ("rpc_port", "int"),
+                                   ("something_new", "text")),
+                          keyspace="system", table="local")
+    chart.request(Opcode.EXECUTE, m.encode_execute(pid, [], 4, skip_metadata=skip_metadata))
+    assert chart.take() == []
+    _, frame = chart.reply()
+    result = m.decode_rows(frame.body, 4)
+    row = result.rows[0]
+    assert len(row) == 4  # exactly origin's columns, in its order
+    assert row[0] == b"local" and uuid.UUID(bytes=row[1]) == ME.host_id
+    assert int.from_bytes(row[2], "big") == 14002 and row[3] is None
+    assert (result.columns == []) is skip_metadata
+    assert chart.ctx.stats.async_requests == 0
+
+
+def test_prepare_goes_to_both_and_execute_uses_each_clusters_id():
+    chart = Chart(Phase.TARGET_READS)
+    pid = prepare_through(chart, "SELECT v FROM ks.t WHERE k = ?", b"\x01" * 16, b"\x02" * 16)
+    chart.request(Opcode.EXECUTE, m.encode_execute(pid, [b"\x00\x00\x00\x01"], 4))
+    (sent,) = chart.take()
+    assert sent.cluster is T and m.decode_execute(sent.body, 4).prepared_id == b"\x02" * 16
+    chart.request(Opcode.EXECUTE, m.encode_execute(pid, [b"\x00\x00\x00\x01"], 4), stream=8)
+    chart.take()[0].answer(response(Frame(4, False, 0, 8, Opcode.EXECUTE, b""), Opcode.RESULT, rows("t")))
+    assert chart.reply()[0] == 8
+
+
+def test_an_id_this_worker_never_saw_is_answered_unprepared_and_counted():
+    chart = Chart()
+    chart.request(Opcode.EXECUTE, m.encode_execute(b"\x09" * 16, [], 4))
+    assert chart.take() == []
+    _, frame = chart.reply()
+    info = m.decode_error(frame.body)
+    assert info.code == ErrorCode.UNPREPARED and info.unprepared_id == b"\x09" * 16
+    assert chart.ctx.stats.unknown_prepared == 1
+
+
+def test_target_forgetting_a_statement_is_recovered_by_preparing_it_again():
+    chart = Chart()
+    pid = prepare_through(chart, "INSERT INTO ks.t (k) VALUES (?)")
+    chart.request(Opcode.EXECUTE, m.encode_execute(pid, [b"\x00\x00\x00\x05"], 4))
+    origin, target = chart.take()
+    assert m.decode_execute(origin.body, 4).has_timestamp  # one timestamp for both
+    origin.answer(void(origin.frame))
+    target.answer(unprepared(target.frame, pid))
+    (prepare,) = chart.take()
+    assert (prepare.cluster, prepare.opcode) == (T, Opcode.PREPARE)
+    assert m.decode_prepare(prepare.body, 4).query == "INSERT INTO ks.t (k) VALUES (?)"
+    prepare.answer(response(prepare.frame, Opcode.RESULT, prepared_result(4, b"\xbb" * 16)))
+    (again,) = chart.take()
+    assert again.cluster is T and m.decode_execute(again.body, 4).prepared_id == b"\xbb" * 16
+    assert again.body[-8:] == origin.body[-8:]  # the same timestamp as origin's
+    again.answer(void(again.frame))
+    _, frame = chart.reply()
+    assert frame.opcode == Opcode.RESULT and chart.ctx.stats.reprepares == 1
+    assert chart.ctx.prepared.get(pid).target_id == b"\xbb" * 16
+
+
+def test_a_batch_whose_child_target_forgot_is_prepared_again_and_resent():
+    """The bug: the client got UNPREPARED with target's id, which it cannot recover from."""
+    chart = Chart()
+    pid = prepare_through(chart, "INSERT INTO ks.t (k) VALUES (?)", b"\x01" * 16, b"\x02" * 16)
+    batch = _batch_body([pid])
+    chart.request(Opcode.BATCH, batch)
+    origin, target = chart.take()
+    assert _batch_ids(target.body) == [b"\x02" * 16]
+    origin.answer(void(origin.frame))
+    target.answer(unprepared(target.frame, b"\x02" * 16))
+    (prepare,) = chart.take()
+    assert (prepare.cluster, prepare.opcode) == (T, Opcode.PREPARE)
+    prepare.answer(response(prepare.frame, Opcode.RESULT, prepared_result(4, b"\x03" * 16)))
+    (again,) = chart.take()
+    assert again.cluster is T and _batch_ids(again.body) == [b"\x03" * 16]
+    again.answer(void(again.frame))
+    _, frame = chart.reply()
+    assert frame.opcode == Opcode.RESULT
+
+
+def test_a_batch_with_an_unknown_child_is_answered_unprepared():
+    chart = Chart()
+    chart.request(Opcode.BATCH, _batch_body([b"\x07" * 16]))
+    assert chart.take() == []
+    info = m.decode_error(chart.reply()[1].body)
+    assert info.code == ErrorCode.UNPREPARED and info.unprepared_id == b"\x07" * 16
+
+
+def test_use_sets_the_connections_keyspace_once_both_clusters_agree():
+    chart = Chart()
+    chart.request(Opcode.QUERY, query("USE app"))
+    for sent in chart.take():
+        sent.answer(response(sent.frame, Opcode.RESULT, m.encode_set_keyspace("app")))
+    chart.reply()
+    assert chart.handler.keyspace == "app"
+    chart.request(Opcode.QUERY, query("SELECT * FROM local"))  # app.local, not system.local
+    assert [s.cluster for s in chart.take()] == [O]
+
+
+def test_draining_answers_overloaded_and_sends_nothing():
+    chart = Chart()
+    chart.ctx.draining = True
+    chart.request(Opcode.QUERY, query("SELECT v FROM ks.t"))
+    assert chart.take() == []
+    assert m.decode_error(chart.reply()[1].body).code == ErrorCode.OVERLOADED
+
+
+@pytest.mark.parametrize("frame, message", [
+    (Frame(5, False, 0, 3, Opcode.QUERY, b""), "protocol v5 on a v4 connection"),
+    (Frame(4, False, 0, 3, Opcode.STARTUP, b""), "STARTUP after the handshake"),
+    (Frame(4, False, 0, 3, Opcode.QUERY, b"\x00\x00"), "truncated"),
+], ids=["version-change", "second-startup", "truncated-body"])
+def test_bad_requests_raise_with_the_stream_to_answer_on(frame, message):
+    chart = Chart()
+    with pytest.raises(ProtocolError, match=message) as info:
+        chart.handler.frame_received(frame)
+    assert info.value.stream == 3
+
+
+def _batch_body(ids):
+    from zdm.cql import primitives as p
+
+    body = p.write_byte(1) + p.write_short(len(ids))
+    for pid in ids:
+        body += p.write_byte(1) + p.write_short_bytes(pid) + p.write_short(1) + p.write_bytes(b"\x00\x00\x00\x01")
+    return body + p.write_short(1) + p.write_byte(0)
+
+
+def _batch_ids(body):
+    return [c.prepared_id for c in m.decode_batch(body, 4).children]
+
+
