@@ -1,11 +1,15 @@
 """A receive buffer in the h11 style.
 
-Theory of operation: bytes from the network are appended to one ``bytearray``;
-a read offset marks where unread data starts.  Reads never consume partially:
-``consume_exactly(n)`` returns ``None`` (and consumes nothing) until ``n`` bytes
-are there, so a half-received header never eats bytes.  Consumed bytes are
-dropped from the front only once they are both numerous and more than half the
-array, so many small frames cost O(total bytes), not O(n^2).
+Theory of operation: unread bytes from the network and a read offset into them.
+Reads never consume partially: ``consume_exactly(n)`` returns ``None`` (and consumes
+nothing) until ``n`` bytes are there, so a half-received header never eats bytes.
+
+Incoming ``bytes`` are adopted as they are when nothing is buffered (the common case:
+a read that holds whole frames is parsed in place, with no copy into the buffer);
+only a remainder that has to wait for more bytes is moved into a ``bytearray``.  In a
+``bytearray``, consumed bytes are dropped from the front only once they are both
+numerous and more than half the array, so many small frames cost O(total bytes),
+not O(n^2).  An idle buffer holds nothing.
 """
 
 from __future__ import annotations
@@ -19,10 +23,17 @@ class ReceiveBuffer:
     __slots__ = ("_data", "_start")
 
     def __init__(self) -> None:
-        self._data = bytearray()
+        self._data: bytes | bytearray = b""
         self._start = 0
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
+        if self._start == len(self._data):  # empty: adopt, do not copy
+            self._data = data if type(data) is bytes else bytes(data)
+            self._start = 0
+            return
+        if type(self._data) is bytes:  # a remainder waiting for the rest: now it is copied
+            self._data = bytearray(memoryview(self._data)[self._start:])
+            self._start = 0
         self._data += data
 
     def __len__(self) -> int:
@@ -67,9 +78,10 @@ class ReceiveBuffer:
 
     def _advance(self, n: int) -> None:
         self._start += n
-        if self._start == len(self._data):
-            self._data.clear()
+        data = self._data
+        if self._start == len(data):
+            self._data = b""
             self._start = 0
-        elif self._start >= _COMPACT_MIN and self._start * 2 >= len(self._data):
-            del self._data[:self._start]
+        elif type(data) is bytearray and self._start >= _COMPACT_MIN and self._start * 2 >= len(data):
+            del data[:self._start]
             self._start = 0

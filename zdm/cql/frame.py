@@ -171,7 +171,7 @@ class FrameReader:
             frames.feed(payload)
 
     def _parse(self, buf: ReceiveBuffer) -> Frame | None:
-        # the hot path: reads the buffer's array in place (one copy, the body's)
+        # the hot path: reads the buffer's bytes in place (one copy, the body's)
         data, start = buf._data, buf._start
         avail = len(data) - start
         if avail < 1:
@@ -194,7 +194,12 @@ class FrameReader:
         if avail < HEADER_SIZE + length:
             return None
         body_at = start + HEADER_SIZE
-        body = bytes(memoryview(data)[body_at:body_at + length]) if length else b""
+        if not length:
+            body = b""
+        elif type(data) is bytes:
+            body = data[body_at:body_at + length]
+        else:
+            body = bytes(memoryview(data)[body_at:body_at + length])
         buf._advance(HEADER_SIZE + length)
         return Frame(version, self._expect_response, flags, stream, _OPCODES.get(opcode, opcode), body)
 

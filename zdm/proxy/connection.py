@@ -82,12 +82,14 @@ class _Output:
         parts = self._parts
         if not parts:
             return
-        data = parts[0] if len(parts) == 1 else b"".join(parts)
-        parts.clear()
+        self._parts = []
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        transport.write(encode_segments(data) if self.segmented else data)
+        if self.segmented:
+            transport.write(encode_segments(b"".join(parts)))
+        else:
+            transport.writelines(parts)  # one gathering write, no joined copy
 
 
 class BackendConnection(asyncio.Protocol):

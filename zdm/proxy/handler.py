@@ -36,7 +36,7 @@ from zdm.phases.model import Cluster, Routing
 from zdm.proxy import aggregate
 from zdm.proxy.aggregate import Outcome
 from zdm.proxy.prepared import PreparedCache, PreparedEntry
-from zdm.proxy.routing import Destination, decide, other
+from zdm.proxy.routing import Destination, decide
 from zdm.proxy.stats import ProxyStats
 from zdm.proxy.topology import Instance, VirtualTopology
 
@@ -97,7 +97,7 @@ def unprepared_id(outcome: Outcome) -> bytes | None:
 
 
 class RequestHandler:
-    __slots__ = ("ctx", "version", "keyspace", "in_flight", "_send", "_reply")
+    __slots__ = ("ctx", "version", "keyspace", "in_flight", "_send_origin", "_send_target", "_reply")
 
     def __init__(self, ctx: Context, version: int, send: Mapping[Cluster, Send], reply: Reply, *,
                  keyspace: str | None = None) -> None:
@@ -105,7 +105,8 @@ class RequestHandler:
         self.version = version
         self.keyspace = keyspace  # the connection's keyspace, as USE set it on both clusters
         self.in_flight = 0
-        self._send = dict(send)
+        self._send_origin = send[Cluster.ORIGIN]
+        self._send_target = send[Cluster.TARGET]
         self._reply = reply
 
     # -- in and out ------------------------------------------------------------------
@@ -196,7 +197,7 @@ class RequestHandler:
         self._forward(frame, decision, body, body, on_success=on_success)
 
     def _use_succeeded(self, dual: "_Dual") -> None:
-        answer = dual.outcomes[Cluster.ORIGIN]
+        answer = dual.origin
         if m.result_kind(answer.body, flags=answer.flags) == ResultKind.SET_KEYSPACE:
             self.keyspace = m.decode_set_keyspace(answer.body, flags=answer.flags)
 
@@ -206,7 +207,7 @@ class RequestHandler:
         keyspace = info.keyspace or self.keyspace
 
         def both_prepared(dual: _Dual) -> None:
-            o, t = dual.outcomes[Cluster.ORIGIN], dual.outcomes[Cluster.TARGET]
+            o, t = dual.origin, dual.target
             version = frame.version
             po = m.decode_prepared_result(o.body, version, flags=o.flags)
             pt = m.decode_prepared_result(t.body, version, flags=t.flags)
@@ -231,6 +232,7 @@ class RequestHandler:
         else:  # the hot path: <id> is the [short bytes] at the start of the body
             prepared_id = body[2:2 + int.from_bytes(body[:2], "big")]
         ctx = self.ctx
+        ctx.stats.executes += 1
         entry = ctx.prepared.get(prepared_id)
         if entry is None:
             ctx.stats.unknown_prepared += 1
@@ -319,7 +321,8 @@ class RequestHandler:
                     return
             then(None)
 
-        self._send[cluster](0, Opcode.PREPARE, body, prepared)
+        (self._send_origin if cluster is Cluster.ORIGIN else self._send_target)(
+            0, Opcode.PREPARE, body, prepared)
 
     def resend_body(self, cluster: Cluster, frame: Frame, body: bytes, entry: PreparedEntry | None,
                     origin_body: bytes) -> bytes:
@@ -336,7 +339,8 @@ class RequestHandler:
         return self.batch_for_target(frame, origin_body, ids)
 
     def send(self, cluster: Cluster, frame: Frame, body: bytes, callback: Callback) -> None:
-        self._send[cluster](frame.flags, frame.opcode, body, callback)
+        (self._send_origin if cluster is Cluster.ORIGIN else self._send_target)(
+            frame.flags, frame.opcode, body, callback)
 
 
 def _for_target(frame: Frame, entry: PreparedEntry) -> bytes:
@@ -352,9 +356,9 @@ class _Recovering:
 
     __slots__ = ()
 
-    def recover(self, cluster: Cluster, outcome: Outcome, body: bytes, done: Callback) -> bool:
-        """True when ``outcome`` is an UNPREPARED this request recovers from (``done`` will get
-        the resent request's outcome); False to take ``outcome`` as it is."""
+    def recover(self, cluster: Cluster, outcome: Frame, body: bytes, done: Callback) -> bool:
+        """True when the ERROR ``outcome`` is an UNPREPARED this request recovers from (``done``
+        will get the resent request's outcome); False to take ``outcome`` as it is."""
         pid = unprepared_id(outcome)
         if pid is None or self.retries_left <= 0:
             return False
@@ -395,7 +399,8 @@ class _Single(_Recovering):
         self.handler.send(self.cluster, self.frame, self.body, self.done)
 
     def done(self, outcome: Outcome) -> None:
-        if self.retries_left and self.recover(self.cluster, outcome, self.body, self.done):
+        if self.retries_left and outcome.__class__ is Frame and outcome.opcode == Opcode.ERROR and \
+                self.recover(self.cluster, outcome, self.body, self.done):
             return
         frame = self.frame
         self.handler.answer(frame.stream, outcome if isinstance(outcome, Frame)
@@ -406,7 +411,7 @@ class _Dual(_Recovering):
     """A request for both clusters; the client gets one answer once both are in."""
 
     __slots__ = ("handler", "frame", "origin_body", "target_body", "entry", "on_success",
-                 "outcomes", "retries_left")
+                 "origin", "target", "retries_left")
 
     def __init__(self, handler: RequestHandler, frame: Frame, origin_body: bytes, target_body: bytes,
                  entry: PreparedEntry | None, retries: int, on_success) -> None:
@@ -417,31 +422,36 @@ class _Dual(_Recovering):
         self.entry = entry
         self.retries_left = retries
         self.on_success = on_success
-        self.outcomes: dict[Cluster, Outcome] = {}
+        self.origin: Outcome | None = None  # each cluster's outcome, once it is in
+        self.target: Outcome | None = None
 
     def send(self) -> None:
         handler, frame = self.handler, self.frame
-        handler.send(Cluster.ORIGIN, frame, self.origin_body, self.origin_done)
-        handler.send(Cluster.TARGET, frame, self.target_body, self.target_done)
+        handler._send_origin(frame.flags, frame.opcode, self.origin_body, self.origin_done)
+        handler._send_target(frame.flags, frame.opcode, self.target_body, self.target_done)
 
     def origin_done(self, outcome: Outcome) -> None:
-        if self.retries_left and self.recover(Cluster.ORIGIN, outcome, self.origin_body, self.origin_done):
+        if self.retries_left and outcome.__class__ is Frame and outcome.opcode == Opcode.ERROR and \
+                self.recover(Cluster.ORIGIN, outcome, self.origin_body, self.origin_done):
             return
-        self._record(Cluster.ORIGIN, outcome)
+        self.origin = outcome
+        if self.target is not None:
+            self._complete()
 
     def target_done(self, outcome: Outcome) -> None:
-        if self.retries_left and self.recover(Cluster.TARGET, outcome, self.target_body, self.target_done):
+        if self.retries_left and outcome.__class__ is Frame and outcome.opcode == Opcode.ERROR and \
+                self.recover(Cluster.TARGET, outcome, self.target_body, self.target_done):
             return
-        self._record(Cluster.TARGET, outcome)
+        self.target = outcome
+        if self.origin is not None:
+            self._complete()
 
-    def _record(self, cluster: Cluster, outcome: Outcome) -> None:
-        outcomes = self.outcomes
-        outcomes[cluster] = outcome
-        if len(outcomes) < 2:
-            return
+    def _complete(self) -> None:
         handler, frame = self.handler, self.frame
-        primary = handler.ctx.routing.primary if frame.opcode != Opcode.PREPARE else Cluster.ORIGIN
-        p, s = outcomes[primary], outcomes[other(primary)]
+        if frame.opcode == Opcode.PREPARE or handler.ctx.routing.primary is Cluster.ORIGIN:
+            p, s = self.origin, self.target  # a PREPARE answers with origin's id, always
+        else:
+            p, s = self.target, self.origin
         if self.on_success is not None and not aggregate.failed(p) and not aggregate.failed(s):
             self.on_success(self)
         handler.answer(frame.stream, failure_frame(frame.version, frame.stream,
@@ -452,8 +462,8 @@ class _AsyncRead(_Recovering):
     """Phase 3: answer from the primary; also read the secondary and compare, off the
     client's path (its answer is never returned)."""
 
-    __slots__ = ("handler", "frame", "primary", "origin_body", "target_body", "entry", "results",
-                 "retries_left")
+    __slots__ = ("handler", "frame", "primary", "origin_body", "target_body", "entry", "origin",
+                 "target", "retries_left")
 
     def __init__(self, handler: RequestHandler, frame: Frame, primary: Cluster, origin_body: bytes,
                  target_body: bytes, entry: PreparedEntry | None, retries: int) -> None:
@@ -464,29 +474,32 @@ class _AsyncRead(_Recovering):
         self.target_body = target_body
         self.entry = entry
         self.retries_left = retries
-        self.results: dict[Cluster, Outcome] = {}
+        self.origin: Outcome | None = None
+        self.target: Outcome | None = None
 
     def send(self) -> None:
         handler, frame = self.handler, self.frame
-        handler.send(Cluster.ORIGIN, frame, self.origin_body, self.origin_done)
-        handler.send(Cluster.TARGET, frame, self.target_body, self.target_done)
+        handler._send_origin(frame.flags, frame.opcode, self.origin_body, self.origin_done)
+        handler._send_target(frame.flags, frame.opcode, self.target_body, self.target_done)
 
     def origin_done(self, outcome: Outcome) -> None:
-        if self.retries_left and self.recover(Cluster.ORIGIN, outcome, self.origin_body, self.origin_done):
+        if self.retries_left and outcome.__class__ is Frame and outcome.opcode == Opcode.ERROR and \
+                self.recover(Cluster.ORIGIN, outcome, self.origin_body, self.origin_done):
             return
+        self.origin = outcome
         self._record(Cluster.ORIGIN, outcome)
 
     def target_done(self, outcome: Outcome) -> None:
-        if self.retries_left and self.recover(Cluster.TARGET, outcome, self.target_body, self.target_done):
+        if self.retries_left and outcome.__class__ is Frame and outcome.opcode == Opcode.ERROR and \
+                self.recover(Cluster.TARGET, outcome, self.target_body, self.target_done):
             return
+        self.target = outcome
         self._record(Cluster.TARGET, outcome)
 
     def _record(self, cluster: Cluster, outcome: Outcome) -> None:
-        results = self.results
-        results[cluster] = outcome
         handler, frame = self.handler, self.frame
         if cluster is self.primary:
             handler.answer(frame.stream, failure_frame(frame.version, frame.stream, outcome))
-        if len(results) == 2:
-            handler.ctx.stats.compare_async_read(results[self.primary], results[other(self.primary)],
-                                                 frame.version)
+        if self.origin is not None and self.target is not None:
+            p, s = (self.origin, self.target) if self.primary is Cluster.ORIGIN else (self.target, self.origin)
+            handler.ctx.stats.compare_async_read(p, s, frame.version)

@@ -22,6 +22,7 @@ COUNTERS = (
     "client_connections",   # client connections accepted, ever
     "refused_connections",  # refused: proxy.max_client_connections reached
     "requests",             # requests answered (after the handshake)
+    "executes",             # EXECUTE requests among them
     "reprepares",           # statements the proxy prepared again on a cluster that forgot them
     "unknown_prepared",     # EXECUTE/BATCH of an id this worker never saw: answered UNPREPARED
     "heartbeats",
