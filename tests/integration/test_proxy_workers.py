@@ -117,6 +117,29 @@ def test_a_statement_prepared_through_one_worker_is_prepared_again_through_the_o
     assert counters == 1
 
 
+def test_the_driver_keeps_its_prepared_statements_across_workers(instance, origin_session,
+                                                                target_session):
+    """Sessions of one driver Cluster, one connection each, spread over both workers: the
+    statements are prepared through one, and the other worker's UNPREPARED is recovered by the
+    driver."""
+    from tests.support.net import driver_cluster
+
+    config, port, ks = instance
+    cluster = driver_cluster(port, 4)
+    sessions = [cluster.connect() for _ in range(4)]
+    insert = sessions[0].prepare(f"INSERT INTO {ks}.t (k, v) VALUES (?, ?)")
+    select = sessions[0].prepare(f"SELECT v FROM {ks}.t WHERE k = ?")
+    for k in range(40):
+        sessions[k % 4].execute(insert, (k, f"v{k}"))
+        assert sessions[(k + 1) % 4].execute(select, (k,)).one().v == f"v{k}"
+    cluster.shutdown()
+    for s in (origin_session, target_session):
+        assert s.execute(f"SELECT count(*) FROM {ks}.t").one()[0] == 40
+    counters = wait_for(lambda: record(config).get("counters", {}).get("executes", 0) >= 80 and
+                        record(config)["counters"], what="the summed counters")
+    assert 1 <= counters["unknown_prepared"] <= 2  # once per statement and worker that lacked it
+
+
 def test_status_sums_the_workers(instance):
     config, port, _ = instance
     clients = two_clients(port)
