@@ -54,6 +54,9 @@ class ClusterConfig:
 class ProxyConfig:
     listen_host: str = "127.0.0.1"
     listen_port: int = 14002
+    #: the address drivers are told this instance has (system.local), when it is not
+    #: listen_host (which may be 0.0.0.0); with listen_port it must be among ``instances``
+    advertise_host: str | None = None
     #: every proxy instance of this deployment ("host:port"); the driver sees exactly these
     #: as the cluster's nodes.  Empty means just this one.
     instances: tuple[str, ...] = ()
@@ -286,6 +289,7 @@ target:                      # the cluster the applications move to
 proxy:                       # the dual-writing CQL proxy (`zdm proxy start`)
   listen_host: 127.0.0.1
   listen_port: 14002
+  # advertise_host: 10.0.0.5  # the address drivers see for this instance (default: listen_host)
   # instances: [127.0.0.1:14002, 127.0.0.1:14003]   # every proxy instance; drivers see these as nodes
   # max_frame_bytes: 268435456
   # request_timeout_s: 10

@@ -74,13 +74,15 @@ class ProxyServer:
     # -- start / stop ------------------------------------------------------------------
     async def start(self) -> None:
         facts = await self.control.probe()
-        instances = [Instance(*parse_host_port(i)) for i in self.config.proxy.instances] or \
-            [Instance(*self.listen)]
-        self.me = Instance(*self.listen)
+        pc = self.config.proxy
+        self.me = Instance(pc.advertise_host or pc.listen_host, pc.listen_port)
+        instances = [Instance(*parse_host_port(i)) for i in pc.instances] or [self.me]
         if self.me not in instances:
-            raise ProxyError(f"this proxy listens on {self.listen[0]}:{self.listen[1]}, which is not "
-                             f"among proxy.instances ({', '.join(self.config.proxy.instances)})",
-                             hint="add it to proxy.instances in zdm.yaml, or fix proxy.listen_port")
+            raise ProxyError(f"this proxy is {self.me.host}:{self.me.port} (proxy.advertise_host or "
+                             f"listen_host, and listen_port), which is not among proxy.instances "
+                             f"({', '.join(pc.instances)})",
+                             hint="add it to proxy.instances in zdm.yaml, or fix proxy.advertise_host / "
+                                  "listen_port")
         self.topology = VirtualTopology(instances, facts)
         self._listener = self._bind()
         change = None
