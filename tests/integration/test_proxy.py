@@ -228,3 +228,42 @@ def test_read_routing_by_phase(zdm_config, origin_session, target_session, phase
         session.execute(f"DROP KEYSPACE IF EXISTS {ks}")
         cluster.shutdown()
         proxy.stop()
+
+
+def test_statements_outside_the_scope_go_to_origin_only(zdm_config, origin_session, target_session):
+    from zdm.config import ScopeConfig
+    from zdm.phases.model import Phase, routing_for
+
+    inside, outside = "s_" + uuid.uuid4().hex[:8], "legacy_" + uuid.uuid4().hex[:8]
+    for s in (origin_session, target_session):
+        s.execute(f"CREATE KEYSPACE {inside} WITH replication = "
+                  "{'class': 'SimpleStrategy', 'replication_factor': 1}")
+        s.execute(f"CREATE TABLE {inside}.t (k int PRIMARY KEY, v text)")
+    origin_session.execute(f"CREATE KEYSPACE {outside} WITH replication = "  # origin only
+                           "{'class': 'SimpleStrategy', 'replication_factor': 1}")
+    origin_session.execute(f"CREATE TABLE {outside}.t (k int PRIMARY KEY, v text)")
+    config = dataclasses.replace(zdm_config, proxy=ProxyConfig(listen_port=free_port()),
+                                 scope=ScopeConfig(keyspaces=(inside,)))
+    proxy = RunningProxy(config)
+    proxy.server.routing = routing_for(Phase.TARGET_READS)
+    cluster = driver_cluster(proxy.port, 4)
+    session = cluster.connect()
+    try:
+        session.execute(f"INSERT INTO {outside}.t (k, v) VALUES (1, 'origin only')")
+        insert = session.prepare(f"INSERT INTO {outside}.t (k, v) VALUES (?, ?)")
+        session.execute(insert, (2, "prepared"))
+        session.execute(f"INSERT INTO {inside}.t (k, v) VALUES (1, 'both')")
+        assert sorted(tuple(r) for r in origin_session.execute(f"SELECT k, v FROM {outside}.t")) == [
+            (1, "origin only"), (2, "prepared")]
+        assert [tuple(r) for r in target_session.execute(f"SELECT k, v FROM {inside}.t")] == [(1, "both")]
+        # reads of what lies outside the scope come from origin, even in phase 4
+        select = session.prepare(f"SELECT v FROM {outside}.t WHERE k = ?")
+        assert session.execute(select, (2,)).one().v == "prepared"
+        session.execute(f"USE {outside}")
+        assert session.execute("SELECT v FROM t WHERE k = 1").one().v == "origin only"
+    finally:
+        cluster.shutdown()
+        proxy.stop()
+        for s in (origin_session, target_session):
+            s.execute(f"DROP KEYSPACE IF EXISTS {inside}")
+        origin_session.execute(f"DROP KEYSPACE IF EXISTS {outside}")

@@ -16,6 +16,7 @@ from zdm.proxy.prepared import PreparedCache, PreparedEntry
 from zdm.proxy.routing import Destination, decide
 from zdm.proxy.streams import StreamIds, StreamsExhausted
 from zdm.proxy.topology import Instance, VirtualTopology, selected_columns
+from zdm.scope import Scope
 
 ORIGIN_PRIMARY = routing_for(Phase.PROXY)
 ASYNC = routing_for(Phase.ASYNC_READS)
@@ -64,6 +65,45 @@ def test_routing(opcode, query, keyspace, paged, routing, dest, async_secondary)
     decision = decide(opcode, classify(query), keyspace, paged, routing)
     assert decision.destination is dest
     assert decision.async_secondary is async_secondary
+
+
+SCOPED = Scope(frozenset({"app"}), frozenset({"app.audit"}))
+SCOPE_ROUTES = [
+    ("in-scope-write", Q, "INSERT INTO app.t (k) VALUES (1)", None, TARGET_PRIMARY, Destination.BOTH),
+    ("in-scope-read", X, "SELECT * FROM t WHERE k = ?", "app", TARGET_PRIMARY, Destination.TARGET),
+    ("other-keyspace-write", Q, "INSERT INTO legacy.t (k) VALUES (1)", None, ORIGIN_PRIMARY,
+     Destination.ORIGIN),
+    ("other-keyspace-read-phase-4", Q, "SELECT * FROM legacy.t", None, TARGET_PRIMARY,
+     Destination.ORIGIN),
+    ("other-keyspace-unqualified", X, "UPDATE t SET v = ? WHERE k = ?", "legacy", ASYNC,
+     Destination.ORIGIN),
+    ("excluded-table", Q, "DELETE FROM app.audit WHERE k = 1", None, ORIGIN_PRIMARY, Destination.ORIGIN),
+    ("other-keyspace-ddl", Q, "CREATE TABLE legacy.t2 (k int PRIMARY KEY)", None, ORIGIN_PRIMARY,
+     Destination.ORIGIN),
+    ("other-keyspace-prepare", Opcode.PREPARE, "SELECT * FROM legacy.t", None, ORIGIN_PRIMARY,
+     Destination.ORIGIN),
+    ("use-other-keyspace", Q, "USE legacy", None, ORIGIN_PRIMARY, Destination.ORIGIN),
+    ("roles-belong-to-both", Q, "CREATE ROLE app_user", None, ORIGIN_PRIMARY, Destination.BOTH),
+    ("system-table-write", Q, "ALTER KEYSPACE system_auth WITH replication = {}", None,
+     ORIGIN_PRIMARY, Destination.BOTH),
+    ("prepare-system-read", Opcode.PREPARE, "SELECT * FROM system.local", None, ORIGIN_PRIMARY,
+     Destination.ORIGIN),
+]
+
+
+@pytest.mark.parametrize("opcode, query, keyspace, routing, dest", [r[1:] for r in SCOPE_ROUTES],
+                         ids=[r[0] for r in SCOPE_ROUTES])
+def test_routing_outside_the_scope_stays_on_origin(opcode, query, keyspace, routing, dest):
+    assert decide(opcode, classify(query), keyspace, False, routing, SCOPED).destination is dest
+
+
+@pytest.mark.parametrize("children, dest", [
+    (("INSERT INTO app.t (k) VALUES (1)", "INSERT INTO legacy.t (k) VALUES (1)"), Destination.BOTH),
+    (("INSERT INTO legacy.t (k) VALUES (1)", "UPDATE app.audit SET v = 1 WHERE k = 1"), Destination.ORIGIN),
+], ids=["some-in-scope", "none-in-scope"])
+def test_a_batch_goes_to_target_only_if_it_touches_the_scope(children, dest):
+    stmts = tuple(classify(c) for c in children)
+    assert decide(Opcode.BATCH, None, None, False, ORIGIN_PRIMARY, SCOPED, stmts).destination is dest
 
 
 @pytest.mark.parametrize("opcode, dest", [

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from cassandra.metadata import protect_name
 
 from zdm.errors import ZdmError
+from zdm.scope import is_system_keyspace
 
 
 class Kind(enum.Enum):
@@ -168,13 +169,6 @@ def table_spec(keyspace_meta, table_meta) -> TableSpec:
     return TableSpec(keyspace_meta.name, table_meta.name, pk, ck, tuple(columns), reversed_ck)
 
 
-SYSTEM_KEYSPACES = frozenset({
-    "system", "system_schema", "system_auth", "system_distributed", "system_traces",
-    "system_views", "system_virtual_schema", "dse_system", "dse_security", "dse_leases",
-    "dse_perf", "dse_insights", "dse_insights_local", "solr_admin", "OpsCenter",
-})
-
-
 def tables_in_scope(metadata, keyspaces: tuple[str, ...] = (), *, include_tables: tuple[str, ...] = (),
                     exclude_tables: tuple[str, ...] = (),
                     exclude_keyspaces: tuple[str, ...] = ()) -> list[TableSpec]:
@@ -185,7 +179,7 @@ def tables_in_scope(metadata, keyspaces: tuple[str, ...] = (), *, include_tables
     if missing:
         raise ZdmError(f"keyspace(s) not found on origin: {', '.join(missing)}",
                        hint="check scope.keyspaces in zdm.yaml or the --keyspace option")
-    names = list(keyspaces) or sorted(k for k in known if k not in SYSTEM_KEYSPACES)
+    names = list(keyspaces) or sorted(k for k in known if not is_system_keyspace(k))
     include = set(include_tables)
     exclude = set(exclude_tables)
     specs = []

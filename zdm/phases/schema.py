@@ -23,17 +23,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-#: Keyspaces zdm never migrates: Cassandra's own and DSE's.
-SYSTEM_KEYSPACES = frozenset({
-    "system", "system_schema", "system_auth", "system_distributed", "system_traces",
-    "system_views", "system_virtual_schema", "solr_admin", "OpsCenter", "cfs", "cfs_archive",
-    "HiveMetaStore", "spark_system", "dsefs",
-})
-
-
-def is_system_keyspace(name: str) -> bool:
-    return name in SYSTEM_KEYSPACES or name.startswith("dse_")
-
+from zdm.scope import is_system_keyspace
 
 @dataclass(frozen=True)
 class TableSchema:

@@ -28,6 +28,7 @@ from zdm.proxy.connection import BackendConnection, ClientConnection, Dialer
 from zdm.proxy.handler import Context
 from zdm.proxy.session import ClientSession
 from zdm.proxy.topology import Instance, VirtualTopology
+from zdm.scope import Scope
 
 log = logging.getLogger("zdm.proxy")
 
@@ -38,7 +39,7 @@ class DataPlane:
     def __init__(self, config: Config, topology: VirtualTopology, me: Instance, routing: Routing, *,
                  on_connection_ended: Callable[[], None] | None = None) -> None:
         self.config = config
-        self.ctx = Context(routing=routing, topology=topology, me=me)
+        self.ctx = Context(routing=routing, topology=topology, me=me, scope=Scope.of(config))
         self.dialer = Dialer(config)
         self.credentials = {Cluster.ORIGIN: config.origin.credentials,
                             Cluster.TARGET: config.target.credentials}

@@ -39,6 +39,7 @@ from zdm.proxy.prepared import PreparedCache, PreparedEntry
 from zdm.proxy.routing import Destination, decide
 from zdm.proxy.stats import ProxyStats
 from zdm.proxy.topology import Instance, VirtualTopology
+from zdm.scope import Scope
 
 Callback = Callable[[Outcome], None]
 Send = Callable[[int, int, bytes, Callback], None]
@@ -58,12 +59,13 @@ def now_us() -> int:
 class Context:
     """What every client connection of one worker shares."""
 
-    __slots__ = ("routing", "prepared", "stats", "topology", "me", "clock", "draining")
+    __slots__ = ("routing", "scope", "prepared", "stats", "topology", "me", "clock", "draining")
 
     def __init__(self, *, routing: Routing, topology: VirtualTopology, me: Instance,
-                 prepared: PreparedCache | None = None, stats: ProxyStats | None = None,
-                 clock: Callable[[], int] = now_us) -> None:
+                 scope: Scope = Scope(), prepared: PreparedCache | None = None,
+                 stats: ProxyStats | None = None, clock: Callable[[], int] = now_us) -> None:
         self.routing = routing
+        self.scope = scope  # statements outside it go to origin only
         self.topology = topology
         self.me = me
         self.prepared = prepared if prepared is not None else PreparedCache()
@@ -172,32 +174,28 @@ class RequestHandler:
             primary = Cluster.ORIGIN if dest is Destination.ORIGIN else Cluster.TARGET
             _AsyncRead(self, frame, primary, origin_body, target_body, entry, 2 * retries).send()
         elif dest is Destination.ORIGIN:
-            _Single(self, frame, Cluster.ORIGIN, origin_body, entry, retries).send()
+            _Single(self, frame, Cluster.ORIGIN, origin_body, entry, retries, on_success).send()
         else:
-            _Single(self, frame, Cluster.TARGET, target_body, entry, retries).send()
+            _Single(self, frame, Cluster.TARGET, target_body, entry, retries, on_success).send()
 
     # -- QUERY ---------------------------------------------------------------------------
     def _query(self, frame: Frame) -> None:
         info = m.decode_query(frame.body, frame.version, flags=frame.flags)
         stmt = classify(info.query)
         decision = decide(Opcode.QUERY, stmt, self.keyspace, bool(info.flags & WITH_PAGING_STATE),
-                          self.ctx.routing)
+                          self.ctx.routing, self.ctx.scope)
         if decision.destination is Destination.PROXY:
             ctx = self.ctx
             self._local(frame, Opcode.RESULT, ctx.topology.answer(stmt.table, info.query, ctx.me))
             return
         body = frame.body
-        on_success = None
-        if decision.destination is Destination.BOTH:
-            if stmt.is_write and not info.has_timestamp:
-                body = m.add_default_timestamp(Opcode.QUERY, body, frame.version, self.ctx.clock(),
-                                               flags=frame.flags)
-            if stmt.kind is StatementKind.USE:
-                on_success = self._use_succeeded
+        if decision.destination is Destination.BOTH and stmt.is_write and not info.has_timestamp:
+            body = m.add_default_timestamp(Opcode.QUERY, body, frame.version, self.ctx.clock(),
+                                           flags=frame.flags)
+        on_success = self._use_succeeded if stmt.kind is StatementKind.USE else None
         self._forward(frame, decision, body, body, on_success=on_success)
 
-    def _use_succeeded(self, dual: "_Dual") -> None:
-        answer = dual.origin
+    def _use_succeeded(self, answer: Frame, _target: Frame | None) -> None:
         if m.result_kind(answer.body, flags=answer.flags) == ResultKind.SET_KEYSPACE:
             self.keyspace = m.decode_set_keyspace(answer.body, flags=answer.flags)
 
@@ -205,24 +203,25 @@ class RequestHandler:
     def _prepare(self, frame: Frame) -> None:
         info = m.decode_prepare(frame.body, frame.version, flags=frame.flags)
         keyspace = info.keyspace or self.keyspace
+        stmt = classify(info.query)
+        ctx = self.ctx
 
-        def both_prepared(dual: _Dual) -> None:
-            o, t = dual.origin, dual.target
+        def prepared(o: Frame, t: Frame | None) -> None:
+            """Both clusters (or origin alone, for what target never executes) prepared it;
+            the client gets origin's answer, and so origin's id."""
             version = frame.version
             po = m.decode_prepared_result(o.body, version, flags=o.flags)
-            pt = m.decode_prepared_result(t.body, version, flags=t.flags)
-            stmt = classify(info.query)
+            pt = m.decode_prepared_result(t.body, version, flags=t.flags) if t is not None else None
             columns = None
-            if decide(Opcode.EXECUTE, stmt, keyspace, False, self.ctx.routing).destination \
+            if decide(Opcode.EXECUTE, stmt, keyspace, False, ctx.routing).destination \
                     is Destination.PROXY:
                 columns = m.decode_prepared_columns(o.body, version, flags=o.flags)
-            self.ctx.prepared.put(PreparedEntry(info.query, keyspace, stmt, po.prepared_id,
-                                                pt.prepared_id, po.result_metadata_id,
-                                                pt.result_metadata_id, columns))
-            # the client always sees origin's answer, and so origin's id
+            ctx.prepared.put(PreparedEntry(info.query, keyspace, stmt, po.prepared_id,
+                                           pt.prepared_id if pt else None, po.result_metadata_id,
+                                           pt.result_metadata_id if pt else None, columns))
 
-        self._forward(frame, decide(Opcode.PREPARE, None, keyspace, False, self.ctx.routing),
-                      frame.body, frame.body, on_success=both_prepared)
+        self._forward(frame, decide(Opcode.PREPARE, stmt, keyspace, False, ctx.routing, ctx.scope),
+                      frame.body, frame.body, on_success=prepared)
 
     def _execute(self, frame: Frame) -> None:
         body = frame.body
@@ -243,13 +242,13 @@ class RequestHandler:
         stmt = entry.statement
         query_flags = m.execute_query_flags(body, version, flags=frame.flags) if stmt.is_read else 0
         decision = decide(Opcode.EXECUTE, stmt, entry.keyspace, bool(query_flags & WITH_PAGING_STATE),
-                          ctx.routing)
+                          ctx.routing, ctx.scope)
         dest = decision.destination
         if dest is Destination.PROXY:
             self._local(frame, Opcode.RESULT, self._virtual_answer(entry, query_flags))
             return
-        target_body = _for_target(frame, entry)
-        if dest is Destination.BOTH and stmt.is_write:  # unchanged when the client sent a timestamp
+        target_body = body if entry.target_id is None else _for_target(frame, entry)
+        if dest is Destination.BOTH and stmt.is_write:  # kept if the client sent a timestamp
             ts = ctx.clock()
             origin_body = m.add_default_timestamp(Opcode.EXECUTE, body, version, ts, flags=frame.flags)
             target_body = origin_body if target_body is body else \
@@ -281,9 +280,13 @@ class RequestHandler:
         if not info.has_timestamp:
             origin_body = m.add_default_timestamp(Opcode.BATCH, origin_body, frame.version,
                                                   ctx.clock(), flags=frame.flags)
-        self._forward(frame, decide(Opcode.BATCH, None, self.keyspace, False, ctx.routing),
-                      origin_body, self.batch_for_target(frame, origin_body, ids),
-                      statements=len(set(ids)))
+        children = () if ctx.scope.everything else tuple(
+            classify(c.query) if c.kind == 0 else ctx.prepared.get(c.prepared_id).statement
+            for c in info.children)
+        decision = decide(Opcode.BATCH, None, self.keyspace, False, ctx.routing, ctx.scope, children)
+        target_body = self.batch_for_target(frame, origin_body, ids) \
+            if decision.destination is Destination.BOTH else origin_body
+        self._forward(frame, decision, origin_body, target_body, statements=len(set(ids)))
 
     def batch_for_target(self, frame: Frame, origin_body: bytes, ids: list[bytes]) -> bytes:
         mapping = self.ctx.prepared.target_ids(ids)
@@ -384,16 +387,18 @@ class _Recovering:
 class _Single(_Recovering):
     """A request for one cluster; its answer goes to the client."""
 
-    __slots__ = ("handler", "frame", "cluster", "origin_body", "body", "entry", "retries_left")
+    __slots__ = ("handler", "frame", "cluster", "origin_body", "body", "entry", "retries_left",
+                 "on_success")
 
     def __init__(self, handler: RequestHandler, frame: Frame, cluster: Cluster, body: bytes,
-                 entry: PreparedEntry | None, retries: int) -> None:
+                 entry: PreparedEntry | None, retries: int, on_success=None) -> None:
         self.handler = handler
         self.frame = frame
         self.cluster = cluster
         self.body = self.origin_body = body
         self.entry = entry
         self.retries_left = retries
+        self.on_success = on_success
 
     def send(self) -> None:
         self.handler.send(self.cluster, self.frame, self.body, self.done)
@@ -403,6 +408,8 @@ class _Single(_Recovering):
                 self.recover(self.cluster, outcome, self.body, self.done):
             return
         frame = self.frame
+        if self.on_success is not None and not aggregate.failed(outcome):
+            self.on_success(outcome, None)
         self.handler.answer(frame.stream, outcome if isinstance(outcome, Frame)
                             else failure_frame(frame.version, frame.stream, outcome))
 
@@ -453,7 +460,7 @@ class _Dual(_Recovering):
         else:
             p, s = self.target, self.origin
         if self.on_success is not None and not aggregate.failed(p) and not aggregate.failed(s):
-            self.on_success(self)
+            self.on_success(self.origin, self.target)
         handler.answer(frame.stream, failure_frame(frame.version, frame.stream,
                                                    aggregate.choose(p, s)))
 

@@ -25,7 +25,7 @@ class PreparedEntry:
     keyspace: str | None  # the keyspace it was prepared in (USE or v5 WITH_KEYSPACE)
     statement: Statement
     origin_id: bytes
-    target_id: bytes
+    target_id: bytes | None  # None: prepared on origin only (never executed on target)
     origin_metadata_id: bytes | None = None
     target_metadata_id: bytes | None = None
     #: for a read of a virtual system table: the result columns origin described
@@ -53,7 +53,7 @@ class PreparedCache:
         entries = self._entries
         self._forget(entries.pop(entry.origin_id, None))
         entries[entry.origin_id] = entry
-        if entry.target_id != entry.origin_id:
+        if entry.target_id is not None and entry.target_id != entry.origin_id:
             self._by_target[entry.target_id] = entry.origin_id
         if len(entries) > self._max:
             self._forget(entries.pop(next(iter(entries))))
@@ -77,7 +77,7 @@ class PreparedCache:
         out = {}
         for oid in origin_ids:
             entry = self._entries.get(oid)
-            if entry is not None and entry.target_id != oid:
+            if entry is not None and entry.target_id is not None and entry.target_id != oid:
                 out[oid] = entry.target_id
         return out
 

@@ -3,19 +3,24 @@
 Theory of operation: every opcode the proxy forwards is decided here and nowhere else, so
 a QUERY, the EXECUTE of the same statement prepared, and a PREPARE of it can never be
 routed by different rules.  The rules, first match wins (zdm-proxy's, plus the virtual
-topology):
+topology and the migration's scope):
 
 =========================================  ==========================  ===============
 request                                    destination                 async secondary
 =========================================  ==========================  ===============
 OPTIONS                                    the proxy (SUPPORTED)       -
 REGISTER                                   origin (its schema events)  -
-PREPARE, BATCH                             both                        -
-QUERY / EXECUTE of anything but SELECT     both (writes, DDL, USE,     -
-                                           unrecognised statements)
 SELECT from system.local / peers /         the proxy (virtual          -
 peers_v2                                   topology)
 SELECT from another system keyspace        origin                      -
+anything on a keyspace or table outside    origin (target may not      -
+the scope (``scope.keyspaces``,            have it)
+``scope.exclude_tables``); a BATCH when
+all its statements are
+PREPARE (of a system table read: origin)   both                        -
+BATCH                                      both                        -
+QUERY / EXECUTE of anything but SELECT     both (writes, DDL, USE,     -
+                                           unrecognised statements)
 SELECT, a later page (paging state)        the primary cluster         no: a paging
                                                                        state is one
                                                                        cluster's
@@ -32,11 +37,8 @@ from typing import NamedTuple
 from zdm.cql.classify import Statement, StatementKind
 from zdm.cql.constants import Opcode
 from zdm.phases.model import Cluster, ReadMode, Routing
+from zdm.scope import Scope, is_system_keyspace
 
-#: keyspaces whose reads always go to origin
-SYSTEM_KEYSPACES = frozenset({"system", "system_schema", "system_auth", "system_distributed",
-                              "system_traces", "system_views", "system_virtual_schema",
-                              "dse_system", "dse_auth", "dse_insights", "dse_security"})
 #: tables of keyspace ``system`` the proxy answers itself
 VIRTUAL_TABLES = frozenset({"local", "peers", "peers_v2"})
 
@@ -63,23 +65,39 @@ _PRIMARY = {
     (Cluster.TARGET, False): Decision(Destination.TARGET),
     (Cluster.TARGET, True): Decision(Destination.TARGET, True),
 }
-_ALWAYS = {Opcode.OPTIONS: PROXY, Opcode.REGISTER: ORIGIN, Opcode.PREPARE: BOTH,
-           Opcode.BATCH: BOTH}
+_FIXED = {Opcode.OPTIONS: PROXY, Opcode.REGISTER: ORIGIN}
+_EVERYWHERE = Scope()
 
 
 def decide(opcode: int, stmt: Statement | None, session_keyspace: str | None, paged: bool,
-           routing: Routing) -> Decision:
-    """Where a request goes.  ``stmt`` is the classified query of a QUERY, or of the
-    statement an EXECUTE runs; ``paged``: the request carries a paging state."""
-    fixed = _ALWAYS.get(opcode)
+           routing: Routing, scope: Scope = _EVERYWHERE, children: tuple[Statement, ...] = ()) -> Decision:
+    """Where a request goes.  ``stmt`` is the classified query of a QUERY or PREPARE, or of the
+    statement an EXECUTE runs; ``paged``: the request carries a paging state; ``children``:
+    the statements of a BATCH (only consulted when the scope is narrowed)."""
+    fixed = _FIXED.get(opcode)
     if fixed is not None:
         return fixed
-    if stmt is None or stmt.kind is not StatementKind.SELECT:
+    if opcode == Opcode.BATCH:
+        if scope.everything or any(_covered(c, session_keyspace, scope) for c in children):
+            return BOTH
+        return ORIGIN
+    if stmt is None:
         return BOTH
     keyspace = stmt.keyspace or session_keyspace
-    if keyspace in SYSTEM_KEYSPACES:
+    system = is_system_keyspace(keyspace)
+    if stmt.kind is StatementKind.SELECT and system:
+        if opcode == Opcode.PREPARE:  # executed by origin or the proxy, never by target
+            return ORIGIN
         return PROXY if keyspace == "system" and stmt.table in VIRTUAL_TABLES else ORIGIN
+    if not system and not scope.everything and not scope.covers(keyspace, stmt.table):
+        return ORIGIN
+    if stmt.kind is not StatementKind.SELECT or opcode == Opcode.PREPARE:
+        return BOTH
     return _PRIMARY[routing.primary, routing.read_mode is ReadMode.DUAL_ASYNC and not paged]
+
+
+def _covered(stmt: Statement, session_keyspace: str | None, scope: Scope) -> bool:
+    return scope.covers(stmt.keyspace or session_keyspace, stmt.table)
 
 
 def other(cluster: Cluster) -> Cluster:
