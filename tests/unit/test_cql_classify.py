@@ -79,7 +79,28 @@ CASES = [
 @pytest.mark.parametrize("query,kind,keyspace,table", [c[1:] for c in CASES],
                          ids=[c[0] for c in CASES])
 def test_classify(query, kind, keyspace, table):
-    assert classify(query) == Statement(kind, keyspace, table)
+    got = classify(query)
+    assert (got.kind, got.keyspace, got.table) == (kind, keyspace, table)
+
+
+LWT = [
+    ("insert-if-not-exists", "INSERT INTO ks.t (k) VALUES (1) IF NOT EXISTS", True),
+    ("update-if", "UPDATE t SET a = 1 WHERE k = 2 IF a = 0", True),
+    ("update-if-exists", "UPDATE t USING TTL 5 SET a = 1 WHERE k = 2 IF EXISTS", True),
+    ("delete-if", "DELETE FROM ks.t WHERE k = 1 IF v = 'x'", True),
+    ("batch-with-condition", "BEGIN BATCH UPDATE a.b SET x = 1 WHERE k = 1 IF x = 0; APPLY BATCH",
+     True),
+    ("plain-insert", "INSERT INTO ks.t (k, v) VALUES (1, 'if')", False),
+    ("quoted-column-named-if", 'UPDATE ks.t SET "if" = 1 WHERE k = 1', False),
+    ("if-inside-a-function-call", "INSERT INTO ks.t (k, v) VALUES (1, f(if))", False),
+    ("plain-batch", "BEGIN BATCH INSERT INTO a.b (k) VALUES (1); APPLY BATCH", False),
+    ("create-if-not-exists", "CREATE TABLE IF NOT EXISTS ks.t (k int PRIMARY KEY)", False),
+]
+
+
+@pytest.mark.parametrize("query, conditional", [c[1:] for c in LWT], ids=[c[0] for c in LWT])
+def test_lightweight_transactions_are_recognised(query, conditional):
+    assert classify(query).conditional is conditional
 
 
 READ_WRITE = [(K.SELECT, True, False), (K.INSERT, False, True), (K.UPDATE, False, True),

@@ -107,6 +107,8 @@ def test_decode_driver_execute_and_replace_id(version):
         assert kept.result_metadata_id == metadata_id
     assert m.encode_execute(b"\x01\x02\x03", [b"v1", None], version, metadata_id,
                             consistency=Consistency.QUORUM, page_size=10) == body
+    assert m.execute_values(body, version) == [b"v1", None]
+    assert m.execute_query_flags(body, version) & 0x04  # PAGE_SIZE
 
 
 def _batch(version, ids=(b"p1", b"p2"), **kwargs):
@@ -121,8 +123,10 @@ def test_decode_driver_batch_and_replace_ids(version):
     info = m.decode_batch(body, version)
     assert info.batch_type is BatchType.UNLOGGED
     assert info.children == [
-        m.BatchChild(0, "INSERT INTO t (a) VALUES (?)", None), m.BatchChild(1, None, b"p1"),
-        m.BatchChild(0, "UPDATE t SET a = 1 WHERE k = 2", None), m.BatchChild(1, None, b"p2")]
+        m.BatchChild(0, "INSERT INTO t (a) VALUES (?)", None, (b"\x00",)),
+        m.BatchChild(1, None, b"p1", (None, b"x")),
+        m.BatchChild(0, "UPDATE t SET a = 1 WHERE k = 2", None, ()),
+        m.BatchChild(1, None, b"p2", (b"y",))]
     assert info.consistency is Consistency.TWO and not info.has_timestamp
 
     replaced = m.replace_batch_ids(body, version, {b"p2": b"longer-id-2", b"zz": b"unused"})
@@ -320,12 +324,16 @@ def test_prepared_result_columns_match_the_driver(version):
     body = prepared_result(version, b"\x11" * 16, binds=("k",),
                            columns=(("host_id", "uuid"), ("tokens", "set<text>")),
                            keyspace="system", table="local")
-    columns = m.decode_prepared_columns(body, version)
+    meta = m.decode_prepared_metadata(body, version)
+    assert [c.name for c in meta.binds] == ["k"]
+    columns = meta.columns
     assert [(c.keyspace, c.table, c.name, c.type.cql) for c in columns] == [
         ("system", "local", "host_id", "uuid"), ("system", "local", "tokens", "set<text>")]
     msg = driver_decode(Opcode.RESULT, body, version)
     assert [c[2] for c in msg.column_metadata] == ["host_id", "tokens"]
-    assert m.decode_prepared_columns(prepared_body(version), version) == []  # No_metadata
+    plain = m.decode_prepared_metadata(prepared_body(version), version)
+    assert plain.columns == []  # No_metadata
+    assert plain.pk_indexes == ([0] if version >= 4 else [])  # prepared_body's one pk marker
 
 
 def test_set_keyspace_and_schema_change():

@@ -42,13 +42,16 @@ class Sent:
 
 
 class Chart:
-    """A handler wired to recorders: ``sent`` per cluster, ``replies`` to the client."""
+    """A handler wired to recorders: ``sent`` per cluster, ``replies`` to the client,
+    ``records`` kept as divergences."""
 
     def __init__(self, phase=Phase.PROXY, version=4):
+        self.records: list[dict] = []
         self.ctx = Context(routing=routing_for(phase),
                            topology=VirtualTopology([ME], {"cluster_name": "origin-cluster",
                                                            "release_version": "5.0.8"}),
-                           me=ME, clock=lambda: NOW)
+                           me=ME, clock=lambda: NOW, name="p1",
+                           divergences=lambda record, done: self.records.append(record))
         self.version = version
         self.sent: list[Sent] = []
         self.replies: list[tuple[int, Frame]] = []
@@ -311,3 +314,79 @@ def _batch_ids(body):
     return [c.prepared_id for c in m.decode_batch(body, 4).children]
 
 
+
+
+def lwt_rows(applied, *values):
+    columns = [("ks", "t", "[applied]", m.parse_type("boolean"))] + \
+        [("ks", "t", "v", m.parse_type("text"))] * len(values)
+    return m.encode_rows(columns, [[applied, *values]])
+
+
+@pytest.mark.parametrize("origin_applied, target_applied, diverged", [
+    (True, True, False), (False, True, True), (True, False, True)],
+    ids=["both-applied", "only-target", "only-origin"])
+def test_a_conditional_write_that_the_clusters_decide_differently_is_recorded(
+        origin_applied, target_applied, diverged):
+    chart = Chart()
+    chart.request(Opcode.QUERY, query("INSERT INTO ks.t (k, v) VALUES (5, 'new') IF NOT EXISTS"))
+    origin, target = chart.take()
+    origin.answer(response(origin.frame, Opcode.RESULT, lwt_rows(origin_applied, *(
+        () if origin_applied else ("old",)))))
+    target.answer(response(target.frame, Opcode.RESULT, lwt_rows(target_applied)))
+    _, frame = chart.reply()  # the client gets the primary's (origin's) result
+    assert m.decode_rows(frame.body, 4).rows[0][0] == (b"\x01" if origin_applied else b"\x00")
+    assert bool(chart.records) is diverged
+    assert chart.ctx.stats.table("ks.t").lwt_divergences == int(diverged)
+    if diverged:
+        (record,) = chart.records
+        assert (record["kind"], record["keyspace"], record["table"], record["source"]) == (
+            "lwt", "ks", "t", "origin")
+        assert record["key"]["columns"]["k"] == [{"cql": "5"}]
+        assert chart.ctx.stats.table("ks.t").samples == ["ks.t: k=5, v='new'"]
+
+
+def test_a_prepared_conditional_update_records_its_bound_key():
+    chart = Chart()
+    pid = prepare_through(chart, "UPDATE ks.t SET v = ? WHERE k = ? IF v = ?", binds=("v", "k", "v"))
+    chart.request(Opcode.EXECUTE, m.encode_execute(pid, [b"\x00\x00\x00\x01", b"\x00\x00\x00\x02",
+                                                         b"\x00\x00\x00\x03"], 4))
+    origin, target = chart.take()
+    origin.answer(response(origin.frame, Opcode.RESULT, lwt_rows(True)))
+    target.answer(response(target.frame, Opcode.RESULT, lwt_rows(False)))
+    chart.reply()
+    (record,) = chart.records
+    assert record["key"]["columns"]["k"] == [{"type": "int", "hex": "00000002"}]
+
+
+def test_async_mismatches_are_counted_per_table_with_the_key_that_differed():
+    chart = Chart(Phase.ASYNC_READS)
+    pid = prepare_through(chart, "SELECT v FROM ks.t WHERE k = ?", binds=("k",))
+    chart.request(Opcode.EXECUTE, m.encode_execute(pid, [b"\x00\x00\x00\x09"], 4))
+    origin, target = chart.take()
+    origin.answer(response(origin.frame, Opcode.RESULT, rows("a")))
+    target.answer(response(target.frame, Opcode.RESULT, rows("b")))
+    per_table = chart.ctx.stats.table("ks.t")
+    assert (per_table.async_requests, per_table.async_mismatches) == (1, 1)
+    assert per_table.samples == ["ks.t: k=9"]
+
+
+def test_a_later_page_in_async_mode_is_counted_as_skipped_not_as_equal():
+    chart = Chart(Phase.ASYNC_READS)
+    chart.request(Opcode.QUERY, query("SELECT v FROM ks.t", page_size=10, paging_state=b"\x01"))
+    (sent,) = chart.take()
+    sent.answer(response(sent.frame, Opcode.RESULT, rows("a")))
+    stats = chart.ctx.stats
+    assert (stats.async_requests, stats.async_skipped, stats.table("ks.t").async_skipped) == (0, 1, 1)
+
+
+def test_entering_async_reads_again_opens_a_new_window_of_counters():
+    from zdm.config import Config
+    from zdm.proxy.dataplane import DataPlane
+
+    plane = DataPlane(Config(), VirtualTopology([ME], {}), ME, routing_for(Phase.ASYNC_READS))
+    plane.ctx.stats.async_mismatches = plane.ctx.stats.table("ks.t").async_mismatches = 4
+    plane.set_routing(routing_for(Phase.ASYNC_READS))  # no change: the window goes on
+    assert plane.ctx.stats.async_mismatches == 4
+    plane.set_routing(routing_for(Phase.MIGRATE))
+    plane.set_routing(routing_for(Phase.ASYNC_READS))  # phase 3 again
+    assert (plane.ctx.stats.async_mismatches, plane.ctx.stats.table("ks.t").async_mismatches) == (0, 0)

@@ -43,6 +43,7 @@ class Statement:
     kind: StatementKind
     keyspace: str | None = None   # as written; None when unqualified (see resolve)
     table: str | None = None      # SELECT: the FROM target; None for USE and keyspace DDL
+    conditional: bool = False     # a lightweight transaction: INSERT/UPDATE/DELETE/BATCH ... IF
 
     @property
     def is_read(self) -> bool:
@@ -152,17 +153,17 @@ def classify(query: str) -> Statement:
         return Statement(StatementKind.SELECT)
     if verb == "insert":
         tokens.accept("into")
-        return Statement(StatementKind.INSERT, *tokens.qualified_name())
+        return _write(StatementKind.INSERT, tokens)
     if verb == "update":
-        return Statement(StatementKind.UPDATE, *tokens.qualified_name())
+        return _write(StatementKind.UPDATE, tokens)
     if verb == "delete":
         if tokens.skip_to_keyword("from"):
-            return Statement(StatementKind.DELETE, *tokens.qualified_name())
+            return _write(StatementKind.DELETE, tokens)
         return Statement(StatementKind.DELETE)
     if verb == "begin":
         tokens.accept("logged", "unlogged", "counter")
         if tokens.accept("batch"):
-            return Statement(StatementKind.BATCH)
+            return Statement(StatementKind.BATCH, conditional=tokens.skip_to_keyword("if"))
         return Statement(StatementKind.OTHER)
     if verb == "use":
         return Statement(StatementKind.USE, tokens.name())
@@ -174,6 +175,11 @@ def classify(query: str) -> Statement:
     if verb in ("grant", "revoke", "list"):
         return Statement(StatementKind.AUTH)
     return Statement(StatementKind.OTHER)
+
+
+def _write(kind: StatementKind, tokens: _Tokens) -> Statement:
+    keyspace, table = tokens.qualified_name()
+    return Statement(kind, keyspace, table, conditional=tokens.skip_to_keyword("if"))
 
 
 def _ddl(tokens: _Tokens) -> Statement:

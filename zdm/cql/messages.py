@@ -53,7 +53,9 @@ __all__ = [
     "decode_query", "decode_prepare", "decode_execute", "execute_query_flags", "replace_execute_id",
     "decode_batch",
     "replace_batch_ids", "add_default_timestamp", "result_kind", "decode_prepared_result",
-    "decode_prepared_columns", "replace_prepared_result_id", "decode_set_keyspace",
+    "PreparedMetadata", "decode_prepared_metadata", "execute_values", "query_values",
+    "replace_prepared_result_id",
+    "decode_set_keyspace",
     "decode_schema_change", "decode_rows",
     "encode_rows", "encode_void_result", "encode_set_keyspace", "decode_event",
     "decode_register", "encode_register", "encode_query", "encode_prepare", "encode_execute",
@@ -278,6 +280,27 @@ def decode_query(body: bytes, version: int, *, flags: int = 0) -> QueryInfo:
                      p.timestamp is not None, p.timestamp)
 
 
+@_decoder
+def query_values(body: bytes, version: int, *, flags: int = 0) -> list[bytes | None]:
+    """The values a QUERY binds to its ``?`` markers, in order."""
+    query_len, offset = read_int(body, request_body_offset(body, flags))
+    return _values(body, offset + max(query_len, 0), version)
+
+
+def _values(body: bytes, offset: int, version: int) -> list[bytes | None]:
+    offset = read_short(body, offset)[1]  # <consistency>
+    query_flags, offset = (read_int if version >= 5 else read_byte)(body, offset)
+    values: list[bytes | None] = []
+    if query_flags & VALUES:
+        n, offset = read_short(body, offset)
+        for _ in range(n):
+            if query_flags & WITH_NAMES_FOR_VALUES:
+                offset = skip_string(body, offset)
+            value, offset = read_bytes(body, offset)
+            values.append(value)
+    return values
+
+
 class PrepareInfo(NamedTuple):
     query: str
     keyspace: str | None
@@ -345,6 +368,7 @@ class BatchChild(NamedTuple):
     kind: int                    # 0: query string, 1: prepared id
     query: str | None
     prepared_id: bytes | None
+    values: tuple[bytes | None, ...] = ()  # decoded by decode_batch only
 
 
 class BatchInfo(NamedTuple):
@@ -383,9 +407,17 @@ def _walk_batch(body: bytes, offset: int, decode_queries: bool):
             children.append((BatchChild(1, None, prepared_id), id_start, offset))
         else:
             raise ProtocolError(f"invalid batch child kind {kind}")
-        values, offset = read_short(body, offset)
-        for _ in range(values):
-            offset = skip_bytes(body, offset)
+        count, offset = read_short(body, offset)
+        if decode_queries:
+            values = []
+            for _ in range(count):
+                value, offset = read_bytes(body, offset)
+                values.append(value)
+            child, id_start, id_end = children[-1]
+            children[-1] = (child._replace(values=tuple(values)), id_start, id_end)
+        else:
+            for _ in range(count):
+                offset = skip_bytes(body, offset)
     return batch_type, children, offset
 
 
@@ -563,13 +595,19 @@ def _read_column_specs(body: bytes, offset: int, meta_flags: int,
     return columns, offset
 
 
+class PreparedMetadata(NamedTuple):
+    binds: list[ColumnSpec]      # the bind markers, in order
+    pk_indexes: list[int]        # which markers are the partition key's components (v4+)
+    columns: list[ColumnSpec]    # the result columns; empty for statements that return none
+
+
 @_decoder
-def decode_prepared_columns(body: bytes, version: int, *, flags: int = 0) -> list[ColumnSpec]:
-    """The result columns of a Prepared result (section 4.2.5.4): what an EXECUTE of it returns.
+def decode_prepared_metadata(body: bytes, version: int, *, flags: int = 0) -> PreparedMetadata:
+    """The metadata of a Prepared result (section 4.2.5.4).
 
     Layout: <id>[<result_metadata_id> v5]<metadata><result_metadata>, where <metadata>
     describes the bind markers (v4+ with <pk_count><pk_index...>) and <result_metadata>
-    is a Rows metadata (empty, NO_METADATA, for statements that return nothing).
+    is a Rows metadata (NO_METADATA for statements that return nothing).
     """
     _, offset = _result_start(body, flags, ResultKind.PREPARED)
     offset = read_short_bytes(body, offset)[1]
@@ -577,18 +615,26 @@ def decode_prepared_columns(body: bytes, version: int, *, flags: int = 0) -> lis
         offset = read_short_bytes(body, offset)[1]
     meta_flags, offset = read_int(body, offset)
     bind_count, offset = read_int(body, offset)
+    pk_indexes = []
     if version >= 4:
         pk_count, offset = read_int(body, offset)
         for _ in range(pk_count):
-            offset = read_short(body, offset)[1]
-    _, offset = _read_column_specs(body, offset, meta_flags, bind_count)
+            index, offset = read_short(body, offset)
+            pk_indexes.append(index)
+    binds, offset = _read_column_specs(body, offset, meta_flags, bind_count)
     meta_flags, offset = read_int(body, offset)
     column_count, offset = read_int(body, offset)
     if meta_flags & NO_METADATA:
-        return []
+        return PreparedMetadata(binds, pk_indexes, [])
     if meta_flags & HAS_MORE_PAGES:
         offset = read_bytes(body, offset)[1]
-    return _read_column_specs(body, offset, meta_flags, column_count)[0]
+    return PreparedMetadata(binds, pk_indexes, _read_column_specs(body, offset, meta_flags, column_count)[0])
+
+
+@_decoder
+def execute_values(body: bytes, version: int, *, flags: int = 0) -> list[bytes | None]:
+    """The bound values of an EXECUTE, in marker order (unset values read as None)."""
+    return _values(body, _execute_ids(body, version, flags)[3], version)
 
 
 def encode_rows(columns: list[tuple[str, str, str, CqlType]], rows: list[list], *,

@@ -22,7 +22,8 @@ from typing import Callable
 from zdm.config import Config
 from zdm.cql.constants import Opcode
 from zdm.cql.frame import Frame
-from zdm.phases.model import Cluster, Routing
+from zdm.phases.divergences import DivergenceLog, DivergenceWriter
+from zdm.phases.model import Cluster, ReadMode, Routing
 from zdm.proxy.aggregate import Outcome
 from zdm.proxy.connection import BackendConnection, ClientConnection, Dialer
 from zdm.proxy.handler import Context
@@ -37,9 +38,12 @@ TICK_SECONDS = 0.5
 
 class DataPlane:
     def __init__(self, config: Config, topology: VirtualTopology, me: Instance, routing: Routing, *,
-                 on_connection_ended: Callable[[], None] | None = None) -> None:
+                 name: str = "zdm-proxy", on_connection_ended: Callable[[], None] | None = None) -> None:
         self.config = config
-        self.ctx = Context(routing=routing, topology=topology, me=me, scope=Scope.of(config))
+        self.name = name  # this data plane's writer name in the divergence records
+        self.ctx = Context(routing=routing, topology=topology, me=me, scope=Scope.of(config),
+                           name=name, divergences=self._record)
+        self._divergences: DivergenceWriter | None = None
         self.dialer = Dialer(config)
         self.credentials = {Cluster.ORIGIN: config.origin.credentials,
                             Cluster.TARGET: config.target.credentials}
@@ -58,10 +62,24 @@ class DataPlane:
         return self.ctx.routing
 
     def set_routing(self, routing: Routing) -> None:
-        """Requests that arrive from now on are routed by ``routing``."""
-        if routing != self.ctx.routing:
-            log.debug("routing: %s -> %s", self.ctx.routing, routing)
+        """Requests that arrive from now on are routed by ``routing``; entering async reads
+        (again) opens a new window of async-read counters."""
+        old = self.ctx.routing
+        if routing != old:
+            log.debug("routing: %s -> %s", old, routing)
+        if routing.read_mode is ReadMode.DUAL_ASYNC and old.read_mode is not ReadMode.DUAL_ASYNC:
+            self.ctx.stats.reset_async()
         self.ctx.routing = routing
+
+    def _record(self, record: dict, done: Callable[[BaseException | None], None] | None) -> None:
+        """Keep a divergence record durably, off the event loop; ``done`` runs on the loop."""
+        if self._divergences is None:
+            self._divergences = DivergenceLog(self.config.state_dir).writer(self.name)
+        if done is None:
+            self._divergences.append(record)
+            return
+        loop = asyncio.get_running_loop()
+        self._divergences.append(record, lambda error: loop.call_soon_threadsafe(done, error))
 
     def start(self) -> None:
         self._tick_task = asyncio.ensure_future(self._tick_forever())
@@ -116,6 +134,8 @@ class DataPlane:
             self._tick_task.cancel()
         while self.sessions and time.monotonic() < deadline + 2:
             await asyncio.sleep(0.01)  # connection_lost of each closed client
+        if self._divergences is not None:
+            await asyncio.to_thread(self._divergences.close)
 
     # -- the tick --------------------------------------------------------------------------
     async def _tick_forever(self) -> None:

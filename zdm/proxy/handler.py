@@ -23,17 +23,20 @@ Invariant: every request accepted (``in_flight`` incremented) is answered exactl
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Callable, Mapping
 
 from zdm.cql import messages as m
-from zdm.cql.classify import StatementKind, classify
+from zdm.cql.classify import Statement, StatementKind, classify
 from zdm.cql.constants import (CUSTOM_PAYLOAD, SKIP_METADATA, WITH_PAGING_STATE, ErrorCode, Opcode,
                                ResultKind)
 from zdm.cql.errors import ProtocolError
 from zdm.cql.frame import Frame
 from zdm.phases.model import Cluster, Routing
-from zdm.proxy import aggregate
+from zdm.phases.divergences import new_record
+from zdm.proxy import aggregate, keys
+from zdm.proxy.keys import RowKey, render
 from zdm.proxy.aggregate import Outcome
 from zdm.proxy.prepared import PreparedCache, PreparedEntry
 from zdm.proxy.routing import Destination, decide
@@ -41,9 +44,12 @@ from zdm.proxy.stats import ProxyStats
 from zdm.proxy.topology import Instance, VirtualTopology
 from zdm.scope import Scope
 
+log = logging.getLogger("zdm.proxy")
+
 Callback = Callable[[Outcome], None]
 Send = Callable[[int, int, bytes, Callback], None]
 Reply = Callable[[int, Frame], None]
+Record = Callable[[dict, Callable[[BaseException | None], None] | None], None]
 
 #: the answer to OPTIONS: what the proxy lets a client negotiate
 SUPPORTED_BODY = m.encode_supported({
@@ -59,11 +65,13 @@ def now_us() -> int:
 class Context:
     """What every client connection of one worker shares."""
 
-    __slots__ = ("routing", "scope", "prepared", "stats", "topology", "me", "clock", "draining")
+    __slots__ = ("routing", "scope", "prepared", "stats", "topology", "me", "clock", "draining",
+                 "name", "divergences")
 
     def __init__(self, *, routing: Routing, topology: VirtualTopology, me: Instance,
                  scope: Scope = Scope(), prepared: PreparedCache | None = None,
-                 stats: ProxyStats | None = None, clock: Callable[[], int] = now_us) -> None:
+                 stats: ProxyStats | None = None, clock: Callable[[], int] = now_us,
+                 name: str = "zdm-proxy", divergences: Record | None = None) -> None:
         self.routing = routing
         self.scope = scope  # statements outside it go to origin only
         self.topology = topology
@@ -72,6 +80,9 @@ class Context:
         self.stats = stats if stats is not None else ProxyStats()
         self.clock = clock  # microseconds since the epoch, for client-side timestamps
         self.draining = False
+        self.name = name  # this proxy, as its records name it
+        #: divergences(record, done): keeps a record durably (zdm.phases.divergences)
+        self.divergences = divergences
 
 
 def error_frame(version: int, stream: int, code: int, message: str, *,
@@ -161,22 +172,36 @@ class RequestHandler:
         self.answer(frame.stream, error_frame(frame.version, frame.stream, code, message, **kw))
 
     def _forward(self, frame: Frame, decision, origin_body: bytes, target_body: bytes,
-                 entry: PreparedEntry | None = None, on_success=None, statements: int = 0) -> None:
+                 entry: PreparedEntry | None = None, on_success=None, statements: int = 0,
+                 stmt: Statement | None = None) -> None:
         """Send a request where ``decision`` says (not PROXY), with each cluster's body.
         ``statements``: how many prepared statements it uses (an UNPREPARED answer is
-        recovered from once per statement and cluster)."""
+        recovered from once per statement and cluster); ``stmt``: what it runs."""
         self.in_flight += 1
         dest = decision.destination
         retries = statements or (1 if entry is not None else 0)
         if dest is Destination.BOTH:
-            _Dual(self, frame, origin_body, target_body, entry, 2 * retries, on_success).send()
+            dual = _Dual(self, frame, origin_body, target_body, entry, 2 * retries, on_success)
+            dual.conditional = stmt is not None and stmt.conditional
+            dual.send()
         elif decision.async_secondary:
             primary = Cluster.ORIGIN if dest is Destination.ORIGIN else Cluster.TARGET
-            _AsyncRead(self, frame, primary, origin_body, target_body, entry, 2 * retries).send()
-        elif dest is Destination.ORIGIN:
-            _Single(self, frame, Cluster.ORIGIN, origin_body, entry, retries, on_success).send()
+            _AsyncRead(self, frame, primary, origin_body, target_body, entry, 2 * retries,
+                       self.table_of(stmt, entry)).send()
         else:
-            _Single(self, frame, Cluster.TARGET, target_body, entry, retries, on_success).send()
+            if decision.async_skipped:
+                self.ctx.stats.skipped_async_read(self.table_of(stmt, entry))
+            if dest is Destination.ORIGIN:
+                _Single(self, frame, Cluster.ORIGIN, origin_body, entry, retries, on_success).send()
+            else:
+                _Single(self, frame, Cluster.TARGET, target_body, entry, retries, on_success).send()
+
+    def table_of(self, stmt: Statement | None, entry: PreparedEntry | None = None) -> str:
+        """``keyspace.table`` of what a request runs, for the per-table counters."""
+        if stmt is None:
+            return "?"
+        keyspace = stmt.keyspace or (entry.keyspace if entry is not None else self.keyspace)
+        return f"{keyspace}.{stmt.table}"
 
     # -- QUERY ---------------------------------------------------------------------------
     def _query(self, frame: Frame) -> None:
@@ -193,7 +218,7 @@ class RequestHandler:
             body = m.add_default_timestamp(Opcode.QUERY, body, frame.version, self.ctx.clock(),
                                            flags=frame.flags)
         on_success = self._use_succeeded if stmt.kind is StatementKind.USE else None
-        self._forward(frame, decision, body, body, on_success=on_success)
+        self._forward(frame, decision, body, body, on_success=on_success, stmt=stmt)
 
     def _use_succeeded(self, answer: Frame, _target: Frame | None) -> None:
         if m.result_kind(answer.body, flags=answer.flags) == ResultKind.SET_KEYSPACE:
@@ -212,13 +237,13 @@ class RequestHandler:
             version = frame.version
             po = m.decode_prepared_result(o.body, version, flags=o.flags)
             pt = m.decode_prepared_result(t.body, version, flags=t.flags) if t is not None else None
-            columns = None
-            if decide(Opcode.EXECUTE, stmt, keyspace, False, ctx.routing).destination \
-                    is Destination.PROXY:
-                columns = m.decode_prepared_columns(o.body, version, flags=o.flags)
+            meta = m.decode_prepared_metadata(o.body, version, flags=o.flags)
+            virtual = decide(Opcode.EXECUTE, stmt, keyspace, False, ctx.routing).destination \
+                is Destination.PROXY
             ctx.prepared.put(PreparedEntry(info.query, keyspace, stmt, po.prepared_id,
                                            pt.prepared_id if pt else None, po.result_metadata_id,
-                                           pt.result_metadata_id if pt else None, columns))
+                                           pt.result_metadata_id if pt else None,
+                                           meta.columns if virtual else None, meta.binds))
 
         self._forward(frame, decide(Opcode.PREPARE, stmt, keyspace, False, ctx.routing, ctx.scope),
                       frame.body, frame.body, on_success=prepared)
@@ -254,7 +279,7 @@ class RequestHandler:
             target_body = origin_body if target_body is body else \
                 m.add_default_timestamp(Opcode.EXECUTE, target_body, version, ts, flags=frame.flags)
             body = origin_body
-        self._forward(frame, decision, body, target_body, entry)
+        self._forward(frame, decision, body, target_body, entry, stmt=stmt)
 
     def _virtual_answer(self, entry: PreparedEntry, query_flags: int) -> bytes:
         ctx = self.ctx
@@ -286,12 +311,72 @@ class RequestHandler:
         decision = decide(Opcode.BATCH, None, self.keyspace, False, ctx.routing, ctx.scope, children)
         target_body = self.batch_for_target(frame, origin_body, ids) \
             if decision.destination is Destination.BOTH else origin_body
-        self._forward(frame, decision, origin_body, target_body, statements=len(set(ids)))
+        conditional = _conditional_batch(info.children, ctx.prepared)
+        self._forward(frame, decision, origin_body, target_body, statements=len(set(ids)),
+                      stmt=Statement(StatementKind.BATCH, conditional=conditional))
 
     def batch_for_target(self, frame: Frame, origin_body: bytes, ids: list[bytes]) -> bytes:
         mapping = self.ctx.prepared.target_ids(ids)
         return m.replace_batch_ids(origin_body, frame.version, mapping, flags=frame.flags) \
             if mapping else origin_body
+
+    # -- lightweight transactions ------------------------------------------------------------
+    def compare_lwt(self, frame: Frame, entry: PreparedEntry | None, origin: Frame, target: Frame) -> None:
+        """Both clusters ran a conditional write: if they decided differently, the rows now
+        differ -- count it, and keep the key durably for validation to re-check and repair."""
+        version = frame.version
+        if _lwt_outcome(origin, version) == _lwt_outcome(target, version):
+            return
+        ctx = self.ctx
+        primary = ctx.routing.primary
+        detail = (f"applied on origin: {_applied(origin, version)}, "
+                  f"on target: {_applied(target, version)}")
+        ctx.stats.lwt_divergences += 1
+        for keyspace, table, key in self.request_keys(frame, entry):
+            per_table = ctx.stats.table(f"{keyspace}.{table}")
+            per_table.lwt_divergences += 1
+            shown = render(key) if key is not None else f"{keyspace}.{table} (key unknown)"
+            if shown not in per_table.samples:
+                log.warning("LWT divergence on %s: %s; recorded for `zdm validate`", shown, detail)
+            per_table.sample(shown)
+            if ctx.divergences is not None:
+                ctx.divergences(new_record("lwt", keyspace, table, key.to_json() if key else None,
+                                           source=primary.value, proxy=ctx.name, detail=detail), None)
+
+    def request_keys(self, frame: Frame, entry: PreparedEntry | None
+                     ) -> list[tuple[str | None, str | None, RowKey | None]]:
+        """(keyspace, table, key) of each statement a request runs (a BATCH runs several)."""
+        version, flags = frame.version, frame.flags
+        if frame.opcode == Opcode.EXECUTE and entry is not None:
+            return [self._entry_key(entry, m.execute_values(frame.body, version, flags=flags))]
+        if frame.opcode == Opcode.QUERY:
+            info = m.decode_query(frame.body, version, flags=flags)
+            return [self._text_key(info.query, m.query_values(frame.body, version, flags=flags))]
+        if frame.opcode == Opcode.BATCH:
+            out = []
+            for child in m.decode_batch(frame.body, version, flags=flags).children:
+                child_entry = self.ctx.prepared.get(child.prepared_id) if child.kind == 1 else None
+                if child_entry is not None:
+                    out.append(self._entry_key(child_entry, list(child.values)))
+                elif child.kind == 0:
+                    out.append(self._text_key(child.query, list(child.values)))
+            return out
+        return []
+
+    def _entry_key(self, entry: PreparedEntry, values: list[bytes | None]):
+        stmt = entry.statement
+        keyspace = stmt.keyspace or entry.keyspace
+        if not entry.binds:
+            return self._text_key(entry.query, values, keyspace)
+        return keyspace, stmt.table, keys.from_bound_values(keyspace, stmt.table, entry.binds, values)
+
+    def _text_key(self, query: str, values: list[bytes | None], keyspace: str | None = None):
+        stmt = classify(query)
+        keyspace = stmt.keyspace or keyspace or self.keyspace
+        key = keys.from_text(query, values)
+        if key is not None:
+            key = key._replace(keyspace=keyspace)
+        return keyspace, stmt.table, key
 
     # -- a cluster forgot a prepared statement -------------------------------------------
     def reprepare(self, cluster: Cluster, entry: PreparedEntry, frame: Frame,
@@ -344,6 +429,39 @@ class RequestHandler:
     def send(self, cluster: Cluster, frame: Frame, body: bytes, callback: Callback) -> None:
         (self._send_origin if cluster is Cluster.ORIGIN else self._send_target)(
             frame.flags, frame.opcode, body, callback)
+
+
+def _lwt_outcome(frame: Frame, version: int):
+    """What a conditional write answered: its rows ([applied] and, when not applied, the
+    values found), or its result kind."""
+    kind = m.result_kind(frame.body, flags=frame.flags)
+    if kind != ResultKind.ROWS:
+        return kind
+    return m.decode_rows(frame.body, version, flags=frame.flags).rows
+
+
+def _applied(frame: Frame, version: int) -> str:
+    rows = _lwt_outcome(frame, version)
+    if isinstance(rows, list) and rows and rows[0] and rows[0][0] is not None:
+        return "yes" if rows[0][0] != b"\x00" else "no"
+    return "?"
+
+
+def _conditional_batch(children, prepared: PreparedCache) -> bool:
+    for child in children:
+        stmt = classify(child.query) if child.kind == 0 else getattr(prepared.get(child.prepared_id),
+                                                                      "statement", None)
+        if stmt is not None and stmt.conditional:
+            return True
+    return False
+
+
+def _query_text(frame: Frame, entry: PreparedEntry | None) -> str:
+    if entry is not None:
+        return entry.query[:200]
+    if frame.opcode == Opcode.QUERY:
+        return m.decode_query(frame.body, frame.version, flags=frame.flags).query[:200]
+    return "?"
 
 
 def _for_target(frame: Frame, entry: PreparedEntry) -> bytes:
@@ -418,7 +536,7 @@ class _Dual(_Recovering):
     """A request for both clusters; the client gets one answer once both are in."""
 
     __slots__ = ("handler", "frame", "origin_body", "target_body", "entry", "on_success",
-                 "origin", "target", "retries_left")
+                 "origin", "target", "retries_left", "conditional")
 
     def __init__(self, handler: RequestHandler, frame: Frame, origin_body: bytes, target_body: bytes,
                  entry: PreparedEntry | None, retries: int, on_success) -> None:
@@ -431,6 +549,7 @@ class _Dual(_Recovering):
         self.on_success = on_success
         self.origin: Outcome | None = None  # each cluster's outcome, once it is in
         self.target: Outcome | None = None
+        self.conditional = False  # an LWT: the two results are compared
 
     def send(self) -> None:
         handler, frame = self.handler, self.frame
@@ -459,8 +578,11 @@ class _Dual(_Recovering):
             p, s = self.origin, self.target  # a PREPARE answers with origin's id, always
         else:
             p, s = self.target, self.origin
-        if self.on_success is not None and not aggregate.failed(p) and not aggregate.failed(s):
-            self.on_success(self.origin, self.target)
+        if not aggregate.failed(p) and not aggregate.failed(s):
+            if self.on_success is not None:
+                self.on_success(self.origin, self.target)
+            if self.conditional:
+                handler.compare_lwt(frame, self.entry, self.origin, self.target)
         handler.answer(frame.stream, failure_frame(frame.version, frame.stream,
                                                    aggregate.choose(p, s)))
 
@@ -470,10 +592,11 @@ class _AsyncRead(_Recovering):
     client's path (its answer is never returned)."""
 
     __slots__ = ("handler", "frame", "primary", "origin_body", "target_body", "entry", "origin",
-                 "target", "retries_left")
+                 "target", "retries_left", "table")
 
     def __init__(self, handler: RequestHandler, frame: Frame, primary: Cluster, origin_body: bytes,
-                 target_body: bytes, entry: PreparedEntry | None, retries: int) -> None:
+                 target_body: bytes, entry: PreparedEntry | None, retries: int, table: str) -> None:
+        self.table = table
         self.handler = handler
         self.frame = frame
         self.primary = primary
@@ -509,4 +632,9 @@ class _AsyncRead(_Recovering):
             handler.answer(frame.stream, failure_frame(frame.version, frame.stream, outcome))
         if self.origin is not None and self.target is not None:
             p, s = (self.origin, self.target) if self.primary is Cluster.ORIGIN else (self.target, self.origin)
-            handler.ctx.stats.compare_async_read(p, s, frame.version)
+            handler.ctx.stats.compare_async_read(p, s, frame.version, self.table, self.describe)
+
+    def describe(self) -> str:
+        """The row this read asked for, as a sample of where the clusters differ."""
+        found = self.handler.request_keys(self.frame, self.entry)
+        return render(found[0][2]) if found and found[0][2] else _query_text(self.frame, self.entry)

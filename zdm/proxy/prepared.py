@@ -12,7 +12,7 @@ never saw a PREPARE answers UNPREPARED and the driver prepares through it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from zdm.cql.classify import Statement
 from zdm.cql.messages import ColumnSpec
@@ -30,6 +30,8 @@ class PreparedEntry:
     target_metadata_id: bytes | None = None
     #: for a read of a virtual system table: the result columns origin described
     result_columns: list[ColumnSpec] | None = None
+    #: the bind markers origin described (their names and types)
+    binds: list[ColumnSpec] = field(default_factory=list)
 
     def id_on(self, cluster: Cluster) -> bytes:
         return self.origin_id if cluster is Cluster.ORIGIN else self.target_id

@@ -54,16 +54,16 @@ class Decision(NamedTuple):
     destination: Destination
     #: also send to the other cluster in the background (async dual reads)
     async_secondary: bool = False
+    #: reads are async, but this one cannot be compared (a later page): count it as skipped
+    async_skipped: bool = False
 
 
 BOTH = Decision(Destination.BOTH)
 ORIGIN = Decision(Destination.ORIGIN)
 PROXY = Decision(Destination.PROXY)
-_PRIMARY = {
-    (Cluster.ORIGIN, False): Decision(Destination.ORIGIN),
-    (Cluster.ORIGIN, True): Decision(Destination.ORIGIN, True),
-    (Cluster.TARGET, False): Decision(Destination.TARGET),
-    (Cluster.TARGET, True): Decision(Destination.TARGET, True),
+_PRIMARY = {  # (primary, async reads, later page)
+    (cluster, dual, paged): Decision(Destination[cluster.name], dual and not paged, dual and paged)
+    for cluster in Cluster for dual in (False, True) for paged in (False, True)
 }
 _FIXED = {Opcode.OPTIONS: PROXY, Opcode.REGISTER: ORIGIN}
 _EVERYWHERE = Scope()
@@ -93,7 +93,7 @@ def decide(opcode: int, stmt: Statement | None, session_keyspace: str | None, pa
         return ORIGIN
     if stmt.kind is not StatementKind.SELECT or opcode == Opcode.PREPARE:
         return BOTH
-    return _PRIMARY[routing.primary, routing.read_mode is ReadMode.DUAL_ASYNC and not paged]
+    return _PRIMARY[routing.primary, routing.read_mode is ReadMode.DUAL_ASYNC, paged]
 
 
 def _covered(stmt: Statement, session_keyspace: str | None, scope: Scope) -> bool:

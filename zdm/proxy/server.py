@@ -121,11 +121,13 @@ class ProxyServer:
 
     async def _start_workers(self) -> None:
         if self.worker_count is None:
-            self.workers = [LocalWorker(DataPlane(self.config, self.topology, self.me, self._routing))]
+            self.workers = [LocalWorker(DataPlane(self.config, self.topology, self.me, self._routing,
+                                                  name=self.name))]
             self.workers[0].plane.start()
             return
         self.workers = [WorkerProcess(i, self.config, self.topology, self.me, self._routing,
-                                      on_exit=self._worker_exited) for i in range(self.worker_count)]
+                                      name=self.name, on_exit=self._worker_exited)
+                        for i in range(self.worker_count)]
         await asyncio.gather(*(w.start() for w in self.workers))
 
     def describe_workers(self) -> str:
@@ -165,7 +167,7 @@ class ProxyServer:
         log.error("proxy worker %d exited unexpectedly (code %s); starting it again; its "
                   "clients reconnect", worker.index, worker.proc.returncode if worker.proc else "?")
         replacement = WorkerProcess(worker.index, self.config, self.topology, self.me, self._routing,
-                                    on_exit=self._worker_exited)
+                                    name=self.name, on_exit=self._worker_exited)
         self.workers[self.workers.index(worker)] = replacement
         task = asyncio.ensure_future(replacement.start())
         task.add_done_callback(lambda t: t.cancelled() or t.exception() is None or

@@ -2,22 +2,27 @@
 
 Theory of operation: every worker process (and an in-process proxy's one loop) counts in
 its own :class:`ProxyStats` with plain integer attributes (an increment is the cheapest
-thing Python does).  :meth:`ProxyStats.snapshot` turns them into a dict that crosses the
-worker channel; :func:`merge` sums snapshots into the instance's view, which the state
-store and `zdm status` publish.
+thing Python does), instance-wide and per ``keyspace.table`` (:class:`TableStats`, for
+what an operator must act on: async-read mismatches, LWT divergences, writes the
+secondary did not take, each with a few sample keys).  :meth:`ProxyStats.snapshot` turns
+them into a dict that crosses the worker channel; :func:`merge` sums snapshots into the
+instance's view, which the state store, `zdm status` and the metrics publish.
+
+The async-read counters describe one window: they restart when reads become async again
+(phase 3 entered anew), and ``async_since`` says when the window opened.
 """
 
 from __future__ import annotations
 
 import datetime
-from typing import Iterable
+from typing import Callable, Iterable
 
 from zdm.cql import messages as m
 from zdm.cql.constants import Opcode, ResultKind
 from zdm.cql.frame import Frame
 from zdm.proxy.aggregate import Outcome
 
-#: the summed counters, in the order `snapshot` lists them
+#: the instance-wide counters, in the order `snapshot` lists them
 COUNTERS = (
     "client_connections",   # client connections accepted, ever
     "refused_connections",  # refused: proxy.max_client_connections reached
@@ -29,29 +34,72 @@ COUNTERS = (
     "async_requests",
     "async_errors",
     "async_mismatches",
+    "async_skipped",        # reads in async mode that could not be compared (later pages)
+    "lwt_divergences",      # conditional writes whose result differed between the clusters
 )
+#: the counters kept per keyspace.table
+TABLE_COUNTERS = ("async_requests", "async_errors", "async_mismatches", "async_skipped",
+                  "lwt_divergences", "secondary_writes_recorded")
+ASYNC_COUNTERS = ("async_requests", "async_errors", "async_mismatches", "async_skipped")
+MAX_SAMPLES = 5
 
 
 def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
+class TableStats:
+    __slots__ = (*TABLE_COUNTERS, "samples")
+
+    def __init__(self) -> None:
+        for name in TABLE_COUNTERS:
+            setattr(self, name, 0)
+        self.samples: list[str] = []  # keys of rows that differed, newest last
+
+    def sample(self, description: str) -> None:
+        if description not in self.samples:
+            self.samples.append(description)
+            del self.samples[:-MAX_SAMPLES]
+
+    def snapshot(self) -> dict:
+        return {**{name: getattr(self, name) for name in TABLE_COUNTERS}, "samples": list(self.samples)}
+
+
 class ProxyStats:
-    __slots__ = (*COUNTERS, "async_since")
+    __slots__ = (*COUNTERS, "async_since", "tables")
 
     def __init__(self) -> None:
         for name in COUNTERS:
             setattr(self, name, 0)
         self.async_since = utc_now()
+        self.tables: dict[str, TableStats] = {}
 
-    def compare_async_read(self, primary: Outcome, secondary: Outcome, version: int) -> None:
-        self.async_requests += 1
+    def table(self, name: str) -> TableStats:
+        stats = self.tables.get(name)
+        if stats is None:
+            stats = self.tables[name] = TableStats()
+        return stats
+
+    def reset_async(self) -> None:
+        """A new async-read window: phase 3 entered (again)."""
+        for name in ASYNC_COUNTERS:
+            setattr(self, name, 0)
+            for table in self.tables.values():
+                setattr(table, name, 0)
+        self.async_since = utc_now()
+
+    def compare_async_read(self, primary: Outcome, secondary: Outcome, version: int, table: str,
+                           describe: Callable[[], str]) -> None:
+        """Count one async read; ``describe()`` names the row it read, for a sample."""
         p_ok = isinstance(primary, Frame) and primary.opcode == Opcode.RESULT
-        s_ok = isinstance(secondary, Frame) and secondary.opcode == Opcode.RESULT
         if not p_ok:
-            return
-        if not s_ok:
+            return  # the client got the primary's error: there is nothing to compare
+        per_table = self.table(table)
+        self.async_requests += 1
+        per_table.async_requests += 1
+        if not (isinstance(secondary, Frame) and secondary.opcode == Opcode.RESULT):
             self.async_errors += 1
+            per_table.async_errors += 1
             return
         try:
             same = _rows(primary, version) == _rows(secondary, version)
@@ -59,23 +107,23 @@ class ProxyStats:
             same = False
         if not same:
             self.async_mismatches += 1
+            per_table.async_mismatches += 1
+            per_table.sample(describe())
+
+    def skipped_async_read(self, table: str) -> None:
+        self.async_skipped += 1
+        self.table(table).async_skipped += 1
 
     def snapshot(self) -> dict:
         out = {name: getattr(self, name) for name in COUNTERS}
         out["async_since"] = self.async_since
+        out["tables"] = {name: t.snapshot() for name, t in self.tables.items()}
         return out
-
-    @classmethod
-    def from_snapshot(cls, snapshot: dict) -> "ProxyStats":
-        stats = cls()
-        for name in COUNTERS:
-            setattr(stats, name, snapshot.get(name, 0))
-        stats.async_since = snapshot.get("async_since", stats.async_since)
-        return stats
 
     def async_reads(self) -> dict:
         return {"requests": self.async_requests, "errors": self.async_errors,
-                "mismatches": self.async_mismatches, "since": self.async_since}
+                "mismatches": self.async_mismatches, "skipped": self.async_skipped,
+                "since": self.async_since}
 
 
 def merge(snapshots: Iterable[dict]) -> ProxyStats:
@@ -87,8 +135,14 @@ def merge(snapshots: Iterable[dict]) -> ProxyStats:
             setattr(total, name, getattr(total, name) + snap.get(name, 0))
         if snap.get("async_since"):
             sinces.append(snap["async_since"])
+        for name, table in snap.get("tables", {}).items():
+            mine = total.table(name)
+            for counter in TABLE_COUNTERS:
+                setattr(mine, counter, getattr(mine, counter) + table.get(counter, 0))
+            for sample in table.get("samples", ()):
+                mine.sample(sample)
     if sinces:
-        total.async_since = min(sinces)
+        total.async_since = max(sinces)  # the window every worker has been counting in
     return total
 
 

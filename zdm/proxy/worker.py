@@ -69,8 +69,9 @@ class WorkerProcess:
     """A worker process, seen from the instance."""
 
     def __init__(self, index: int, config: Config, topology: VirtualTopology, me: Instance,
-                 routing: Routing, *, on_exit=None) -> None:
+                 routing: Routing, *, name: str, on_exit=None) -> None:
         self.index = index
+        self.name = f"{name}.w{index}"
         self.config = config
         self.topology = topology
         self.me = me
@@ -93,8 +94,8 @@ class WorkerProcess:
         finally:
             theirs.close()
         self._channel = channel.Channel(mine, self._message, self._closed)
-        self._channel.send("init", self.index, self.config, self.topology, self.me, self.routing,
-                           logging.getLogger().getEffectiveLevel())
+        self._channel.send("init", self.index, self.name, self.config, self.topology, self.me,
+                           self.routing, logging.getLogger().getEffectiveLevel())
         try:
             await self._wait("ready", None, START_TIMEOUT)
         except asyncio.TimeoutError:
@@ -187,19 +188,19 @@ def main(argv: list[str]) -> None:
     sock = socket.socket(fileno=int(argv[1]))
     sock.settimeout(START_TIMEOUT)
     init = pickle.loads(sock.recv(channel.MAX_MESSAGE))
-    _, index, config, topology, me, routing, level = init
+    _, index, name, config, topology, me, routing, level = init
     logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s %(name)s[w{index}]: %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the instance decides
     try:
         import uvloop  # type: ignore[import-not-found]
     except ImportError:
-        asyncio.run(_serve(sock, config, topology, me, routing))
+        asyncio.run(_serve(sock, name, config, topology, me, routing))
     else:
-        uvloop.run(_serve(sock, config, topology, me, routing))
+        uvloop.run(_serve(sock, name, config, topology, me, routing))
 
 
-async def _serve(sock: socket.socket, config: Config, topology: VirtualTopology, me: Instance,
-                 routing: Routing) -> None:
+async def _serve(sock: socket.socket, name: str, config: Config, topology: VirtualTopology,
+                 me: Instance, routing: Routing) -> None:
     loop = asyncio.get_running_loop()
     stopped = asyncio.Event()
     closed = [0]
@@ -213,7 +214,7 @@ async def _serve(sock: socket.socket, config: Config, topology: VirtualTopology,
         link.send("closed", closed[0])
         closed[0] = 0
 
-    plane = DataPlane(config, topology, me, routing, on_connection_ended=report_closed)
+    plane = DataPlane(config, topology, me, routing, name=name, on_connection_ended=report_closed)
 
     async def drain(timeout: float) -> None:
         await plane.drain(timeout)
