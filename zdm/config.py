@@ -69,6 +69,12 @@ class ProxyConfig:
     workers: int | None = None
     #: client connections one instance serves at most; past it a client is told and closed
     max_client_connections: int = 1000
+    #: a write the primary took and the secondary did not (an error meaning an outage, or no
+    #: answer): "fail" fails it for the client (zdm-proxy's behaviour); "record" keeps a durable
+    #: record of its key and writetime, acknowledges it, and `zdm repair` copies it later
+    secondary_write_failure: str = "fail"
+    #: in "record" mode, how long a write waits for the secondary once the primary took it
+    secondary_write_timeout_s: float = 2.0
 
     def worker_processes(self) -> int:
         return self.workers or os.cpu_count() or 1
@@ -183,7 +189,14 @@ def _build(cls: type, raw: Any, where: str, prefix: str) -> Any:
         for name in ("workers", "max_client_connections"):
             if kwargs.get(name) is not None and kwargs[name] < 1:
                 raise ConfigError("must be at least 1", path=where, key=f"{prefix}.{name}")
-    for name in ("connect_timeout_s", "request_timeout_s", "heartbeat_interval_s"):
+        mode = kwargs.get("secondary_write_failure", "fail")
+        if mode not in ("fail", "record"):
+            raise ConfigError(f"must be fail or record, not {mode!r}", path=where,
+                              key=f"{prefix}.secondary_write_failure",
+                              hint="fail: the client sees the error (the default); record: the "
+                                   "write is recorded for `zdm repair` and acknowledged")
+    for name in ("connect_timeout_s", "request_timeout_s", "heartbeat_interval_s",
+                 "secondary_write_timeout_s"):
         if name in kwargs and kwargs[name] <= 0:
             raise ConfigError("must be a positive number of seconds", path=where, key=f"{prefix}.{name}")
     return cls(**kwargs)
@@ -296,6 +309,8 @@ proxy:                       # the dual-writing CQL proxy (`zdm proxy start`)
   # heartbeat_interval_s: 30
   # workers: 4                 # processes serving clients; default: one per core
   # max_client_connections: 1000
+  # secondary_write_failure: fail   # or record: a target outage costs no client errors
+  # secondary_write_timeout_s: 2    #   (record) how long a write waits for the secondary
 
 scope:                       # what to migrate and validate; empty = every non-system keyspace
   keyspaces: []

@@ -70,3 +70,87 @@ def test_lwts_the_clusters_decide_differently_are_recorded_with_their_keys(proxi
     assert log.summary() == {f"{table}.t": {"lwt": 2}}
     stats = proxy.server.stats
     assert stats.lwt_divergences == 2 and stats.tables[f"{table}.t"].lwt_divergences == 2
+
+
+class Writer:
+    """An application thread writing verifiable rows through the proxy, one at a time."""
+
+    def __init__(self, session, table, *, interval=0.02):
+        import threading
+
+        self.insert = session.prepare(f"INSERT INTO {table}.t (k, c, v) VALUES (?, ?, ?)")
+        self.session = session
+        self.acknowledged: list[int] = []
+        self.errors: list[str] = []
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        k = 0
+        while not self._stop.is_set():
+            k += 1
+            try:
+                self.session.execute(self.insert, (k, "w", f"value-{k}"), timeout=30)
+                self.acknowledged.append(k)
+            except Exception as exc:  # noqa: BLE001 - the test counts what the client saw
+                self.errors.append(f"{k}: {exc}")
+            time.sleep(self.interval)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(60)
+
+
+def relayed_proxy(zdm_config, tmp_path, mode):
+    from tests.support.harness import FaultyRelay
+    from zdm.config import ClusterConfig
+
+    relay = FaultyRelay(("127.0.0.1", zdm_config.target.port))
+    config = dataclasses.replace(
+        zdm_config, state_dir=tmp_path / "state", target=ClusterConfig(port=relay.port),
+        proxy=ProxyConfig(listen_port=free_port(), request_timeout_s=3, secondary_write_failure=mode,
+                          secondary_write_timeout_s=1.0))
+    return config, relay, RunningProxy(config)
+
+
+def rows_with_writetime(session, table):
+    return {r.k: (r.v, r.w) for r in session.execute(f"SELECT k, v, writetime(v) AS w FROM {table}.t")}
+
+
+@pytest.mark.parametrize("mode", ["record", "fail"])
+def test_a_target_outage_under_a_writing_application(zdm_config, tmp_path, table, mode,
+                                                      origin_session, target_session):
+    config, relay, proxy = relayed_proxy(zdm_config, tmp_path, mode)
+    cluster = driver_cluster(proxy.port, 4, request_timeout=30)
+    try:
+        writer = Writer(cluster.connect(), table)
+        time.sleep(1.5)
+        relay.stalled = True  # target is a black hole: nothing comes back
+        time.sleep(10)
+        relay.stalled = False
+        time.sleep(1.5)
+        writer.stop()
+        origin = rows_with_writetime(origin_session, table)
+        assert writer.acknowledged and set(writer.acknowledged) <= set(origin)  # no write lost
+        pending = DivergenceLog(config.state_dir).pending()
+        if mode == "record":
+            assert writer.errors == []  # zero client-visible errors
+            assert pending and {r["kind"] for r in pending} == {"secondary_write"}
+            for r in pending:  # each record carries the key and the writetime used on origin
+                k = int(r["key"]["columns"]["k"][0]["hex"], 16)
+                assert origin[k][1] == r["writetime"]
+            target = rows_with_writetime(target_session, table)
+            recorded = {int(r["key"]["columns"]["k"][0]["hex"], 16) for r in pending}
+            # what target lacks (or got late), the records name
+            assert set(writer.acknowledged) - set(target) <= recorded
+        else:
+            assert writer.errors  # the client saw the outage
+            assert pending == []
+            target = rows_with_writetime(target_session, table)
+            assert set(writer.acknowledged) <= set(target)  # fail mode: acknowledged = on both
+    finally:
+        cluster.shutdown()
+        proxy.stop()
+        relay.stop()

@@ -185,6 +185,18 @@ def test_add_default_timestamp_before_now_in_seconds():
     assert m.add_default_timestamp(Opcode.QUERY, body, 5, TS) == expected
 
 
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("opcode,make", [c[1:] for c in STAMP_CASES],
+                         ids=[c[0] for c in STAMP_CASES])
+def test_request_timestamp_reads_what_add_default_timestamp_wrote(version, opcode, make):
+    body, flags = driver_body(make(), version)
+    assert m.request_timestamp(opcode, body, version, flags=flags) is None
+    stamped = m.add_default_timestamp(opcode, body, version, TS, flags=flags)
+    assert m.request_timestamp(opcode, stamped, version, flags=flags) == TS
+    body, flags = driver_body(make(timestamp=42), version)
+    assert m.request_timestamp(opcode, body, version, flags=flags) == 42
+
+
 def test_add_default_timestamp_refuses_other_opcodes():
     with pytest.raises(ValueError):
         m.add_default_timestamp(Opcode.PREPARE, p.write_long_string("x"), 4, TS)

@@ -29,8 +29,9 @@ ME = Instance("127.0.0.1", 14002)
 class Sent:
     """One request the handler sent to a cluster."""
 
-    def __init__(self, cluster, flags, opcode, body, callback):
+    def __init__(self, cluster, flags, opcode, body, callback, timeout=None):
         self.cluster, self.flags, self.opcode, self.body = cluster, flags, opcode, body
+        self.timeout = timeout  # a shorter wait than the connection's request timeout
         self._callback = callback
         self.frame = Frame(4, False, flags, 0, opcode, body)
 
@@ -45,21 +46,33 @@ class Chart:
     """A handler wired to recorders: ``sent`` per cluster, ``replies`` to the client,
     ``records`` kept as divergences."""
 
-    def __init__(self, phase=Phase.PROXY, version=4):
+    def __init__(self, phase=Phase.PROXY, version=4, secondary_timeout=None):
         self.records: list[dict] = []
+        self.pending_records: list = []  # (record, done) not yet durable, in record mode
         self.ctx = Context(routing=routing_for(phase),
                            topology=VirtualTopology([ME], {"cluster_name": "origin-cluster",
                                                            "release_version": "5.0.8"}),
-                           me=ME, clock=lambda: NOW, name="p1",
-                           divergences=lambda record, done: self.records.append(record))
+                           me=ME, clock=lambda: NOW, name="p1", divergences=self._keep,
+                           secondary_timeout=secondary_timeout)
         self.version = version
         self.sent: list[Sent] = []
         self.replies: list[tuple[int, Frame]] = []
         self.handler = RequestHandler(
             self.ctx, version,
-            {c: (lambda flags, op, body, cb, c=c: self.sent.append(Sent(c, flags, op, body, cb)))
+            {c: (lambda flags, op, body, cb, timeout=None, c=c:
+                 self.sent.append(Sent(c, flags, op, body, cb, timeout)))
              for c in Cluster},
             lambda stream, frame: self.replies.append((stream, frame)))
+
+    def _keep(self, record, done):
+        self.records.append(record)
+        if done is not None:
+            self.pending_records.append(done)
+
+    def make_durable(self, error=None):
+        pending, self.pending_records = self.pending_records, []
+        for done in pending:
+            done(error)
 
     def request(self, opcode, body, stream=7, flags=0):
         self.handler.frame_received(Frame(self.version, False, flags, stream, opcode, body))
@@ -390,3 +403,75 @@ def test_entering_async_reads_again_opens_a_new_window_of_counters():
     plane.set_routing(routing_for(Phase.MIGRATE))
     plane.set_routing(routing_for(Phase.ASYNC_READS))  # phase 3 again
     assert (plane.ctx.stats.async_mismatches, plane.ctx.stats.table("ks.t").async_mismatches) == (0, 0)
+
+
+@pytest.mark.parametrize("failure", [
+    Failure("no answer from target 127.0.0.1:9043 within 2s"),
+    "write-timeout", "unavailable",
+], ids=["silent", "write-timeout", "unavailable"])
+def test_record_mode_acknowledges_a_write_only_target_missed_once_it_is_recorded(failure):
+    chart = Chart(secondary_timeout=2.0)
+    chart.request(Opcode.QUERY, query("UPDATE ks.t SET v = 'x' WHERE k = 3"))
+    origin, target = chart.take()
+    assert (origin.timeout, target.timeout) == (None, 2.0)  # only the secondary waits less
+    origin.answer(void(origin.frame))
+    if isinstance(failure, str):
+        failure = _error_with_fields({"write-timeout": ErrorCode.WRITE_TIMEOUT,
+                                      "unavailable": ErrorCode.UNAVAILABLE}[failure])
+    target.answer(failure)
+    assert chart.replies == []  # not before the record is durable
+    (record,) = chart.records
+    assert (record["kind"], record["table"], record["source"], record["writetime"]) == (
+        "secondary_write", "t", "origin", NOW)
+    assert record["key"]["columns"]["k"] == [{"cql": "3"}]
+    chart.make_durable()
+    _, frame = chart.reply()
+    assert m.result_kind(frame.body) == ResultKind.VOID  # the primary's success
+    assert chart.ctx.stats.secondary_writes_recorded == 1
+
+
+def test_record_mode_fails_the_write_when_the_record_cannot_be_kept():
+    chart = Chart(secondary_timeout=2.0)
+    chart.request(Opcode.QUERY, query("INSERT INTO ks.t (k) VALUES (1)"))
+    origin, target = chart.take()
+    origin.answer(void(origin.frame))
+    target.answer(Failure("connection to target lost"))
+    chart.make_durable(OSError("disk full"))
+    _, frame = chart.reply()
+    assert "connection to target lost" in m.decode_error(frame.body).message
+
+
+@pytest.mark.parametrize("query_text, target_error", [
+    ("INSERT INTO ks.t (k) VALUES (1)", ErrorCode.INVALID),  # a real problem, not an outage
+    ("CREATE TABLE ks.u (k int PRIMARY KEY)", ErrorCode.SERVER_ERROR),  # DDL is never recorded
+], ids=["invalid", "ddl"])
+def test_record_mode_still_fails_what_is_not_a_write_missed_in_an_outage(query_text, target_error):
+    chart = Chart(secondary_timeout=2.0)
+    chart.request(Opcode.QUERY, query(query_text))
+    origin, target = chart.take()
+    origin.answer(void(origin.frame))
+    target.answer(error(target.frame, target_error, "no"))
+    assert chart.records == []
+    assert m.decode_error(chart.reply()[1].body).code == target_error
+
+
+def test_fail_mode_fails_a_write_the_secondary_missed():
+    chart = Chart()
+    chart.request(Opcode.QUERY, query("INSERT INTO ks.t (k) VALUES (1)"))
+    origin, target = chart.take()
+    assert target.timeout is None
+    origin.answer(void(origin.frame))
+    target.answer(Failure("no answer from target within 10s"))
+    assert chart.records == [] and chart.reply()[1].opcode == Opcode.ERROR
+
+
+def _error_with_fields(code):
+    """WRITE_TIMEOUT / UNAVAILABLE carry fields after the message (v4 spec section 9)."""
+    from zdm.cql import primitives as p
+
+    body = p.write_int(code) + p.write_string("timed out")
+    if code == ErrorCode.WRITE_TIMEOUT:
+        body += p.write_short(1) + p.write_int(0) + p.write_int(1) + p.write_string("SIMPLE")
+    else:
+        body += p.write_short(1) + p.write_int(1) + p.write_int(0)
+    return Frame(4, True, 0, 0, Opcode.ERROR, body)

@@ -52,7 +52,8 @@ __all__ = [
     "plain_sasl_token", "parse_plain_sasl_token", "decode_error", "encode_error",
     "decode_query", "decode_prepare", "decode_execute", "execute_query_flags", "replace_execute_id",
     "decode_batch",
-    "replace_batch_ids", "add_default_timestamp", "result_kind", "decode_prepared_result",
+    "replace_batch_ids", "add_default_timestamp", "request_timestamp", "result_kind",
+    "decode_prepared_result",
     "PreparedMetadata", "decode_prepared_metadata", "execute_values", "query_values",
     "replace_prepared_result_id",
     "decode_set_keyspace",
@@ -461,18 +462,27 @@ def add_default_timestamp(opcode: int, body: bytes, version: int, timestamp_us: 
     return _add_default_timestamp(opcode, body, version, timestamp_us, flags)
 
 
-@_decoder
-def _add_default_timestamp(opcode: int, body: bytes, version: int, timestamp_us: int,
-                           flags: int) -> bytes:
+def _params_of(opcode: int, body: bytes, version: int, flags: int) -> _Params:
+    """The query parameters of a QUERY, EXECUTE or BATCH body."""
     start = request_body_offset(body, flags)
     if opcode == Opcode.QUERY:
         length, offset = read_int(body, start)
-        offset += max(length, 0)
-        p = _parse_params(body, offset, version)
-    elif opcode == Opcode.EXECUTE:
-        p = _parse_params(body, _execute_ids(body, version, flags)[3], version)
-    else:
-        p = _parse_params(body, _walk_batch(body, start, False)[2], version, batch=True)
+        return _parse_params(body, offset + max(length, 0), version)
+    if opcode == Opcode.EXECUTE:
+        return _parse_params(body, _execute_ids(body, version, flags)[3], version)
+    return _parse_params(body, _walk_batch(body, start, False)[2], version, batch=True)
+
+
+@_decoder
+def request_timestamp(opcode: int, body: bytes, version: int, *, flags: int = 0) -> int | None:
+    """The default timestamp (microseconds) a QUERY, EXECUTE or BATCH carries, or None."""
+    return _params_of(opcode, body, version, flags).timestamp
+
+
+@_decoder
+def _add_default_timestamp(opcode: int, body: bytes, version: int, timestamp_us: int,
+                           flags: int) -> bytes:
+    p = _params_of(opcode, body, version, flags)
     if p.timestamp is not None:
         return body
     fmt = _flags_struct(version)

@@ -41,8 +41,11 @@ class DataPlane:
                  name: str = "zdm-proxy", on_connection_ended: Callable[[], None] | None = None) -> None:
         self.config = config
         self.name = name  # this data plane's writer name in the divergence records
+        pc = config.proxy
         self.ctx = Context(routing=routing, topology=topology, me=me, scope=Scope.of(config),
-                           name=name, divergences=self._record)
+                           name=name, divergences=self._record,
+                           secondary_timeout=pc.secondary_write_timeout_s
+                           if pc.secondary_write_failure == "record" else None)
         self._divergences: DivergenceWriter | None = None
         self.dialer = Dialer(config)
         self.credentials = {Cluster.ORIGIN: config.origin.credentials,

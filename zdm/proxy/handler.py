@@ -66,12 +66,13 @@ class Context:
     """What every client connection of one worker shares."""
 
     __slots__ = ("routing", "scope", "prepared", "stats", "topology", "me", "clock", "draining",
-                 "name", "divergences")
+                 "name", "divergences", "secondary_timeout")
 
     def __init__(self, *, routing: Routing, topology: VirtualTopology, me: Instance,
                  scope: Scope = Scope(), prepared: PreparedCache | None = None,
                  stats: ProxyStats | None = None, clock: Callable[[], int] = now_us,
-                 name: str = "zdm-proxy", divergences: Record | None = None) -> None:
+                 name: str = "zdm-proxy", divergences: Record | None = None,
+                 secondary_timeout: float | None = None) -> None:
         self.routing = routing
         self.scope = scope  # statements outside it go to origin only
         self.topology = topology
@@ -83,6 +84,9 @@ class Context:
         self.name = name  # this proxy, as its records name it
         #: divergences(record, done): keeps a record durably (zdm.phases.divergences)
         self.divergences = divergences
+        #: `proxy.secondary_write_failure: record`: how long the secondary may take before a
+        #: write it has not answered is recorded and acknowledged; None: `fail` mode
+        self.secondary_timeout = secondary_timeout
 
 
 def error_frame(version: int, stream: int, code: int, message: str, *,
@@ -182,7 +186,9 @@ class RequestHandler:
         retries = statements or (1 if entry is not None else 0)
         if dest is Destination.BOTH:
             dual = _Dual(self, frame, origin_body, target_body, entry, 2 * retries, on_success)
-            dual.conditional = stmt is not None and stmt.conditional
+            if stmt is not None:
+                dual.conditional = stmt.conditional
+                dual.recordable = stmt.is_write and self.ctx.secondary_timeout is not None
             dual.send()
         elif decision.async_secondary:
             primary = Cluster.ORIGIN if dest is Destination.ORIGIN else Cluster.TARGET
@@ -320,6 +326,40 @@ class RequestHandler:
         return m.replace_batch_ids(origin_body, frame.version, mapping, flags=frame.flags) \
             if mapping else origin_body
 
+    # -- a write the secondary did not take (record mode) ----------------------------------
+    def record_secondary_failure(self, dual: "_Dual", primary: Frame, secondary: Outcome) -> None:
+        """The primary took the write, the secondary failed or did not answer in time: keep a
+        durable record of each row it wrote (with the writetime used), then acknowledge the
+        primary's answer; if the record cannot be kept, the client gets the failure."""
+        frame, ctx = dual.frame, self.ctx
+        body = dual.origin_body if dual.primary is Cluster.ORIGIN else dual.target_body
+        writetime = m.request_timestamp(frame.opcode, body, frame.version, flags=frame.flags)
+        reason = secondary.message if not isinstance(secondary, Frame) else \
+            m.decode_error(secondary.body, flags=secondary.flags).message
+        rows = self.request_keys(frame, dual.entry) or [(None, None, None)]
+        if ctx.divergences is None:
+            self.answer(frame.stream, failure_frame(frame.version, frame.stream, secondary))
+            return
+        left = [len(rows), None]  # records not yet durable, the first error
+
+        def durable(error: BaseException | None) -> None:
+            left[0] -= 1
+            left[1] = left[1] or error
+            if left[0]:
+                return
+            if left[1] is not None:
+                self.answer(frame.stream, failure_frame(frame.version, frame.stream, secondary))
+            else:
+                self.answer(frame.stream, primary)
+
+        secondary_name = "target" if dual.primary is Cluster.ORIGIN else "origin"
+        for keyspace, table, key in rows:
+            ctx.stats.secondary_writes_recorded += 1
+            ctx.stats.table(f"{keyspace}.{table}").secondary_writes_recorded += 1
+            ctx.divergences(new_record("secondary_write", keyspace, table, key.to_json() if key else None,
+                                       source=dual.primary.value, proxy=ctx.name, writetime=writetime,
+                                       detail=f"{secondary_name}: {reason}"), durable)
+
     # -- lightweight transactions ------------------------------------------------------------
     def compare_lwt(self, frame: Frame, entry: PreparedEntry | None, origin: Frame, target: Frame) -> None:
         """Both clusters ran a conditional write: if they decided differently, the rows now
@@ -431,6 +471,22 @@ class RequestHandler:
             frame.flags, frame.opcode, body, callback)
 
 
+#: errors that mean the cluster could not take the write just now (it may later): what record
+#: mode records; any other error (a bad statement, a missing table) fails the write as usual
+_OUTAGE_ERRORS = frozenset({
+    ErrorCode.SERVER_ERROR, ErrorCode.UNAVAILABLE, ErrorCode.OVERLOADED, ErrorCode.IS_BOOTSTRAPPING,
+    ErrorCode.WRITE_TIMEOUT, ErrorCode.WRITE_FAILURE, ErrorCode.READ_TIMEOUT, ErrorCode.READ_FAILURE,
+    ErrorCode.CDC_WRITE_FAILURE, ErrorCode.CAS_WRITE_UNKNOWN, ErrorCode.TRUNCATE_ERROR})
+
+
+def _outage(outcome: Outcome) -> bool:
+    if not isinstance(outcome, Frame):
+        return True  # no answer in time, or the connection is gone
+    if outcome.opcode != Opcode.ERROR:
+        return False
+    return m.decode_error(outcome.body, flags=outcome.flags).code in _OUTAGE_ERRORS
+
+
 def _lwt_outcome(frame: Frame, version: int):
     """What a conditional write answered: its rows ([applied] and, when not applied, the
     values found), or its result kind."""
@@ -536,11 +592,14 @@ class _Dual(_Recovering):
     """A request for both clusters; the client gets one answer once both are in."""
 
     __slots__ = ("handler", "frame", "origin_body", "target_body", "entry", "on_success",
-                 "origin", "target", "retries_left", "conditional")
+                 "origin", "target", "retries_left", "conditional", "primary", "recordable")
 
     def __init__(self, handler: RequestHandler, frame: Frame, origin_body: bytes, target_body: bytes,
                  entry: PreparedEntry | None, retries: int, on_success) -> None:
         self.handler = handler
+        # a PREPARE answers with origin's id, always; everything else with the primary's answer
+        self.primary = Cluster.ORIGIN if frame.opcode == Opcode.PREPARE else handler.ctx.routing.primary
+        self.recordable = False  # a data write that may be recorded when the secondary fails
         self.frame = frame
         self.origin_body = origin_body
         self.target_body = target_body
@@ -553,8 +612,12 @@ class _Dual(_Recovering):
 
     def send(self) -> None:
         handler, frame = self.handler, self.frame
-        handler._send_origin(frame.flags, frame.opcode, self.origin_body, self.origin_done)
-        handler._send_target(frame.flags, frame.opcode, self.target_body, self.target_done)
+        # in record mode the secondary gets only the shorter wait; what it misses is recorded
+        wait = handler.ctx.secondary_timeout if self.recordable else None
+        handler._send_origin(frame.flags, frame.opcode, self.origin_body, self.origin_done,
+                             wait if self.primary is Cluster.TARGET else None)
+        handler._send_target(frame.flags, frame.opcode, self.target_body, self.target_done,
+                             wait if self.primary is Cluster.ORIGIN else None)
 
     def origin_done(self, outcome: Outcome) -> None:
         if self.retries_left and outcome.__class__ is Frame and outcome.opcode == Opcode.ERROR and \
@@ -574,10 +637,10 @@ class _Dual(_Recovering):
 
     def _complete(self) -> None:
         handler, frame = self.handler, self.frame
-        if frame.opcode == Opcode.PREPARE or handler.ctx.routing.primary is Cluster.ORIGIN:
-            p, s = self.origin, self.target  # a PREPARE answers with origin's id, always
-        else:
-            p, s = self.target, self.origin
+        p, s = (self.origin, self.target) if self.primary is Cluster.ORIGIN else (self.target, self.origin)
+        if self.recordable and not aggregate.failed(p) and _outage(s):
+            handler.record_secondary_failure(self, p, s)  # answers once the record is durable
+            return
         if not aggregate.failed(p) and not aggregate.failed(s):
             if self.on_success is not None:
                 self.on_success(self.origin, self.target)

@@ -36,6 +36,7 @@ COUNTERS = (
     "async_mismatches",
     "async_skipped",        # reads in async mode that could not be compared (later pages)
     "lwt_divergences",      # conditional writes whose result differed between the clusters
+    "secondary_writes_recorded",  # record mode: rows written to the primary only, recorded
 )
 #: the counters kept per keyspace.table
 TABLE_COUNTERS = ("async_requests", "async_errors", "async_mismatches", "async_skipped",
