@@ -75,6 +75,9 @@ class ProxyConfig:
     secondary_write_failure: str = "fail"
     #: in "record" mode, how long a write waits for the secondary once the primary took it
     secondary_write_timeout_s: float = 2.0
+    #: when both clusters require a login: the client's credentials go to origin (and the proxy
+    #: logs into target with target.username/password) instead of to target (zdm-proxy's option)
+    forward_client_credentials_to_origin: bool = False
 
     def worker_processes(self) -> int:
         return self.workers or os.cpu_count() or 1
@@ -311,6 +314,7 @@ proxy:                       # the dual-writing CQL proxy (`zdm proxy start`)
   # max_client_connections: 1000
   # secondary_write_failure: fail   # or record: a target outage costs no client errors
   # secondary_write_timeout_s: 2    #   (record) how long a write waits for the secondary
+  # forward_client_credentials_to_origin: false   # both need a login: client's go to origin
 
 scope:                       # what to migrate and validate; empty = every non-system keyspace
   keyspaces: []

@@ -118,3 +118,34 @@ def test_wrong_origin_credentials_in_config_are_reported(zdm_config, auth_node):
     with pytest.raises(ProxyError, match="origin refused the proxy's configured credentials"):
         _proxy(zdm_config, ClusterConfig(port=AUTH_PORT, username="cassandra", password="x"),
                zdm_config.target)
+
+
+def test_forwarding_client_credentials_to_origin(zdm_config, auth_node):
+    """Both clusters require a login (the same real node serves as both here): with the
+    option, the client's user is logged in on the origin connection and the proxy's own on
+    the target one; without it, the other way round.  The node's system_views.clients says
+    which user each of the proxy's connections logged in as."""
+    from zdm.phases.model import Cluster
+
+    for forward, expected in ((True, {Cluster.ORIGIN: "app", Cluster.TARGET: "cassandra"}),
+                              (False, {Cluster.ORIGIN: "cassandra", Cluster.TARGET: "app"})):
+        config = dataclasses.replace(zdm_config, origin=auth_node, target=auth_node,
+                                     proxy=ProxyConfig(listen_port=free_port(),
+                                                       forward_client_credentials_to_origin=forward))
+        proxy = RunningProxy(config)
+        try:
+            cluster, session = _login(proxy.port, "app", "app-pw")
+            from zdm.connect import session as direct
+
+            with direct(auth_node, name="auth") as admin:  # the node's own view, as a superuser
+                users = {r.port: r.username for r in admin.execute(
+                    "SELECT port, username FROM system_views.clients")}
+            client_sessions = [s for s in proxy.server.workers[0].plane.sessions if s.handler]
+            assert client_sessions  # the driver's control and pool connections
+            for client_session in client_sessions:
+                ports = {c: b.transport.get_extra_info("sockname")[1]
+                         for c, b in client_session.backends.items()}
+                assert {c: users[p] for c, p in ports.items()} == expected, f"forward={forward}"
+            cluster.shutdown()
+        finally:
+            proxy.stop()

@@ -70,12 +70,15 @@ class ControlPlane:
         if self.requires_auth[cluster]:
             creds = self.config.origin.credentials if cluster is Cluster.ORIGIN else \
                 self.config.target.credentials
-            problem = await login(backend, creds, CONTROL_VERSION)
-            if problem is not None and cluster is Cluster.ORIGIN:
+            problem = await login(backend, creds, CONTROL_VERSION, m.decode_authenticate(answer.body))
+            # the proxy logs into the cluster that does not get the client's credentials: origin,
+            # or target with forward_client_credentials_to_origin
+            own = Cluster.TARGET if self.config.proxy.forward_client_credentials_to_origin \
+                else Cluster.ORIGIN
+            if problem is not None and cluster in (own, Cluster.ORIGIN):
                 raise ProxyError(problem.removeprefix("zdm proxy: "),
                                  hint=f"set {cluster.value}.username and {cluster.value}.password "
                                       "(or password_env) in zdm.yaml")
-            # target: clients bring target's credentials; the proxy needs none of its own
 
     async def _reconnect(self, cluster: Cluster) -> None:
         try:

@@ -107,7 +107,8 @@ class DataPlane:
 
     def _new_session(self, client: ClientConnection) -> None:
         session = ClientSession(client, ctx=self.ctx, dialer=self.dialer, credentials=self.credentials,
-                                on_closed=self._session_closed)
+                                on_closed=self._session_closed,
+                                forward_to_origin=self.config.proxy.forward_client_credentials_to_origin)
         self.sessions.add(session)
         self.ctx.stats.client_connections += 1
 

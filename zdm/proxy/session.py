@@ -38,16 +38,18 @@ log = logging.getLogger("zdm.proxy")
 
 
 class ClientSession:
-    __slots__ = ("client", "ctx", "dialer", "credentials", "on_closed", "version", "backends",
-                 "auth_cluster", "handler", "closed", "_handshaking", "_task")
+    __slots__ = ("client", "ctx", "dialer", "credentials", "forward_to_origin", "on_closed", "version",
+                 "backends", "auth_cluster", "handler", "closed", "_handshaking", "_task")
 
     def __init__(self, client: ClientConnection, *, ctx: Context, dialer: Dialer,
                  credentials: Mapping[Cluster, tuple[str, str] | None],
-                 on_closed: Callable[["ClientSession"], None]) -> None:
+                 on_closed: Callable[["ClientSession"], None], forward_to_origin: bool = False) -> None:
         self.client = client
         self.ctx = ctx
         self.dialer = dialer
         self.credentials = credentials  # the proxy's own, per cluster
+        #: proxy.forward_client_credentials_to_origin: when both need a login, origin gets the client's
+        self.forward_to_origin = forward_to_origin
         self.on_closed = on_closed
         self.version: int | None = None
         self.backends: dict[Cluster, BackendConnection] = {}
@@ -185,9 +187,10 @@ class ClientSession:
         if not needs_login:
             self._finish(frame, Opcode.READY, b"")
             return
-        self.auth_cluster = client_credentials_go_to(needs_login)
+        self.auth_cluster = client_credentials_go_to(needs_login, forward_to_origin=self.forward_to_origin)
         for cluster in needs_login - {self.auth_cluster}:
-            problem = await login(self.backends[cluster], self.credentials.get(cluster), version)
+            problem = await login(self.backends[cluster], self.credentials.get(cluster), version,
+                                  m.decode_authenticate(by_cluster[cluster].body))
             if problem is not None:
                 self._answer(frame, error_frame(version, frame.stream, ErrorCode.BAD_CREDENTIALS,
                                                 problem))
