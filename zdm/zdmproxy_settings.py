@@ -599,10 +599,12 @@ def check_routing(t: Translation, state) -> None:
                 else f"`zdm rollback --to {int(phases[-1])}`")
         fix = f"remove {settings} (zdm's phases decide the routing), or move the migration with {move}"
     first = t.routing_from[0]
-    raise ConfigError(f"{asked} means {describe_routing(t.routing)}, but the migration is in phase "
+    these = "these mean" if len(t.routing_from) > 1 else "this means"
+    where = (first.path, asked) if first.key else (asked, None)
+    raise ConfigError(f"{these} {describe_routing(t.routing)}, but the migration is in phase "
                       f"{state.phase.label}, which {describe_routing(state.routing)}; in zdm the "
                       "migration's phase decides the routing, not a setting",
-                      path=first.path, key=first.key, hint=fix)
+                      path=where[0], key=where[1], hint=fix)
 
 
 # -- where the proxy's configuration comes from ------------------------------------------------
