@@ -35,6 +35,8 @@ class ConfigError(ZdmError):
         super().__init__(f"{where}: {message}", hint=hint)
         self.path = path
         self.key = key
+        #: what is wrong, without the file and key (to restate it for another name)
+        self.reason = message
 
 
 class SandboxError(ZdmError):

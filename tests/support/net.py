@@ -24,16 +24,16 @@ def driver_cluster(port: int, protocol_version: int | None = None, **kwargs):
                    connect_timeout=10, **kwargs)
 
 
-def start_proxy_process(config_path, port: int, timeout: float = 30.0):
+def start_proxy_process(config_path, port: int, timeout: float = 30.0, *, args=(), env=None, cwd=None):
     """`zdm proxy start --config ...` as its own process, as an operator runs it; returns once
-    it accepts connections (or fails with its output)."""
+    it accepts connections (or fails with its output).  ``config_path`` None: no --config."""
     import subprocess
     import sys
     import time
 
-    proc = subprocess.Popen([sys.executable, "-m", "zdm.cli.main", "proxy", "start",
-                             "--config", str(config_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    config = ["--config", str(config_path)] if config_path is not None else []
+    proc = subprocess.Popen([sys.executable, "-m", "zdm.cli.main", "proxy", "start", *config, *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd)
     deadline = time.monotonic() + timeout
     while True:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -37,15 +38,37 @@ def init(
     config: Annotated[Path, typer.Option("--config", "-c", envvar="ZDM_CONFIG",
                                          help="Where to write the template.")] = DEFAULT_CONFIG,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    from_zdm_proxy: Annotated[Path | None, typer.Option(
+        "--from-zdm-proxy", metavar="FILE", dir_okay=False,
+        help="Write the zdm.yaml equivalent to this zdm-proxy YAML configuration.")] = None,
 ) -> None:
-    """Write a commented zdm.yaml whose defaults point at the local sandbox."""
+    """Write a commented zdm.yaml whose defaults point at the local sandbox (or, with
+    --from-zdm-proxy, the equivalent of a zdm-proxy configuration file)."""
     if config.exists() and not force:
         raise ConfigError("already exists; not overwritten", path=str(config),
-                          hint="edit it, or pass --force to replace it with the template")
+                          hint="edit it, or pass --force to replace it")
+    if from_zdm_proxy is None:
+        text, secrets = TEMPLATE, []
+    else:
+        from zdm import zdmproxy_settings
+
+        translation = zdmproxy_settings.read(from_zdm_proxy, environ={})
+        translation.config()  # refuse what zdm cannot do before writing anything
+        text, secrets = zdmproxy_settings.zdm_yaml(translation), zdmproxy_settings.secret_variables(translation)
     config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(TEMPLATE)
-    load_config(config)  # the template must itself be valid
-    console.print(f"Wrote {config}. Edit it to point at your clusters; the defaults use the sandbox.")
+    config.write_text(text)
+    load_config(config, environ={**os.environ, **{name: "" for name in secrets}})  # it must be valid
+    if from_zdm_proxy is None:
+        console.print(f"Wrote {config}. Edit it to point at your clusters; the defaults use the sandbox.")
+        return
+    console.print(f"Wrote {config}, the equivalent of {from_zdm_proxy}; each key names the zdm-proxy "
+                  "setting it came from.")
+    if secrets:
+        console.print(f"Passwords are not copied into it: export {' and '.join(secrets)} (the "
+                      "passwords of that file) before running zdm.")
+    if translation.routing is not None:
+        console.print("primary_cluster / read_mode are not settings in zdm: the migration's phase "
+                      "decides where reads go (`zdm phase advance`, `zdm rollback`).")
 
 
 @app.command()

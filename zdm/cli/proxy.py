@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from zdm.cli.common import DEFAULT_CONFIG, ConfigPath, command, config_from, console
 from zdm.errors import ConfigError
@@ -17,7 +20,14 @@ app = typer.Typer(help="The dual-writing CQL proxy applications connect to.", no
 @app.command()
 @command
 def start(
-    config: ConfigPath = DEFAULT_CONFIG,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", envvar="ZDM_CONFIG", dir_okay=False,
+        help="The migration's zdm.yaml [default: ./zdm.yaml; without one, zdm-proxy's ZDM_* "
+             "environment variables].")] = None,
+    zdm_proxy_config: Annotated[Path | None, typer.Option(
+        "--zdm-proxy-config", metavar="FILE", dir_okay=False,
+        help="Take the settings from zdm-proxy's YAML file instead of a zdm.yaml; ZDM_* "
+             "variables override its keys.")] = None,
     listen_host: Annotated[str | None, typer.Option(help="Override proxy.listen_host.")] = None,
     listen_port: Annotated[int | None, typer.Option(help="Override proxy.listen_port.")] = None,
     name: Annotated[str | None, typer.Option(help="This instance's name in the state directory "
@@ -32,8 +42,9 @@ def start(
     """
     from zdm.phases import StateStore
     from zdm.proxy import server
+    from zdm.zdmproxy_settings import check_routing, proxy_config
 
-    cfg = config_from(config)
+    cfg, from_zdm_proxy = proxy_config(config, zdm_proxy_config, os.environ)
     proxy = cfg.proxy
     if listen_port is not None and not 1 <= listen_port <= 65535:
         raise ConfigError(f"port {listen_port} is out of range (1-65535)", path="--listen-port")
@@ -49,13 +60,16 @@ def start(
                           hint="use debug, info, warning or error")
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     store = StateStore(cfg.state_dir)
+    if from_zdm_proxy is not None:
+        check_routing(from_zdm_proxy, store.load())
+    source = f" Configured from {escape(from_zdm_proxy.describe())}." if from_zdm_proxy else ""
 
     def ready(srv) -> None:
         auth = ", ".join(f"{c.value} {'requires' if need else 'needs no'} login"
                          for c, need in srv.requires_auth.items())
         console.print(f"[green]zdm proxy {srv.name}[/] listening on {proxy.listen_host}:{srv.port} "
-                      f"({srv.describe_workers()}); reads from {srv.routing.primary.value} ({auth}). "
-                      "Ctrl-C to stop.")
+                      f"({srv.describe_workers()}); reads from {srv.routing.primary.value} ({auth})."
+                      f"{source} Ctrl-C to stop.")
 
     count = proxy.worker_processes()
     server.run(cfg, store=store, name=name, ready=ready, workers=count if count > 1 else None)
