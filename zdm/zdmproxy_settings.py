@@ -287,8 +287,7 @@ SETTINGS: tuple[Setting, ...] = (
     # zdm-proxy's own "unsupported" settings
     _fixed("system_queries_mode", _choice("ORIGIN", "TARGET"), "ORIGIN",
            "zdm reads system tables from origin and answers system.local/peers itself"),
-    _maps("forward_client_credentials_to_origin", FLAG, False, "proxy.forward_client_credentials_to_origin",
-          not_yet=(False,)),
+    _maps("forward_client_credentials_to_origin", FLAG, False, "proxy.forward_client_credentials_to_origin"),
     # zdm-proxy's performance tuning
     _fixed("request_write_queue_size_frames", WHOLE, 128),
     _fixed("request_write_buffer_size_bytes", WHOLE, 4096),
