@@ -238,7 +238,7 @@ SETTINGS: tuple[Setting, ...] = (
     # global
     Setting("primary_cluster", _choice("ORIGIN", "TARGET"), "ORIGIN", role=ROUTING),
     Setting("read_mode", _choice("PRIMARY_ONLY", "DUAL_ASYNC_ON_SECONDARY"), "PRIMARY_ONLY", role=ROUTING),
-    _maps("replace_cql_functions", FLAG, False, "proxy.replace_cql_functions", not_yet=(False,)),
+    _maps("replace_cql_functions", FLAG, False, "proxy.replace_cql_functions"),
     _fixed("async_handshake_timeout_ms", WHOLE, 4000),
     _maps("log_level", _choice(*_LOG_LEVELS), "INFO", "proxy.log_level", _LOG_LEVELS.get,
           not_yet=("INFO",), hint="remove it and run `zdm proxy start --log-level debug` (or warning, error)"),

@@ -475,3 +475,46 @@ def _error_with_fields(code):
     else:
         body += p.write_short(1) + p.write_int(1) + p.write_int(0)
     return Frame(4, True, 0, 0, Opcode.ERROR, body)
+
+
+def test_a_prepared_write_with_now_runs_rewritten_with_one_value_for_both():
+    chart = Chart()
+    chart.ctx.replace_functions = True
+    chart.request(Opcode.PREPARE, m.encode_prepare("INSERT INTO ks.t (k, v) VALUES (now(), ?)", 4), stream=1)
+    client, origin, target = chart.take()
+    assert m.decode_prepare(client.body, 4).query == "INSERT INTO ks.t (k, v) VALUES (now(), ?)"
+    assert {m.decode_prepare(s.body, 4).query for s in (origin, target)} == {
+        "INSERT INTO ks.t (k, v) VALUES (?, ?)"}
+    assert (client.cluster, origin.cluster, target.cluster) == (O, O, T)
+    client.answer(response(client.frame, Opcode.RESULT, prepared_result(4, b"\x01" * 16, binds=("v",))))
+    origin.answer(response(origin.frame, Opcode.RESULT, prepared_result(4, b"\x02" * 16, binds=("k", "v"))))
+    assert chart.replies == []
+    target.answer(response(target.frame, Opcode.RESULT, prepared_result(4, b"\x03" * 16, binds=("k", "v"))))
+    _, answer = chart.reply()  # the client's own statement: its id, its one marker
+    assert m.decode_prepared_result(answer.body, 4).prepared_id == b"\x01" * 16
+    assert [c.name for c in m.decode_prepared_metadata(answer.body, 4).binds] == ["v"]
+
+    chart.request(Opcode.EXECUTE, m.encode_execute(b"\x01" * 16, [b"hello"], 4))
+    origin, target = chart.take()
+    assert m.decode_execute(origin.body, 4).prepared_id == b"\x02" * 16
+    assert m.decode_execute(target.body, 4).prepared_id == b"\x03" * 16
+    values = m.execute_values(origin.body, 4)
+    assert values == m.execute_values(target.body, 4) and len(values) == 2 and values[1] == b"hello"
+    assert uuid.UUID(bytes=values[0]).version == 1
+    chart.request(Opcode.EXECUTE, m.encode_execute(b"\x01" * 16, [b"again"], 4))
+    assert m.execute_values(chart.take()[0].body, 4)[0] != values[0]  # a new value per execution
+
+
+def test_a_batch_with_functions_is_built_for_each_cluster_from_the_same_values():
+    chart = Chart()
+    chart.ctx.replace_functions = True
+    from zdm.cql import primitives as p
+
+    body = (p.write_byte(0) + p.write_short(1) + p.write_byte(0) +
+            p.write_long_string("INSERT INTO ks.t (k) VALUES (uuid())") + p.write_short(0) +
+            p.write_short(1) + p.write_byte(0))
+    chart.request(Opcode.BATCH, body)
+    origin, target = chart.take()
+    queries = [m.decode_batch(s.body, 4).children[0].query for s in (origin, target)]
+    assert queries[0] == queries[1] and "uuid()" not in queries[0]
+    assert m.request_timestamp(Opcode.BATCH, origin.body, 4) == NOW

@@ -36,7 +36,8 @@ from zdm.cql.errors import ProtocolError
 from zdm.cql.primitives import (BYTE, INT, LONG, SHORT, UNSET, read_byte, read_bytes,
                                 read_bytes_map, read_inet, read_int, read_long, read_long_string,
                                 read_short, read_short_bytes, read_string, read_string_list,
-                                read_string_map, read_string_multimap, skip_bytes, skip_string,
+                                read_string_map, read_string_multimap, read_value, skip_bytes,
+                                skip_string,
                                 write_bytes, write_long_string, write_short_bytes, write_string,
                                 write_string_list, write_string_map, write_string_multimap,
                                 write_value)
@@ -51,7 +52,7 @@ __all__ = [
     "decode_authenticate", "encode_authenticate", "decode_auth_token", "encode_auth_token",
     "plain_sasl_token", "parse_plain_sasl_token", "decode_error", "encode_error",
     "decode_query", "decode_prepare", "decode_execute", "execute_query_flags", "replace_execute_id",
-    "decode_batch",
+    "decode_batch", "replace_query", "rebuild_execute", "rebuild_batch",
     "replace_batch_ids", "add_default_timestamp", "request_timestamp", "result_kind",
     "decode_prepared_result",
     "PreparedMetadata", "decode_prepared_metadata", "execute_values", "query_values",
@@ -291,15 +292,24 @@ def query_values(body: bytes, version: int, *, flags: int = 0) -> list[bytes | N
 def _values(body: bytes, offset: int, version: int) -> list[bytes | None]:
     offset = read_short(body, offset)[1]  # <consistency>
     query_flags, offset = (read_int if version >= 5 else read_byte)(body, offset)
-    values: list[bytes | None] = []
+    values: list = []
     if query_flags & VALUES:
         n, offset = read_short(body, offset)
         for _ in range(n):
             if query_flags & WITH_NAMES_FOR_VALUES:
                 offset = skip_string(body, offset)
-            value, offset = read_bytes(body, offset)
+            value, offset = read_value(body, offset)  # UNSET stays UNSET: it is no null
             values.append(value)
     return values
+
+
+@_decoder
+def replace_query(body: bytes, query: str, *, flags: int = 0) -> bytes:
+    """QUERY ``body`` with another query text; its parameters are kept byte for byte."""
+    start = request_body_offset(body, flags)
+    length, offset = read_int(body, start)
+    view = memoryview(body)
+    return b"".join((view[:start], write_long_string(query), view[offset + max(length, 0):]))
 
 
 class PrepareInfo(NamedTuple):
@@ -349,6 +359,32 @@ def execute_query_flags(body: bytes, version: int, *, flags: int = 0) -> int:
     """The <flags> of an EXECUTE's query parameters, read without walking its values."""
     offset = read_short(body, _execute_ids(body, version, flags)[3])[1]  # past <consistency>
     return (read_int if version >= 5 else read_byte)(body, offset)[0]
+
+
+@_decoder
+def rebuild_execute(body: bytes, version: int, prepared_id: bytes, result_metadata_id: bytes | None,
+                    values: list[bytes | None], *, flags: int = 0) -> bytes:
+    """EXECUTE ``body`` for another prepared id, binding ``values`` (positional) instead of the
+    client's; consistency and every later parameter are kept byte for byte."""
+    start, _, old_metadata_id, offset = _execute_ids(body, version, flags)
+    params_at = offset
+    offset = read_short(body, offset)[1]
+    fmt = _flags_struct(version)
+    query_flags, offset = (read_int if version >= 5 else read_byte)(body, offset)
+    if query_flags & WITH_NAMES_FOR_VALUES:
+        raise ProtocolError("named values cannot be rewritten; bind them by position")
+    if query_flags & VALUES:
+        n, offset = read_short(body, offset)
+        for _ in range(n):
+            offset = skip_bytes(body, offset)
+    view = memoryview(body)
+    parts = [view[:start], write_short_bytes(prepared_id)]
+    if version >= 5:
+        parts.append(write_short_bytes(result_metadata_id if result_metadata_id is not None
+                                       else old_metadata_id))
+    parts += [view[params_at:params_at + 2], fmt.pack(query_flags | VALUES),
+              SHORT.pack(len(values)), b"".join(write_value(v) for v in values), view[offset:]]
+    return b"".join(parts)
 
 
 @_decoder
@@ -412,7 +448,7 @@ def _walk_batch(body: bytes, offset: int, decode_queries: bool):
         if decode_queries:
             values = []
             for _ in range(count):
-                value, offset = read_bytes(body, offset)
+                value, offset = read_value(body, offset)  # UNSET stays UNSET: it is no null
                 values.append(value)
             child, id_start, id_end = children[-1]
             children[-1] = (child._replace(values=tuple(values)), id_start, id_end)
@@ -429,6 +465,23 @@ def decode_batch(body: bytes, version: int, *, flags: int = 0) -> BatchInfo:
     return BatchInfo(_enum(BatchType, batch_type), [c for c, _, _ in children],
                      p.timestamp is not None, _enum(Consistency, p.consistency), p.flags,
                      p.keyspace)
+
+
+@_decoder
+def rebuild_batch(body: bytes, version: int, children: list[BatchChild], *, flags: int = 0) -> bytes:
+    """BATCH ``body`` with other children (their queries or ids, and values); the batch type
+    and the parameters are kept byte for byte."""
+    start = request_body_offset(body, flags)
+    end = _walk_batch(body, start, False)[2]
+    out = [body[:start], body[start:start + 1], SHORT.pack(len(children))]
+    for child in children:
+        if child.kind == 0:
+            out.append(b"\x00" + write_long_string(child.query))
+        else:
+            out.append(b"\x01" + write_short_bytes(child.prepared_id))
+        out.append(SHORT.pack(len(child.values)) + b"".join(write_value(v) for v in child.values))
+    out.append(body[end:])
+    return b"".join(out)
 
 
 @_decoder

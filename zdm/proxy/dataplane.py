@@ -45,7 +45,8 @@ class DataPlane:
         self.ctx = Context(routing=routing, topology=topology, me=me, scope=Scope.of(config),
                            name=name, divergences=self._record,
                            secondary_timeout=pc.secondary_write_timeout_s
-                           if pc.secondary_write_failure == "record" else None)
+                           if pc.secondary_write_failure == "record" else None,
+                           replace_functions=pc.replace_cql_functions)
         self._divergences: DivergenceWriter | None = None
         self.dialer = Dialer(config)
         self.credentials = {Cluster.ORIGIN: config.origin.credentials,

@@ -3,27 +3,26 @@
 Theory of operation (mitmproxy's layers, zdm-proxy's rules): a :class:`RequestHandler`
 imports neither asyncio nor the server.  It is given
 
-* ``send``, one callable per cluster: ``send(flags, opcode, body, callback)`` forwards a
-  request on that cluster's connection and later calls ``callback(outcome)`` exactly once,
-  with the answer frame or a :class:`~zdm.proxy.aggregate.Failure`;
+* ``send``, one callable per cluster: ``send(flags, opcode, body, callback[, timeout])``
+  forwards a request on that cluster's connection and later calls ``callback(outcome)``
+  exactly once, with the answer frame or a :class:`~zdm.proxy.aggregate.Failure`;
 * ``reply(stream, frame)``, which writes ``frame`` to the client as the answer on ``stream``;
 * a :class:`Context` shared by the worker's connections: the routing (read when a request
   arrives, so a routing change applies to later requests and never moves one in flight),
-  the prepared-id cache, the counters, the virtual topology and the clock.
+  the scope, the prepared-id cache, the counters, the virtual topology and the clock.
 
 Each request is decoded only as far as :func:`~zdm.proxy.routing.decide` needs, sent where
-it says, and answered through a small pending object (:class:`_Single`, :class:`_Dual`,
-:class:`_AsyncRead`) that holds what its answer needs.  Writes sent to both clusters carry
-one client-side timestamp (added when the client sent none), so both store the same
-writetime.  A cluster that forgot a prepared statement answers UNPREPARED: the handler
-prepares it there again and resends, for an EXECUTE and for the children of a BATCH.
+it says, and finished by a pending object (:mod:`~zdm.proxy.pending`).  Writes sent to both
+clusters carry one client-side timestamp (added when the client sent none), so both store
+the same writetime; with ``proxy.replace_cql_functions`` they also carry one generated value
+for each ``now()``, ``uuid()``... (:mod:`~zdm.proxy.functions`).  Disagreements between the
+clusters are counted and recorded by :mod:`~zdm.proxy.divergence`.
 
 Invariant: every request accepted (``in_flight`` incremented) is answered exactly once.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Callable, Mapping
 
@@ -34,20 +33,17 @@ from zdm.cql.constants import (CUSTOM_PAYLOAD, SKIP_METADATA, WITH_PAGING_STATE,
 from zdm.cql.errors import ProtocolError
 from zdm.cql.frame import Frame
 from zdm.phases.model import Cluster, Routing
-from zdm.phases.divergences import new_record
-from zdm.proxy import aggregate, keys
-from zdm.proxy.keys import RowKey, render
+from zdm.proxy import divergence, functions
 from zdm.proxy.aggregate import Outcome
+from zdm.proxy.pending import AsyncRead, Dual, Single, error_frame, failure_frame
 from zdm.proxy.prepared import PreparedCache, PreparedEntry
 from zdm.proxy.routing import Destination, decide
 from zdm.proxy.stats import ProxyStats
 from zdm.proxy.topology import Instance, VirtualTopology
 from zdm.scope import Scope
 
-log = logging.getLogger("zdm.proxy")
-
 Callback = Callable[[Outcome], None]
-Send = Callable[[int, int, bytes, Callback], None]
+Send = Callable[..., None]
 Reply = Callable[[int, Frame], None]
 Record = Callable[[dict, Callable[[BaseException | None], None] | None], None]
 
@@ -55,7 +51,7 @@ Record = Callable[[dict, Callable[[BaseException | None], None] | None], None]
 SUPPORTED_BODY = m.encode_supported({
     "CQL_VERSION": ["3.4.7"], "COMPRESSION": [], "PROTOCOL_VERSIONS": ["3/v3", "4/v4", "5/v5"]})
 
-_UNPREPARED_CODE = ErrorCode.UNPREPARED.to_bytes(4, "big")
+__all__ = ["Context", "RequestHandler", "SUPPORTED_BODY", "error_frame", "failure_frame", "now_us"]
 
 
 def now_us() -> int:
@@ -66,13 +62,13 @@ class Context:
     """What every client connection of one worker shares."""
 
     __slots__ = ("routing", "scope", "prepared", "stats", "topology", "me", "clock", "draining",
-                 "name", "divergences", "secondary_timeout")
+                 "name", "divergences", "secondary_timeout", "replace_functions")
 
     def __init__(self, *, routing: Routing, topology: VirtualTopology, me: Instance,
                  scope: Scope = Scope(), prepared: PreparedCache | None = None,
                  stats: ProxyStats | None = None, clock: Callable[[], int] = now_us,
                  name: str = "zdm-proxy", divergences: Record | None = None,
-                 secondary_timeout: float | None = None) -> None:
+                 secondary_timeout: float | None = None, replace_functions: bool = False) -> None:
         self.routing = routing
         self.scope = scope  # statements outside it go to origin only
         self.topology = topology
@@ -87,30 +83,8 @@ class Context:
         #: `proxy.secondary_write_failure: record`: how long the secondary may take before a
         #: write it has not answered is recorded and acknowledged; None: `fail` mode
         self.secondary_timeout = secondary_timeout
-
-
-def error_frame(version: int, stream: int, code: int, message: str, *,
-                unprepared_id: bytes | None = None) -> Frame:
-    body = m.encode_error(code, message, unprepared_id=unprepared_id)
-    return Frame(version, True, 0, stream, Opcode.ERROR, body)
-
-
-def failure_frame(version: int, stream: int, outcome: Outcome) -> Frame:
-    """The frame the client gets for ``outcome``: the cluster's own, or an error for silence."""
-    if isinstance(outcome, Frame):
-        return outcome
-    return error_frame(version, stream, ErrorCode.SERVER_ERROR, f"zdm proxy: {outcome.message}")
-
-
-def unprepared_id(outcome: Outcome) -> bytes | None:
-    """The prepared id of an UNPREPARED error, else None."""
-    if not isinstance(outcome, Frame) or outcome.opcode != Opcode.ERROR:
-        return None
-    body = outcome.body
-    if not outcome.flags and body[:4] != _UNPREPARED_CODE:
-        return None  # the common case, decided without decoding
-    info = m.decode_error(body, flags=outcome.flags)
-    return info.unprepared_id if info.code == ErrorCode.UNPREPARED else None
+        #: `proxy.replace_cql_functions`: now(), uuid()... get one value for both clusters
+        self.replace_functions = replace_functions
 
 
 class RequestHandler:
@@ -143,6 +117,13 @@ class RequestHandler:
         self.in_flight -= 1
         self.ctx.stats.requests += 1
         self._reply(stream, frame)
+
+    def send_to(self, cluster: Cluster, flags: int, opcode: int, body: bytes, callback: Callback,
+                timeout: float | None = None) -> None:
+        if cluster is Cluster.ORIGIN:
+            self._send_origin(flags, opcode, body, callback, timeout)
+        else:
+            self._send_target(flags, opcode, body, callback, timeout)
 
     def _dispatch(self, frame: Frame) -> None:
         op = frame.opcode
@@ -177,7 +158,7 @@ class RequestHandler:
 
     def _forward(self, frame: Frame, decision, origin_body: bytes, target_body: bytes,
                  entry: PreparedEntry | None = None, on_success=None, statements: int = 0,
-                 stmt: Statement | None = None) -> None:
+                 stmt: Statement | None = None, plan=None) -> None:
         """Send a request where ``decision`` says (not PROXY), with each cluster's body.
         ``statements``: how many prepared statements it uses (an UNPREPARED answer is
         recovered from once per statement and cluster); ``stmt``: what it runs."""
@@ -185,22 +166,23 @@ class RequestHandler:
         dest = decision.destination
         retries = statements or (1 if entry is not None else 0)
         if dest is Destination.BOTH:
-            dual = _Dual(self, frame, origin_body, target_body, entry, 2 * retries, on_success)
+            dual = Dual(self, frame, origin_body, target_body, entry, 2 * retries, on_success)
             if stmt is not None:
                 dual.conditional = stmt.conditional
                 dual.recordable = stmt.is_write and self.ctx.secondary_timeout is not None
+            dual.plan = plan
             dual.send()
         elif decision.async_secondary:
             primary = Cluster.ORIGIN if dest is Destination.ORIGIN else Cluster.TARGET
-            _AsyncRead(self, frame, primary, origin_body, target_body, entry, 2 * retries,
-                       self.table_of(stmt, entry)).send()
+            AsyncRead(self, frame, primary, origin_body, target_body, entry, 2 * retries,
+                      self.table_of(stmt, entry)).send()
         else:
             if decision.async_skipped:
                 self.ctx.stats.skipped_async_read(self.table_of(stmt, entry))
             if dest is Destination.ORIGIN:
-                _Single(self, frame, Cluster.ORIGIN, origin_body, entry, retries, on_success).send()
+                Single(self, frame, Cluster.ORIGIN, origin_body, entry, retries, on_success).send()
             else:
-                _Single(self, frame, Cluster.TARGET, target_body, entry, retries, on_success).send()
+                Single(self, frame, Cluster.TARGET, target_body, entry, retries, on_success).send()
 
     def table_of(self, stmt: Statement | None, entry: PreparedEntry | None = None) -> str:
         """``keyspace.table`` of what a request runs, for the per-table counters."""
@@ -213,16 +195,20 @@ class RequestHandler:
     def _query(self, frame: Frame) -> None:
         info = m.decode_query(frame.body, frame.version, flags=frame.flags)
         stmt = classify(info.query)
+        ctx = self.ctx
         decision = decide(Opcode.QUERY, stmt, self.keyspace, bool(info.flags & WITH_PAGING_STATE),
-                          self.ctx.routing, self.ctx.scope)
+                          ctx.routing, ctx.scope)
         if decision.destination is Destination.PROXY:
-            ctx = self.ctx
             self._local(frame, Opcode.RESULT, ctx.topology.answer(stmt.table, info.query, ctx.me))
             return
         body = frame.body
-        if decision.destination is Destination.BOTH and stmt.is_write and not info.has_timestamp:
-            body = m.add_default_timestamp(Opcode.QUERY, body, frame.version, self.ctx.clock(),
-                                           flags=frame.flags)
+        if decision.destination is Destination.BOTH and stmt.is_write:
+            now = ctx.clock()
+            if ctx.replace_functions and (found := functions.calls(info.query)):
+                body = m.replace_query(body, functions.with_literals(info.query, found, now),
+                                       flags=frame.flags)
+            if not info.has_timestamp:
+                body = m.add_default_timestamp(Opcode.QUERY, body, frame.version, now, flags=frame.flags)
         on_success = self._use_succeeded if stmt.kind is StatementKind.USE else None
         self._forward(frame, decision, body, body, on_success=on_success, stmt=stmt)
 
@@ -236,6 +222,14 @@ class RequestHandler:
         keyspace = info.keyspace or self.keyspace
         stmt = classify(info.query)
         ctx = self.ctx
+        decision = decide(Opcode.PREPARE, stmt, keyspace, False, ctx.routing, ctx.scope)
+        if ctx.replace_functions and stmt.is_write and decision.destination is Destination.BOTH \
+                and (found := functions.calls(info.query)):
+            rewritten = functions.with_markers(info.query, found)
+            if rewritten is not None:
+                self.in_flight += 1
+                _PrepareRewritten(self, frame, info.query, keyspace, stmt, rewritten).send()
+                return
 
         def prepared(o: Frame, t: Frame | None) -> None:
             """Both clusters (or origin alone, for what target never executes) prepared it;
@@ -251,8 +245,7 @@ class RequestHandler:
                                            pt.result_metadata_id if pt else None,
                                            meta.columns if virtual else None, meta.binds))
 
-        self._forward(frame, decide(Opcode.PREPARE, stmt, keyspace, False, ctx.routing, ctx.scope),
-                      frame.body, frame.body, on_success=prepared)
+        self._forward(frame, decision, frame.body, frame.body, on_success=prepared)
 
     def _execute(self, frame: Frame) -> None:
         body = frame.body
@@ -281,8 +274,14 @@ class RequestHandler:
         target_body = body if entry.target_id is None else _for_target(frame, entry)
         if dest is Destination.BOTH and stmt.is_write:  # kept if the client sent a timestamp
             ts = ctx.clock()
+            if entry.slots:  # rewritten: both run it with the same generated values
+                values = functions.fill(m.execute_values(body, version, flags=frame.flags), entry.slots, ts)
+                target_body = m.rebuild_execute(body, version, entry.target_id, entry.target_metadata_id,
+                                                values, flags=frame.flags)
+                body = m.rebuild_execute(body, version, entry.origin_exec_id, entry.origin_exec_metadata_id,
+                                         values, flags=frame.flags)
             origin_body = m.add_default_timestamp(Opcode.EXECUTE, body, version, ts, flags=frame.flags)
-            target_body = origin_body if target_body is body else \
+            target_body = origin_body if target_body is frame.body else \
                 m.add_default_timestamp(Opcode.EXECUTE, target_body, version, ts, flags=frame.flags)
             body = origin_body
         self._forward(frame, decision, body, target_body, entry, stmt=stmt)
@@ -307,116 +306,38 @@ class RequestHandler:
                             "zdm proxy: batch child not prepared through this proxy worker; "
                             "re-prepare it", unprepared_id=pid)
                 return
-        origin_body = frame.body
-        if not info.has_timestamp:
-            origin_body = m.add_default_timestamp(Opcode.BATCH, origin_body, frame.version,
-                                                  ctx.clock(), flags=frame.flags)
-        children = () if ctx.scope.everything else tuple(
-            classify(c.query) if c.kind == 0 else ctx.prepared.get(c.prepared_id).statement
-            for c in info.children)
-        decision = decide(Opcode.BATCH, None, self.keyspace, False, ctx.routing, ctx.scope, children)
-        target_body = self.batch_for_target(frame, origin_body, ids) \
-            if decision.destination is Destination.BOTH else origin_body
-        conditional = _conditional_batch(info.children, ctx.prepared)
+        statements = tuple(classify(c.query) if c.kind == 0 else ctx.prepared.get(c.prepared_id).statement
+                           for c in info.children)
+        decision = decide(Opcode.BATCH, None, self.keyspace, False, ctx.routing, ctx.scope, statements)
+        ts = None if info.has_timestamp else ctx.clock()
+        plan = _BatchPlan.of(self, frame, info, ts) \
+            if ctx.replace_functions and decision.destination is Destination.BOTH else None
+        if plan is not None:
+            origin_body, target_body = plan.build(Cluster.ORIGIN), plan.build(Cluster.TARGET)
+        else:
+            origin_body = frame.body if ts is None else \
+                m.add_default_timestamp(Opcode.BATCH, frame.body, frame.version, ts, flags=frame.flags)
+            target_body = self.batch_for_target(frame, origin_body, ids) \
+                if decision.destination is Destination.BOTH else origin_body
+        conditional = any(s.conditional for s in statements)
         self._forward(frame, decision, origin_body, target_body, statements=len(set(ids)),
-                      stmt=Statement(StatementKind.BATCH, conditional=conditional))
+                      stmt=Statement(StatementKind.BATCH, conditional=conditional), plan=plan)
 
     def batch_for_target(self, frame: Frame, origin_body: bytes, ids: list[bytes]) -> bytes:
         mapping = self.ctx.prepared.target_ids(ids)
         return m.replace_batch_ids(origin_body, frame.version, mapping, flags=frame.flags) \
             if mapping else origin_body
 
-    # -- a write the secondary did not take (record mode) ----------------------------------
-    def record_secondary_failure(self, dual: "_Dual", primary: Frame, secondary: Outcome) -> None:
-        """The primary took the write, the secondary failed or did not answer in time: keep a
-        durable record of each row it wrote (with the writetime used), then acknowledge the
-        primary's answer; if the record cannot be kept, the client gets the failure."""
-        frame, ctx = dual.frame, self.ctx
-        body = dual.origin_body if dual.primary is Cluster.ORIGIN else dual.target_body
-        writetime = m.request_timestamp(frame.opcode, body, frame.version, flags=frame.flags)
-        reason = secondary.message if not isinstance(secondary, Frame) else \
-            m.decode_error(secondary.body, flags=secondary.flags).message
-        rows = self.request_keys(frame, dual.entry) or [(None, None, None)]
-        if ctx.divergences is None:
-            self.answer(frame.stream, failure_frame(frame.version, frame.stream, secondary))
-            return
-        left = [len(rows), None]  # records not yet durable, the first error
+    # -- disagreements (zdm.proxy.divergence) ------------------------------------------
+    def compare_lwt(self, dual: Dual) -> None:
+        divergence.compare_lwt(self.ctx, self.keyspace, dual)
 
-        def durable(error: BaseException | None) -> None:
-            left[0] -= 1
-            left[1] = left[1] or error
-            if left[0]:
-                return
-            if left[1] is not None:
-                self.answer(frame.stream, failure_frame(frame.version, frame.stream, secondary))
-            else:
-                self.answer(frame.stream, primary)
+    def record_secondary_failure(self, dual: Dual, primary: Frame, secondary: Outcome) -> None:
+        divergence.record_secondary_failure(self.ctx, self.keyspace, dual, primary, secondary,
+                                            self.answer)
 
-        secondary_name = "target" if dual.primary is Cluster.ORIGIN else "origin"
-        for keyspace, table, key in rows:
-            ctx.stats.secondary_writes_recorded += 1
-            ctx.stats.table(f"{keyspace}.{table}").secondary_writes_recorded += 1
-            ctx.divergences(new_record("secondary_write", keyspace, table, key.to_json() if key else None,
-                                       source=dual.primary.value, proxy=ctx.name, writetime=writetime,
-                                       detail=f"{secondary_name}: {reason}"), durable)
-
-    # -- lightweight transactions ------------------------------------------------------------
-    def compare_lwt(self, frame: Frame, entry: PreparedEntry | None, origin: Frame, target: Frame) -> None:
-        """Both clusters ran a conditional write: if they decided differently, the rows now
-        differ -- count it, and keep the key durably for validation to re-check and repair."""
-        version = frame.version
-        if _lwt_outcome(origin, version) == _lwt_outcome(target, version):
-            return
-        ctx = self.ctx
-        primary = ctx.routing.primary
-        detail = (f"applied on origin: {_applied(origin, version)}, "
-                  f"on target: {_applied(target, version)}")
-        ctx.stats.lwt_divergences += 1
-        for keyspace, table, key in self.request_keys(frame, entry):
-            per_table = ctx.stats.table(f"{keyspace}.{table}")
-            per_table.lwt_divergences += 1
-            shown = render(key) if key is not None else f"{keyspace}.{table} (key unknown)"
-            if shown not in per_table.samples:
-                log.warning("LWT divergence on %s: %s; recorded for `zdm validate`", shown, detail)
-            per_table.sample(shown)
-            if ctx.divergences is not None:
-                ctx.divergences(new_record("lwt", keyspace, table, key.to_json() if key else None,
-                                           source=primary.value, proxy=ctx.name, detail=detail), None)
-
-    def request_keys(self, frame: Frame, entry: PreparedEntry | None
-                     ) -> list[tuple[str | None, str | None, RowKey | None]]:
-        """(keyspace, table, key) of each statement a request runs (a BATCH runs several)."""
-        version, flags = frame.version, frame.flags
-        if frame.opcode == Opcode.EXECUTE and entry is not None:
-            return [self._entry_key(entry, m.execute_values(frame.body, version, flags=flags))]
-        if frame.opcode == Opcode.QUERY:
-            info = m.decode_query(frame.body, version, flags=flags)
-            return [self._text_key(info.query, m.query_values(frame.body, version, flags=flags))]
-        if frame.opcode == Opcode.BATCH:
-            out = []
-            for child in m.decode_batch(frame.body, version, flags=flags).children:
-                child_entry = self.ctx.prepared.get(child.prepared_id) if child.kind == 1 else None
-                if child_entry is not None:
-                    out.append(self._entry_key(child_entry, list(child.values)))
-                elif child.kind == 0:
-                    out.append(self._text_key(child.query, list(child.values)))
-            return out
-        return []
-
-    def _entry_key(self, entry: PreparedEntry, values: list[bytes | None]):
-        stmt = entry.statement
-        keyspace = stmt.keyspace or entry.keyspace
-        if not entry.binds:
-            return self._text_key(entry.query, values, keyspace)
-        return keyspace, stmt.table, keys.from_bound_values(keyspace, stmt.table, entry.binds, values)
-
-    def _text_key(self, query: str, values: list[bytes | None], keyspace: str | None = None):
-        stmt = classify(query)
-        keyspace = stmt.keyspace or keyspace or self.keyspace
-        key = keys.from_text(query, values)
-        if key is not None:
-            key = key._replace(keyspace=keyspace)
-        return keyspace, stmt.table, key
+    def describe(self, frame: Frame, entry: PreparedEntry | None) -> str:
+        return divergence.describe(self.ctx, self.keyspace, frame, entry)
 
     # -- a cluster forgot a prepared statement -------------------------------------------
     def reprepare(self, cluster: Cluster, entry: PreparedEntry, frame: Frame,
@@ -431,93 +352,44 @@ class RequestHandler:
                              unprepared_id=entry.origin_id))
             return
         self.ctx.stats.reprepares += 1
-        body = m.encode_prepare(entry.query, version, keyspace=entry.keyspace if version >= 5 else None)
+        body = m.encode_prepare(entry.run_query, version,
+                                keyspace=entry.keyspace if version >= 5 else None)
 
         def prepared(outcome: Outcome) -> None:
             if not isinstance(outcome, Frame) or outcome.opcode != Opcode.RESULT:
                 then(outcome)
                 return
             result = m.decode_prepared_result(outcome.body, version, flags=outcome.flags)
-            if cluster is Cluster.TARGET:
-                self.ctx.prepared.retarget(entry, result.prepared_id, result.result_metadata_id)
-            else:
-                entry.origin_metadata_id = result.result_metadata_id
-                if result.prepared_id != entry.origin_id:  # the client's id no longer works
-                    then(error_frame(version, frame.stream, ErrorCode.UNPREPARED,
-                                     "zdm proxy: statement must be prepared again",
-                                     unprepared_id=entry.origin_id))
-                    return
+            if cluster is Cluster.ORIGIN and entry.exec_query is None and \
+                    result.prepared_id != entry.origin_id:  # the client's id no longer works
+                then(error_frame(version, frame.stream, ErrorCode.UNPREPARED,
+                                 "zdm proxy: statement must be prepared again",
+                                 unprepared_id=entry.origin_id))
+                return
+            self.ctx.prepared.reprepared(entry, cluster, result.prepared_id, result.result_metadata_id)
             then(None)
 
-        (self._send_origin if cluster is Cluster.ORIGIN else self._send_target)(
-            0, Opcode.PREPARE, body, prepared)
+        self.send_to(cluster, 0, Opcode.PREPARE, body, prepared)
 
     def resend_body(self, cluster: Cluster, frame: Frame, body: bytes, entry: PreparedEntry | None,
-                    origin_body: bytes) -> bytes:
+                    pending) -> bytes:
         """The body to send ``cluster`` again once it has prepared the statements anew."""
         if frame.opcode == Opcode.EXECUTE:
-            if cluster is Cluster.ORIGIN:
+            if cluster is Cluster.ORIGIN and entry.exec_query is None:
                 return body
+            if cluster is Cluster.ORIGIN:
+                return m.replace_execute_id(body, frame.version, entry.origin_exec_id,
+                                            entry.origin_exec_metadata_id, flags=frame.flags)
             return m.replace_execute_id(body, frame.version, entry.target_id, entry.target_metadata_id,
                                         flags=frame.flags)
+        plan = getattr(pending, "plan", None)
+        if plan is not None:
+            return plan.build(cluster)
         if cluster is Cluster.ORIGIN:
-            return origin_body
-        ids = [c.prepared_id for c in m.decode_batch(origin_body, frame.version, flags=frame.flags).children
-               if c.kind == 1]
-        return self.batch_for_target(frame, origin_body, ids)
-
-    def send(self, cluster: Cluster, frame: Frame, body: bytes, callback: Callback) -> None:
-        (self._send_origin if cluster is Cluster.ORIGIN else self._send_target)(
-            frame.flags, frame.opcode, body, callback)
-
-
-#: errors that mean the cluster could not take the write just now (it may later): what record
-#: mode records; any other error (a bad statement, a missing table) fails the write as usual
-_OUTAGE_ERRORS = frozenset({
-    ErrorCode.SERVER_ERROR, ErrorCode.UNAVAILABLE, ErrorCode.OVERLOADED, ErrorCode.IS_BOOTSTRAPPING,
-    ErrorCode.WRITE_TIMEOUT, ErrorCode.WRITE_FAILURE, ErrorCode.READ_TIMEOUT, ErrorCode.READ_FAILURE,
-    ErrorCode.CDC_WRITE_FAILURE, ErrorCode.CAS_WRITE_UNKNOWN, ErrorCode.TRUNCATE_ERROR})
-
-
-def _outage(outcome: Outcome) -> bool:
-    if not isinstance(outcome, Frame):
-        return True  # no answer in time, or the connection is gone
-    if outcome.opcode != Opcode.ERROR:
-        return False
-    return m.decode_error(outcome.body, flags=outcome.flags).code in _OUTAGE_ERRORS
-
-
-def _lwt_outcome(frame: Frame, version: int):
-    """What a conditional write answered: its rows ([applied] and, when not applied, the
-    values found), or its result kind."""
-    kind = m.result_kind(frame.body, flags=frame.flags)
-    if kind != ResultKind.ROWS:
-        return kind
-    return m.decode_rows(frame.body, version, flags=frame.flags).rows
-
-
-def _applied(frame: Frame, version: int) -> str:
-    rows = _lwt_outcome(frame, version)
-    if isinstance(rows, list) and rows and rows[0] and rows[0][0] is not None:
-        return "yes" if rows[0][0] != b"\x00" else "no"
-    return "?"
-
-
-def _conditional_batch(children, prepared: PreparedCache) -> bool:
-    for child in children:
-        stmt = classify(child.query) if child.kind == 0 else getattr(prepared.get(child.prepared_id),
-                                                                      "statement", None)
-        if stmt is not None and stmt.conditional:
-            return True
-    return False
-
-
-def _query_text(frame: Frame, entry: PreparedEntry | None) -> str:
-    if entry is not None:
-        return entry.query[:200]
-    if frame.opcode == Opcode.QUERY:
-        return m.decode_query(frame.body, frame.version, flags=frame.flags).query[:200]
-    return "?"
+            return pending.origin_body
+        ids = [c.prepared_id for c in m.decode_batch(pending.origin_body, frame.version,
+                                                     flags=frame.flags).children if c.kind == 1]
+        return self.batch_for_target(frame, pending.origin_body, ids)
 
 
 def _for_target(frame: Frame, entry: PreparedEntry) -> bytes:
@@ -527,177 +399,94 @@ def _for_target(frame: Frame, entry: PreparedEntry) -> bytes:
                                 flags=frame.flags)
 
 
-class _Recovering:
-    """Shared by the pending requests: resend once a cluster that answered UNPREPARED has the
-    statement again (at most once per prepared statement a request uses)."""
+class _PrepareRewritten:
+    """PREPARE of a write whose functions are replaced: the clusters prepare the rewritten
+    statement, and origin also prepares the client's, whose id and metadata the client gets."""
 
-    __slots__ = ()
+    __slots__ = ("handler", "frame", "query", "keyspace", "stmt", "rewritten", "answers")
 
-    def recover(self, cluster: Cluster, outcome: Frame, body: bytes, done: Callback) -> bool:
-        """True when the ERROR ``outcome`` is an UNPREPARED this request recovers from (``done``
-        will get the resent request's outcome); False to take ``outcome`` as it is."""
-        pid = unprepared_id(outcome)
-        if pid is None or self.retries_left <= 0:
-            return False
-        handler = self.handler
-        entry = self.entry if self.frame.opcode == Opcode.EXECUTE else \
-            handler.ctx.prepared.on_cluster(cluster, pid)
-        if entry is None:
-            return False
-        self.retries_left -= 1
-        frame = self.frame
-
-        def then(instead: Outcome | None) -> None:
-            if instead is not None:
-                done(instead)
-                return
-            resend = handler.resend_body(cluster, frame, body, entry, self.origin_body)
-            handler.send(cluster, frame, resend, done)
-
-        handler.reprepare(cluster, entry, frame, then)
-        return True
-
-
-class _Single(_Recovering):
-    """A request for one cluster; its answer goes to the client."""
-
-    __slots__ = ("handler", "frame", "cluster", "origin_body", "body", "entry", "retries_left",
-                 "on_success")
-
-    def __init__(self, handler: RequestHandler, frame: Frame, cluster: Cluster, body: bytes,
-                 entry: PreparedEntry | None, retries: int, on_success=None) -> None:
+    def __init__(self, handler: RequestHandler, frame: Frame, query: str, keyspace: str | None,
+                 stmt: Statement, rewritten: functions.Rewritten) -> None:
         self.handler = handler
         self.frame = frame
-        self.cluster = cluster
-        self.body = self.origin_body = body
-        self.entry = entry
-        self.retries_left = retries
-        self.on_success = on_success
+        self.query = query
+        self.keyspace = keyspace
+        self.stmt = stmt
+        self.rewritten = rewritten
+        self.answers: dict[str, Outcome] = {}
 
     def send(self) -> None:
-        self.handler.send(self.cluster, self.frame, self.body, self.done)
+        frame, handler = self.frame, self.handler
+        rewritten = m.replace_query(frame.body, self.rewritten.query, flags=frame.flags)
+        handler.send_to(Cluster.ORIGIN, frame.flags, Opcode.PREPARE, frame.body, self._got("client"))
+        handler.send_to(Cluster.ORIGIN, frame.flags, Opcode.PREPARE, rewritten, self._got("origin"))
+        handler.send_to(Cluster.TARGET, frame.flags, Opcode.PREPARE, rewritten, self._got("target"))
 
-    def done(self, outcome: Outcome) -> None:
-        if self.retries_left and outcome.__class__ is Frame and outcome.opcode == Opcode.ERROR and \
-                self.recover(self.cluster, outcome, self.body, self.done):
-            return
-        frame = self.frame
-        if self.on_success is not None and not aggregate.failed(outcome):
-            self.on_success(outcome, None)
-        self.handler.answer(frame.stream, outcome if isinstance(outcome, Frame)
-                            else failure_frame(frame.version, frame.stream, outcome))
-
-
-class _Dual(_Recovering):
-    """A request for both clusters; the client gets one answer once both are in."""
-
-    __slots__ = ("handler", "frame", "origin_body", "target_body", "entry", "on_success",
-                 "origin", "target", "retries_left", "conditional", "primary", "recordable")
-
-    def __init__(self, handler: RequestHandler, frame: Frame, origin_body: bytes, target_body: bytes,
-                 entry: PreparedEntry | None, retries: int, on_success) -> None:
-        self.handler = handler
-        # a PREPARE answers with origin's id, always; everything else with the primary's answer
-        self.primary = Cluster.ORIGIN if frame.opcode == Opcode.PREPARE else handler.ctx.routing.primary
-        self.recordable = False  # a data write that may be recorded when the secondary fails
-        self.frame = frame
-        self.origin_body = origin_body
-        self.target_body = target_body
-        self.entry = entry
-        self.retries_left = retries
-        self.on_success = on_success
-        self.origin: Outcome | None = None  # each cluster's outcome, once it is in
-        self.target: Outcome | None = None
-        self.conditional = False  # an LWT: the two results are compared
-
-    def send(self) -> None:
-        handler, frame = self.handler, self.frame
-        # in record mode the secondary gets only the shorter wait; what it misses is recorded
-        wait = handler.ctx.secondary_timeout if self.recordable else None
-        handler._send_origin(frame.flags, frame.opcode, self.origin_body, self.origin_done,
-                             wait if self.primary is Cluster.TARGET else None)
-        handler._send_target(frame.flags, frame.opcode, self.target_body, self.target_done,
-                             wait if self.primary is Cluster.ORIGIN else None)
-
-    def origin_done(self, outcome: Outcome) -> None:
-        if self.retries_left and outcome.__class__ is Frame and outcome.opcode == Opcode.ERROR and \
-                self.recover(Cluster.ORIGIN, outcome, self.origin_body, self.origin_done):
-            return
-        self.origin = outcome
-        if self.target is not None:
-            self._complete()
-
-    def target_done(self, outcome: Outcome) -> None:
-        if self.retries_left and outcome.__class__ is Frame and outcome.opcode == Opcode.ERROR and \
-                self.recover(Cluster.TARGET, outcome, self.target_body, self.target_done):
-            return
-        self.target = outcome
-        if self.origin is not None:
-            self._complete()
+    def _got(self, which: str) -> Callback:
+        def done(outcome: Outcome) -> None:
+            self.answers[which] = outcome
+            if len(self.answers) == 3:
+                self._complete()
+        return done
 
     def _complete(self) -> None:
-        handler, frame = self.handler, self.frame
-        p, s = (self.origin, self.target) if self.primary is Cluster.ORIGIN else (self.target, self.origin)
-        if self.recordable and not aggregate.failed(p) and _outage(s):
-            handler.record_secondary_failure(self, p, s)  # answers once the record is durable
+        frame, handler, answers = self.frame, self.handler, self.answers
+        failed = [answers[k] for k in ("client", "origin", "target")
+                  if not isinstance(answers[k], Frame) or answers[k].opcode != Opcode.RESULT]
+        if failed:  # the client's own statement's failure first: it is what it would have seen
+            handler.answer(frame.stream, failure_frame(frame.version, frame.stream, failed[0]))
             return
-        if not aggregate.failed(p) and not aggregate.failed(s):
-            if self.on_success is not None:
-                self.on_success(self.origin, self.target)
-            if self.conditional:
-                handler.compare_lwt(frame, self.entry, self.origin, self.target)
-        handler.answer(frame.stream, failure_frame(frame.version, frame.stream,
-                                                   aggregate.choose(p, s)))
+        version = frame.version
+        client, run, target = (answers[k] for k in ("client", "origin", "target"))
+        ids = {k: m.decode_prepared_result(a.body, version, flags=a.flags) for k, a in answers.items()}
+        handler.ctx.prepared.put(PreparedEntry(
+            self.query, self.keyspace, self.stmt, ids["client"].prepared_id, ids["target"].prepared_id,
+            ids["client"].result_metadata_id, ids["target"].result_metadata_id, None,
+            m.decode_prepared_metadata(run.body, version, flags=run.flags).binds,
+            exec_query=self.rewritten.query, origin_exec_id=ids["origin"].prepared_id,
+            origin_exec_metadata_id=ids["origin"].result_metadata_id, slots=self.rewritten.slots))
+        handler.answer(frame.stream, client)
 
 
-class _AsyncRead(_Recovering):
-    """Phase 3: answer from the primary; also read the secondary and compare, off the
-    client's path (its answer is never returned)."""
+class _BatchPlan:
+    """A BATCH with function replacement, built per cluster from the same generated values:
+    query children get literals, rewritten prepared children their values and each
+    cluster's id; the plan rebuilds a cluster's body again after a re-prepare."""
 
-    __slots__ = ("handler", "frame", "primary", "origin_body", "target_body", "entry", "origin",
-                 "target", "retries_left", "table")
+    __slots__ = ("handler", "frame", "children", "timestamp")
 
-    def __init__(self, handler: RequestHandler, frame: Frame, primary: Cluster, origin_body: bytes,
-                 target_body: bytes, entry: PreparedEntry | None, retries: int, table: str) -> None:
-        self.table = table
+    def __init__(self, handler: RequestHandler, frame: Frame, children, timestamp: int | None) -> None:
         self.handler = handler
         self.frame = frame
-        self.primary = primary
-        self.origin_body = origin_body
-        self.target_body = target_body
-        self.entry = entry
-        self.retries_left = retries
-        self.origin: Outcome | None = None
-        self.target: Outcome | None = None
+        self.children = children  # (BatchChild, entry or None)
+        self.timestamp = timestamp
 
-    def send(self) -> None:
-        handler, frame = self.handler, self.frame
-        handler._send_origin(frame.flags, frame.opcode, self.origin_body, self.origin_done)
-        handler._send_target(frame.flags, frame.opcode, self.target_body, self.target_done)
+    @classmethod
+    def of(cls, handler: RequestHandler, frame: Frame, info, timestamp: int | None) -> "_BatchPlan | None":
+        """The plan, or None when no child calls a function (the batch goes as it came)."""
+        now = timestamp or handler.ctx.clock()
+        children, changed = [], False
+        for child in info.children:
+            if child.kind == 0:
+                found = functions.calls(child.query)
+                if found:
+                    child = child._replace(query=functions.with_literals(child.query, found, now))
+                    changed = True
+                children.append((child, None))
+            else:
+                entry = handler.ctx.prepared.get(child.prepared_id)
+                if entry.slots:
+                    child = child._replace(values=tuple(functions.fill(list(child.values), entry.slots, now)))
+                    changed = True
+                children.append((child, entry))
+        return cls(handler, frame, children, timestamp) if changed else None
 
-    def origin_done(self, outcome: Outcome) -> None:
-        if self.retries_left and outcome.__class__ is Frame and outcome.opcode == Opcode.ERROR and \
-                self.recover(Cluster.ORIGIN, outcome, self.origin_body, self.origin_done):
-            return
-        self.origin = outcome
-        self._record(Cluster.ORIGIN, outcome)
-
-    def target_done(self, outcome: Outcome) -> None:
-        if self.retries_left and outcome.__class__ is Frame and outcome.opcode == Opcode.ERROR and \
-                self.recover(Cluster.TARGET, outcome, self.target_body, self.target_done):
-            return
-        self.target = outcome
-        self._record(Cluster.TARGET, outcome)
-
-    def _record(self, cluster: Cluster, outcome: Outcome) -> None:
-        handler, frame = self.handler, self.frame
-        if cluster is self.primary:
-            handler.answer(frame.stream, failure_frame(frame.version, frame.stream, outcome))
-        if self.origin is not None and self.target is not None:
-            p, s = (self.origin, self.target) if self.primary is Cluster.ORIGIN else (self.target, self.origin)
-            handler.ctx.stats.compare_async_read(p, s, frame.version, self.table, self.describe)
-
-    def describe(self) -> str:
-        """The row this read asked for, as a sample of where the clusters differ."""
-        found = self.handler.request_keys(self.frame, self.entry)
-        return render(found[0][2]) if found and found[0][2] else _query_text(self.frame, self.entry)
+    def build(self, cluster: Cluster) -> bytes:
+        frame = self.frame
+        children = [child if entry is None else child._replace(prepared_id=entry.id_on(cluster))
+                    for child, entry in self.children]
+        body = m.rebuild_batch(frame.body, frame.version, children, flags=frame.flags)
+        if self.timestamp is not None:
+            body = m.add_default_timestamp(Opcode.BATCH, body, frame.version, self.timestamp,
+                                           flags=frame.flags)
+        return body

@@ -51,7 +51,7 @@ def from_bound_values(keyspace: str | None, table: str, binds: list[ColumnSpec],
     """The key of a prepared write: each bound value under its marker's name."""
     columns: dict[str, list[dict[str, str]]] = {}
     for spec, value in zip(binds, values):
-        if spec.name.startswith("[") or value is None:  # [ttl], [timestamp], [limit]...
+        if spec.name.startswith("[") or not isinstance(value, bytes):  # [ttl]..., null, unset
             continue
         entry = {"type": spec.type.cql, "hex": value.hex()}
         if entry not in columns.setdefault(spec.name, []):
@@ -170,7 +170,7 @@ def _term(tokens: list[_Tok], i: int, query: str, bound, stop: tuple[str, ...],
         raise _NotRead
     if i == start + 1 and tokens[start].text == "?":
         value = next(bound, None)
-        return ({"cql": "null"} if value is None else {"hex": value.hex()}), i
+        return ({"hex": value.hex()} if isinstance(value, bytes) else {"cql": "null"}), i
     if any(t.text.startswith(":") for t in tokens[start:i]) or any(t.text == "?" for t in tokens[start:i]):
         raise _NotRead  # named or nested markers: not read here
     return {"cql": query[tokens[start].start:tokens[i - 1].end]}, i

@@ -1,0 +1,243 @@
+"""Requests waiting for their answers: one object per request in flight, no closure.
+
+Theory of operation: the request handler sends a request and leaves a pending object to
+finish it: :class:`Single` (one cluster answers the client), :class:`Dual` (both clusters;
+the client gets zdm-proxy's choice once both are in) or :class:`AsyncRead` (phase 3: the
+primary answers the client at once, the secondary's answer is only compared).  Each holds
+what its answer needs and calls back into the handler, which it knows only by the few
+methods it uses (``answer``, ``send_to``, ``reprepare``, ``resend_body``, ...): nothing here
+imports asyncio, the handler, or the server.
+
+A cluster that forgot a prepared statement answers UNPREPARED; a pending request prepares
+it there again and resends (:class:`_Recovering`), at most once per statement and cluster.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from zdm.cql import messages as m
+from zdm.cql.constants import ErrorCode, Opcode
+from zdm.cql.frame import Frame
+from zdm.phases.model import Cluster
+from zdm.proxy import aggregate
+from zdm.proxy.aggregate import Outcome
+from zdm.proxy.prepared import PreparedEntry
+
+Callback = Callable[[Outcome], None]
+
+_UNPREPARED_CODE = ErrorCode.UNPREPARED.to_bytes(4, "big")
+
+#: errors that mean a cluster could not take a write just now (it may later): what record
+#: mode records; any other error (a bad statement, a missing table) fails the write as usual
+OUTAGE_ERRORS = frozenset({
+    ErrorCode.SERVER_ERROR, ErrorCode.UNAVAILABLE, ErrorCode.OVERLOADED, ErrorCode.IS_BOOTSTRAPPING,
+    ErrorCode.WRITE_TIMEOUT, ErrorCode.WRITE_FAILURE, ErrorCode.READ_TIMEOUT, ErrorCode.READ_FAILURE,
+    ErrorCode.CDC_WRITE_FAILURE, ErrorCode.CAS_WRITE_UNKNOWN, ErrorCode.TRUNCATE_ERROR})
+
+
+def error_frame(version: int, stream: int, code: int, message: str, *,
+                unprepared_id: bytes | None = None) -> Frame:
+    body = m.encode_error(code, message, unprepared_id=unprepared_id)
+    return Frame(version, True, 0, stream, Opcode.ERROR, body)
+
+
+def failure_frame(version: int, stream: int, outcome: Outcome) -> Frame:
+    """The frame the client gets for ``outcome``: the cluster's own, or an error for silence."""
+    if isinstance(outcome, Frame):
+        return outcome
+    return error_frame(version, stream, ErrorCode.SERVER_ERROR, f"zdm proxy: {outcome.message}")
+
+
+def unprepared_id(outcome: Outcome) -> bytes | None:
+    """The prepared id of an UNPREPARED error, else None."""
+    if not isinstance(outcome, Frame) or outcome.opcode != Opcode.ERROR:
+        return None
+    body = outcome.body
+    if not outcome.flags and body[:4] != _UNPREPARED_CODE:
+        return None  # the common case, decided without decoding
+    info = m.decode_error(body, flags=outcome.flags)
+    return info.unprepared_id if info.code == ErrorCode.UNPREPARED else None
+
+
+def is_outage(outcome: Outcome) -> bool:
+    """No answer in time, a lost connection, or an error of :data:`OUTAGE_ERRORS`."""
+    if not isinstance(outcome, Frame):
+        return True
+    if outcome.opcode != Opcode.ERROR:
+        return False
+    return m.decode_error(outcome.body, flags=outcome.flags).code in OUTAGE_ERRORS
+
+
+class _Recovering:
+    """Resend once a cluster that answered UNPREPARED has the statement again."""
+
+    __slots__ = ()
+
+    def recover(self, cluster: Cluster, outcome: Frame, body: bytes, done: Callback) -> bool:
+        """True when the ERROR ``outcome`` is an UNPREPARED this request recovers from (``done``
+        will get the resent request's outcome); False to take ``outcome`` as it is."""
+        pid = unprepared_id(outcome)
+        if pid is None or self.retries_left <= 0:
+            return False
+        handler = self.handler
+        entry = self.entry if self.frame.opcode == Opcode.EXECUTE else \
+            handler.ctx.prepared.on_cluster(cluster, pid)
+        if entry is None:
+            return False
+        self.retries_left -= 1
+        frame = self.frame
+
+        def then(instead: Outcome | None) -> None:
+            if instead is not None:
+                done(instead)
+                return
+            handler.send_to(cluster, frame.flags, frame.opcode,
+                            handler.resend_body(cluster, frame, body, entry, self), done)
+
+        handler.reprepare(cluster, entry, frame, then)
+        return True
+
+
+class Single(_Recovering):
+    """A request for one cluster; its answer goes to the client."""
+
+    __slots__ = ("handler", "frame", "cluster", "body", "entry", "retries_left", "on_success")
+
+    def __init__(self, handler, frame: Frame, cluster: Cluster, body: bytes,
+                 entry: PreparedEntry | None, retries: int, on_success=None) -> None:
+        self.handler = handler
+        self.frame = frame
+        self.cluster = cluster
+        self.body = body
+        self.entry = entry
+        self.retries_left = retries
+        self.on_success = on_success
+
+    def send(self) -> None:
+        self.handler.send_to(self.cluster, self.frame.flags, self.frame.opcode, self.body, self.done)
+
+    def done(self, outcome: Outcome) -> None:
+        if self.retries_left and outcome.__class__ is Frame and outcome.opcode == Opcode.ERROR and \
+                self.recover(self.cluster, outcome, self.body, self.done):
+            return
+        frame = self.frame
+        if self.on_success is not None and not aggregate.failed(outcome):
+            self.on_success(outcome, None)
+        self.handler.answer(frame.stream, outcome if isinstance(outcome, Frame)
+                            else failure_frame(frame.version, frame.stream, outcome))
+
+
+class Dual(_Recovering):
+    """A request for both clusters; the client gets one answer once both are in."""
+
+    __slots__ = ("handler", "frame", "origin_body", "target_body", "entry", "on_success",
+                 "origin", "target", "retries_left", "conditional", "primary", "recordable", "plan")
+
+    def __init__(self, handler, frame: Frame, origin_body: bytes, target_body: bytes,
+                 entry: PreparedEntry | None, retries: int, on_success=None) -> None:
+        self.handler = handler
+        # a PREPARE answers with origin's id, always; everything else with the primary's answer
+        self.primary = Cluster.ORIGIN if frame.opcode == Opcode.PREPARE else handler.ctx.routing.primary
+        self.frame = frame
+        self.origin_body = origin_body
+        self.target_body = target_body
+        self.entry = entry
+        self.retries_left = retries
+        self.on_success = on_success
+        self.origin: Outcome | None = None  # each cluster's outcome, once it is in
+        self.target: Outcome | None = None
+        self.conditional = False  # an LWT: the two results are compared
+        self.recordable = False   # a data write that record mode may record
+        self.plan = None          # a BATCH rebuilt per cluster (function replacement)
+
+    def send(self) -> None:
+        handler, frame = self.handler, self.frame
+        # in record mode the secondary gets only the shorter wait; what it misses is recorded
+        wait = handler.ctx.secondary_timeout if self.recordable else None
+        handler.send_to(Cluster.ORIGIN, frame.flags, frame.opcode, self.origin_body, self.origin_done,
+                        wait if self.primary is Cluster.TARGET else None)
+        handler.send_to(Cluster.TARGET, frame.flags, frame.opcode, self.target_body, self.target_done,
+                        wait if self.primary is Cluster.ORIGIN else None)
+
+    def origin_done(self, outcome: Outcome) -> None:
+        if self.retries_left and outcome.__class__ is Frame and outcome.opcode == Opcode.ERROR and \
+                self.recover(Cluster.ORIGIN, outcome, self.origin_body, self.origin_done):
+            return
+        self.origin = outcome
+        if self.target is not None:
+            self._complete()
+
+    def target_done(self, outcome: Outcome) -> None:
+        if self.retries_left and outcome.__class__ is Frame and outcome.opcode == Opcode.ERROR and \
+                self.recover(Cluster.TARGET, outcome, self.target_body, self.target_done):
+            return
+        self.target = outcome
+        if self.origin is not None:
+            self._complete()
+
+    def _complete(self) -> None:
+        handler, frame = self.handler, self.frame
+        p, s = (self.origin, self.target) if self.primary is Cluster.ORIGIN else (self.target, self.origin)
+        if self.recordable and not aggregate.failed(p) and is_outage(s):
+            handler.record_secondary_failure(self, p, s)  # answers once the record is durable
+            return
+        if not aggregate.failed(p) and not aggregate.failed(s):
+            if self.on_success is not None:
+                self.on_success(self.origin, self.target)
+            if self.conditional:
+                handler.compare_lwt(self)
+        handler.answer(frame.stream, failure_frame(frame.version, frame.stream,
+                                                   aggregate.choose(p, s)))
+
+
+class AsyncRead(_Recovering):
+    """Phase 3: answer from the primary; also read the secondary and compare, off the
+    client's path (its answer is never returned)."""
+
+    __slots__ = ("handler", "frame", "primary", "origin_body", "target_body", "entry", "origin",
+                 "target", "retries_left", "table")
+
+    def __init__(self, handler, frame: Frame, primary: Cluster, origin_body: bytes,
+                 target_body: bytes, entry: PreparedEntry | None, retries: int, table: str) -> None:
+        self.handler = handler
+        self.frame = frame
+        self.primary = primary
+        self.origin_body = origin_body
+        self.target_body = target_body
+        self.entry = entry
+        self.retries_left = retries
+        self.table = table
+        self.origin: Outcome | None = None
+        self.target: Outcome | None = None
+
+    def send(self) -> None:
+        handler, frame = self.handler, self.frame
+        handler.send_to(Cluster.ORIGIN, frame.flags, frame.opcode, self.origin_body, self.origin_done)
+        handler.send_to(Cluster.TARGET, frame.flags, frame.opcode, self.target_body, self.target_done)
+
+    def origin_done(self, outcome: Outcome) -> None:
+        if self.retries_left and outcome.__class__ is Frame and outcome.opcode == Opcode.ERROR and \
+                self.recover(Cluster.ORIGIN, outcome, self.origin_body, self.origin_done):
+            return
+        self.origin = outcome
+        self._record(Cluster.ORIGIN, outcome)
+
+    def target_done(self, outcome: Outcome) -> None:
+        if self.retries_left and outcome.__class__ is Frame and outcome.opcode == Opcode.ERROR and \
+                self.recover(Cluster.TARGET, outcome, self.target_body, self.target_done):
+            return
+        self.target = outcome
+        self._record(Cluster.TARGET, outcome)
+
+    def _record(self, cluster: Cluster, outcome: Outcome) -> None:
+        handler, frame = self.handler, self.frame
+        if cluster is self.primary:
+            handler.answer(frame.stream, failure_frame(frame.version, frame.stream, outcome))
+        if self.origin is not None and self.target is not None:
+            p, s = (self.origin, self.target) if self.primary is Cluster.ORIGIN else (self.target, self.origin)
+            handler.ctx.stats.compare_async_read(p, s, frame.version, self.table, self.describe)
+
+    def describe(self) -> str:
+        """The row this read asked for, as a sample of where the clusters differ."""
+        return self.handler.describe(self.frame, self.entry)
