@@ -1,13 +1,14 @@
 """Copy one token range of one table from origin to target: a plain function of (range, settings).
 
 Theory of operation: the range is scanned on origin in token order, a page at a time
-(one page read ahead).  Each row becomes writes (``cells.plan_row``), and a partition's
+(one page read ahead).  Each row becomes writes (``plan.plan_row``), and a partition's
 static cells are written once, at its first row in the scan.  Writes go out through a
 bounded window; the function returns only when every write has been acknowledged, so a
 range reported done is durably on target.  All writes carry origin's writetimes, so
 redoing a range is harmless, with two exceptions handled by reading target first:
 list appends (elements target already has are skipped) and counters (written as the
-delta ``origin - target``).
+delta ``origin - target``).  Columns origin cannot read cell by cell are written at the
+fallback timestamp (:mod:`zdm.migrate.fallback`), which redoing also leaves unchanged.
 """
 
 from __future__ import annotations
@@ -15,22 +16,12 @@ from __future__ import annotations
 from typing import Callable
 
 from zdm.migrate import aio
-from zdm.migrate.cells import Write, counter_deltas, plan_row, plan_static
+from zdm.migrate.cells import Write, counter_deltas
 from zdm.migrate.context import WorkerContext
+from zdm.migrate.plan import plan_row, plan_static
 from zdm.migrate.ring import TokenRange
-from zdm.migrate.schema import Kind, TableSpec
+from zdm.migrate.schema import TableSpec
 from zdm.migrate.statements import cql_for, values_for
-
-
-def list_elements(spec: TableSpec, row: tuple | None) -> dict[str, list]:
-    """(element, writetime) pairs of each non-frozen list in a scan row."""
-    if row is None:
-        return {}
-    out = {}
-    for c in spec.columns:
-        if c.kind is Kind.LIST and row[c.offset] is not None:
-            out[c.name] = list(zip(row[c.offset], row[c.offset + 1]))
-    return out
 
 
 async def write_all(ctx: WorkerContext, spec: TableSpec, writes: list[Write], key: tuple,
@@ -87,8 +78,7 @@ async def copy_range(ctx: WorkerContext, spec: TableSpec, rng: TokenRange,
                     if delta:
                         await write_all(ctx, spec, [delta], key, window)
                 continue
-            present = list_elements(spec, existing[i]) if existing else None
-            writes = plan_row(spec, row, present)
+            writes = plan_row(spec, row, existing[i] if existing else None)
             if writes:
                 await write_all(ctx, spec, writes, key, window)
         total += len(rows)
@@ -107,6 +97,6 @@ async def _copy_statics(ctx: WorkerContext, spec: TableSpec, row: tuple, key: tu
         delta = counter_deltas(spec, row, target_row, static=True)
         writes = [delta] if delta else []
     else:
-        writes = plan_static(spec, row, list_elements(spec, target_row))
+        writes = plan_static(spec, row, target_row)
     if writes:
         await write_all(ctx, spec, writes, key, window)

@@ -28,6 +28,8 @@ def cql_for(spec: TableSpec, write: Write) -> str:
             sets.append(f"{q} = ?")
         elif a.op is Op.FIELD:
             sets.append(f"{q}.{protect_name(a.field)} = ?")
+        elif a.op is Op.PREPEND:
+            sets.append(f"{q} = ? + {q}")
         else:  # ADD and INCR
             sets.append(f"{q} = {q} + ?")
     where = " AND ".join(f"{protect_name(k)} = ?" for k in keys)
