@@ -22,8 +22,24 @@ SANDBOX_SERIES: tuple[Version, ...] = ((3, 11), (4, 0), (4, 1), (5, 0))
 #: collection (one value per element) or a field of a non-frozen UDT (CASSANDRA-8877).
 ELEMENT_METADATA_SINCE: Version = (5, 0)
 
-#: Cassandra 4.0 removed COMPACT STORAGE: such tables can no longer be created.
+#: Cassandra 4.0 dropped COMPACT STORAGE to minimal support (CASSANDRA-16217): 4.1 and
+#: 5.0 still create such tables, but only while the compact_tables_enabled guardrail
+#: allows it (Astra DB does not), and dropping it needs drop_compact_storage_enabled.
 COMPACT_STORAGE_REMOVED_IN: Version = (4, 0)
+
+#: Table options later releases no longer know (they refuse a CREATE TABLE naming them),
+#: with why; any other option target lacks is reported too, found by comparing names.
+REMOVED_OPTIONS: dict[str, str] = {
+    "read_repair_chance": "removed in Cassandra 4.0 (its `read_repair` option replaces it)",
+    "dclocal_read_repair_chance": "removed in Cassandra 4.0 (its `read_repair` option "
+                                  "replaces it)",
+    "nodesync": "a DSE option that Apache Cassandra does not have",
+}
+
+#: Compaction strategies removed, with the release that removed them and the replacement.
+REMOVED_COMPACTION: dict[str, tuple[Version, str]] = {
+    "DateTieredCompactionStrategy": ((5, 0), "TimeWindowCompactionStrategy"),
+}
 
 
 def parse_version(text: str | None) -> Version | None:
