@@ -236,3 +236,56 @@ def test_the_fallback_loses_to_every_dual_write_in_any_order(race, old_origin_se
     if "TTL 1" in live:
         time.sleep(2.1)
     assert _partition(target_session, spec, k) == _partition(old_origin_session, spec, k)
+
+
+# -- autocorrect ---------------------------------------------------------------------------
+
+# id, statement (origin or target), key (pk, ck), outcome: "fixed" by autocorrect, "kept"
+# (a difference autocorrect must not or cannot repair), or "none" (no difference at all)
+DAMAGE = [
+    ("element only origin has", "origin",
+     "UPDATE {ks}.everything USING TIMESTAMP {old} SET st = st + {{'missed'}} WHERE pk = 3 AND ck = 'c0'",
+     (3, "c0"), "fixed"),
+    ("udt field only origin has", "origin",
+     "UPDATE {ks}.everything USING TIMESTAMP {old} SET ud.street = 'moved' WHERE pk = 0 AND ck = 'c2'",
+     (0, "c2"), "fixed"),
+    # older than the copy: its collection tombstone (at T - 1) already shadows it
+    ("stale entry only target has", "target",
+     "UPDATE {ks}.everything USING TIMESTAMP {old} SET m = m + {{'stale': 1}} WHERE pk = 4 AND ck = 'c1'",
+     (4, "c1"), "none"),
+    # deleted at T on target: the copy's elements (at T) lose to it, as to a live delete,
+    # and autocorrect's (at T again) lose again
+    ("list deleted at the copy's timestamp", "target",
+     "DELETE l FROM {ks}.everything USING TIMESTAMP {t} WHERE pk = 5 AND ck = 'c2'", (5, "c2"), "kept"),
+    ("a newer write only target has", "target",
+     "UPDATE {ks}.everything USING TIMESTAMP {live} SET st = st + {{'live'}} WHERE pk = 2 AND ck = 'c2'",
+     (2, "c2"), "kept"),
+]
+
+
+def test_autocorrect_repairs_fallback_columns_but_never_a_newer_write(
+        filled, old_config, tmp_path, old_origin_session, target_session):
+    config = config_for(old_config, tmp_path)
+    assert migrate(config, migration(filled, dual_writes_since=SINCE)).complete
+    for _name, side, stmt, _key, _outcome in DAMAGE:
+        session = old_origin_session if side == "origin" else target_session
+        session.execute(stmt.format(ks=filled, old=OLD, t=T, live=LIVE))
+
+    with pytest.raises(ZdmError, match="repairing .*everything needs to know when dual writes began"):
+        validate(config, validation(filled, autocorrect=True))
+    report = validate(config, validation(filled, autocorrect=True, dual_writes_since=SINCE))
+    table = {t.table.split(".")[1]: t for t in report.tables}["everything"]
+    found = {(d["key"]["pk"], d["key"]["ck"]): d for d in table.differences}
+    assert set(found) == {key for *_, key, outcome in DAMAGE if outcome != "none"}
+    for name, _side, _stmt, key, outcome in DAMAGE:
+        if outcome == "none":
+            continue
+        assert found[key]["kind"] == "cells_differ", name
+        assert found[key]["fixed"] == (outcome == "fixed"), name
+        if outcome == "kept":  # contents differ; element writetimes are never compared
+            assert [c["aspect"] for c in found[key]["cells"]] == ["value"], name
+    after = validate(config, validation(filled))
+    left = {(d["key"]["pk"], d["key"]["ck"]) for t in after.tables for d in t.differences}
+    assert left == {key for *_, key, outcome in DAMAGE if outcome == "kept"}
+    row = target_session.execute(f"SELECT st FROM {filled}.everything WHERE pk = 2 AND ck = 'c2'").one()
+    assert "live" in row.st, "autocorrect never overwrites a newer write"
