@@ -101,24 +101,16 @@ class NodeHandle:
 @pytest.fixture(scope="session")
 def old_origin(sandbox):
     """A Cassandra 4.1.10 origin (one node, port 9144) beside the 5.0 pair, for the whole run."""
-    from zdm.sandbox import jars, node
+    from zdm.sandbox import local, node
 
-    spec = node.NodeSpec("origin-old", OLD_ORIGIN_PORT, OLD_ORIGIN_STORAGE_PORT,
-                         Path(os.environ.get("ZDM_TEST_OLD_ORIGIN_DIR",
-                                             ROOT / ".zdm" / f"test-origin-{OLD_ORIGIN_VERSION[:3]}")),
-                         version=OLD_ORIGIN_VERSION)
-    release = _release(OLD_ORIGIN_PORT)
-    if release is not None:
-        assert release == OLD_ORIGIN_VERSION, \
-            f"port {OLD_ORIGIN_PORT} answers with Cassandra {release}, not {OLD_ORIGIN_VERSION}"
-        yield NodeHandle(spec, started_here=False)
-        return
-    proc = node.start(spec, jars.find_java(spec.version), jars.ensure_jars(spec.version))
+    directory = Path(os.environ.get("ZDM_TEST_OLD_ORIGIN_DIR",
+                                    ROOT / ".zdm" / f"test-origin-{OLD_ORIGIN_VERSION[:3]}"))
+    spec, started = local.single_node("origin-old", OLD_ORIGIN_VERSION, OLD_ORIGIN_PORT, directory,
+                                      storage_port=OLD_ORIGIN_STORAGE_PORT)
     try:
-        node.wait_ready(spec, proc, timeout=240)
-        yield NodeHandle(spec, started_here=True)
+        yield NodeHandle(spec, started_here=started)
     finally:
-        if not os.environ.get("ZDM_KEEP_SANDBOX"):
+        if started and not os.environ.get("ZDM_KEEP_SANDBOX"):
             node.stop(spec)
 
 

@@ -231,3 +231,24 @@ def test_the_fallback_timestamp_is_below_every_dual_write(old_config, tmp_path, 
     finally:
         session.execute(f"DROP KEYSPACE IF EXISTS {ks}")
         cluster.shutdown()
+
+
+def test_the_demo_migrates_from_a_4_1_origin(old_origin, sandbox, tmp_path):
+    """`zdm demo --origin-version 4.1.10` (on the 4.1 node this run already has)."""
+    from typer.testing import CliRunner
+
+    from zdm.cli.main import app
+
+    cfg = tmp_path / "zdm.yaml"
+    cfg.write_text(f"target: {{port: {sandbox.target_port}}}\n"
+                   f"proxy: {{listen_port: {free_port()}}}\nstate_dir: state\n")
+    result = CliRunner(env={"COLUMNS": "300"}).invoke(app, [
+        "demo", "--config", str(cfg), "--origin-version", "4.1.10",
+        "--origin-port", str(old_origin.port), "--rows", "400", "--rate", "60"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "(Cassandra 4.1.10) and target" in out and "(Cassandra 5.0.8)" in out
+    assert "except tags: origin cannot read its elements' writetimes" in out
+    assert "tags by contents" in out
+    assert "No downtime, no lost write" in out
+    assert "Stopped the Cassandra" not in out, "a node that already ran is left running"

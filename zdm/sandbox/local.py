@@ -231,3 +231,47 @@ def _describe(s: SandboxSettings) -> str:
             f"heap {s.heap_mb} MiB, Cassandra {releases}")
 
 
+
+
+def single_node(name: str, version: str, port: int, directory: Path, *,
+                storage_port: int | None = None, java: str | None = None, heap_mb: int = 512,
+                timeout: float = 240.0, on_step=lambda msg: None) -> tuple[node.NodeSpec, bool]:
+    """One extra node of ``version`` on ``port`` (beside a sandbox, e.g. an older origin);
+    returns it and whether it was started here.  A node that already answers on ``port``
+    is used if it runs ``version``, refused otherwise.  ``storage_port`` defaults to the
+    first free one of 7000, 7100, ..."""
+    java_majors(version)
+    probe = node.NodeSpec(name, port, storage_port or 0, directory, version=version)
+    if node.read_pid(probe) is not None:  # this directory's node, still starting
+        node.wait_ready(probe, None, timeout=timeout)
+    if node.port_open(port):
+        try:
+            found = node.cql_login(probe)
+        except Exception as exc:  # noqa: BLE001 - anything but a node of that release
+            raise SandboxError(f"port {port} is in use, and no Cassandra {version} answers "
+                               f"there ({exc})", hint="pick another port") from None
+        if found != version:
+            raise SandboxError(f"port {port} runs Cassandra {found}, not {version}",
+                               hint="pick another port, or stop that node")
+        return probe, False
+    previous = node.started_with(probe)
+    if previous and previous.get("release") != version:
+        raise SandboxError(f"{directory} holds a Cassandra {previous.get('release')} node, "
+                           f"not {version}", hint=f"delete {directory}, or use another directory")
+    storage = storage_port or next((p for p in STORAGE_PORTS if not node.port_open(p)), None)
+    if storage is None:
+        raise SandboxError("no free storage port among " + ", ".join(map(str, STORAGE_PORTS)))
+    spec = node.NodeSpec(name, port, storage, directory, heap_mb, version=version)
+    java_path = _java_for(spec, java)
+    if not jars_cached(version):
+        on_step(f"Fetching Cassandra {version} jars from Maven Central (once)...")
+    lib = ensure_jars(version)
+    on_step(f"Starting {name} (Cassandra {version}) on 127.0.0.1:{port}...")
+    offset = node.log_size(spec)
+    proc = node.start(spec, java_path, lib)
+    try:
+        node.wait_ready(spec, proc, timeout=timeout, log_offset=offset)
+    except BaseException:
+        node.stop(spec, grace=5)
+        raise
+    return spec, True
