@@ -1,9 +1,12 @@
-"""Test session fixtures: one real sandbox (origin 9042, target 9043) for the whole run.
+"""Test session fixtures: one real sandbox (origin 9042, target 9043) for the whole run,
+and beside it one older origin node (Cassandra 4.1.10 on 9144) for the cross-version tests.
 
 If both ports already answer CQL (a developer's `zdm sandbox up`), that sandbox is
 reused and left running; otherwise one is started under .zdm/test-sandbox and stopped
-when the run ends.  Unit tests never touch it: only tests that ask for these fixtures
-(all under tests/integration/, marked `integration`) pay for Cassandra.
+when the run ends.  The older origin works the same way (started under
+.zdm/test-origin-4.1 on first use, stopped at the end unless it already answered); its
+target is the sandbox's target.  Unit tests never touch them: only tests that ask for
+these fixtures (all under tests/integration/, marked `integration`) pay for Cassandra.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from zdm.sandbox.local import SandboxSettings
 
 ORIGIN_PORT = int(os.environ.get("ZDM_TEST_ORIGIN_PORT", "9042"))
 TARGET_PORT = int(os.environ.get("ZDM_TEST_TARGET_PORT", "9043"))
+OLD_ORIGIN_VERSION = os.environ.get("ZDM_TEST_OLD_ORIGIN_VERSION", "4.1.10")
+OLD_ORIGIN_PORT = int(os.environ.get("ZDM_TEST_OLD_ORIGIN_PORT", "9144"))
+OLD_ORIGIN_STORAGE_PORT = int(os.environ.get("ZDM_TEST_OLD_ORIGIN_STORAGE_PORT", "7300"))
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -29,17 +35,21 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.integration)
 
 
-def _answers(port: int) -> bool:
+def _release(port: int) -> str | None:
+    """The release_version of the node answering CQL on ``port`` (None: none answers)."""
     from zdm.sandbox import node
 
     if not node.port_open(port):
-        return False
+        return None
     spec = node.NodeSpec("probe", port, 0, Path("."))
     try:
-        node.cql_login(spec, timeout=5)
-        return True
+        return node.cql_login(spec, timeout=5)
     except Exception:
-        return False
+        return None
+
+
+def _answers(port: int) -> bool:
+    return _release(port) is not None
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,48 @@ def sandbox():
             local.down(settings)
 
 
+@dataclass(frozen=True)
+class NodeHandle:
+    spec: "object"  # zdm.sandbox.node.NodeSpec
+    started_here: bool
+
+    @property
+    def port(self) -> int:
+        return self.spec.native_port
+
+
+@pytest.fixture(scope="session")
+def old_origin(sandbox):
+    """A Cassandra 4.1.10 origin (one node, port 9144) beside the 5.0 pair, for the whole run."""
+    from zdm.sandbox import local, node
+
+    directory = Path(os.environ.get("ZDM_TEST_OLD_ORIGIN_DIR",
+                                    ROOT / ".zdm" / f"test-origin-{OLD_ORIGIN_VERSION[:3]}"))
+    spec, started = local.single_node("origin-old", OLD_ORIGIN_VERSION, OLD_ORIGIN_PORT, directory,
+                                      storage_port=OLD_ORIGIN_STORAGE_PORT)
+    try:
+        yield NodeHandle(spec, started_here=started)
+    finally:
+        if started and not os.environ.get("ZDM_KEEP_SANDBOX"):
+            node.stop(spec)
+
+
+@pytest.fixture(scope="session")
+def old_config(old_origin, sandbox, tmp_path_factory) -> Config:
+    """Origin: the 4.1 node; target: the sandbox's 5.0 target."""
+    return Config(origin=ClusterConfig(port=old_origin.port),
+                  target=ClusterConfig(port=sandbox.target_port),
+                  state_dir=tmp_path_factory.mktemp("old-state"))
+
+
+@pytest.fixture(scope="session")
+def old_origin_session(old_config):
+    from zdm.connect import session
+
+    with session(old_config.origin, name="origin") as s:
+        yield s
+
+
 @pytest.fixture(scope="session")
 def zdm_config(sandbox, tmp_path_factory) -> Config:
     state = tmp_path_factory.mktemp("state")
@@ -101,13 +153,23 @@ def target_session(zdm_config):
         yield s
 
 
-@pytest.fixture()
-def keyspace(origin_session, target_session):
-    """A fresh keyspace of the same name on both clusters, dropped afterwards."""
+def _pair_keyspace(*sessions):
     name = "t_" + uuid.uuid4().hex[:12]
-    for s in (origin_session, target_session):
+    for s in sessions:
         s.execute(f"CREATE KEYSPACE {name} WITH replication = "
                   "{'class': 'SimpleStrategy', 'replication_factor': 1}")
     yield name
-    for s in (origin_session, target_session):
+    for s in sessions:
         s.execute(f"DROP KEYSPACE IF EXISTS {name}")
+
+
+@pytest.fixture()
+def keyspace(origin_session, target_session):
+    """A fresh keyspace of the same name on both clusters, dropped afterwards."""
+    yield from _pair_keyspace(origin_session, target_session)
+
+
+@pytest.fixture()
+def old_keyspace(old_origin_session, target_session):
+    """A fresh keyspace of the same name on the 4.1 origin and on target, dropped afterwards."""
+    yield from _pair_keyspace(old_origin_session, target_session)

@@ -5,6 +5,9 @@ phase 1 on, while the operator's steps run exactly as the CLI runs them: preflig
 proxy, phases 1 and 2, copy and validation of the pre-existing orders, async dual
 reads, reads from target, a final validation and the cutover.  At the end every
 write the application saw acknowledged is checked on target: none may be missing.
+The application also tags pre-existing orders (a non-frozen set) while they are being
+copied: from an origin before Cassandra 5.0 that set takes the copy's fallback, which
+must lose to those live tags.
 
 It uses its own keyspace (``zdm_demo``) and its own state directory, so it never
 touches a real migration's state.
@@ -52,7 +55,7 @@ class DemoReport:
 class _Application:
     """A client of the proxy: inserts orders and reads back ones it saw acknowledged."""
 
-    def __init__(self, port: int, rate: float) -> None:
+    def __init__(self, port: int, rate: float, history: list[tuple[int, uuid.UUID]]) -> None:
         from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
         from cassandra.policies import RoundRobinPolicy
 
@@ -60,12 +63,15 @@ class _Application:
         self.cluster = Cluster(["127.0.0.1"], port=port, execution_profiles={EXEC_PROFILE_DEFAULT: profile})
         self.session = self.cluster.connect(DEMO_KEYSPACE)
         self.insert = self.session.prepare(
-            "INSERT INTO orders (customer, order_id, item, qty) VALUES (?, ?, ?, ?)")
+            "INSERT INTO orders (customer, order_id, item, qty, tags) VALUES (?, ?, ?, ?, ?)")
+        self.tag = self.session.prepare(
+            "UPDATE orders SET tags = tags + ? WHERE customer = ? AND order_id = ?")
+        self.history = history
         self.select = self.session.prepare(
             "SELECT item FROM orders WHERE customer = ? AND order_id = ?")
         self.rate = rate
         self.acknowledged: list[tuple[int, uuid.UUID]] = []
-        self.reads = self.writes = self.errors = self.misses = 0
+        self.reads = self.writes = self.errors = self.misses = self.tags = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="demo-application", daemon=True)
         self._rng = random.Random(1)
@@ -86,6 +92,10 @@ class _Application:
 
     def _one(self) -> None:
         rng = self._rng
+        if self.history and rng.random() < 0.2:  # tag an old order (the copy may be at it)
+            self.session.execute(self.tag, ({"reordered"}, *rng.choice(self.history)))
+            self.tags += 1
+            return
         if self.acknowledged and rng.random() < 0.5:
             customer, order_id = rng.choice(self.acknowledged)
             row = self.session.execute(self.select, (customer, order_id)).one()
@@ -94,7 +104,8 @@ class _Application:
                 self.misses += 1
             return
         key = (rng.randrange(1000), uuid.uuid1())
-        self.session.execute(self.insert, (*key, rng.choice(("tea", "coffee", "cake")), rng.randint(1, 9)))
+        self.session.execute(self.insert, (*key, rng.choice(("tea", "coffee", "cake")),
+                                           rng.randint(1, 9), {"web"}))
         self.acknowledged.append(key)
         self.writes += 1
 
@@ -104,11 +115,11 @@ class _Application:
         self.cluster.shutdown()
 
 
-def _prepare_data(config: Config, rows: int) -> None:
+def _prepare_data(config: Config, rows: int) -> list[tuple[int, uuid.UUID]]:
     ddl = (f"CREATE KEYSPACE {DEMO_KEYSPACE} WITH replication = "
            "{'class': 'SimpleStrategy', 'replication_factor': 1}",
            f"CREATE TABLE {DEMO_KEYSPACE}.orders (customer int, order_id timeuuid, item text, qty int, "
-           "PRIMARY KEY (customer, order_id))")
+           "tags set<text>, PRIMARY KEY (customer, order_id))")
     for cfg, name in ((config.origin, "origin"), (config.target, "target")):
         with session(cfg, name=name) as s:
             s.execute(f"DROP KEYSPACE IF EXISTS {DEMO_KEYSPACE}", timeout=60)
@@ -117,12 +128,18 @@ def _prepare_data(config: Config, rows: int) -> None:
     from cassandra.concurrent import execute_concurrent_with_args
 
     with session(config.origin, name="origin") as s:
-        insert = s.prepare(f"INSERT INTO {DEMO_KEYSPACE}.orders (customer, order_id, item, qty) "
-                           "VALUES (?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?")
+        insert = s.prepare(f"INSERT INTO {DEMO_KEYSPACE}.orders (customer, order_id, item, qty, tags) "
+                           "VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?")
         week_ago = int((time.time() - 7 * 86400) * 1_000_000)
-        args = [(i % 1000, uuid.uuid1(), "history", i % 9 + 1, week_ago + i,
-                 86400 * 30 if i % 5 == 0 else 0) for i in range(rows)]
+        args = [(i % 1000, uuid.uuid1(), "history", i % 9 + 1, {"shop", f"batch{i % 7}"},
+                 week_ago + i, 86400 * 30 if i % 5 == 0 else 0) for i in range(rows)]
         execute_concurrent_with_args(s, insert, args, concurrency=64, raise_on_first_error=True)
+    return [a[:2] for a in args]
+
+
+def _release(cfg: ClusterConfig, name: str) -> str:
+    with session(cfg, name=name) as s:
+        return "Cassandra " + s.execute("SELECT release_version FROM system.local").one()[0]
 
 
 def _count(cfg: ClusterConfig, name: str) -> set[tuple[int, uuid.UUID]]:
@@ -136,8 +153,29 @@ def _count(cfg: ClusterConfig, name: str) -> set[tuple[int, uuid.UUID]]:
 
 def _validation_summary(report) -> str:
     t = report.tables[0]
+    how = f", {', '.join(t.contents_only)} by contents" if t.contents_only else ""
     return (f"{t.rows_origin} rows on origin and {t.rows_target} on target agree "
-            f"({t.live_resolved} live writes re-read, 0 differences) in {report.elapsed_s:.1f}s")
+            f"({t.live_resolved} live writes re-read, 0 differences{how}) in {report.elapsed_s:.1f}s")
+
+
+def origin_of_release(config: Config, version: str, port: int, *,
+                      on_step: Callable[[str], None] = lambda m: None):
+    """``config`` with an origin running Cassandra ``version``: the configured origin if it
+    does, else a sandbox node of that release on ``port`` (started if needed, in
+    .zdm/demo-origin-VERSION).  Returns (config, the node if started here, else None)."""
+    from pathlib import Path
+
+    from zdm.connect import ConnectError
+    from zdm.sandbox import local
+
+    try:
+        if _release(config.origin, "origin") == f"Cassandra {version}":
+            return config, None
+    except ConnectError:
+        pass
+    spec, started = local.single_node("origin", version, port, Path(".zdm") / f"demo-origin-{version}",
+                                      on_step=on_step)
+    return dataclasses.replace(config, origin=ClusterConfig(port=port)), spec if started else None
 
 
 def run(config: Config, say: Callable[[str], None], *, rows: int = 5000, rate: float = 100.0,
@@ -171,9 +209,10 @@ def run(config: Config, say: Callable[[str], None], *, rows: int = 5000, rate: f
 
     where = {name: "{}:{}".format(*cfg.endpoints()[0])
              for name, cfg in (("origin", config.origin), ("target", config.target))}
-    say(f"Origin {where['origin']} and target {where['target']}: creating "
-        f"{DEMO_KEYSPACE}.orders on both, and {rows} orders on origin (a week old, some with a TTL)")
-    _prepare_data(config, rows)
+    say(f"Origin {where['origin']} ({_release(config.origin, 'origin')}) and target "
+        f"{where['target']} ({_release(config.target, 'target')}): creating {DEMO_KEYSPACE}.orders "
+        f"on both, and {rows} orders on origin (a week old, some with a TTL)")
+    history = _prepare_data(config, rows)
 
     preflight = run_preflight(config)
     record_preflight(store, preflight, OPERATOR)
@@ -186,7 +225,7 @@ def run(config: Config, say: Callable[[str], None], *, rows: int = 5000, rate: f
     try:
         say(f"Proxy listening on {config.proxy.listen_host}:{proxy.port}; "
             f"the application now connects to it and writes {rate:g} requests/s")
-        app = _Application(proxy.port, rate)
+        app = _Application(proxy.port, rate, history)
         app.start()
         time.sleep(1.5)  # the proxy publishes its health once a second
         step()
@@ -194,9 +233,14 @@ def run(config: Config, say: Callable[[str], None], *, rows: int = 5000, rate: f
 
         migration = run_migrate(config, MigrationSettings(run=work))
         report.copied = migration.rows_copied
+        fallback = [c for t in migration.tables for c in t.fallback_columns]
+        how = ("each cell with its writetime and TTL" if not fallback else
+               f"each cell with its writetime and TTL, except {', '.join(fallback)}: origin cannot "
+               "read its elements' writetimes, so they were written below the start of dual "
+               "writes, where every live tag wins")
         say(f"Migrated {migration.rows_copied} rows (all origin had, the application's dual writes "
-            f"included) in {migration.elapsed_s:.1f}s, each cell with its writetime and TTL, while "
-            "the application kept writing")
+            f"included) in {migration.elapsed_s:.1f}s, {how}, while the application kept writing "
+            f"({app.tags} tags added to old orders so far)")
         validation = run_validate(config, ValidationSettings(run=work))
         if not validation.clean:
             raise ZdmError(f"the demo's validation found {validation.differences} differences")

@@ -13,14 +13,15 @@ BIG_PARTITION_ROWS = 150
 FETCH_SIZE = 20  # so the big partition spans several pages
 
 
-def create_schema(session, ks: str) -> None:
+def create_schema(session, ks: str, *, vector: bool = True) -> None:
+    """Every table; ``vector=False`` leaves out the vector column (Cassandra 5.0's only)."""
     for stmt in [
         f"CREATE TYPE {ks}.addr (street text, num int, tags frozen<set<text>>)",
         f"""CREATE TABLE {ks}.everything (
             pk int, ck text, s_static int static,
             a ascii, b bigint, bl blob, bo boolean, d date, de decimal, db double, du duration,
             f float, i inet, it int, si smallint, t text, tm time, ts timestamp, tu timeuuid,
-            ti tinyint, u uuid, vc varchar, vi varint, vec vector<float, 3>,
+            ti tinyint, u uuid, vc varchar, vi varint, {"vec vector<float, 3>," if vector else ""}
             l list<int>, st set<text>, m map<text, int>,
             fl frozen<list<int>>, fs frozen<set<int>>, fm frozen<map<int, text>>,
             tup tuple<int, text>, ud addr, fud frozen<addr>,
@@ -32,13 +33,14 @@ def create_schema(session, ks: str) -> None:
         session.execute(stmt)
 
 
-def fill_origin(s, ks: str, base_ts: int = 1_600_000_000_000_000) -> None:
+def fill_origin(s, ks: str, base_ts: int = 1_600_000_000_000_000, *, vector: bool = True) -> None:
     """Rows with custom writetimes, TTLs, statics, per-element metadata, counters, keys only."""
+    vec_col, vec_val = ("vec, ", "[0.5, 1.5, -2.0], ") if vector else ("", "")
     ins = s.prepare(f"""INSERT INTO {ks}.everything (pk, ck, a, b, bl, bo, d, de, db, du, f, i, it, si, t,
-        tm, ts, tu, ti, u, vc, vi, vec, l, st, m, fl, fs, fm, tup, ud, fud)
+        tm, ts, tu, ti, u, vc, vi, {vec_col}l, st, m, fl, fs, fm, tup, ud, fud)
         VALUES (?, ?, 'asc', 1234567890123, 0xcafe, true, '2024-02-29', 3.14159, 2.5, 1h2m3s, 1.5,
         '10.0.0.1', ?, 7, 'text é', '12:34:56.789', '2024-01-01 00:00:00+0000', now(), 3,
-        ?, 'vc', 123456789012345678901234567890, [0.5, 1.5, -2.0], [1, 2, 3], {{'x', 'y'}},
+        ?, 'vc', 123456789012345678901234567890, {vec_val}[1, 2, 3], {{'x', 'y'}},
         {{'k1': 1, 'k2': 2}}, [9, 8], {{4, 5}}, {{1: 'one'}}, (1, 'tup'),
         {{street: 'main', num: 1, tags: {{'a'}}}}, {{street: 'froz', num: 2, tags: {{'b'}}}})
         USING TIMESTAMP ? AND TTL ?""")

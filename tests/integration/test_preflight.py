@@ -104,7 +104,9 @@ def test_identical_schemas_pass(report, altered, zdm_config):
     assert statuses == {"origin connection": Status.PASS, "target connection": Status.PASS,
                         "release versions": Status.PASS, "protocol version": Status.PASS,
                         "partitioner": Status.PASS, "schema": Status.PASS,
+                        "copy fidelity": Status.PASS, "target release": Status.PASS,
                         "counter tables": Status.WARN, "clock skew": Status.PASS}
+    assert all(c.exact for c in ok.copy), "5.0 reads every cell's writetime: all exact"
     assert ok.tables_in_scope == (f"{altered}.counts", f"{altered}.same")
     assert "v5" in {c.name: c.detail for c in ok.checks}["protocol version"]
     assert live_schema(config) == (ok.fingerprint, list(ok.tables_in_scope))

@@ -1,4 +1,5 @@
-"""The sandbox is two real, separate Cassandra 5.0 clusters that the real driver reads and writes."""
+"""The sandbox is two real, separate Cassandra 5.0 clusters that the real driver reads and writes
+(the older releases it runs are tried in test_old_origin*.py)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ def test_sandbox_status_cli_reports_both_up(sandbox):
     nodes = json.loads(result.output)
     assert {n["name"]: n["up"] for n in nodes} == {"origin": True, "target": True}
     assert all(n["release_version"].startswith("5.0") for n in nodes)
+    assert all(n["release"] == n["release_version"] for n in nodes)
+    assert all(n["java_version"] in (11, 17) and n["java"] for n in nodes)
     assert all(n["rss_bytes"] > 100 * 2**20 for n in nodes)
 
 

@@ -340,3 +340,18 @@ def test_table_matches_the_documented_phases():
                      ("rollback", 2, 0), ("rollback", 3, 0), ("rollback", 4, 0)}
     assert all(guards for a, _, _, _, guards in m.TABLE if a == "advance")
     assert all(guards[0] is m.routing_applied for a, _, _, _, guards in m.TABLE if a == "advance")
+
+
+def test_dual_writes_since_is_the_last_entry_into_phase_1_while_it_lasts(drv):
+    assert drv.store.load().dual_writes_since is None
+    drv.to(Phase.PROXY)
+    first = drv.store.load().history[-1].at
+    assert drv.store.load().dual_writes_since == first
+    drv.to(Phase.ASYNC_READS)
+    assert drv.store.load().dual_writes_since == first
+    rollback(drv.store, drv.facts(), to=0, operator="tester")
+    assert drv.store.load().dual_writes_since is None, "back in phase 0 nothing dual-writes"
+    drv.to(Phase.MIGRATE)
+    again = drv.store.load()
+    assert again.dual_writes_since == [h.at for h in again.history if h.dest == Phase.PROXY][-1]
+    assert again.dual_writes_since > first

@@ -39,7 +39,7 @@ def check(report, name):
 def test_identical_clusters_pass_with_a_fingerprint():
     report = assess(probe(), probe("target"))
     assert report.passed and report.fingerprint.startswith("sha256:")
-    assert [c.status for c in report.checks] == [Status.PASS] * 5
+    assert [c.status for c in report.checks] == [Status.PASS] * 7
     assert report.keyspaces == ("app",) and report.tables_in_scope == ("app.t",)
     assert report.tables == ()
 
@@ -64,14 +64,17 @@ def test_release_versions(origin, target, status, words):
 
 @pytest.mark.parametrize("o, t, status, words", [
     (5, 5, Status.PASS, "v5 is the highest both support"),
-    (5, 4, Status.PASS, "v4 is the highest both support: origin v5, target v4 (clients must not use v5)"),
-    (3, 5, Status.PASS, "v3 is the highest"),
-    (66, 5, Status.PASS, "v4 is the highest"),   # DSE_V2: speaks v4
+    (5, 4, Status.WARN, "v4 is the highest both support: origin v5, target v4 (clients must not use v5)"),
+    (4, 5, Status.WARN, "v4 is the highest both support: origin v4, target v5"),  # a 3.11 origin
+    (3, 5, Status.WARN, "v3 is the highest"),
+    (66, 4, Status.PASS, "v4 is the highest"),   # DSE_V2: speaks v4
     (2, 4, Status.FAIL, "needs v3"),
-], ids=["same", "target lower", "origin 2.1", "dse protocol", "too old"])
+], ids=["same", "target lower", "origin 3.11", "origin 2.1", "dse protocol", "too old"])
 def test_protocol_version(o, t, status, words):
     c = check(assess(probe(protocol=o), probe("target", protocol=t)), "protocol version")
     assert c.status == status and words in c.detail
+    if status == Status.WARN:
+        assert f"no client pins protocol v{max(o, t)}" in c.todo
 
 
 def test_a_different_partitioner_fails():
@@ -171,3 +174,101 @@ def test_run_preflight_lets_unexpected_errors_through(monkeypatch):
     monkeypatch.setattr(preflight, "probe_cluster", boom)
     with pytest.raises(RuntimeError):
         run_preflight(Config())
+
+
+RICH = TableSchema("app", "rich", {"k": "int", "c": "int", "l": "list<int>", "s": "set<text>",
+                                   "m": "map<text, int>", "u": "addr", "fu": "frozen<addr>",
+                                   "fl": "frozen<list<int>>", "v": "text", "st": "set<int>"},
+                   ("k",), (("c", "ASC"),), static=frozenset({"st"}))
+
+
+def with_types(snap: SchemaSnapshot) -> SchemaSnapshot:
+    ks = snap.keyspaces["app"]
+    return SchemaSnapshot({**snap.keyspaces, "app": replace(ks, user_types={
+        "addr": (("street", "text"), ("num", "int"))})})
+
+
+@pytest.mark.parametrize("release, dse, fallback", [
+    ("5.0.8", None, ()),
+    ("4.1.10", None, ("l", "m", "s", "st", "u")),
+    ("3.11.19", None, ("l", "m", "s", "st", "u")),
+    ("4.0.0.6850", "6.8.50", ("l", "m", "s", "st", "u")),
+], ids=["5.0 exact", "4.1 fallback", "3.11 fallback", "dse fallback"])
+def test_copy_plan_names_each_column_that_takes_the_fallback(release, dse, fallback):
+    origin = replace(probe(release=release, dse=dse), schema=with_types(schema(RICH, T)))
+    target = replace(probe("target"), schema=with_types(schema(RICH, T)))
+    report = assess(origin, target)
+    plan = {c.name: c for c in report.copy}
+    assert tuple(col for col, _, _ in plan["app.rich"].fallback) == fallback
+    assert plan["app.t"].exact, "a table of simple columns copies exactly everywhere"
+    c = check(report, "copy fidelity")
+    if fallback:
+        assert c.status == Status.WARN and "app.rich (l, m, s, st, u)" in c.detail
+        assert "app.t" not in c.detail
+        kept = {col: keeps for col, _, keeps in plan["app.rich"].fallback}
+        assert "order" in kept["l"] and "TTLs are lost" in kept["u"]
+    else:
+        assert c.status == Status.PASS
+    assert report.passed, "the fallback never fails a preflight"
+    assert report.to_dict()["copy"][0]["table"] == "app.rich"
+
+
+COMPACT = replace(T, name="compact", compact_storage=True)
+V3_OPTIONS = {"read_repair_chance": 0.0, "dclocal_read_repair_chance": 0.1,
+              "compaction": {"class": "org.apache.cassandra.db.compaction.DateTieredCompactionStrategy"},
+              "gc_grace_seconds": 864000}
+V5_OPTIONS = {"gc_grace_seconds": 864000, "read_repair": "BLOCKING",
+              "compaction": {"class": "org.apache.cassandra.db.compaction.SizeTieredCompactionStrategy"}}
+OLD = replace(T, name="old", options=V3_OPTIONS)
+SYS5 = replace(SYS, options=V5_OPTIONS)
+
+# id, origin tables, target tables, target release, expected (table, words in its warnings)
+RELEASE_CASES = [
+    ("compact storage on both", (COMPACT, SYS), (COMPACT, SYS5), "5.0.8",
+     [("app.compact", "COMPACT STORAGE: Cassandra 4.0+ supports it only minimally")]),
+    ("3.11 options, table missing on target", (OLD, SYS), (SYS5,), "5.0.8",
+     [("app.old", "table option dclocal_read_repair_chance: removed in Cassandra 4.0"),
+      ("app.old", "table option read_repair_chance: removed in Cassandra 4.0"),
+      ("app.old", "compaction DateTieredCompactionStrategy was removed in Cassandra 5.0: create "
+                  "target's table with {'class': 'TimeWindowCompactionStrategy'}")]),
+    ("dtcs is fine on a 4.1 target", (OLD, SYS), (SYS5,), "4.1.10",
+     [("app.old", "read_repair_chance: removed"), ("app.old", "dclocal_read_repair_chance")]),
+    ("table already on target", (OLD, SYS), (replace(OLD, options=V5_OPTIONS), SYS5), "5.0.8", []),
+    ("dse option", (replace(T, options={"nodesync": {"enabled": "true"}}), SYS), (SYS5,), "5.0.8",
+     [("app.t", "table option nodesync: a DSE option")]),
+]
+
+
+@pytest.mark.parametrize("origin_tables, target_tables, release, expected",
+                         [c[1:] for c in RELEASE_CASES], ids=[c[0] for c in RELEASE_CASES])
+def test_what_the_target_release_refuses_is_named_with_its_fix(origin_tables, target_tables,
+                                                              release, expected):
+    report = assess(probe(release="3.11.19", tables=origin_tables),
+                    probe("target", release=release, tables=target_tables))
+    warnings = {t.name: t.warnings for t in report.tables}
+    for table, words in expected:
+        assert any(words in w for w in warnings.get(table, ())), (table, words, warnings)
+    found = sum(len(w) for w in warnings.values())
+    assert found == len(expected), warnings
+    c = check(report, "target release")
+    assert (c.status == Status.WARN) == bool(expected)
+
+
+def test_compact_storage_on_one_side_only_is_a_schema_difference():
+    report = assess(probe(tables=(COMPACT, SYS)), probe("target", tables=(replace(COMPACT,
+                                                                          compact_storage=False), SYS)))
+    assert not report.passed
+    (d,) = [t for t in report.tables if t.name == "app.compact"]
+    assert d.differences == ("COMPACT STORAGE only on origin (a row without values, or a null "
+                             "written to its last value, lives on one side and not the other): "
+                             "run `ALTER TABLE app.compact DROP COMPACT STORAGE` on origin, or "
+                             "create the other side's table the same way",)
+
+
+def test_options_and_compactness_keep_existing_fingerprints():
+    plain = assess(probe(), probe("target")).fingerprint
+    with_options = assess(probe(tables=(replace(T, options=V3_OPTIONS), SYS)),
+                          probe("target")).fingerprint
+    assert plain == with_options
+    assert assess(probe(tables=(replace(T, compact_storage=True), SYS)),
+                  probe("target")).fingerprint != plain

@@ -24,6 +24,32 @@ WriteCL = Annotated[str, typer.Option("--write-consistency", help="Consistency l
 Splits = Annotated[Optional[int], typer.Option("--splits", help="Token ranges to cut the ring into.")]
 JsonOut = Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON to this file.", dir_okay=False)]
 NoProgress = Annotated[bool, typer.Option("--no-progress", help="No live progress display.")]
+DualWritesSince = Annotated[Optional[str], typer.Option(
+    "--dual-writes-since", metavar="ISO-TIME",
+    help="When dual writes began (default: when the migration entered phase 1). Only tables "
+         "whose non-frozen collections/UDTs origin cannot read cell by cell (before 5.0) use it.")]
+
+
+def _since(text: str | None):
+    from datetime import datetime
+
+    from zdm.errors import ConfigError
+    from zdm.phases.evidence import as_utc
+
+    if text is None:
+        return None
+    try:
+        return as_utc(datetime.fromisoformat(text))
+    except ValueError:
+        raise ConfigError(f"--dual-writes-since {text!r} is not an ISO 8601 time",
+                          hint="e.g. 2024-05-01T12:00:00+00:00 (a time without zone is UTC)") from None
+
+
+def _fallback_note(tables) -> str | None:
+    """One line naming the columns copied (or compared) by the fallback, if any."""
+    parts = [f"{t.table} ({', '.join(cols)})" for t in tables
+             if (cols := getattr(t, "fallback_columns", None) or getattr(t, "contents_only", None))]
+    return "; ".join(parts) or None
 
 
 def _run_settings(workers, concurrency, fetch_size, rate_limit, read_cl, write_cl, splits):
@@ -94,6 +120,7 @@ def register(app: typer.Typer) -> None:
         rate_limit: RateLimit = None, read_consistency: ReadCL = "LOCAL_QUORUM",
         write_consistency: WriteCL = "LOCAL_QUORUM", splits: Splits = None,
         json_out: JsonOut = None, no_progress: NoProgress = False,
+        dual_writes_since: DualWritesSince = None,
     ) -> None:
         """Copy the tables in scope from origin to target, keeping every cell's writetime and TTL."""
         from rich.table import Table
@@ -107,7 +134,7 @@ def register(app: typer.Typer) -> None:
             scope=Scope(tuple(keyspace), tuple(table), tuple(exclude_table), tuple(exclude_keyspace)),
             run=_run_settings(workers, concurrency, fetch_size, rate_limit, read_consistency,
                               write_consistency, splits),
-            resume=resume)
+            resume=resume, dual_writes_since=_since(dual_writes_since))
         with _Progress(not no_progress) as progress:
             def on_event(e):
                 if isinstance(e, TablePlanned):
@@ -132,6 +159,12 @@ def register(app: typer.Typer) -> None:
         console.print(summary)
         console.print(f"{report.rows_copied:,} rows in {report.elapsed_s:.1f} s "
                       f"({report.rows_per_s:,.0f} rows/s).")
+        note = _fallback_note(report.tables)
+        if note:
+            console.print(f"[yellow]Fallback[/] (origin cannot read per-element writetimes): {note} "
+                          f"written at timestamp {report.fallback_timestamp}, below the start of "
+                          f"dual writes ({report.dual_writes_since.isoformat()}); their element "
+                          "writetimes and TTLs are not origin's.", soft_wrap=True)
         _write_json(json_out, report.to_json())
         if report.interrupted:
             console.print("[yellow]Interrupted.[/] Finished ranges are checkpointed: "
@@ -156,6 +189,7 @@ def register(app: typer.Typer) -> None:
         rate_limit: RateLimit = None, read_consistency: ReadCL = "LOCAL_QUORUM",
         write_consistency: WriteCL = "LOCAL_QUORUM", splits: Splits = None,
         json_out: JsonOut = None, no_progress: NoProgress = False,
+        dual_writes_since: DualWritesSince = None,
     ) -> None:
         """Compare origin and target range by range; exit 0 only when they agree."""
         from rich.table import Table
@@ -171,7 +205,7 @@ def register(app: typer.Typer) -> None:
                               write_consistency, splits),
             params=ValidationParams(ttl_tolerance_s=ttl_tolerance, autocorrect=autocorrect,
                                     max_listed=max_listed),
-            final=final)
+            final=final, dual_writes_since=_since(dual_writes_since))
         with _Progress(not no_progress) as progress:
             def on_event(e):
                 if e[0] == "planned":
@@ -191,6 +225,10 @@ def register(app: typer.Typer) -> None:
             summary.add_row(t.table, f"{t.rows_origin:,}", str(t.missing_on_target), str(t.only_on_target),
                             str(t.cells_differ), str(t.fixed), "yes" if t.clean else "[red]no[/]")
         console.print(summary)
+        note = _fallback_note(report.tables)
+        if note:
+            console.print(f"[yellow]Compared by contents only[/], not element writetimes or TTLs "
+                          f"(origin cannot read them): {note}.", soft_wrap=True)
         for t in report.tables:
             for d in t.differences[:10]:
                 cells = ", ".join(f"{c['column']} {c['aspect']}: {c['origin']!r} vs {c['target']!r}"

@@ -77,16 +77,36 @@ def demo(
     config: ConfigPath = DEFAULT_CONFIG,
     rows: Annotated[int, typer.Option(min=1, help="Pre-existing orders to migrate.")] = 5000,
     rate: Annotated[float, typer.Option(min=1, help="The application's requests per second.")] = 100.0,
+    origin_version: Annotated[str | None, typer.Option(
+        help="Migrate from an origin of this Apache Cassandra release (3.11 to 5.0, e.g. "
+             "4.1.10): a sandbox node of it is started beside the configured target, unless "
+             "the configured origin runs it.")] = None,
+    origin_port: Annotated[int, typer.Option(
+        help="CQL port of that origin node.")] = 9144,
+    keep_origin: Annotated[bool, typer.Option(
+        "--keep-origin", help="Leave that origin node running afterwards.")] = False,
 ) -> None:
     """A whole zero-downtime migration on the configured clusters (the sandbox, by default),
     with an application writing and reading through it all."""
     from zdm import demo as demo_mod
 
     cfg = config_from(config)
+    started = None
+    if origin_version is not None:
+        cfg, started = demo_mod.origin_of_release(cfg, origin_version, origin_port,
+                                                  on_step=console.print)
     console.rule("zdm demo: a zero-downtime migration, origin -> target")
     count = iter(range(1, 100))
-    report = demo_mod.run(cfg, lambda line: console.print(f"[bold cyan]{next(count):>2}.[/] {line}"),
-                          rows=rows, rate=rate)
+    try:
+        report = demo_mod.run(cfg, lambda line: console.print(f"[bold cyan]{next(count):>2}.[/] {line}"),
+                              rows=rows, rate=rate)
+    finally:
+        if started is not None and not keep_origin:
+            from zdm.sandbox import node
+
+            node.stop(started)
+            console.print(f"Stopped the Cassandra {origin_version} origin started for the demo "
+                          f"(`--keep-origin` leaves it running in {started.directory}).")
     console.rule("result")
     console.print(
         f"The application made {report.app_writes} writes and {report.app_reads} reads during the "

@@ -81,7 +81,8 @@ def preflight(
     """Check origin and target can be migrated, and record the result.
 
     Connectivity, release versions, protocol version, partitioner, schema parity per table,
-    counter tables and clock skew.
+    how each table will be copied (exactly, or with the fallback an origin before 5.0 needs),
+    what the target release refuses, counter tables and clock skew.
     """
     cfg = config_from(config)
     who = _operator(operator)
@@ -113,6 +114,19 @@ def _print_preflight(report: PreflightReport) -> None:
             console.print(f"  [red]✗[/] {escape(d)}")
         for w in entry.warnings:
             console.print(f"  [yellow]![/] {escape(w)}")
+    inexact = [c for c in report.copy if not c.exact]
+    if inexact:
+        copy = Table(title="Copy: tables that take the fallback (the others copy exactly)")
+        for col in ("table", "column", "type", "kept by the copy"):
+            copy.add_column(col)
+        for c in inexact:
+            for i, (column, cql_type, keeps) in enumerate(c.fallback):
+                copy.add_row(escape(c.name) if i == 0 else "", escape(column), escape(cql_type),
+                             escape(keeps))
+        console.print(copy)
+    elif report.copy:
+        console.print(f"Copy: all {len(report.copy)} table(s) copy exactly, every cell with its "
+                      "writetime and TTL.")
     if report.passed:
         console.print(f"[green]Preflight passed[/] ({escape(report.summary())}); recorded with "
                       f"schema fingerprint {report.fingerprint}. Next: deploy the proxy "

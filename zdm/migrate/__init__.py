@@ -6,8 +6,10 @@ and the worker's settings, so another engine can run it).
 
 Documented choices and caveats:
 - Writetime and TTL are kept per cell; for non-frozen collections per element and
-  for non-frozen UDTs per field (Cassandra 5.0 exposes them).  On servers that do not,
-  ``WRITETIME(collection)`` is rejected and such tables cannot be copied exactly yet.
+  for non-frozen UDTs per field (Cassandra 5.0 exposes them).  An origin before 5.0
+  rejects ``WRITETIME(collection)``: there those columns take the fallback
+  (:mod:`zdm.migrate.fallback`), written by contents at a timestamp below the start of
+  dual writes, so that every live write wins; their element writetimes and TTLs are lost.
 - Row markers cannot be read through CQL: see :mod:`zdm.migrate.cells` (oldest group
   is an INSERT; primary-key-only rows use timestamp 0 so any live write wins).
 - Sets whose Python order differs from Cassandra's (e.g. set<uuid>) may pair element

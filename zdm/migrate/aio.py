@@ -4,13 +4,15 @@ The cassandra-driver runs its own I/O thread and reports through callbacks on a
 ``ResponseFuture``; here each callback hops onto the asyncio loop with
 ``call_soon_threadsafe``.  :func:`pages` keeps exactly one page in flight ahead of the
 consumer (the next page is requested when the current one is handed out), so reading
-overlaps processing without buffering a whole range.  :class:`WriteWindow` bounds the
+overlaps processing without buffering a whole range; :func:`timed_pages` also says when
+each page arrived (a TTL read in it counts down from then).  :class:`WriteWindow` bounds the
 writes in flight and remembers the first failure.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, AsyncIterator
 
 
@@ -35,24 +37,31 @@ def _fail(fut: asyncio.Future, exc: BaseException) -> None:
         fut.set_exception(exc)
 
 
-async def pages(session, statement, params=None) -> AsyncIterator[list]:
-    """Each page of rows of a paged query, in order, one page read ahead."""
+async def timed_pages(session, statement, params=None) -> AsyncIterator[tuple[float, list]]:
+    """(when it arrived, on the monotonic clock; rows) for each page of a paged query, in
+    order, one page read ahead."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
     rf = session.execute_async(statement, params)
     rf.add_callbacks(
-        lambda rows: loop.call_soon_threadsafe(queue.put_nowait, (True, rows)),
-        lambda exc: loop.call_soon_threadsafe(queue.put_nowait, (False, exc)))
+        lambda rows: loop.call_soon_threadsafe(queue.put_nowait, (True, rows, time.monotonic())),
+        lambda exc: loop.call_soon_threadsafe(queue.put_nowait, (False, exc, 0.0)))
     while True:
-        ok, payload = await queue.get()
+        ok, payload, arrived = await queue.get()
         if not ok:
             raise payload
         more = rf.has_more_pages
         if more:
             rf.start_fetching_next_page()
-        yield payload
+        yield arrived, payload
         if not more:
             return
+
+
+async def pages(session, statement, params=None) -> AsyncIterator[list]:
+    """Each page of rows of a paged query, in order, one page read ahead."""
+    async for _arrived, rows in timed_pages(session, statement, params):
+        yield rows
 
 
 class WriteWindow:

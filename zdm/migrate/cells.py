@@ -20,7 +20,9 @@ Lists: an element's position is decided by the server when it is appended, so a 
 whose elements differ in (writetime, TTL) is written as ordered appends in one chain;
 a list in a single group is one append.  Appends are not idempotent, so callers that
 may write a row twice pass the elements target already has (``present``) to skip.
-Counters never come here: see :func:`counter_deltas`.
+Counters never come here: see :func:`counter_deltas`.  Nor do columns whose cells'
+metadata origin cannot read (``Column.exact`` False): see :mod:`zdm.migrate.fallback`;
+:mod:`zdm.migrate.plan` puts both together for one scan row.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ PK_ONLY_TIMESTAMP = 0
 class Op(enum.Enum):
     SET = "set"          # c = ?
     ADD = "add"          # c = c + ?   (set/map elements, list append)
+    PREPEND = "prepend"  # c = ? + c   (list elements before all others)
     FIELD = "field"      # c.f = ?
     INCR = "incr"        # counter c = c + ?
 
@@ -105,6 +108,8 @@ def cells_of(row: tuple, columns: Iterable[Column],
     """
     cells: list[Cell] = []
     for c in columns:
+        if not c.exact:
+            continue  # the fallback's (see zdm.migrate.fallback)
         value = row[c.offset]
         if value is None:
             continue
@@ -207,20 +212,6 @@ def group(cells: list[Cell], *, marker: bool = False, static: bool = False) -> l
         ttl = min((c.ttl for c in cells if c.writetime == ts), default=0)
         writes.insert(0, Write(ts, ttl, (), insert=True))
     return writes
-
-
-def plan_row(spec: TableSpec, row: tuple,
-             present: Mapping[str, Iterable[tuple[Any, int]]] | None = None) -> list[Write]:
-    """The writes for the clustering row of ``row`` (none for a static-only scan row)."""
-    if spec.clustering_key and all(v is None for v in spec.ck_of(row)):
-        return []  # a partition with static data only: no clustering row
-    return group(cells_of(row, spec.regulars, present), marker=True)
-
-
-def plan_static(spec: TableSpec, row: tuple,
-                present: Mapping[str, Iterable[tuple[Any, int]]] | None = None) -> list[Write]:
-    """The partition-level writes for the static cells of ``row``."""
-    return group(cells_of(row, spec.statics, present), static=True)
 
 
 def counter_deltas(spec: TableSpec, origin_row: tuple, target_row: tuple | None,

@@ -1,44 +1,40 @@
 """Copy one token range of one table from origin to target: a plain function of (range, settings).
 
 Theory of operation: the range is scanned on origin in token order, a page at a time
-(one page read ahead).  Each row becomes writes (``cells.plan_row``), and a partition's
+(one page read ahead).  Each row becomes writes (``plan.plan_row``), and a partition's
 static cells are written once, at its first row in the scan.  Writes go out through a
 bounded window; the function returns only when every write has been acknowledged, so a
 range reported done is durably on target.  All writes carry origin's writetimes, so
 redoing a range is harmless, with two exceptions handled by reading target first:
 list appends (elements target already has are skipped) and counters (written as the
-delta ``origin - target``).
+delta ``origin - target``).  Columns origin cannot read cell by cell are written at the
+fallback timestamp (:mod:`zdm.migrate.fallback`), which redoing also leaves unchanged.
+A TTL read in a page counts down from when the page arrived: each write's TTL is what is
+left at the moment it is sent, so a slow target does not make cells outlive origin's.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 from zdm.migrate import aio
-from zdm.migrate.cells import Write, counter_deltas, plan_row, plan_static
+from zdm.migrate.cells import Write, counter_deltas
 from zdm.migrate.context import WorkerContext
+from zdm.migrate.plan import plan_row, plan_static
 from zdm.migrate.ring import TokenRange
-from zdm.migrate.schema import Kind, TableSpec
+from zdm.migrate.schema import TableSpec
 from zdm.migrate.statements import cql_for, values_for
 
 
-def list_elements(spec: TableSpec, row: tuple | None) -> dict[str, list]:
-    """(element, writetime) pairs of each non-frozen list in a scan row."""
-    if row is None:
-        return {}
-    out = {}
-    for c in spec.columns:
-        if c.kind is Kind.LIST and row[c.offset] is not None:
-            out[c.name] = list(zip(row[c.offset], row[c.offset + 1]))
-    return out
-
-
 async def write_all(ctx: WorkerContext, spec: TableSpec, writes: list[Write], key: tuple,
-                    window: aio.WriteWindow) -> None:
-    """Send ``writes`` for the row ``key``; chained writes (list appends) run in order."""
+                    window: aio.WriteWindow, read_at: float | None = None) -> None:
+    """Send ``writes`` for the row ``key``, read at ``read_at`` (monotonic clock; None:
+    just now); chained writes (list appends) run in order."""
     for w in writes:
         stmt = ctx.prepare("target", cql_for(spec, w), write=True)
-        params = values_for(spec, w, key)
+        elapsed = time.monotonic() - read_at if read_at is not None and w.ttl else 0.0
+        params = values_for(spec, w, key, elapsed_s=elapsed)
         if w.chain is None:
             await window.submit(ctx.target, stmt, params)
         else:
@@ -71,7 +67,7 @@ async def copy_range(ctx: WorkerContext, spec: TableSpec, rng: TokenRange,
     has_statics = bool(spec.statics)
     last_pk: tuple | None = None
     total = 0
-    async for rows in aio.pages(ctx.origin, select, (rng.start, rng.end)):
+    async for read_at, rows in aio.timed_pages(ctx.origin, select, (rng.start, rng.end)):
         await ctx.limiter.acquire(len(rows))
         keys = [row[1:1 + spec.key_width] for row in rows]
         existing = await target_rows(ctx, spec, keys) if needs_target else None
@@ -79,7 +75,8 @@ async def copy_range(ctx: WorkerContext, spec: TableSpec, rng: TokenRange,
             key = keys[i]
             pk = key[:npk]
             if has_statics and pk != last_pk:
-                await _copy_statics(ctx, spec, row, key, existing[i] if existing else None, window)
+                await _copy_statics(ctx, spec, row, key, existing[i] if existing else None, window,
+                                    read_at)
             last_pk = pk
             if spec.is_counter:
                 if not spec.clustering_key or key[npk] is not None:
@@ -87,10 +84,9 @@ async def copy_range(ctx: WorkerContext, spec: TableSpec, rng: TokenRange,
                     if delta:
                         await write_all(ctx, spec, [delta], key, window)
                 continue
-            present = list_elements(spec, existing[i]) if existing else None
-            writes = plan_row(spec, row, present)
+            writes = plan_row(spec, row, existing[i] if existing else None)
             if writes:
-                await write_all(ctx, spec, writes, key, window)
+                await write_all(ctx, spec, writes, key, window, read_at)
         total += len(rows)
         if on_rows is not None:
             on_rows(len(rows))
@@ -99,7 +95,7 @@ async def copy_range(ctx: WorkerContext, spec: TableSpec, rng: TokenRange,
 
 
 async def _copy_statics(ctx: WorkerContext, spec: TableSpec, row: tuple, key: tuple,
-                        target_row: tuple | None, window: aio.WriteWindow) -> None:
+                        target_row: tuple | None, window: aio.WriteWindow, read_at: float) -> None:
     if spec.is_counter or spec.has_lists():
         # the clustering row may be missing on target; read the static row by partition
         (target_row,) = await target_rows(ctx, spec, [key], static_only=True)
@@ -107,6 +103,6 @@ async def _copy_statics(ctx: WorkerContext, spec: TableSpec, row: tuple, key: tu
         delta = counter_deltas(spec, row, target_row, static=True)
         writes = [delta] if delta else []
     else:
-        writes = plan_static(spec, row, list_elements(spec, target_row))
+        writes = plan_static(spec, row, target_row)
     if writes:
-        await write_all(ctx, spec, writes, key, window)
+        await write_all(ctx, spec, writes, key, window, read_at)

@@ -49,6 +49,8 @@ class TableResult:
     rows_total: int = 0
     failed_ranges: list[dict] = field(default_factory=list)
     complete: bool = False
+    #: columns copied by the fallback (origin cannot read their cells' writetimes)
+    fallback_columns: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -57,6 +59,9 @@ class MigrationReport:
     started_at: datetime
     finished_at: datetime
     interrupted: bool = False
+    #: the start of dual writes the fallback's timestamp was derived from, and that timestamp
+    dual_writes_since: datetime | None = None
+    fallback_timestamp: int | None = None
 
     @property
     def complete(self) -> bool:
@@ -80,5 +85,7 @@ class MigrationReport:
             "started_at": self.started_at.isoformat(), "finished_at": self.finished_at.isoformat(),
             "elapsed_s": round(self.elapsed_s, 3), "rows_copied": self.rows_copied,
             "rows_per_s": round(self.rows_per_s, 1),
+            "dual_writes_since": self.dual_writes_since.isoformat() if self.dual_writes_since else None,
+            "fallback_timestamp": self.fallback_timestamp,
             "tables": [asdict(t) for t in self.tables],
         }

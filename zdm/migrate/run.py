@@ -5,12 +5,18 @@ its checkpoints show done (``--resume``), hands the rest to :mod:`zdm.migrate.po
 checkpoints each range as it completes, and retries a failing range in smaller pieces
 (``retry_splits``) up to ``max_attempts``.  A range that still fails is reported and
 the migration is not complete: it never reports success with a range missing.
+
+Whether each table is copied exactly is decided once, from origin's release: before
+Cassandra 5.0 its non-frozen collections and UDTs take the fallback
+(:mod:`zdm.migrate.fallback`), written at a timestamp below the start of dual writes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Callable
 
 from zdm.config import Config
@@ -18,11 +24,13 @@ from zdm.errors import ZdmError
 from zdm.migrate.checkpoint import CheckpointStore, TableCheckpoint
 from zdm.migrate.context import RunSettings, WorkerContext, connect
 from zdm.migrate.copy import copy_range
+from zdm.migrate.fallback import fallback_timestamp
 from zdm.migrate.pool import Job, run_jobs
 from zdm.migrate.report import (MigrationReport, RangeDone, RangeFailed, RowsCopied, TablePlanned,
                                 TableResult)
 from zdm.migrate.ring import TokenRange, cluster_boundaries, split_ring
 from zdm.migrate.schema import TableSpec, tables_in_scope
+from zdm.releases import has_element_metadata, parse_version
 
 
 @dataclass(frozen=True)
@@ -41,20 +49,37 @@ class MigrationSettings:
     max_attempts: int = 3
     retry_splits: int = 4
     record_evidence: bool = True
+    #: when dual writes began, for the fallback's timestamp (None: the state's phase 1 entry)
+    dual_writes_since: datetime | None = None
 
 
 class MigrationIncomplete(ZdmError):
     """Some ranges could not be copied."""
 
 
+def origin_release(cluster) -> tuple[str | None, str | None]:
+    """(release_version, dse_version) of origin's oldest node, as the driver saw them."""
+    hosts = [h for h in cluster.metadata.all_hosts() if h.release_version]
+    if not hosts:
+        return None, None
+    oldest = min(hosts, key=lambda h: parse_version(h.release_version) or (0,))
+    dse = next((h.dse_version for h in hosts if getattr(h, "dse_version", None)), None)
+    return oldest.release_version, dse
+
+
 def plan_tables(config: Config, scope: Scope, run: RunSettings) -> tuple[list[TableSpec], list[TokenRange]]:
-    """Tables in scope (from origin's schema, checked against target's) and the range plan."""
+    """Tables in scope (from origin's schema, checked against target's) and the range plan.
+
+    Columns whose cells' metadata origin cannot read are marked not exact; their
+    ``fallback_timestamp`` is left for :func:`with_fallback_timestamp`."""
     cluster, _session = connect(config.origin, "origin", run.request_timeout_s)
     try:
+        release, dse = origin_release(cluster)
         specs = tables_in_scope(cluster.metadata, scope.keyspaces or config.scope.keyspaces,
                                 include_tables=scope.tables,
                                 exclude_tables=scope.exclude_tables + config.scope.exclude_tables,
-                                exclude_keyspaces=scope.exclude_keyspaces)
+                                exclude_keyspaces=scope.exclude_keyspaces,
+                                element_metadata=has_element_metadata(release, dse))
         plan = split_ring(cluster_boundaries(cluster), run.range_count())
     finally:
         cluster.shutdown()
@@ -75,6 +100,33 @@ def plan_tables(config: Config, scope: Scope, run: RunSettings) -> tuple[list[Ta
     return specs, plan
 
 
+def with_fallback_timestamp(config: Config, specs: list[TableSpec], since: datetime | None, *,
+                            needed_for: str | None) -> tuple[list[TableSpec], datetime | None]:
+    """Give the tables that take the fallback its timestamp, from ``since`` or, when None,
+    from when the migration last entered phase 1.  When that is unknown, refuse if the
+    fallback is needed (``needed_for`` names what for), else leave it unset."""
+    inexact = [s.qualified for s in specs if s.fallback_columns]
+    if not inexact:
+        return specs, None
+    if since is None:
+        from zdm.phases import StateStore
+
+        since = StateStore(config.state_dir).load().dual_writes_since
+    if since is None:
+        if needed_for is None:
+            return specs, None
+        raise ZdmError(
+            f"{needed_for} {', '.join(inexact)} needs to know when dual writes began: origin "
+            "cannot read the writetimes of their non-frozen collections and UDTs, so those are "
+            "written just below the start of dual writes, and the migration has not entered "
+            "phase 1 (the state has no record of it)",
+            hint="start the proxy and run `zdm phase advance` to phase 1 before copying, or pass "
+                 "--dual-writes-since with the time (ISO 8601, UTC) your proxy began dual writes")
+    ts = fallback_timestamp(since)
+    return [dataclasses.replace(s, fallback_timestamp=ts) if s.fallback_columns else s
+            for s in specs], since
+
+
 async def copy_job(ctx: WorkerContext, spec: TableSpec, rng: TokenRange, params, on_rows) -> int:
     """The pool's job for migrate: one range copy."""
     return await copy_range(ctx, spec, rng, on_rows)
@@ -89,6 +141,8 @@ def migrate(config: Config, settings: MigrationSettings,
     specs, plan = plan_tables(config, settings.scope, settings.run)
     if not specs:
         raise ZdmError("no tables in scope", hint="check scope.keyspaces in zdm.yaml or --keyspace")
+    specs, since = with_fallback_timestamp(config, specs, settings.dual_writes_since,
+                                           needed_for="copying")
     store = CheckpointStore(config.state_dir)
     checkpoints: dict[str, TableCheckpoint] = {}
     results: dict[str, TableResult] = {}
@@ -101,7 +155,8 @@ def migrate(config: Config, settings: MigrationSettings,
         checkpoints[spec.qualified] = cp
         skipped = sum(1 for r in cp.plan if r in cp.done)
         results[spec.qualified] = TableResult(spec.qualified, len(cp.plan), ranges_skipped=skipped,
-                                              rows_total=cp.rows_done)
+                                              rows_total=cp.rows_done,
+                                              fallback_columns=[c.name for c in spec.fallback_columns])
         emit(TablePlanned(spec.qualified, len(cp.plan), len(remaining), cp.rows_done))
         jobs.extend(Job(spec.qualified, r) for r in remaining)
 
@@ -136,7 +191,10 @@ def migrate(config: Config, settings: MigrationSettings,
         cp = checkpoints[name]
         res.rows_total = cp.rows_done
         res.complete = cp.complete
-    report = MigrationReport(list(results.values()), started, finished, interrupted=interrupted)
+    report = MigrationReport(list(results.values()), started, finished, interrupted=interrupted,
+                             dual_writes_since=since,
+                             fallback_timestamp=next((s.fallback_timestamp for s in specs
+                                                      if s.fallback_timestamp), None))
     if settings.record_evidence:
         record_migration(config, report, checkpoints)
     return report
@@ -152,7 +210,9 @@ def record_migration(config: Config, report: MigrationReport,
         tables=sorted(t.table for t in report.tables if t.complete),
         complete=report.complete,
         started_at=min(firsts, default=report.started_at),
-        finished_at=report.finished_at if report.complete else None)
+        finished_at=report.finished_at if report.complete else None,
+        dual_writes_since=report.dual_writes_since, fallback_timestamp=report.fallback_timestamp,
+        fallback_tables=sorted(t.table for t in report.tables if t.fallback_columns))
     record_evidence(StateStore(config.state_dir), evidence, operator())
 
 

@@ -7,15 +7,19 @@ A scan row is a plain tuple laid out as::
       list / set / map (non-frozen)         value, WRITETIME(c), TTL(c)   (lists, per element)
       non-frozen UDT                        value, then WRITETIME(c.f), TTL(c.f) per field
       counter                               value (counters have no writetime or TTL)
+      not exact (see below)                 value
 
 Cassandra 5.0 returns per-element writetimes and TTLs for non-frozen collections and
 per-field ones for non-frozen UDT fields; :class:`Column` records where each lives.
+Older origins reject those selectors, so there non-frozen collections and UDTs are
+read by value only (``Column.exact`` is False) and copied by :mod:`zdm.migrate.fallback`.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 from cassandra.metadata import protect_name
 
@@ -46,10 +50,24 @@ class Column:
     fields: tuple[str, ...] = ()
     #: index of the value in a scan row; metadata follows it (see module docstring)
     offset: int = 0
+    #: False: origin cannot read this column's per-element (per-field) writetime and TTL
+    exact: bool = True
 
     @property
     def q(self) -> str:
         return protect_name(self.name)
+
+    @property
+    def width(self) -> int:
+        """How many values of a scan row this column takes."""
+        if self.kind is Kind.COUNTER or not self.exact:
+            return 1
+        return 1 + (2 * len(self.fields) if self.kind is Kind.UDT else 2)
+
+    @property
+    def has_elements(self) -> bool:
+        """A non-frozen collection or UDT: one cell per element (per field)."""
+        return self.kind.is_collection or self.kind is Kind.UDT
 
 
 @dataclass(frozen=True)
@@ -61,6 +79,8 @@ class TableSpec:
     columns: tuple[Column, ...]  # non-key columns, statics included
     #: clustering order per clustering column, True for DESC (for the reader, not the merge)
     reversed_clustering: tuple[bool, ...] = field(default=())
+    #: the timestamp the fallback writes columns that are not exact with (None: unknown yet)
+    fallback_timestamp: int | None = None
 
     @property
     def qualified(self) -> str:
@@ -99,6 +119,11 @@ class TableSpec:
     def has_lists(self) -> bool:
         return any(c.kind is Kind.LIST for c in self.columns)
 
+    @property
+    def fallback_columns(self) -> tuple[Column, ...]:
+        """Columns copied by the fallback (origin cannot read their cells' metadata)."""
+        return tuple(c for c in self.columns if not c.exact)
+
     # -- CQL -------------------------------------------------------------------------
 
     def _selectors(self) -> list[str]:
@@ -107,7 +132,7 @@ class TableSpec:
                *(protect_name(c) for c in self.clustering_key)]
         for c in self.columns:
             out.append(c.q)
-            if c.kind is Kind.COUNTER:
+            if c.kind is Kind.COUNTER or not c.exact:
                 continue
             if c.kind is Kind.UDT:
                 for f in c.fields:
@@ -134,21 +159,25 @@ class UnsupportedTable(ZdmError):
     """A table zdm cannot copy cell by cell."""
 
 
-def _kind(cql_type: str, user_types: dict) -> tuple[Kind, tuple[str, ...]]:
+def column_kind(cql_type: str, user_types: Mapping[str, Any]) -> Kind:
+    """How a column of this CQL type (as the driver prints it) is stored: one cell
+    (simple, frozen, tuple), one cell per element (non-frozen list, set, map), one per
+    field (a non-frozen UDT: a bare name of ``user_types``), or a counter."""
     t = cql_type.strip()
     if t == "counter":
-        return Kind.COUNTER, ()
+        return Kind.COUNTER
     for prefix, kind in (("list<", Kind.LIST), ("set<", Kind.SET), ("map<", Kind.MAP)):
         if t.startswith(prefix):
-            return kind, ()
-    name = t.strip('"')
-    if name in user_types:
-        return Kind.UDT, tuple(user_types[name].field_names)
-    return Kind.SIMPLE, ()
+            return kind
+    return Kind.UDT if t.strip('"') in user_types else Kind.SIMPLE
 
 
-def table_spec(keyspace_meta, table_meta) -> TableSpec:
-    """Build a TableSpec from driver metadata (cassandra.metadata.TableMetadata)."""
+def table_spec(keyspace_meta, table_meta, *, element_metadata: bool = True) -> TableSpec:
+    """Build a TableSpec from driver metadata (cassandra.metadata.TableMetadata).
+
+    ``element_metadata``: whether origin reads per-element writetimes and TTLs
+    (:func:`zdm.releases.has_element_metadata`); without, non-frozen collections and
+    UDTs are not exact."""
     pk = tuple(c.name for c in table_meta.partition_key)
     ck = tuple(c.name for c in table_meta.clustering_key)
     keyset = set(pk) | set(ck)
@@ -157,10 +186,14 @@ def table_spec(keyspace_meta, table_meta) -> TableSpec:
     for col in table_meta.columns.values():
         if col.name in keyset:
             continue
-        kind, fields = _kind(col.cql_type, keyspace_meta.user_types)
-        columns.append(Column(col.name, col.cql_type, kind, static=col.is_static, fields=fields,
-                              offset=offset))
-        offset += 1 if kind is Kind.COUNTER else 1 + (2 * len(fields) if kind is Kind.UDT else 2)
+        kind = column_kind(col.cql_type, keyspace_meta.user_types)
+        fields = (tuple(keyspace_meta.user_types[col.cql_type.strip().strip('"')].field_names)
+                  if kind is Kind.UDT else ())
+        exact = element_metadata or kind in (Kind.SIMPLE, Kind.COUNTER)
+        column = Column(col.name, col.cql_type, kind, static=col.is_static, fields=fields,
+                        offset=offset, exact=exact)
+        columns.append(column)
+        offset += column.width
     if not getattr(table_meta, "is_cql_compatible", True):
         raise UnsupportedTable(f"{keyspace_meta.name}.{table_meta.name} is a COMPACT STORAGE table "
                                "zdm cannot read through CQL",
@@ -171,7 +204,8 @@ def table_spec(keyspace_meta, table_meta) -> TableSpec:
 
 def tables_in_scope(metadata, keyspaces: tuple[str, ...] = (), *, include_tables: tuple[str, ...] = (),
                     exclude_tables: tuple[str, ...] = (),
-                    exclude_keyspaces: tuple[str, ...] = ()) -> list[TableSpec]:
+                    exclude_keyspaces: tuple[str, ...] = (),
+                    element_metadata: bool = True) -> list[TableSpec]:
     """Tables to copy: every table of ``keyspaces`` (all non-system ones when empty),
     narrowed by ``include_tables`` and ``exclude_tables`` (names as ``ks.table``)."""
     known = metadata.keyspaces
@@ -191,7 +225,8 @@ def tables_in_scope(metadata, keyspaces: tuple[str, ...] = (), *, include_tables
             qualified = f"{ks}.{tname}"
             if qualified in exclude or (include and qualified not in include):
                 continue
-            specs.append(table_spec(ks_meta, ks_meta.tables[tname]))
+            specs.append(table_spec(ks_meta, ks_meta.tables[tname],
+                                    element_metadata=element_metadata))
     unknown = include - {s.qualified for s in specs}
     if unknown:
         raise ZdmError(f"table(s) not found in scope: {', '.join(sorted(unknown))}",

@@ -28,18 +28,25 @@ def cql_for(spec: TableSpec, write: Write) -> str:
             sets.append(f"{q} = ?")
         elif a.op is Op.FIELD:
             sets.append(f"{q}.{protect_name(a.field)} = ?")
+        elif a.op is Op.PREPEND:
+            sets.append(f"{q} = ? + {q}")
         else:  # ADD and INCR
             sets.append(f"{q} = {q} + ?")
     where = " AND ".join(f"{protect_name(k)} = ?" for k in keys)
     return f"UPDATE {spec.cql_name}{using} SET {', '.join(sets)} WHERE {where}"
 
 
-def values_for(spec: TableSpec, write: Write, key: tuple) -> list:
-    """Bind values in statement order; ``key`` is (partition key..., clustering key...)."""
+def values_for(spec: TableSpec, write: Write, key: tuple, *, elapsed_s: float = 0.0) -> list:
+    """Bind values in statement order; ``key`` is (partition key..., clustering key...).
+
+    A TTL is what was left when the row was read: ``elapsed_s`` since then is taken off,
+    so the cell expires on target when it does on origin (at least 1 s is left, since
+    TTL 0 means none)."""
     keys = list(key[:len(spec.partition_key)] if write.static else key)
     assigned = [a.value for a in write.assignments]
     if write.timestamp is None:
         return [*assigned, *keys]
+    ttl = max(1, write.ttl - int(elapsed_s)) if write.ttl else 0
     if write.insert:
-        return [*keys, *assigned, write.timestamp, write.ttl]
-    return [write.timestamp, write.ttl, *assigned, *keys]
+        return [*keys, *assigned, write.timestamp, ttl]
+    return [write.timestamp, ttl, *assigned, *keys]

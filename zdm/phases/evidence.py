@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from zdm.phases.state import MigrationState
     from zdm.phases.store import StateStore
 
-_TIME_FIELDS = frozenset({"at", "started_at", "finished_at", "since"})
+_TIME_FIELDS = frozenset({"at", "started_at", "finished_at", "since", "dual_writes_since"})
 
 
 def utcnow() -> datetime:
@@ -67,6 +67,11 @@ class MigrationEvidence:
     complete: bool
     started_at: datetime
     finished_at: datetime | None = None
+    #: tables whose non-frozen collections/UDTs took the copy's fallback, the start of dual
+    #: writes it relied on, and the timestamp it wrote them at (see zdm.migrate.fallback)
+    dual_writes_since: datetime | None = None
+    fallback_timestamp: int | None = None
+    fallback_tables: tuple[str, ...] = ()
 
     kind = "migration"
 

@@ -4,7 +4,12 @@ Theory of operation: :func:`probe_cluster` is the only I/O: one driver session p
 cluster yields a :class:`ClusterProbe` (release, partitioner, negotiated protocol version,
 the schema of every keyspace, clock samples of every node). :func:`assess` is a pure
 function of the two probes and the scope that returns a :class:`PreflightReport`: one
-:class:`Check` per concern, and the schema comparison table by table. The same scoping
+:class:`Check` per concern, the schema comparison table by table, and the copy plan:
+per table, whether ``zdm migrate`` copies it exactly or takes the fallback for the
+non-frozen collections and UDTs an origin before 5.0 cannot read cell by cell. The
+release checks name what the target release refuses or treats differently (COMPACT
+STORAGE, table options it lacks, compaction strategies it removed, a smaller protocol
+overlap), each with its fix. The same scoping
 and :func:`~zdm.phases.schema.fingerprint` serve :func:`live_schema`, which the phase
 machine's 0->1 guard uses to tell whether the schemas changed since the preflight passed.
 """
@@ -12,7 +17,6 @@ machine's 0->1 guard uses to tell whether the schemas changed since the prefligh
 from __future__ import annotations
 
 import enum
-import re
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -20,11 +24,17 @@ from typing import Any, Iterable, Sequence
 
 from zdm.config import ClusterConfig, Config, ScopeConfig
 from zdm.errors import ZdmError
+from zdm.migrate.fallback import FIDELITY
+from zdm.migrate.schema import column_kind
 from zdm.phases.evidence import PreflightEvidence, record_evidence, utcnow
-from zdm.phases.schema import (SchemaSnapshot, TableDiff, diff, fingerprint, scope_keyspaces,
-                               snapshot_from_metadata)
+from zdm.phases.schema import (SchemaSnapshot, TableDiff, diff, fingerprint,
+                               scope_keyspaces, snapshot_from_metadata)
 from zdm.phases.state import MigrationState
 from zdm.phases.store import StateStore
+from zdm.releases import (COMPACT_STORAGE_REMOVED_IN, REMOVED_COMPACTION, REMOVED_OPTIONS,
+                          has_element_metadata)
+from zdm.releases import fmt as _fmt
+from zdm.releases import parse_version
 
 #: Warn when a node's clock is further than this from this host's (seconds). Write
 #: timestamps decide which write wins; clocks that disagree make origin and target
@@ -85,6 +95,23 @@ class ClusterProbe:
 
 
 @dataclass(frozen=True)
+class TableCopy:
+    """How ``zdm migrate`` will copy one table: exactly, or with ``fallback`` columns
+    ((column, CQL type, what the fallback keeps of it), see zdm.migrate.fallback)."""
+
+    name: str
+    fallback: tuple[tuple[str, str, str], ...] = ()
+
+    @property
+    def exact(self) -> bool:
+        return not self.fallback
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"table": self.name, "exact": self.exact,
+                "fallback": [{"column": c, "type": t, "keeps": k} for c, t, k in self.fallback]}
+
+
+@dataclass(frozen=True)
 class PreflightReport:
     checks: tuple[Check, ...]
     #: one entry per table (or missing keyspace) with a difference or a warning
@@ -93,6 +120,8 @@ class PreflightReport:
     tables_in_scope: tuple[str, ...] = ()
     fingerprint: str | None = None
     at: datetime = field(default_factory=utcnow)
+    #: per table in scope, how the copy will treat it
+    copy: tuple[TableCopy, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -116,7 +145,8 @@ class PreflightReport:
         return {"passed": self.passed, "fingerprint": self.fingerprint,
                 "keyspaces": list(self.keyspaces), "tables_in_scope": list(self.tables_in_scope),
                 "checks": [c.to_dict() for c in self.checks],
-                "tables": [t.to_dict() for t in self.tables], "summary": self.summary()}
+                "tables": [t.to_dict() for t in self.tables],
+                "copy": [c.to_dict() for c in self.copy], "summary": self.summary()}
 
 
 # -- I/O ----------------------------------------------------------------------------------
@@ -167,16 +197,6 @@ def _clock_samples(sess: Any, samples: int) -> list[ClockSample]:
 
 # -- pure ---------------------------------------------------------------------------------
 
-def parse_version(text: str | None) -> tuple[int, ...] | None:
-    """``"4.0.0.6816"`` -> (4, 0, 0, 6816); ``"5.0-beta1"`` -> (5, 0); None if no digits."""
-    match = re.match(r"\d+(?:\.\d+)*", (text or "").strip())
-    return tuple(int(p) for p in match.group(0).split(".")) if match else None
-
-
-def _fmt(version: tuple[int, ...]) -> str:
-    return ".".join(map(str, version))
-
-
 def check_versions(origin: ClusterProbe, target: ClusterProbe) -> Check:
     problems, todo = [], ""
     if origin.dse_version:
@@ -206,9 +226,14 @@ def check_protocol(origin: ClusterProbe, target: ClusterProbe) -> Check:
         return Check("protocol version", Status.FAIL,
                      f"origin speaks up to v{o}, target up to v{t}; the proxy needs v3 or newer",
                      "upgrade the cluster that lacks protocol v3")
-    note = "" if o == t else f" (clients must not use v{max(o, t)})"
-    return Check("protocol version", Status.PASS,
-                 f"v{common} is the highest both support: origin v{o}, target v{t}{note}")
+    if o == t:
+        return Check("protocol version", Status.PASS,
+                     f"v{common} is the highest both support: origin v{o}, target v{t}")
+    return Check("protocol version", Status.WARN,
+                 f"v{common} is the highest both support: origin v{o}, target v{t} (clients "
+                 f"must not use v{max(o, t)})",
+                 f"check that no client pins protocol v{max(o, t)}: set it to v{common} or let "
+                 "the driver negotiate (drivers downgrade on their own)")
 
 
 def check_partitioner(origin: ClusterProbe, target: ClusterProbe) -> Check:
@@ -257,6 +282,84 @@ def _restrict(snap: SchemaSnapshot, keyspaces: Iterable[str], scope: ScopeConfig
     return SchemaSnapshot(out)
 
 
+def copy_plan(origin: ClusterProbe, o_snap: SchemaSnapshot) -> tuple[TableCopy, ...]:
+    """How each table will be copied: exactly when origin reads every cell's writetime and
+    TTL (Cassandra 5.0+), else its non-frozen collections and UDTs take the fallback."""
+    exact = has_element_metadata(origin.release_version, origin.dse_version)
+    out = []
+    for table in o_snap.tables():
+        fallback: list[tuple[str, str, str]] = []
+        if not exact:
+            types = o_snap.keyspaces[table.keyspace].user_types
+            keys = set(table.partition_key) | {c for c, _ in table.clustering}
+            for col, cql_type in sorted(table.columns.items()):
+                kind = column_kind(cql_type, types)
+                if col not in keys and kind in FIDELITY:
+                    fallback.append((col, cql_type, FIDELITY[kind]))
+        out.append(TableCopy(table.qualified, tuple(fallback)))
+    return tuple(out)
+
+
+def check_copy(origin: ClusterProbe, plan: Sequence[TableCopy]) -> Check:
+    inexact = [c for c in plan if not c.exact]
+    if not inexact:
+        return Check("copy fidelity", Status.PASS,
+                     f"every table copies exactly: {origin.product} reads each cell's writetime "
+                     "and TTL" if plan else "no table in scope")
+    names = "; ".join(f"{c.name} ({', '.join(col for col, _, _ in c.fallback)})" for c in inexact)
+    return Check("copy fidelity", Status.WARN,
+                 f"{len(inexact)} of {len(plan)} table(s) take the fallback for non-frozen "
+                 f"collections and UDTs, whose cells' writetimes and TTLs {origin.product} cannot "
+                 f"read: {names}",
+                 "nothing blocks the migration: those columns are copied by contents at a "
+                 "timestamp below the start of dual writes, so no live write is lost, but their "
+                 "element writetimes and TTLs are not origin's (elements copied do not expire); "
+                 "validation compares their contents. Advance to phase 1 before `zdm migrate`")
+
+
+def release_notes(origin: ClusterProbe, target: ClusterProbe, o_snap: SchemaSnapshot,
+                  t_snap: SchemaSnapshot) -> dict[str, list[str]]:
+    """Per origin table: what the target release refuses or treats differently, with the
+    fix.  Options and compaction matter only for a table target still lacks (once it
+    exists, it was created in a form target accepts)."""
+    t_rel = parse_version(target.release_version) or (0,)
+    known_options = target.schema.option_names()  # every keyspace's, system ones included
+    notes: dict[str, list[str]] = {}
+    for table in o_snap.tables():
+        out = notes.setdefault(table.qualified, [])
+        if table.compact_storage and t_rel >= COMPACT_STORAGE_REMOVED_IN:
+            out.append(f"COMPACT STORAGE: Cassandra {_fmt(COMPACT_STORAGE_REMOVED_IN)}+ supports it "
+                       "only minimally and creates it only while its compact_tables_enabled "
+                       "guardrail allows (Astra DB refuses it): best drop it on origin first "
+                       f"(`ALTER TABLE {table.qualified} DROP COMPACT STORAGE`; 4.x needs "
+                       "drop_compact_storage_enabled: true) and create target's table without it")
+        t_ks = t_snap.keyspaces.get(table.keyspace)
+        if t_ks is not None and table.name in t_ks.tables:
+            continue
+        for option in sorted(set(table.options) - known_options) if known_options else ():
+            why = REMOVED_OPTIONS.get(option, f"Cassandra {target.release_version} has no such "
+                                              "table option")
+            out.append(f"table option {option}: {why}; leave it out of target's CREATE TABLE")
+        strategy = str((table.options.get("compaction") or {}).get("class", "")).rsplit(".", 1)[-1]
+        if strategy in REMOVED_COMPACTION:
+            removed_in, instead = REMOVED_COMPACTION[strategy]
+            if t_rel >= removed_in:
+                out.append(f"compaction {strategy} was removed in Cassandra {_fmt(removed_in)}: "
+                           f"create target's table with {{'class': '{instead}'}}")
+    return {name: n for name, n in notes.items() if n}
+
+
+def check_target_release(target: ClusterProbe, notes: dict[str, list[str]]) -> Check:
+    if not notes:
+        return Check("target release", Status.PASS,
+                     f"nothing in scope that {target.product} refuses or treats differently")
+    count = sum(len(n) for n in notes.values())
+    return Check("target release", Status.WARN,
+                 f"{count} thing(s) in {len(notes)} table(s) that {target.product} refuses or "
+                 f"treats differently: {', '.join(notes)}",
+                 "see the fix named on each table")
+
+
 COUNTER_WARNING = ("counter table: counter updates are not idempotent, so a retried write "
                    "through the proxy can count twice and a copy cannot reproduce concurrent "
                    "increments; validate it after the migration and expect to repair it")
@@ -272,6 +375,11 @@ def assess(origin: ClusterProbe, target: ClusterProbe, scope: ScopeConfig = Scop
         if table.is_counter_table:
             old = entries.get(table.qualified, TableDiff(table.qualified))
             entries[table.qualified] = replace(old, warnings=(*old.warnings, COUNTER_WARNING))
+    notes = release_notes(origin, target, o_snap, t_snap)
+    for name, texts in notes.items():
+        old = entries.get(name, TableDiff(name))
+        entries[name] = replace(old, warnings=(*old.warnings, *texts))
+    plan = copy_plan(origin, o_snap)
     tables = tuple(entries[k] for k in sorted(entries))
     in_scope = tuple(t.qualified for t in o_snap.tables())
     differing = [t for t in tables if t.differences]
@@ -289,13 +397,14 @@ def assess(origin: ClusterProbe, target: ClusterProbe, scope: ScopeConfig = Scop
                        f"{len(in_scope)} table(s) in {len(keyspaces)} keyspace(s) identical")
     counters = [t.qualified for t in o_snap.tables() if t.is_counter_table]
     checks = [check_versions(origin, target), check_protocol(origin, target),
-              check_partitioner(origin, target), schema]
+              check_partitioner(origin, target), schema, check_copy(origin, plan),
+              check_target_release(target, notes)]
     if counters:
         checks.append(Check("counter tables", Status.WARN, ", ".join(counters),
                             "see the warning on each table"))
     checks.append(check_clock((origin, target), max_clock_skew_s))
     return PreflightReport(tuple(checks), tables, tuple(keyspaces), in_scope,
-                           fingerprint(o_snap, t_snap), at or utcnow())
+                           fingerprint(o_snap, t_snap), at or utcnow(), plan)
 
 
 def run_preflight(config: Config, *,

@@ -6,8 +6,11 @@ Theory of operation: :func:`snapshot_from_metadata` reads the driver's schema me
 A snapshot holds exactly what decides whether a row written through the proxy lands the
 same way on both clusters: per table the columns and their CQL types, which are static,
 the partition key, and the clustering columns with their order; per keyspace the user
-types. Table options (compaction, caching, ...) are left out on purpose: they may differ
-between clusters and changing them must not invalidate a preflight.
+types. Table options (compaction, caching, ...) are kept (the preflight checks what the
+target release refuses) but left out of the fingerprint on purpose: they may differ
+between clusters and changing them must not invalidate a preflight. COMPACT STORAGE is
+in it (only when set, so other tables' fingerprints are as before): it changes what a
+write does.
 
 Invariants:
 - :func:`fingerprint` is a SHA-256 of the canonical JSON of both snapshots, so it is the
@@ -35,6 +38,9 @@ class TableSchema:
     #: (column, "ASC" | "DESC") in clustering order
     clustering: tuple[tuple[str, str], ...] = ()
     static: frozenset[str] = frozenset()
+    compact_storage: bool = False
+    #: table options as the driver reads them (not in the fingerprint)
+    options: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def qualified(self) -> str:
@@ -45,10 +51,13 @@ class TableSchema:
         return any(t == "counter" for t in self.columns.values())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"columns": dict(sorted(self.columns.items())),
-                "partition_key": list(self.partition_key),
-                "clustering": [list(c) for c in self.clustering],
-                "static": sorted(self.static)}
+        out = {"columns": dict(sorted(self.columns.items())),
+               "partition_key": list(self.partition_key),
+               "clustering": [list(c) for c in self.clustering],
+               "static": sorted(self.static)}
+        if self.compact_storage:
+            out["compact_storage"] = True
+        return out
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,11 @@ class SchemaSnapshot:
     def tables(self) -> list[TableSchema]:
         return [t for _, ks in sorted(self.keyspaces.items())
                 for _, t in sorted(ks.tables.items())]
+
+    def option_names(self) -> frozenset[str]:
+        """Every table option name this snapshot's tables have (a cluster's tables all
+        list the options its release knows)."""
+        return frozenset(k for t in self.tables() for k in t.options)
 
     def to_dict(self) -> dict[str, Any]:
         return {n: ks.to_dict() for n, ks in sorted(self.keyspaces.items())}
@@ -106,7 +120,9 @@ def snapshot_from_metadata(metadata: Any, keyspaces: Iterable[str],
                 partition_key=tuple(c.name for c in table.partition_key),
                 clustering=tuple((c.name, "DESC" if c.is_reversed else "ASC")
                                  for c in table.clustering_key),
-                static=frozenset(c.name for c in table.columns.values() if c.is_static))
+                static=frozenset(c.name for c in table.columns.values() if c.is_static),
+                compact_storage=bool(getattr(table, "is_compact_storage", False)),
+                options=dict(getattr(table, "options", None) or {}))
         types = {name: tuple(zip(ut.field_names, ut.field_types))
                  for name, ut in ks.user_types.items()}
         out[ks_name] = KeyspaceSchema(ks_name, tables, types)
@@ -185,6 +201,12 @@ def table_differences(o: TableSchema, t: TableSchema) -> list[str]:
         problems.append(f"column {col} ({o.columns[col]}) missing on target")
     for col in sorted(set(t.columns) - set(o.columns)):
         problems.append(f"column {col} ({t.columns[col]}) exists only on target")
+    if o.compact_storage != t.compact_storage:
+        where = "origin" if o.compact_storage else "target"
+        problems.append(f"COMPACT STORAGE only on {where} (a row without values, or a null "
+                        "written to its last value, lives on one side and not the other): "
+                        f"run `ALTER TABLE {o.qualified} DROP COMPACT STORAGE` on {where}, "
+                        "or create the other side's table the same way")
     for col in sorted(set(o.columns) & set(t.columns)):
         if o.columns[col] != t.columns[col]:
             problems.append(f"column {col} type differs: origin {o.columns[col]}, "

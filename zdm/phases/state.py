@@ -90,6 +90,17 @@ class MigrationState:
     def routing(self) -> Routing:
         return routing_for(self.phase)
 
+    @property
+    def dual_writes_since(self) -> datetime | None:
+        """When the current run of dual writes began: the last advance into phase 1,
+        while the migration is in phase 1 or later (None in phase 0: after a rollback
+        there, clients wrote to origin alone and the next advance starts a new run)."""
+        if self.phase < Phase.PROXY:
+            return None
+        entries = [h.at for h in self.history
+                   if h.action == "advance" and h.dest == Phase.PROXY]
+        return entries[-1] if entries else None
+
     def bump(self, now: datetime, **changes: Any) -> "MigrationState":
         """The next revision, with ``changes`` applied."""
         return dataclasses.replace(self, revision=self.revision + 1, updated_at=now, **changes)

@@ -15,7 +15,7 @@ import time
 from zdm.errors import SandboxError
 from zdm.sandbox import local, node
 
-IMAGE = "cassandra:5.0"
+IMAGE = "cassandra:{version}"  # the official image, tagged by release
 
 
 def _client():
@@ -45,8 +45,9 @@ def up(settings: local.SandboxSettings, *, timeout: float = 300.0, on_step=lambd
     for spec in settings.nodes():
         name = f"zdm-sandbox-{spec.name}"
         if _container(name) is None:
-            on_step(f"Starting {spec.name} ({IMAGE}) on port {spec.native_port}...")
-            container = (DockerContainer(IMAGE).with_name(name)
+            image = IMAGE.format(version=spec.version)
+            on_step(f"Starting {spec.name} ({image}) on port {spec.native_port}...")
+            container = (DockerContainer(image).with_name(name)
                          .with_bind_ports(9042, spec.native_port)
                          .with_env("CASSANDRA_CLUSTER_NAME", spec.cluster_name)
                          .with_env("MAX_HEAP_SIZE", f"{settings.heap_mb}M")
@@ -64,7 +65,8 @@ def up(settings: local.SandboxSettings, *, timeout: float = 300.0, on_step=lambd
                 if time.monotonic() > deadline:
                     raise SandboxError(f"{spec.name}: no CQL login after {timeout:.0f}s ({exc})") from None
                 time.sleep(1)
-    return [local.NodeStatus(s.name, s.native_port, None, True, None, node.cql_login(s))
+    return [local.NodeStatus(s.name, s.native_port, None, True, None, node.cql_login(s),
+                             release=s.version)
             for s in settings.nodes()]
 
 

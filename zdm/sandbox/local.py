@@ -1,5 +1,8 @@
 """The local sandbox: two single-node Cassandra clusters, origin and target, on loopback.
 
+Each may run its own release (``origin_version``, ``target_version``: any from 3.11 to
+5.0), each on the Java that release needs (:func:`zdm.sandbox.jars.find_java`).
+
 ``up`` is idempotent: a node that is already up is left alone, one that is not is
 started; both start in parallel and ``up`` returns only when a CQL login succeeds on
 each.  The settings a sandbox was created with live in ``sandbox.json`` beside the
@@ -16,7 +19,8 @@ from pathlib import Path
 
 from zdm.errors import SandboxError
 from zdm.sandbox import node
-from zdm.sandbox.jars import CASSANDRA_VERSION, ensure_jars, find_java, jars_cached
+from zdm.sandbox.jars import (CASSANDRA_VERSION, ensure_jars, find_java, jars_cached,
+                              java_majors)
 
 DEFAULT_DIR = Path(".zdm/sandbox")
 
@@ -30,19 +34,22 @@ class SandboxSettings:
     target_storage_port: int = 7100
     heap_mb: int = 512
     auth: bool = False
-    version: str = CASSANDRA_VERSION
+    origin_version: str = CASSANDRA_VERSION
+    target_version: str = CASSANDRA_VERSION
     #: "local" (java + Maven jars) or "docker" (the official image, through testcontainers)
     engine: str = "local"
 
     def nodes(self) -> list[node.NodeSpec]:
         return [
             node.NodeSpec("origin", self.origin_port, self.origin_storage_port,
-                          self.directory / "origin", self.heap_mb, self.auth),
+                          self.directory / "origin", self.heap_mb, self.auth, self.origin_version),
             node.NodeSpec("target", self.target_port, self.target_storage_port,
-                          self.directory / "target", self.heap_mb, self.auth),
+                          self.directory / "target", self.heap_mb, self.auth, self.target_version),
         ]
 
     def validate(self) -> None:
+        for version in (self.origin_version, self.target_version):
+            java_majors(version)  # refuses a release the sandbox cannot run
         ports = [self.origin_port, self.target_port, self.origin_storage_port, self.target_storage_port]
         for port in ports:
             if not 1024 <= port <= 65535:
@@ -61,7 +68,12 @@ class NodeStatus:
     pid: int | None
     listening: bool
     rss_bytes: int | None
+    #: the release_version the node reports over CQL (None when it does not answer)
     version: str | None = None
+    #: the release it was configured to run, and the Java it was started on
+    release: str | None = None
+    java: str | None = None
+    java_version: int | None = None
 
     @property
     def up(self) -> bool:
@@ -79,6 +91,10 @@ def saved_settings(directory: Path = DEFAULT_DIR) -> SandboxSettings | None:
     try:
         raw = json.loads(path.read_text())
         raw["directory"] = Path(raw["directory"])
+        if "version" in raw:  # written before each node had its own release
+            release = raw.pop("version")
+            raw.setdefault("origin_version", release)
+            raw.setdefault("target_version", release)
         return SandboxSettings(**raw)
     except (ValueError, TypeError, KeyError) as exc:
         raise SandboxError(f"{path} is damaged ({exc})",
@@ -93,24 +109,35 @@ def save_settings(settings: SandboxSettings) -> None:
 
 
 def check_compatible(settings: SandboxSettings) -> None:
-    """Refuse to start over a sandbox made with other settings (ports, auth, engine)."""
+    """Refuse to start over a sandbox made with other settings: any change while a node
+    runs, and a change of auth, engine or release over existing data (a node cannot
+    start on the data of another release without an upgrade)."""
     previous = saved_settings(settings.directory)
     if previous is not None and previous != settings:
         running = [s.name for s in status(previous) if s.pid is not None]
-        if running or previous.auth != settings.auth or previous.engine != settings.engine:
+        releases = (previous.origin_version, previous.target_version) != \
+            (settings.origin_version, settings.target_version)
+        if running or releases or previous.auth != settings.auth or \
+                previous.engine != settings.engine:
             raise SandboxError(
                 f"a sandbox with other settings exists in {settings.directory} "
                 f"({_describe(previous)}; asked for {_describe(settings)})",
                 hint="run `zdm sandbox down --purge` first, or repeat the original options")
 
 
-def up(settings: SandboxSettings, *, timeout: float = 240.0, on_step=lambda msg: None) -> list[NodeStatus]:
+def up(settings: SandboxSettings, *, timeout: float = 240.0, java: str | None = None,
+       on_step=lambda msg: None) -> list[NodeStatus]:
+    """Start both nodes (idempotent).  ``java`` (``--java``) is preferred for every node
+    whose release it runs; each other node finds the Java its release needs."""
     settings.validate()
     check_compatible(settings)
-    java = find_java()
-    if not jars_cached(settings.version):
-        on_step(f"Fetching Cassandra {settings.version} jars from Maven Central (once)...")
-    lib = ensure_jars(settings.version)
+    specs = settings.nodes()
+    javas = {spec.name: _java_for(spec, java) for spec in specs if node.read_pid(spec) is None}
+    libs = {}
+    for version in dict.fromkeys(s.version for s in specs):
+        if not jars_cached(version):
+            on_step(f"Fetching Cassandra {version} jars from Maven Central (once)...")
+        libs[version] = ensure_jars(version)
     save_settings(settings)
 
     def bring_up(spec: node.NodeSpec) -> None:
@@ -118,15 +145,14 @@ def up(settings: SandboxSettings, *, timeout: float = 240.0, on_step=lambda msg:
             node.wait_ready(spec, None, timeout=timeout)
             return
         offset = node.log_size(spec)
-        proc = node.start(spec, java, lib)
+        proc = node.start(spec, javas[spec.name], libs[spec.version])
         try:
             node.wait_ready(spec, proc, timeout=timeout, log_offset=offset)
         except BaseException:
             node.stop(spec, grace=5)
             raise
 
-    on_step("Starting origin and target...")
-    specs = settings.nodes()
+    on_step("Starting " + " and ".join(f"{s.name} (Cassandra {s.version})" for s in specs) + "...")
     with ThreadPoolExecutor(max_workers=len(specs)) as pool:
         futures = [pool.submit(bring_up, spec) for spec in specs]
         errors = [f.exception() for f in futures]
@@ -137,6 +163,19 @@ def up(settings: SandboxSettings, *, timeout: float = 240.0, on_step=lambda msg:
         raise SandboxError("\n\n".join(str(e) for e in failed),
                            hint="see each node's log under " + str(settings.directory))
     return status(settings, probe=True)
+
+
+def _java_for(spec: node.NodeSpec, prefer: str | None) -> str:
+    """The Java for one node: ``prefer`` if it runs the node's release, else the one the
+    node last ran on (so a ``--java`` given once keeps working), else whatever fits."""
+    if prefer is None:
+        last = node.started_with(spec)
+        if last.get("release") == spec.version and last.get("java"):
+            try:
+                return find_java(spec.version, prefer=last["java"])
+            except SandboxError:
+                pass
+    return find_java(spec.version, prefer=prefer)
 
 
 def down(settings: SandboxSettings, *, grace: float = 30.0, purge: bool = False) -> list[str]:
@@ -161,13 +200,83 @@ def status(settings: SandboxSettings, *, probe: bool = False) -> list[NodeStatus
                 version = node.cql_login(spec)
             except Exception:  # noqa: BLE001 - status reports, never fails
                 version = None
+        record = node.started_with(spec)
         result.append(NodeStatus(spec.name, spec.native_port, pid, listening,
-                                 node.rss_bytes(pid) if pid else None, version))
+                                 node.rss_bytes(pid) if pid else None, version,
+                                 release=spec.version, java=record.get("java"),
+                                 java_version=record.get("java_version")))
     return result
 
 
+#: the default sandbox's storage ports, then those other sandboxes and single nodes take
+#: (7200 and 7300 are left to the test suite's extra nodes)
+DEFAULT_STORAGE_PORTS = (7000, 7100)
+STORAGE_PORTS = DEFAULT_STORAGE_PORTS + tuple(range(7400, 8000, 100))
+
+
+def storage_ports(directory: Path, origin_port: int, target_port: int) -> tuple[int, int]:
+    """Storage ports for a sandbox: those it was created with, else 7000 and 7100, else
+    the first free ones of 7400, 7500, ... (so a second sandbox beside the first just works)."""
+    previous = saved_settings(directory)
+    if previous is not None and (previous.origin_port, previous.target_port) == (origin_port, target_port):
+        return previous.origin_storage_port, previous.target_storage_port
+    if not any(node.port_open(p) for p in DEFAULT_STORAGE_PORTS):
+        return DEFAULT_STORAGE_PORTS
+    free = [p for p in STORAGE_PORTS[2:] if not node.port_open(p)]
+    if len(free) < 2:
+        raise SandboxError("no free storage ports among " + ", ".join(map(str, STORAGE_PORTS)),
+                           hint="pass --origin-storage-port and --target-storage-port")
+    return free[0], free[1]
+
+
 def _describe(s: SandboxSettings) -> str:
+    releases = (s.origin_version if s.origin_version == s.target_version
+                else f"{s.origin_version}/{s.target_version}")
     return (f"ports {s.origin_port}/{s.target_port}, auth {'on' if s.auth else 'off'}, "
-            f"heap {s.heap_mb} MiB, Cassandra {s.version}")
+            f"heap {s.heap_mb} MiB, Cassandra {releases}")
 
 
+
+
+def single_node(name: str, version: str, port: int, directory: Path, *,
+                storage_port: int | None = None, java: str | None = None, heap_mb: int = 512,
+                timeout: float = 240.0, on_step=lambda msg: None) -> tuple[node.NodeSpec, bool]:
+    """One extra node of ``version`` on ``port`` (beside a sandbox, e.g. an older origin);
+    returns it and whether it was started here.  A node that already answers on ``port``
+    is used if it runs ``version``, refused otherwise.  ``storage_port`` defaults to the
+    first free one of 7400, 7500, ... (7000 and 7100 stay the default sandbox's)."""
+    java_majors(version)
+    probe = node.NodeSpec(name, port, storage_port or 0, directory, version=version)
+    if node.read_pid(probe) is not None:  # this directory's node, still starting
+        node.wait_ready(probe, None, timeout=timeout)
+    if node.port_open(port):
+        try:
+            found = node.cql_login(probe)
+        except Exception as exc:  # noqa: BLE001 - anything but a node of that release
+            raise SandboxError(f"port {port} is in use, and no Cassandra {version} answers "
+                               f"there ({exc})", hint="pick another port") from None
+        if found != version:
+            raise SandboxError(f"port {port} runs Cassandra {found}, not {version}",
+                               hint="pick another port, or stop that node")
+        return probe, False
+    previous = node.started_with(probe)
+    if previous and previous.get("release") != version:
+        raise SandboxError(f"{directory} holds a Cassandra {previous.get('release')} node, "
+                           f"not {version}", hint=f"delete {directory}, or use another directory")
+    storage = storage_port or next((p for p in STORAGE_PORTS[2:] if not node.port_open(p)), None)
+    if storage is None:
+        raise SandboxError("no free storage port among " + ", ".join(map(str, STORAGE_PORTS)))
+    spec = node.NodeSpec(name, port, storage, directory, heap_mb, version=version)
+    java_path = _java_for(spec, java)
+    if not jars_cached(version):
+        on_step(f"Fetching Cassandra {version} jars from Maven Central (once)...")
+    lib = ensure_jars(version)
+    on_step(f"Starting {name} (Cassandra {version}) on 127.0.0.1:{port}...")
+    offset = node.log_size(spec)
+    proc = node.start(spec, java_path, lib)
+    try:
+        node.wait_ready(spec, proc, timeout=timeout, log_offset=offset)
+    except BaseException:
+        node.stop(spec, grace=5)
+        raise
+    return spec, True

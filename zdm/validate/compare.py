@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zdm.migrate import aio
-from zdm.migrate.cells import counter_deltas, hashable, plan_row, plan_static
+from zdm.migrate.cells import counter_deltas, hashable
 from zdm.migrate.context import WorkerContext
-from zdm.migrate.copy import list_elements, write_all
+from zdm.migrate.copy import write_all
+from zdm.migrate.plan import plan_row, plan_static
 from zdm.migrate.ring import TokenRange
 from zdm.migrate.schema import TableSpec
 from zdm.validate.diff import CellDiff, _jsonable, diff_row
@@ -189,9 +190,8 @@ async def _autocorrect(ctx: WorkerContext, spec: TableSpec, suspects: list[_Susp
                                   None if _static_only(spec, s.origin) else
                                   counter_deltas(spec, s.origin, s.target, static=False)) if w]
         else:
-            present = list_elements(spec, s.target)
-            writes = (plan_static(spec, s.origin, present) if spec.statics else []) + \
-                plan_row(spec, s.origin, present)
+            writes = (plan_static(spec, s.origin, s.target) if spec.statics else []) + \
+                plan_row(spec, s.origin, s.target)
         if writes:
             await write_all(ctx, spec, writes, key, window)
     await window.drain()

@@ -3,7 +3,9 @@
 A cell differs by value, by writetime (zdm copies writetimes exactly, so any difference
 counts), or by TTL beyond ``ttl_tolerance_s`` (a TTL is read as seconds remaining, so
 the two reads legitimately differ by the time between them).  Collections compare per
-element, non-frozen UDTs per field; counters compare by value only.
+element, non-frozen UDTs per field; counters compare by value only, and so do columns
+whose cells' metadata origin cannot read (``Column.exact`` False: their contents, not
+their element writetimes and TTLs, see :mod:`zdm.migrate.fallback`).
 """
 
 from __future__ import annotations
@@ -60,6 +62,10 @@ def diff_columns(columns: Iterable[Column], o: tuple, t: tuple, ttl_tolerance_s:
         ov, tv = o[c.offset], t[c.offset]
         if c.kind is Kind.COUNTER:
             if (ov or 0) != (tv or 0) or (ov is None) != (tv is None):
+                out.append(CellDiff(c.name, "value", ov, tv))
+            continue
+        if not c.exact:
+            if ov != tv:
                 out.append(CellDiff(c.name, "value", ov, tv))
             continue
         if c.kind is Kind.UDT:

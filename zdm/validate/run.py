@@ -1,4 +1,9 @@
-"""``validate(config, settings) -> ValidationReport``: compare every table in scope, range by range."""
+"""``validate(config, settings) -> ValidationReport``: compare every table in scope, range by range.
+
+On a table whose non-frozen collections or UDTs took the copy's fallback (origin before
+Cassandra 5.0 cannot read their cells' writetimes and TTLs), those columns are compared
+by contents only; each table's ``contents_only`` lists them, and the CLI says so.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from zdm.errors import ZdmError
 from zdm.migrate.context import RunSettings, WorkerContext
 from zdm.migrate.pool import Job, run_jobs
 from zdm.migrate.ring import TokenRange
-from zdm.migrate.run import Scope, operator, plan_tables
+from zdm.migrate.run import Scope, operator, plan_tables, with_fallback_timestamp
 from zdm.migrate.schema import TableSpec
 from zdm.validate.compare import RangeComparison, ValidationParams, compare_range
 
@@ -24,11 +29,15 @@ class ValidationSettings:
     final: bool = False  # the validation after reads moved to target
     max_attempts: int = 3
     record_evidence: bool = True
+    #: when dual writes began, for autocorrect's fallback writes (None: the state's record)
+    dual_writes_since: datetime | None = None
 
 
 @dataclass
 class TableValidation:
     table: str
+    #: columns compared by contents only (their cells' writetimes are not origin's)
+    contents_only: list[str] = field(default_factory=list)
     rows_origin: int = 0
     rows_target: int = 0
     missing_on_target: int = 0
@@ -105,7 +114,11 @@ def validate(config: Config, settings: ValidationSettings,
     specs, plan = plan_tables(config, settings.scope, settings.run)
     if not specs:
         raise ZdmError("no tables in scope", hint="check scope.keyspaces in zdm.yaml or --keyspace")
-    tables = {s.qualified: TableValidation(s.qualified) for s in specs}
+    specs, _since = with_fallback_timestamp(
+        config, specs, settings.dual_writes_since,
+        needed_for="repairing" if settings.params.autocorrect else None)
+    tables = {s.qualified: TableValidation(s.qualified, [c.name for c in s.fallback_columns])
+              for s in specs}
     for s in specs:
         emit(("planned", s.qualified, len(plan)))
     listed = settings.params.max_listed
