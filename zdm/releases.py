@@ -27,6 +27,11 @@ ELEMENT_METADATA_SINCE: Version = (5, 0)
 #: allows it (Astra DB does not), and dropping it needs drop_compact_storage_enabled.
 COMPACT_STORAGE_REMOVED_IN: Version = (4, 0)
 
+#: Cassandra 4.0 added system.peers_v2 and the broadcast/listen/rpc port columns of
+#: system.local (CASSANDRA-7544), and dropped thrift_version: what a driver finds there
+#: tells it how to read the topology, so the proxy's virtual tables follow origin's release.
+PORTS_IN_SYSTEM_TABLES_SINCE: Version = (4, 0)
+
 #: Table options later releases no longer know (they refuse a CREATE TABLE naming them),
 #: with why; any other option target lacks is reported too, found by comparing names.
 REMOVED_OPTIONS: dict[str, str] = {

@@ -145,6 +145,14 @@ def test_a_target_outage_under_a_writing_application(zdm_config, tmp_path, table
             recorded = {int(r["key"]["columns"]["k"][0]["hex"], 16) for r in pending}
             # what target lacks (or got late), the records name
             assert set(writer.acknowledged) - set(target) <= recorded
+            from zdm.validate import repair
+
+            report = repair(config)  # while nothing else writes; see the test below for live writes
+            assert report.pending == [] and report.resolved == len(pending)
+            assert DivergenceLog(config.state_dir).pending() == []
+            target = rows_with_writetime(target_session, table)
+            for k in writer.acknowledged:  # every acknowledged write on target: value and writetime
+                assert target[k] == origin[k], k
         else:
             assert writer.errors  # the client saw the outage
             assert pending == []
@@ -197,3 +205,26 @@ def test_now_in_a_primary_key_is_the_same_row_on_both_clusters(replacing, origin
     assert all(u is not None for k, v, u, ts in origin if v != "batched query")
     # reads are never rewritten: origin's own now() answers
     assert session.execute(f"SELECT now() AS n FROM {ks}.t LIMIT 1").one().n is not None
+
+
+def test_validate_rechecks_recorded_rows_first_and_autocorrect_repairs_them(proxied, table, origin_session,
+                                                                             target_session):
+    from zdm.migrate import Scope
+    from zdm.validate import ValidationParams, ValidationSettings, validate
+    from zdm.migrate.context import RunSettings
+
+    config, proxy, session = proxied
+    origin_session.execute(f"INSERT INTO {table}.t (k, c, v) VALUES (7, 'x', 'origin')")
+    session.execute(f"INSERT INTO {table}.t (k, c, v) VALUES (7, 'x', 'proxy') IF NOT EXISTS")
+    log = DivergenceLog(config.state_dir)
+    wait_for(lambda: log.pending(), what="the LWT record")
+    settings = ValidationSettings(scope=Scope(keyspaces=(table,)), run=RunSettings(workers=0),
+                                  record_evidence=False)
+    report = validate(config, settings)
+    assert not report.clean and [c.key for c in report.recorded.pending] == [
+        f"{table}.t: k=7, c='x', v='proxy'"]
+    assert log.pending()  # a plain validation only re-checks
+    fixed = validate(config, dataclasses.replace(settings, params=ValidationParams(autocorrect=True)))
+    assert fixed.recorded.resolved == 1 and fixed.clean
+    assert log.pending() == []
+    assert target_session.execute(f"SELECT v FROM {table}.t WHERE k = 7 AND c = 'x'").one().v == "origin"

@@ -143,6 +143,16 @@ CASES = [
      state(ClientsOnTargetConfirmed(at(1), "bob")), facts(), []),
     ("clients-on-target/missing", g.clients_on_target, state(), facts(),
      [("connect to target directly", "--confirm-clients-on-target")]),
+    ("async-window/this-stay", g.async_window_current, state(phase=Phase.ASYNC_READS, entered=5),
+     facts(async_reads=ASYNC_OK), []),
+    ("async-window/an-earlier-stay", g.async_window_current, state(phase=Phase.ASYNC_READS, entered=7),
+     facts(async_reads=ASYNC_OK), [("date from 2024-01-01T06:00:00+00:00, before phase 3 was entered",
+                                    "wait a few seconds")]),
+    ("divergences/none", g.divergences_resolved, state(), facts(), []),
+    ("divergences/pending", g.divergences_resolved, state(),
+     facts(divergences={"ks.a": {"lwt": 2}, "ks.b": {"secondary_write": 3}}),
+     [("5 row(s) recorded as divergent by the proxies are not resolved: ks.a (2 lwt), "
+       "ks.b (3 secondary_write)", "run `zdm repair`")]),
 ]
 
 

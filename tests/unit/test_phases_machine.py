@@ -177,8 +177,8 @@ GUARDED = [
     ("2-4-no-skip-flag", Phase.MIGRATE, {"skip_async_reads": False}, None,
      ["skips the async-reads check", "no data migration", "no validation"]),
     ("3-4-no-async-reads", Phase.ASYNC_READS, {}, None, ["no async reads"]),
-    ("3-4-too-many-mismatches", Phase.ASYNC_READS,
-     {"async_reads": AsyncReadStats(1000, 0, 5, datetime(2024, 1, 1, tzinfo=timezone.utc))},
+    ("3-4-too-many-mismatches", Phase.ASYNC_READS,  # counted since after phase 3 was entered
+     {"async_reads": AsyncReadStats(1000, 0, 5, datetime(2024, 1, 2, tzinfo=timezone.utc))},
      Thresholds(max_async_mismatch_rate=0.001), ["mismatch rate"]),
     ("4-5-nothing", Phase.TARGET_READS, {}, None,
      ["no final validation", "connect to target directly"]),
@@ -355,3 +355,25 @@ def test_dual_writes_since_is_the_last_entry_into_phase_1_while_it_lasts(drv):
     again = drv.store.load()
     assert again.dual_writes_since == [h.at for h in again.history if h.dest == Phase.PROXY][-1]
     assert again.dual_writes_since > first
+
+
+@pytest.mark.parametrize("start", [Phase.MIGRATE, Phase.ASYNC_READS, Phase.TARGET_READS],
+                         ids=["2-4", "3-4", "4-5"])
+def test_pending_divergences_hold_reads_and_clients_on_origin(drv, start):
+    drv.to(start)
+    drv.prepare()
+    extra = {"confirm_clients_on_target": True, "skip_async_reads": start == Phase.MIGRATE}
+    to = Phase.TARGET_READS if start == Phase.MIGRATE else None
+    err = refused(advance, drv.store, drv.facts(divergences={"ks.a": {"lwt": 1}}, **extra), to=to)
+    assert [r.what for r in err.reasons] == [
+        "1 row(s) recorded as divergent by the proxies are not resolved: ks.a (1 lwt)"]
+    assert "zdm repair" in err.hint
+    assert advance(drv.store, drv.facts(**extra), operator="tester", to=to).phase == start + (
+        2 if start == Phase.MIGRATE else 1)
+
+
+def test_pending_divergences_do_not_hold_the_copy(drv):
+    drv.to(Phase.PROXY)
+    drv.prepare()
+    facts = drv.facts(divergences={"ks.a": {"secondary_write": 4}}, confirm_clients_on_proxy=True)
+    assert advance(drv.store, facts, operator="tester").phase == Phase.MIGRATE

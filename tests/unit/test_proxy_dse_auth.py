@@ -14,6 +14,7 @@ from tests.support.rawcql import RawClient
 from zdm.config import ClusterConfig, Config, ProxyConfig
 from zdm.cql import messages as m
 from zdm.cql.constants import ErrorCode, Opcode
+from zdm.cql.errors import unsupported_version_message
 from zdm.proxy.auth import DSE_AUTHENTICATOR
 from zdm.proxy.control import ProxyError
 
@@ -24,6 +25,9 @@ def dse_node(**users: str):
     tokens: list[bytes | None] = []
 
     def script(frame):
+        if frame.version > 4:  # DSE speaks v4 (and its own DSE_V1/V2), not v5
+            return [(Opcode.ERROR, m.encode_error(ErrorCode.PROTOCOL_ERROR, unsupported_version_message(
+                frame.version, (3, 4))))]
         if frame.opcode == Opcode.STARTUP:
             return [(Opcode.AUTHENTICATE, m.encode_authenticate(DSE_AUTHENTICATOR))]
         if frame.opcode == Opcode.AUTH_RESPONSE:

@@ -1,4 +1,4 @@
-"""`zdm migrate` and `zdm validate`: thin commands over zdm.migrate / zdm.validate."""
+"""`zdm migrate`, `zdm validate` and `zdm repair`: thin commands over zdm.migrate / zdm.validate."""
 
 from __future__ import annotations
 
@@ -216,6 +216,7 @@ def register(app: typer.Typer) -> None:
                     progress.range_done(e[1])
 
             report = run_validate(cfg, settings, on_event)
+        _print_recorded(report.recorded, repaired=autocorrect)
         summary = Table(title="Validation")
         summary.add_column("table", no_wrap=True)
         for col in ("rows (origin)", "missing on target", "only on target", "cells differ",
@@ -244,3 +245,39 @@ def register(app: typer.Typer) -> None:
                           + ("" if autocorrect else "Run with --autocorrect to repair target."))
             raise typer.Exit(1)
         console.print("[green]Origin and target agree.[/] Recorded as evidence.")
+
+    @app.command()
+    @command
+    def repair(
+        config: ConfigPath = DEFAULT_CONFIG,
+        json_out: JsonOut = None,
+    ) -> None:
+        """Copy the rows the proxies recorded as divergent from the cluster that has them right.
+
+        A write the secondary cluster missed (`proxy.secondary_write_failure: record`) or an LWT
+        the clusters decided differently: each recorded row is compared and copied with its
+        writetimes, so a newer write by the application always wins; safe while it writes.
+        """
+        from zdm.validate import repair as run_repair
+
+        report = run_repair(config_from(config))
+        _print_recorded(report, repaired=True)
+        _write_json(json_out, report.to_json())
+        if report.pending:
+            console.print(f"[red]{len(report.pending)} recorded row(s) still differ.[/] Check that both "
+                          "clusters are up, then run `zdm repair` again.")
+            raise typer.Exit(1)
+        console.print("[green]Every recorded row agrees on both clusters.[/]" if report.checks else
+                      "Nothing recorded: no row is known to differ.")
+
+
+def _print_recorded(report, *, repaired: bool) -> None:
+    """What became of the rows the proxies recorded as divergent."""
+    if not report.checks:
+        return
+    console.print(f"Recorded rows re-checked first: {len(report.checks)}, "
+                  f"{report.resolved} {'fixed or ' if repaired else ''}in agreement now, "
+                  f"{len(report.pending)} still differ.", soft_wrap=True)
+    for c in report.pending[:10]:
+        console.print(f"  {c.kind} {c.key} (right on {c.source}): {c.state} {c.detail}".rstrip(),
+                      soft_wrap=True)

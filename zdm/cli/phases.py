@@ -188,6 +188,12 @@ def _print_status(doc: dict[str, Any]) -> None:
     else:
         console.print("Proxies: none registered (a proxy registers itself on `zdm proxy start`).")
 
+    if doc["divergences"]:
+        rows = "; ".join(f"{t}: {', '.join(f'{n} {k}' for k, n in kinds.items())}"
+                         for t, kinds in doc["divergences"].items())
+        console.print(f"[bold red]Rows recorded as divergent, pending:[/] {rows}. "
+                      "Run `zdm repair`.", soft_wrap=True)
+
     if doc["async_reads"]:
         a = doc["async_reads"]
         console.print(f"Async reads (all proxies, since {a['since']}): {a['requests']} requests, "

@@ -29,15 +29,15 @@ class FrameTooLarge(ProtocolError):
     """A frame header declared a body longer than the configured limit."""
 
 
-def unsupported_version_message(version: int) -> str:
+def unsupported_version_message(version: int, supported: tuple[int, ...] = SUPPORTED_VERSIONS) -> str:
     """Cassandra's exact wording (``ProtocolVersion.invalidVersionMessage``).
 
     Drivers match on it: the python driver downgrades when the message contains
     ``"unsupported protocol version"`` (``cassandra/connection.py``).
     """
-    supported = ", ".join(f"{v}/v{v}" for v in SUPPORTED_VERSIONS)
+    listed = ", ".join(f"{v}/v{v}" for v in supported)
     return (f"Invalid or unsupported protocol version ({version}); "
-            f"supported versions are ({supported})")
+            f"supported versions are ({listed})")
 
 
 class UnsupportedVersion(ProtocolError):
@@ -48,6 +48,8 @@ class UnsupportedVersion(ProtocolError):
     driver retries with a lower version; see ``frame.encode_unsupported_version``.
     """
 
-    def __init__(self, version: int, *, stream: int | None = None) -> None:
-        super().__init__(unsupported_version_message(version), stream=stream, version=version,
-                         hint="the client must downgrade to protocol v3, v4 or v5")
+    def __init__(self, version: int, *, stream: int | None = None,
+                 supported: tuple[int, ...] = SUPPORTED_VERSIONS) -> None:
+        super().__init__(unsupported_version_message(version, supported), stream=stream,
+                         version=version,
+                         hint=f"the client must downgrade to protocol v{max(supported)} or lower")

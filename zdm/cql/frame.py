@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 from zdm.cql.buffer import ReceiveBuffer
 from zdm.cql.constants import (MAX_FRAME_BYTES_DEFAULT, MAX_VERSION, MIN_VERSION, RESPONSE_BIT,
-                               VERSION_MASK, ErrorCode, Opcode)
+                               SUPPORTED_VERSIONS, VERSION_MASK, ErrorCode, Opcode)
 from zdm.cql.errors import FrameTooLarge, ProtocolError, UnsupportedVersion
 from zdm.cql.segment import SegmentReader
 
@@ -76,16 +76,18 @@ def encode_frame(version: int, opcode: int, body: bytes, *, stream: int = 0, fla
                         len(body)) + body
 
 
-def encode_unsupported_version(version: int, stream: int | None = None) -> bytes:
+def encode_unsupported_version(version: int, stream: int | None = None,
+                               supported: tuple[int, ...] = SUPPORTED_VERSIONS) -> bytes:
     """The ERROR frame answering a client that spoke an unsupported ``version``.
 
     Like Cassandra (``ProtocolVersion.decode``), v1/v2 clients are answered in
     their own (8-byte header) format so they can read it; any other version is
     answered in v4, as zdm-proxy does, which every driver that can downgrade
-    understands.  The message wording makes drivers retry with a lower version.
+    understands.  The message wording makes drivers retry with a lower version;
+    ``supported`` lists what the peer may use instead (fewer when a cluster behind
+    the proxy speaks fewer).
     """
-    exc = UnsupportedVersion(version)
-    raw = exc.message.encode("utf-8")
+    raw = UnsupportedVersion(version, supported=supported).message.encode("utf-8")
     body = struct.pack(">iH", ErrorCode.PROTOCOL_ERROR, len(raw)) + raw
     stream = stream or 0
     if version in (1, 2):

@@ -124,7 +124,7 @@ class DivergenceWriter:
             if batch:
                 error: BaseException | None = None
                 try:
-                    _append(self.path, [json.dumps(r, sort_keys=True) for r, _ in batch])
+                    _append(self.path, [json.dumps(r) for r, _ in batch])
                 except OSError as exc:
                     error = exc
                     log.error("cannot record %d divergence(s) in %s: %s", len(batch), self.path, exc)

@@ -40,6 +40,8 @@ class Facts:
     confirm_clients_on_proxy: bool = False
     confirm_clients_on_target: bool = False
     skip_async_reads: bool = False
+    #: rows the proxies recorded as divergent and nobody resolved yet: "ks.table" -> {kind: n}
+    divergences: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """For the journal."""
@@ -52,4 +54,5 @@ class Facts:
             "confirm_clients_on_proxy": self.confirm_clients_on_proxy,
             "confirm_clients_on_target": self.confirm_clients_on_target,
             "skip_async_reads": self.skip_async_reads,
+            "divergences": self.divergences,
         }

@@ -186,6 +186,29 @@ def async_reads_healthy(state: MigrationState, facts: Facts, th: Thresholds) -> 
     return reasons
 
 
+@relies_on()
+def async_window_current(state: MigrationState, facts: Facts, th: Thresholds) -> list[Reason]:
+    """The async-read counters must describe this stay in phase 3, not an earlier one."""
+    stats = facts.async_reads
+    if stats is None or state.entered_at is None or stats.since >= state.entered_at - timedelta(seconds=5):
+        return []
+    return [Reason(f"the proxies' async-read counters date from {stats.since.isoformat()}, before "
+                   f"phase 3 was entered ({state.entered_at.isoformat()})",
+                   "wait a few seconds for every proxy to start counting anew, then retry")]
+
+
+@relies_on()
+def divergences_resolved(state: MigrationState, facts: Facts, th: Thresholds) -> list[Reason]:
+    """No row the proxies recorded as divergent may be pending when reads or clients move."""
+    if not facts.divergences:
+        return []
+    total = sum(sum(kinds.values()) for kinds in facts.divergences.values())
+    tables = ", ".join(f"{t} ({', '.join(f'{n} {k}' for k, n in kinds.items())})"
+                       for t, kinds in facts.divergences.items())
+    return [Reason(f"{total} row(s) recorded as divergent by the proxies are not resolved: {tables}",
+                   "run `zdm repair` (or `zdm validate --autocorrect`), then retry")]
+
+
 def reads_moved_at(state: MigrationState) -> datetime | None:
     """When every proxy confirmed serving reads from target (None if not, or not phase 4)."""
     if state.phase != Phase.TARGET_READS or not state.routing_status.applied:

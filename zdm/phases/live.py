@@ -65,12 +65,15 @@ def gather_facts(config: Config, store: StateStore, *, state: MigrationState | N
         except ZdmError as exc:
             if on_problem:
                 on_problem(f"cannot read the live schemas: {exc.message}")
+    from zdm.phases.divergences import DivergenceLog
+
     return Facts(now=now, schema_fingerprint=fingerprint,
                  proxies=tuple(proxy_health(rec, now) for rec in records.values()),
                  async_reads=sum_async_reads(records.values()), tables=tables,
                  confirm_clients_on_proxy=confirm_clients_on_proxy,
                  confirm_clients_on_target=confirm_clients_on_target,
-                 skip_async_reads=skip_async_reads)
+                 skip_async_reads=skip_async_reads,
+                 divergences=DivergenceLog(config.state_dir).summary())
 
 
 def proxy_health(record: Mapping[str, Any], now: datetime,
@@ -179,6 +182,7 @@ def build_status(state: MigrationState, facts: Facts, records: Mapping[str, Mapp
             "requests": async_reads.requests, "errors": async_reads.errors,
             "mismatches": async_reads.mismatches, "since": async_reads.since.isoformat()},
         "evidence": {k: dict(v) for k, v in sorted(state.evidence.items())},
+        "divergences": facts.divergences,
         "next": next_step(state, facts),
     }
 

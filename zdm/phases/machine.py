@@ -27,9 +27,10 @@ from zdm.phases.evidence import (ClientsOnProxyConfirmed, ClientsOnTargetConfirm
                                  utcnow)
 from zdm.phases.facts import Facts
 from zdm.phases.guards import (Guard, Reason, Thresholds, async_reads_healthy, async_reads_skipped,
-                               clients_on_proxy, clients_on_target, final_validation_clean,
-                               migration_complete, preflight_current, proxies_connected,
-                               reads_on_target, routing_applied, validation_clean)
+                               async_window_current, clients_on_proxy, clients_on_target,
+                               divergences_resolved, final_validation_clean, migration_complete,
+                               preflight_current, proxies_connected, reads_on_target,
+                               routing_applied, validation_clean)
 from zdm.phases.model import Phase, routing_for
 from zdm.phases.state import HistoryEntry, MigrationState, RoutingStatus
 from zdm.phases.store import StateStore
@@ -46,11 +47,13 @@ TABLE: list[tuple[Action, str, Phase, Phase, tuple[Guard, ...]]] = [
     ("advance", "start_async_reads", P.MIGRATE, P.ASYNC_READS,
      (routing_applied, migration_complete, validation_clean)),
     ("advance", "route_reads_to_target", P.MIGRATE, P.TARGET_READS,
-     (routing_applied, async_reads_skipped, migration_complete, validation_clean)),
+     (routing_applied, async_reads_skipped, migration_complete, validation_clean,
+      divergences_resolved)),
     ("advance", "route_reads_to_target", P.ASYNC_READS, P.TARGET_READS,
-     (routing_applied, async_reads_healthy)),
+     (routing_applied, async_window_current, async_reads_healthy, divergences_resolved)),
     ("advance", "cut_over", P.TARGET_READS, P.CUTOVER,
-     (routing_applied, reads_on_target, final_validation_clean, clients_on_target)),
+     (routing_applied, reads_on_target, final_validation_clean, clients_on_target,
+      divergences_resolved)),
     # Rollbacks are the escape hatch: no guard may block them. Nothing leaves CUTOVER.
     ("rollback", "stop_async_reads", P.ASYNC_READS, P.MIGRATE, ()),
     ("rollback", "reads_back_to_async", P.TARGET_READS, P.ASYNC_READS, ()),

@@ -15,7 +15,7 @@ import time
 
 from zdm.config import Config
 from zdm.cql import messages as m
-from zdm.cql.constants import Opcode, ResultKind
+from zdm.cql.constants import ErrorCode, Opcode, ResultKind
 from zdm.cql.frame import Frame
 from zdm.cql.types import deserialize
 from zdm.errors import ZdmError
@@ -27,7 +27,8 @@ from zdm.proxy.topology import CLUSTER_FACTS
 
 log = logging.getLogger("zdm.proxy")
 
-CONTROL_VERSION = 4  # the proxy's own requests; every supported cluster speaks v4
+#: the protocol versions the proxy tries on its own connections, newest first
+VERSIONS_TO_TRY = (5, 4, 3)
 
 
 class ProxyError(ZdmError):
@@ -40,6 +41,8 @@ class ControlPlane:
         self.dialer = Dialer(config)
         self.connections: dict[Cluster, BackendConnection] = {}
         self.requires_auth: dict[Cluster, bool] = {}
+        #: the highest protocol version each cluster speaks (negotiated as a driver does)
+        self.versions: dict[Cluster, int] = {}
         self.heartbeats = 0
         self._reconnecting: set[Cluster] = set()
         self.closing = False
@@ -52,16 +55,30 @@ class ControlPlane:
         """Open both control connections; origin's cluster facts (its system.local)."""
         for cluster in Cluster:
             await self._open(cluster)
-        return await self._read_local(self.connections[Cluster.ORIGIN])
+        return await self._read_local(self.connections[Cluster.ORIGIN], self.versions[Cluster.ORIGIN])
+
+    @property
+    def max_client_version(self) -> int:
+        """The newest protocol version a client may use: one both clusters speak."""
+        return min(self.versions.values())
 
     async def _open(self, cluster: Cluster) -> None:
-        try:
-            backend = await self.dialer.dial(cluster)
-        except ZdmError as exc:
-            raise ProxyError(exc.message, hint=exc.hint) from None
+        """Connect and log in, at the newest protocol version the cluster speaks."""
+        known = self.versions.get(cluster)
+        for version in ((known,) if known else VERSIONS_TO_TRY):
+            try:
+                backend = await self.dialer.dial(cluster)
+            except ZdmError as exc:
+                raise ProxyError(exc.message, hint=exc.hint) from None
+            answer = await backend.request(version, Opcode.STARTUP, m.encode_startup({"CQL_VERSION": "3.0.0"}))
+            refused = not isinstance(answer, Frame) or (answer.opcode == Opcode.ERROR and
+                                                        _unsupported_version(answer))
+            if refused and known is None and version != VERSIONS_TO_TRY[-1]:
+                backend.close()  # as drivers do: a new connection, one version lower
+                continue
+            break
         self.connections[cluster] = backend
-        answer = await backend.request(CONTROL_VERSION, Opcode.STARTUP,
-                                       m.encode_startup({"CQL_VERSION": "3.0.0"}))
+        self.versions[cluster] = backend.version = version
         backend.in_handshake = False
         if not isinstance(answer, Frame) or answer.opcode == Opcode.ERROR:
             detail = m.decode_error(answer.body).message if isinstance(answer, Frame) else answer.message
@@ -70,7 +87,7 @@ class ControlPlane:
         if self.requires_auth[cluster]:
             creds = self.config.origin.credentials if cluster is Cluster.ORIGIN else \
                 self.config.target.credentials
-            problem = await login(backend, creds, CONTROL_VERSION, m.decode_authenticate(answer.body))
+            problem = await login(backend, creds, version, m.decode_authenticate(answer.body))
             # the proxy logs into the cluster that does not get the client's credentials: origin,
             # or target with forward_client_credentials_to_origin
             own = Cluster.TARGET if self.config.proxy.forward_client_credentials_to_origin \
@@ -89,15 +106,16 @@ class ControlPlane:
         finally:
             self._reconnecting.discard(cluster)
 
-    async def _read_local(self, backend: BackendConnection) -> dict:
-        answer = await backend.request(CONTROL_VERSION, Opcode.QUERY,
+    async def _read_local(self, backend: BackendConnection, version: int) -> dict:
+        answer = await backend.request(version, Opcode.QUERY,
                                        m.encode_query("SELECT * FROM system.local WHERE key='local'",
-                                                      version=CONTROL_VERSION))
-        if not isinstance(answer, Frame) or answer.opcode != Opcode.RESULT or \
-                m.result_kind(answer.body) != ResultKind.ROWS:
+                                                      version=version))
+        if not isinstance(answer, Frame):
+            raise ProxyError(f"cannot read origin's system.local: {answer.message}")
+        if answer.opcode != Opcode.RESULT or m.result_kind(answer.body, flags=answer.flags) != ResultKind.ROWS:
             raise ProxyError("cannot read origin's system.local: "
-                             f"{m.decode_error(answer.body).message if isinstance(answer, Frame) else answer.message}")
-        rows = m.decode_rows(answer.body, CONTROL_VERSION)
+                             f"{m.decode_error(answer.body, flags=answer.flags).message}")
+        rows = m.decode_rows(answer.body, version, flags=answer.flags)
         if not rows.rows:
             raise ProxyError("origin's system.local is empty")
         return {spec.name: deserialize(spec.type, raw) for spec, raw in zip(rows.columns, rows.rows[0])
@@ -118,3 +136,8 @@ class ControlPlane:
         self.closing = True
         for backend in self.connections.values():
             backend.close()
+
+
+def _unsupported_version(answer: Frame) -> bool:
+    info = m.decode_error(answer.body, flags=answer.flags)
+    return info.code == ErrorCode.PROTOCOL_ERROR and "version" in info.message.lower()

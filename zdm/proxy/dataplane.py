@@ -20,7 +20,7 @@ import time
 from typing import Callable
 
 from zdm.config import Config
-from zdm.cql.constants import Opcode
+from zdm.cql.constants import MAX_VERSION, Opcode
 from zdm.cql.frame import Frame
 from zdm.phases.divergences import DivergenceLog, DivergenceWriter
 from zdm.phases.model import Cluster, ReadMode, Routing
@@ -38,7 +38,8 @@ TICK_SECONDS = 0.5
 
 class DataPlane:
     def __init__(self, config: Config, topology: VirtualTopology, me: Instance, routing: Routing, *,
-                 name: str = "zdm-proxy", on_connection_ended: Callable[[], None] | None = None) -> None:
+                 name: str = "zdm-proxy", max_version: int = MAX_VERSION,
+                 on_connection_ended: Callable[[], None] | None = None) -> None:
         self.config = config
         self.name = name  # this data plane's writer name in the divergence records
         pc = config.proxy
@@ -46,7 +47,7 @@ class DataPlane:
                            name=name, divergences=self._record,
                            secondary_timeout=pc.secondary_write_timeout_s
                            if pc.secondary_write_failure == "record" else None,
-                           replace_functions=pc.replace_cql_functions)
+                           replace_functions=pc.replace_cql_functions, max_version=max_version)
         self._divergences: DivergenceWriter | None = None
         self.dialer = Dialer(config)
         self.credentials = {Cluster.ORIGIN: config.origin.credentials,

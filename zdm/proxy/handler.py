@@ -28,8 +28,8 @@ from typing import Callable, Mapping
 
 from zdm.cql import messages as m
 from zdm.cql.classify import Statement, StatementKind, classify
-from zdm.cql.constants import (CUSTOM_PAYLOAD, SKIP_METADATA, WITH_PAGING_STATE, ErrorCode, Opcode,
-                               ResultKind)
+from zdm.cql.constants import (CUSTOM_PAYLOAD, MAX_VERSION, SKIP_METADATA, SUPPORTED_VERSIONS,
+                               WITH_PAGING_STATE, ErrorCode, Opcode, ResultKind)
 from zdm.cql.errors import ProtocolError
 from zdm.cql.frame import Frame
 from zdm.phases.model import Cluster, Routing
@@ -47,11 +47,15 @@ Send = Callable[..., None]
 Reply = Callable[[int, Frame], None]
 Record = Callable[[dict, Callable[[BaseException | None], None] | None], None]
 
-#: the answer to OPTIONS: what the proxy lets a client negotiate
-SUPPORTED_BODY = m.encode_supported({
-    "CQL_VERSION": ["3.4.7"], "COMPRESSION": [], "PROTOCOL_VERSIONS": ["3/v3", "4/v4", "5/v5"]})
+__all__ = ["Context", "RequestHandler", "error_frame", "failure_frame", "now_us", "supported_body"]
 
-__all__ = ["Context", "RequestHandler", "SUPPORTED_BODY", "error_frame", "failure_frame", "now_us"]
+
+def supported_body(max_version: int = MAX_VERSION) -> bytes:
+    """The answer to OPTIONS: what the proxy lets a client negotiate (no compression, and
+    the protocol versions both clusters speak)."""
+    return m.encode_supported({"CQL_VERSION": ["3.4.7"], "COMPRESSION": [],
+                               "PROTOCOL_VERSIONS": [f"{v}/v{v}" for v in SUPPORTED_VERSIONS
+                                                     if v <= max_version]})
 
 
 def now_us() -> int:
@@ -62,13 +66,15 @@ class Context:
     """What every client connection of one worker shares."""
 
     __slots__ = ("routing", "scope", "prepared", "stats", "topology", "me", "clock", "draining",
-                 "name", "divergences", "secondary_timeout", "replace_functions")
+                 "name", "divergences", "secondary_timeout", "replace_functions", "max_version",
+                 "supported_body")
 
     def __init__(self, *, routing: Routing, topology: VirtualTopology, me: Instance,
                  scope: Scope = Scope(), prepared: PreparedCache | None = None,
                  stats: ProxyStats | None = None, clock: Callable[[], int] = now_us,
                  name: str = "zdm-proxy", divergences: Record | None = None,
-                 secondary_timeout: float | None = None, replace_functions: bool = False) -> None:
+                 secondary_timeout: float | None = None, replace_functions: bool = False,
+                 max_version: int = MAX_VERSION) -> None:
         self.routing = routing
         self.scope = scope  # statements outside it go to origin only
         self.topology = topology
@@ -85,6 +91,9 @@ class Context:
         self.secondary_timeout = secondary_timeout
         #: `proxy.replace_cql_functions`: now(), uuid()... get one value for both clusters
         self.replace_functions = replace_functions
+        #: the newest protocol version both clusters speak: newer clients are told to downgrade
+        self.max_version = max_version
+        self.supported_body = supported_body(max_version)
 
 
 class RequestHandler:
@@ -130,7 +139,7 @@ class RequestHandler:
         if frame.version != self.version:
             raise ProtocolError(f"frame of protocol v{frame.version} on a v{self.version} connection")
         if op == Opcode.OPTIONS:
-            self._local(frame, Opcode.SUPPORTED, SUPPORTED_BODY)
+            self._local(frame, Opcode.SUPPORTED, self.ctx.supported_body)
         elif self.ctx.draining:
             self._error(frame, ErrorCode.OVERLOADED, "zdm proxy is shutting down; retry on another node")
         elif op == Opcode.EXECUTE:
@@ -199,6 +208,9 @@ class RequestHandler:
         decision = decide(Opcode.QUERY, stmt, self.keyspace, bool(info.flags & WITH_PAGING_STATE),
                           ctx.routing, ctx.scope)
         if decision.destination is Destination.PROXY:
+            if not ctx.topology.has(stmt.table):  # peers_v2 on a release before 4.0
+                self._error(frame, ErrorCode.INVALID, f"unconfigured table {stmt.table}")
+                return
             self._local(frame, Opcode.RESULT, ctx.topology.answer(stmt.table, info.query, ctx.me))
             return
         body = frame.body

@@ -122,13 +122,16 @@ class ProxyServer:
     async def _start_workers(self) -> None:
         if self.worker_count is None:
             self.workers = [LocalWorker(DataPlane(self.config, self.topology, self.me, self._routing,
-                                                  name=self.name))]
+                                                  name=self.name,
+                                                  max_version=self.control.max_client_version))]
             self.workers[0].plane.start()
             return
-        self.workers = [WorkerProcess(i, self.config, self.topology, self.me, self._routing,
-                                      name=self.name, on_exit=self._worker_exited)
-                        for i in range(self.worker_count)]
+        self.workers = [self._worker_process(i) for i in range(self.worker_count)]
         await asyncio.gather(*(w.start() for w in self.workers))
+
+    def _worker_process(self, index: int) -> WorkerProcess:
+        return WorkerProcess(index, self.config, self.topology, self.me, self._routing, name=self.name,
+                             max_version=self.control.max_client_version, on_exit=self._worker_exited)
 
     def describe_workers(self) -> str:
         if self.worker_count is None:
@@ -166,8 +169,7 @@ class ProxyServer:
             return
         log.error("proxy worker %d exited unexpectedly (code %s); starting it again; its "
                   "clients reconnect", worker.index, worker.proc.returncode if worker.proc else "?")
-        replacement = WorkerProcess(worker.index, self.config, self.topology, self.me, self._routing,
-                                    name=self.name, on_exit=self._worker_exited)
+        replacement = self._worker_process(worker.index)
         self.workers[self.workers.index(worker)] = replacement
         task = asyncio.ensure_future(replacement.start())
         task.add_done_callback(lambda t: t.cancelled() or t.exception() is None or

@@ -25,14 +25,14 @@ import logging
 from typing import Callable, Mapping
 
 from zdm.cql import messages as m
-from zdm.cql.constants import ErrorCode, Opcode
+from zdm.cql.constants import SUPPORTED_VERSIONS, ErrorCode, Opcode
 from zdm.cql.errors import ProtocolError, UnsupportedVersion
 from zdm.cql.frame import Frame, encode_unsupported_version
 from zdm.errors import ZdmError
 from zdm.phases.model import Cluster
 from zdm.proxy.auth import client_credentials_go_to, login
 from zdm.proxy.connection import BackendConnection, ClientConnection, Dialer
-from zdm.proxy.handler import SUPPORTED_BODY, Context, RequestHandler, error_frame, failure_frame
+from zdm.proxy.handler import Context, RequestHandler, error_frame, failure_frame
 
 log = logging.getLogger("zdm.proxy")
 
@@ -91,7 +91,8 @@ class ClientSession:
         version = exc.version if exc.version in (3, 4, 5) else (self.version or 4)
         if isinstance(exc, UnsupportedVersion):
             # normal negotiation: drivers try their newest version first, then downgrade
-            self.client.write(encode_unsupported_version(exc.version, exc.stream))
+            supported = tuple(v for v in SUPPORTED_VERSIONS if v <= self.ctx.max_version)
+            self.client.write(encode_unsupported_version(exc.version, exc.stream, supported))
             log.info("client %s: %s", self.client.peer, exc.message)
         else:
             self.client.reply(exc.stream or 0, error_frame(version, exc.stream or 0, exc.code,
@@ -112,9 +113,13 @@ class ClientSession:
     # -- the handshake ---------------------------------------------------------------
     def _handshake_frame(self, frame: Frame) -> None:
         op = frame.opcode
+        if frame.version > self.ctx.max_version:  # a cluster behind the proxy lacks it
+            raise UnsupportedVersion(frame.version, stream=frame.stream,
+                                     supported=tuple(v for v in SUPPORTED_VERSIONS
+                                                     if v <= self.ctx.max_version))
         if op == Opcode.OPTIONS:
             self.client.reply(frame.stream, Frame(frame.version, True, 0, frame.stream,
-                                                  Opcode.SUPPORTED, SUPPORTED_BODY))
+                                                  Opcode.SUPPORTED, self.ctx.supported_body))
         elif self.ctx.draining:
             self.client.reply(frame.stream, error_frame(
                 frame.version, frame.stream, ErrorCode.OVERLOADED,

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from zdm.cql.messages import ColumnSpec, encode_rows
 from zdm.cql.types import parse_type, serialize
+from zdm.releases import PORTS_IN_SYSTEM_TABLES_SINCE, parse_version
 
 _COLUMNS = {
     "local": [
@@ -42,13 +43,20 @@ _COLUMNS = {
         ("schema_version", "uuid"), ("tokens", "set<text>"),
     ],
 }
-_TYPES = {table: {name: parse_type(t) for name, t in cols} for table, cols in _COLUMNS.items()}
+#: system.local as releases before 4.0 have it: no port columns, a thrift_version
+_COLUMNS_BEFORE_4 = {
+    "local": [c for c in _COLUMNS["local"] if c[0] not in ("broadcast_port", "listen_port", "rpc_port")]
+    + [("thrift_version", "text")],
+    "peers": _COLUMNS["peers"],
+}
+_TYPES = {table: {name: parse_type(t) for name, t in cols}
+          for table, cols in {**_COLUMNS, "local": _COLUMNS["local"] + [("thrift_version", "text")]}.items()}
 _SELECT = re.compile(r"^\s*select\s+(?:json\s+)?(.*?)\s+from\s", re.IGNORECASE | re.DOTALL)
 _ALIAS = re.compile(r"^(.*?)\s+as\s+(\S+)$", re.IGNORECASE)
 
 #: what the proxy takes from origin's system.local
 CLUSTER_FACTS = ("cluster_name", "cql_version", "data_center", "rack", "partitioner",
-                 "release_version", "schema_version", "native_protocol_version")
+                 "release_version", "schema_version", "native_protocol_version", "thrift_version")
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,10 @@ class VirtualTopology:
             raise ValueError("a topology needs at least one proxy instance")
         self.instances = instances
         self.facts = dict(facts)
+        # the tables and columns a driver finds on origin's release (peers_v2 since 4.0)
+        release = parse_version(self.facts.get("release_version"))
+        self.columns = _COLUMNS if release is None or release >= PORTS_IN_SYSTEM_TABLES_SINCE \
+            else _COLUMNS_BEFORE_4
         step = 2**64 // len(instances)
         self._tokens = {inst: str(-2**63 + i * step) for i, inst in enumerate(instances)}
 
@@ -87,7 +99,7 @@ class VirtualTopology:
                 "cluster_name": f.get("cluster_name"), "cql_version": f.get("cql_version"),
                 "partitioner": f.get("partitioner") or "org.apache.cassandra.dht.Murmur3Partitioner",
                 "native_protocol_version": f.get("native_protocol_version"), "gossip_generation": 0,
-                "truncated_at": None}
+                "truncated_at": None, "thrift_version": f.get("thrift_version")}
 
     def peer_rows(self, me: Instance) -> list[dict]:
         rows = []
@@ -99,6 +111,10 @@ class VirtualTopology:
                          "native_address": inst.host, "native_port": inst.port})
         return rows
 
+    def has(self, table: str) -> bool:
+        """Whether origin's release has ``system.<table>`` (the proxy answers as it would)."""
+        return table in self.columns
+
     def _rows(self, table: str, me: Instance) -> list[dict]:
         return [self.local_row(me)] if table == "local" else self.peer_rows(me)
 
@@ -108,7 +124,7 @@ class VirtualTopology:
         types = _TYPES[table]
         selected = selected_columns(query)
         if selected is None:
-            selected = [(name, name) for name, _ in _COLUMNS[table]]
+            selected = [(name, name) for name, _ in self.columns[table]]
         columns = [("system", table, alias, types.get(name, types.get("key") or _TEXT))
                    for name, alias in selected]
         values = [[row.get(name) for name, _ in selected] for row in rows]

@@ -69,8 +69,9 @@ class WorkerProcess:
     """A worker process, seen from the instance."""
 
     def __init__(self, index: int, config: Config, topology: VirtualTopology, me: Instance,
-                 routing: Routing, *, name: str, on_exit=None) -> None:
+                 routing: Routing, *, name: str, max_version: int, on_exit=None) -> None:
         self.index = index
+        self.max_version = max_version
         self.name = f"{name}.w{index}"
         self.config = config
         self.topology = topology
@@ -95,7 +96,7 @@ class WorkerProcess:
             theirs.close()
         self._channel = channel.Channel(mine, self._message, self._closed)
         self._channel.send("init", self.index, self.name, self.config, self.topology, self.me,
-                           self.routing, logging.getLogger().getEffectiveLevel())
+                           self.routing, self.max_version, logging.getLogger().getEffectiveLevel())
         try:
             await self._wait("ready", None, START_TIMEOUT)
         except asyncio.TimeoutError:
@@ -188,19 +189,19 @@ def main(argv: list[str]) -> None:
     sock = socket.socket(fileno=int(argv[1]))
     sock.settimeout(START_TIMEOUT)
     init = pickle.loads(sock.recv(channel.MAX_MESSAGE))
-    _, index, name, config, topology, me, routing, level = init
+    _, index, name, config, topology, me, routing, max_version, level = init
     logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s %(name)s[w{index}]: %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the instance decides
     try:
         import uvloop  # type: ignore[import-not-found]
     except ImportError:
-        asyncio.run(_serve(sock, name, config, topology, me, routing))
+        asyncio.run(_serve(sock, name, config, topology, me, routing, max_version))
     else:
-        uvloop.run(_serve(sock, name, config, topology, me, routing))
+        uvloop.run(_serve(sock, name, config, topology, me, routing, max_version))
 
 
 async def _serve(sock: socket.socket, name: str, config: Config, topology: VirtualTopology,
-                 me: Instance, routing: Routing) -> None:
+                 me: Instance, routing: Routing, max_version: int) -> None:
     loop = asyncio.get_running_loop()
     stopped = asyncio.Event()
     closed = [0]
@@ -214,7 +215,8 @@ async def _serve(sock: socket.socket, name: str, config: Config, topology: Virtu
         link.send("closed", closed[0])
         closed[0] = 0
 
-    plane = DataPlane(config, topology, me, routing, name=name, on_connection_ended=report_closed)
+    plane = DataPlane(config, topology, me, routing, name=name, max_version=max_version,
+                      on_connection_ended=report_closed)
 
     async def drain(timeout: float) -> None:
         await plane.drain(timeout)

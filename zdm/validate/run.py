@@ -1,5 +1,9 @@
 """``validate(config, settings) -> ValidationReport``: compare every table in scope, range by range.
 
+First the rows the proxies recorded as divergent are re-checked (and with autocorrect,
+repaired) one partition at a time (:mod:`zdm.validate.recorded`); a record still pending
+makes the validation not clean.
+
 On a table whose non-frozen collections or UDTs took the copy's fallback (origin before
 Cassandra 5.0 cannot read their cells' writetimes and TTLs), those columns are compared
 by contents only; each table's ``contents_only`` lists them, and the CLI says so.
@@ -19,6 +23,7 @@ from zdm.migrate.ring import TokenRange
 from zdm.migrate.run import Scope, operator, plan_tables, with_fallback_timestamp
 from zdm.migrate.schema import TableSpec
 from zdm.validate.compare import RangeComparison, ValidationParams, compare_range
+from zdm.validate.recorded import RecheckReport, recheck
 
 
 @dataclass(frozen=True)
@@ -75,14 +80,15 @@ class ValidationReport:
     finished_at: datetime
     autocorrect: bool = False
     interrupted: bool = False
+    recorded: RecheckReport = field(default_factory=RecheckReport)
 
     @property
     def differences(self) -> int:
-        return sum(t.remaining for t in self.tables)
+        return sum(t.remaining for t in self.tables) + len(self.recorded.pending)
 
     @property
     def clean(self) -> bool:
-        return not self.interrupted and all(t.clean for t in self.tables)
+        return not self.interrupted and all(t.clean for t in self.tables) and not self.recorded.pending
 
     @property
     def elapsed_s(self) -> float:
@@ -96,6 +102,7 @@ class ValidationReport:
             "elapsed_s": round(self.elapsed_s, 3),
             "tables": [{**vars(t), "clean": t.clean, "found": t.found, "remaining": t.remaining}
                        for t in self.tables],
+            "recorded": self.recorded.to_json(),
         }
 
 
@@ -119,6 +126,9 @@ def validate(config: Config, settings: ValidationSettings,
         needed_for="repairing" if settings.params.autocorrect else None)
     tables = {s.qualified: TableValidation(s.qualified, [c.name for c in s.fallback_columns])
               for s in specs}
+    recorded = recheck(config, {s.qualified: s for s in specs}, repair=settings.params.autocorrect,
+                       params=settings.params)
+    emit(("recorded", recorded))
     for s in specs:
         emit(("planned", s.qualified, len(plan)))
     listed = settings.params.max_listed
@@ -147,7 +157,8 @@ def validate(config: Config, settings: ValidationSettings,
     except KeyboardInterrupt:
         interrupted = True
     report = ValidationReport(list(tables.values()), started, utcnow(),
-                              autocorrect=settings.params.autocorrect, interrupted=interrupted)
+                              autocorrect=settings.params.autocorrect, interrupted=interrupted,
+                              recorded=recorded)
     if settings.record_evidence and not interrupted:
         from zdm.phases import StateStore, ValidationEvidence, record_evidence
 
@@ -157,3 +168,19 @@ def validate(config: Config, settings: ValidationSettings,
                                       final=settings.final)
         record_evidence(StateStore(config.state_dir), evidence, operator())
     return report
+
+
+def repair(config: Config, scope: Scope | None = None, run: RunSettings | None = None) -> RecheckReport:
+    """`zdm repair`: copy every recorded row from the cluster that has it right to the other,
+    with its writetimes (a newer live write wins), and resolve the records it fixed."""
+    from zdm.phases.divergences import DivergenceLog
+
+    pending = DivergenceLog(config.state_dir).pending()
+    if not pending:
+        return RecheckReport()
+    wanted = tuple(sorted({f"{r.get('keyspace')}.{r.get('table')}" for r in pending}))
+    scope = scope or Scope()
+    specs, _ = plan_tables(config, Scope(scope.keyspaces, scope.tables or wanted, scope.exclude_tables,
+                                         scope.exclude_keyspaces), run or RunSettings(workers=0))
+    specs, _since = with_fallback_timestamp(config, specs, None, needed_for="repairing")
+    return recheck(config, {s.qualified: s for s in specs}, repair=True, run=run)
