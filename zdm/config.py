@@ -26,6 +26,31 @@ DEFAULT_CONFIG_PATH = Path("zdm.yaml")
 
 
 @dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """TLS from zdm (the proxy, and every driver session) to a cluster's nodes."""
+
+    #: the CA that signed the nodes' certificates (PEM); None: the system's trusted CAs
+    ca_file: Path | None = None
+    #: a client certificate and its key (PEM), for nodes that require one
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    #: check that a node's certificate names the host zdm connected to; turning it off is
+    #: insecure, and `zdm status` and `zdm preflight` say so
+    verify_hostname: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyTlsConfig:
+    """TLS from the applications to the proxy (its listener)."""
+
+    cert_file: Path
+    key_file: Path
+    #: the CA that signs client certificates (PEM), with ``require_client_auth``
+    ca_file: Path | None = None
+    require_client_auth: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterConfig:
     """How to reach one cluster (origin or target)."""
 
@@ -39,6 +64,10 @@ class ClusterConfig:
     #: pin a protocol version (3, 4 or 5); None negotiates the highest common one
     protocol_version: int | None = None
     connect_timeout_s: float = 10.0
+    tls: TlsConfig | None = None
+    #: an Astra DB secure connect bundle (zip): its nodes, certificates and SNI proxy, in
+    #: place of contact_points, port and tls
+    secure_connect_bundle: Path | None = None
 
     @property
     def credentials(self) -> tuple[str, str] | None:
@@ -57,6 +86,8 @@ class ProxyConfig:
     #: the address drivers are told this instance has (system.local), when it is not
     #: listen_host (which may be 0.0.0.0); with listen_port it must be among ``instances``
     advertise_host: str | None = None
+    #: TLS for the applications' connections to the proxy (None: plaintext)
+    tls: ProxyTlsConfig | None = None
     #: every proxy instance of this deployment ("host:port"); the driver sees exactly these
     #: as the cluster's nodes.  Empty means just this one.
     instances: tuple[str, ...] = ()
@@ -163,7 +194,7 @@ def parse_config(raw: Any, *, path: Path | None = None,
     config = _resolve_secrets(config, env, where)
     if path is not None and not config.state_dir.is_absolute():
         config = dataclasses.replace(config, state_dir=path.parent / config.state_dir)
-    return config
+    return _resolve_files(config, path.parent if path is not None else None, where)
 
 
 def _build(cls: type, raw: Any, where: str, prefix: str) -> Any:
@@ -187,6 +218,25 @@ def _build(cls: type, raw: Any, where: str, prefix: str) -> Any:
         if pv is not None and pv not in (3, 4, 5):
             raise ConfigError(f"protocol version {pv} is not supported (use 3, 4 or 5, or leave it out)",
                               path=where, key=f"{prefix}.protocol_version")
+    if cls is ClusterConfig and kwargs.get("secure_connect_bundle") is not None:
+        clashing = sorted(set(raw) & {"contact_points", "port", "tls"})
+        if clashing:
+            raise ConfigError(f"secure_connect_bundle names the nodes and their TLS; "
+                              f"{', '.join(clashing)} cannot be given with it", path=where,
+                              key=f"{prefix}.{clashing[0]}", hint=f"remove {prefix}.{clashing[0]}")
+    if cls in (TlsConfig, ProxyTlsConfig) and (kwargs.get("cert_file") is None) != \
+            (kwargs.get("key_file") is None):
+        missing = "key_file" if kwargs.get("key_file") is None else "cert_file"
+        raise ConfigError("a certificate needs its key, and a key its certificate", path=where,
+                          key=f"{prefix}.{missing}", hint=f"set {prefix}.{missing} (PEM)")
+    if cls is ProxyTlsConfig:
+        for name in ("cert_file", "key_file"):
+            if kwargs.get(name) is None:
+                raise ConfigError("is required for the proxy's TLS listener", path=where,
+                                  key=f"{prefix}.{name}", hint="the proxy's certificate and key, PEM")
+        if kwargs.get("require_client_auth") and kwargs.get("ca_file") is None:
+            raise ConfigError("require_client_auth needs the CA that signs client certificates",
+                              path=where, key=f"{prefix}.ca_file", hint=f"set {prefix}.ca_file (PEM)")
     if cls is ProxyConfig:
         for i, inst in enumerate(kwargs.get("instances", ())):
             _parse_host_port(inst, where, f"{prefix}.instances[{i}]")
@@ -211,6 +261,12 @@ def _build(cls: type, raw: Any, where: str, prefix: str) -> Any:
 def _coerce(value: Any, hint: Any, where: str, key: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where, key)
+    if hint is Path:
+        if not isinstance(value, str) or not value:
+            raise ConfigError("must be a file path", path=where, key=key)
+        return Path(value)
     if origin in (types.UnionType, typing.Union):
         if value is None and type(None) in args:
             return None
@@ -257,6 +313,31 @@ def _resolve_secrets(config: Config, env: typing.Mapping[str, str], where: str) 
     return dataclasses.replace(config, **updates)
 
 
+def _resolve_files(config: Config, base: Path | None, where: str) -> Config:
+    """Certificate, key and bundle paths made absolute (relative to the config file) and
+    checked: a file that is not there is an error naming its key, not a TLS failure later."""
+    def resolve(obj, prefix: str):
+        if obj is None:
+            return None
+        changes = {}
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            key = f"{prefix}.{f.name}"
+            if isinstance(value, Path):
+                path = value if value.is_absolute() or base is None else base / value
+                if not path.is_file():
+                    raise ConfigError(f"no such file: {path}", path=where, key=key,
+                                      hint="give the path of an existing file (relative paths are "
+                                           "relative to this config file)")
+                changes[f.name] = path
+            elif dataclasses.is_dataclass(value):
+                changes[f.name] = resolve(value, key)
+        return dataclasses.replace(obj, **changes) if changes else obj
+
+    return dataclasses.replace(config, origin=resolve(config.origin, "origin"),
+                               target=resolve(config.target, "target"), proxy=resolve(config.proxy, "proxy"))
+
+
 def _reject_unknown(raw: dict, known: set[str], where: str, prefix: str) -> None:
     for key in raw:
         if key not in known:
@@ -298,6 +379,9 @@ origin:                      # the cluster the applications use today
   # password_env: ZDM_ORIGIN_PASSWORD   # read the password from this environment variable
   # local_dc: dc1
   # protocol_version: 4                 # pin 3, 4 or 5; default: highest both sides support
+  # tls: {ca_file: ca.pem}              # + cert_file/key_file for client certificates;
+  #                                     #   verify_hostname: false is insecure
+  # secure_connect_bundle: secure-connect-db.zip   # Astra DB, in place of contact_points/port/tls
 
 target:                      # the cluster the applications move to
   contact_points: [127.0.0.1]
@@ -309,6 +393,7 @@ proxy:                       # the dual-writing CQL proxy (`zdm proxy start`)
   listen_host: 127.0.0.1
   listen_port: 14002
   # advertise_host: 10.0.0.5  # the address drivers see for this instance (default: listen_host)
+  # tls: {cert_file: proxy.pem, key_file: proxy.key}   # + ca_file and require_client_auth: true
   # instances: [127.0.0.1:14002, 127.0.0.1:14003]   # every proxy instance; drivers see these as nodes
   # max_frame_bytes: 268435456
   # request_timeout_s: 10

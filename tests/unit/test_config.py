@@ -115,3 +115,33 @@ def test_missing_ok_gives_defaults(tmp_path):
 def test_parse_config_without_a_file_names_placeholder():
     with pytest.raises(ConfigError, match="<config>: origin.port"):
         parse_config({"origin": {"port": "x"}}, environ={})
+
+
+def test_tls_settings_resolve_their_files_against_the_config(tmp_path):
+    for name in ("ca.pem", "client.pem", "client.key", "proxy.pem", "proxy.key", "bundle.zip"):
+        (tmp_path / name).write_text("x")
+    config = load_config(write(tmp_path, """
+        origin: {tls: {ca_file: ca.pem, cert_file: client.pem, key_file: client.key}}
+        target: {secure_connect_bundle: bundle.zip}
+        proxy: {tls: {cert_file: proxy.pem, key_file: proxy.key, ca_file: ca.pem, require_client_auth: true}}
+    """))
+    assert config.origin.tls.ca_file == tmp_path / "ca.pem" and config.origin.tls.verify_hostname
+    assert config.target.secure_connect_bundle == tmp_path / "bundle.zip"
+    assert config.proxy.tls.require_client_auth and config.proxy.tls.key_file == tmp_path / "proxy.key"
+
+
+@pytest.mark.parametrize("text, key, message", [
+    ("origin: {tls: {ca_file: missing.pem}}", "origin.tls.ca_file", "no such file"),
+    ("origin: {tls: {cert_file: x.pem}}", "origin.tls.key_file", "a certificate needs its key"),
+    ("proxy: {tls: {cert_file: x.pem, key_file: x.pem, require_client_auth: true}}", "proxy.tls.ca_file",
+     "require_client_auth needs the CA"),
+    ("proxy: {tls: {ca_file: x.pem}}", "proxy.tls.cert_file", "is required"),
+    ("target: {secure_connect_bundle: x.pem, port: 9043}", "target.port", "cannot be given with it"),
+    ("origin: {tls: {verify_hostnames: false}}", "origin.tls.verify_hostnames", "unknown key"),
+], ids=["missing-file", "cert-without-key", "client-auth-without-ca", "listener-without-cert",
+        "bundle-and-port", "typo"])
+def test_bad_tls_settings_name_the_key(tmp_path, text, key, message):
+    (tmp_path / "x.pem").write_text("x")
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert key in info.value.message and message in info.value.message
