@@ -273,8 +273,12 @@ def port_open(port: int) -> bool:
         return False
 
 
-def start_zdm(port: int, workers: int | None, workdir: Path):
-    proxy = f"listen_port: {port}" + (f", workers: {workers}" if workers else "")
+def start_zdm(port: int, workers: int | None, workdir: Path, settings: list[str] = (),
+              metrics_port: int = 14091):
+    """`zdm proxy start` with ``settings`` ("key=value", YAML values) under ``proxy:``."""
+    extra = "".join(f", {k.strip()}: {v.strip()}" for k, _, v in (item.partition("=") for item in settings))
+    proxy = f"listen_port: {port}, metrics_port: {metrics_port}" + \
+        (f", workers: {workers}" if workers else "") + extra
     config = workdir / "zdm.yaml"
     config.write_text(f"proxy: {{{proxy}}}\nstate_dir: {workdir / 'state'}\n")
     cmd = [sys.executable, "-m", "zdm.cli.main", "proxy", "start", "--config", str(config),
@@ -369,6 +373,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--rows", type=int, default=10_000, help="rows in the table on both clusters")
     ap.add_argument("--conns", type=int, default=4, help="load generator connections per endpoint")
     ap.add_argument("--workers", type=int, help="write `workers: N` under `proxy:` in zdm.yaml")
+    ap.add_argument("--zdm-setting", action="append", default=[], metavar="KEY=VALUE",
+                    help="another zdm proxy setting (e.g. metrics_enabled=false, "
+                         "replace_cql_functions=true, secondary_write_failure=record); repeatable")
     ap.add_argument("--conn-memory", type=int, default=500, metavar="N",
                     help="connections held to measure memory per connection (0: skip)")
     ap.add_argument("--conn-rounds", type=int, default=5, metavar="R",
@@ -391,7 +398,7 @@ def run(a: argparse.Namespace, workdir: Path) -> dict:
         setup_table(binary, port, a.rows, a.protocol)
     with contextlib.ExitStack() as stack:
         endpoints = [Endpoint("direct", ORIGIN_PORT, None),
-                     stack.enter_context(start_zdm(a.zdm_port, a.workers, workdir))]
+                     stack.enter_context(start_zdm(a.zdm_port, a.workers, workdir, a.zdm_setting))]
         if a.zdm_proxy:
             endpoints.append(stack.enter_context(
                 start_zdm_proxy(a.zdm_proxy, a.zdm_proxy_port, a.zdm_proxy_metrics_port, workdir)))

@@ -163,7 +163,7 @@ def _versions(value: Any) -> tuple[str, ...]:
 ROUTING, TOPOLOGY = "routing", "topology"
 TUNING = "an internal tuning knob of zdm-proxy that zdm does not have"
 _NO_TRACING = "zdm has no request tracing"
-_NO_HISTOGRAMS = "zdm has no latency histograms"
+_NO_HISTOGRAMS = "zdm's latency histograms have zdm-proxy's default buckets, and only those"
 
 
 @dataclass(frozen=True)
@@ -240,8 +240,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("read_mode", _choice("PRIMARY_ONLY", "DUAL_ASYNC_ON_SECONDARY"), "PRIMARY_ONLY", role=ROUTING),
     _maps("replace_cql_functions", FLAG, False, "proxy.replace_cql_functions"),
     _fixed("async_handshake_timeout_ms", WHOLE, 4000),
-    _maps("log_level", _choice(*_LOG_LEVELS), "INFO", "proxy.log_level", _LOG_LEVELS.get,
-          not_yet=("INFO",), hint="remove it and run `zdm proxy start --log-level debug` (or warning, error)"),
+    _maps("log_level", _choice(*_LOG_LEVELS), "INFO", "proxy.log_level", _LOG_LEVELS.get),
     _fixed("control_conn_max_protocol_version", _choice("2", "3", "4", "5", "DseV1", "DseV2"), "DseV2",
            "zdm negotiates each connection's protocol version; origin.protocol_version pins one"),
     _fixed("blocked_protocol_versions", Kind(_versions), (),
@@ -271,10 +270,10 @@ SETTINGS: tuple[Setting, ...] = (
     _maps("proxy_tls_require_client_auth", FLAG, False, "proxy.tls.require_client_auth",
           write_default=False, not_yet=(False,)),
     # metrics
-    _maps("metrics_enabled", FLAG, True, "proxy.metrics_enabled", not_yet=(False,)),
-    _maps("metrics_address", TEXT, "localhost", "proxy.metrics_address", not_yet=("localhost",)),
-    _maps("metrics_port", WHOLE, 14001, "proxy.metrics_port", not_yet=(14001,)),
-    _maps("metrics_prefix", TEXT, "zdm", "proxy.metrics_prefix", not_yet=("zdm",)),
+    _maps("metrics_enabled", FLAG, True, "proxy.metrics_enabled"),
+    _maps("metrics_address", TEXT, "localhost", "proxy.metrics_address"),
+    _maps("metrics_port", WHOLE, 14001, "proxy.metrics_port"),
+    _maps("metrics_prefix", TEXT, "zdm", "proxy.metrics_prefix"),
     _fixed("metrics_origin_latency_buckets_ms", BUCKETS, _DEFAULT_BUCKETS, _NO_HISTOGRAMS),
     _fixed("metrics_target_latency_buckets_ms", BUCKETS, _DEFAULT_BUCKETS, _NO_HISTOGRAMS),
     _fixed("metrics_async_read_latency_buckets_ms", BUCKETS, _DEFAULT_BUCKETS, _NO_HISTOGRAMS),

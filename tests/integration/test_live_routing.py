@@ -37,7 +37,7 @@ def flow(tmp_path, zdm_config, origin_session, target_session):
     config.write_text(f"""
 origin: {{port: {zdm_config.origin.port}}}
 target: {{port: {zdm_config.target.port}}}
-proxy: {{listen_port: {port}}}
+proxy: {{listen_port: {port}, metrics_port: {free_port()}}}
 scope: {{keyspaces: [{ks}]}}
 state_dir: state
 """)

@@ -241,7 +241,7 @@ def test_the_demo_migrates_from_a_4_1_origin(old_origin, sandbox, tmp_path):
 
     cfg = tmp_path / "zdm.yaml"
     cfg.write_text(f"target: {{port: {sandbox.target_port}}}\n"
-                   f"proxy: {{listen_port: {free_port()}}}\nstate_dir: state\n")
+                   f"proxy: {{listen_port: {free_port()}, metrics_port: {free_port()}}}\nstate_dir: state\n")
     result = CliRunner(env={"COLUMNS": "300"}).invoke(app, [
         "demo", "--config", str(cfg), "--origin-version", "4.1.10",
         "--origin-port", str(old_origin.port), "--rows", "400", "--rate", "60"])

@@ -241,7 +241,7 @@ def test_sigterm_drains_and_exits_cleanly(tmp_path, zdm_config):
     port = free_port()
     cfg = tmp_path / "zdm.yaml"
     cfg.write_text(f"origin: {{port: {zdm_config.origin.port}}}\ntarget: {{port: {zdm_config.target.port}}}\n"
-                   f"proxy: {{listen_port: {port}}}\n")
+                   f"proxy: {{listen_port: {port}, metrics_port: {free_port()}}}\n")
     proc = start_proxy_process(cfg, port)
     try:
         cluster = driver_cluster(port, 4)

@@ -36,7 +36,7 @@ def write_config(path, origin_port, target_port, port, ks, **proxy):
     path.write_text(f"""
 origin: {{port: {origin_port}}}
 target: {{port: {target_port}}}
-proxy: {{listen_port: {port}, workers: 2{extra}}}
+proxy: {{listen_port: {port}, metrics_port: {free_port()}, workers: 2{extra}}}
 scope: {{keyspaces: [{ks}]}}
 state_dir: state
 """)
@@ -149,6 +149,17 @@ def test_status_sums_the_workers(instance):
     status = json.loads(zdm(config, "status", "--json"))
     (proxy,) = status["proxies"]
     assert (proxy["workers"], proxy["client_connections"]) == (2, 2)
+    # live figures: traffic through both workers shows as requests/s and p99 per cluster
+    deadline = time.monotonic() + 15
+    while True:
+        for c in clients:
+            c.query("SELECT keyspace_name FROM system_schema.keyspaces")
+        live = json.loads(zdm(config, "status", "--json"))["proxies"][0]["live"]
+        if live and live["requests_per_s"] > 0 and live["p99_ms"]["origin"] is not None:
+            break
+        assert time.monotonic() < deadline, f"no live figures: {live}"
+    assert live["error_rate"] == 0 and live["divergences"] == 0
+    assert "req/s" in zdm(config, "status")
     for c in clients:
         c.close()
 

@@ -24,7 +24,9 @@ def _zdm_proxy_environment(sandbox, port: int) -> dict[str, str]:
         "ZDM_PROXY_LISTEN_ADDRESS": "127.0.0.1", "ZDM_PROXY_LISTEN_PORT": str(port),
         "ZDM_PROXY_REQUEST_TIMEOUT_MS": "10000", "ZDM_ORIGIN_CONNECTION_TIMEOUT_MS": "10000",
         "ZDM_TARGET_CONNECTION_TIMEOUT_MS": "10000", "ZDM_HEARTBEAT_INTERVAL_MS": "5000",
-        "ZDM_METRICS_ENABLED": "false", "ZDM_LOG_LEVEL": "INFO", "ZDM_PROXY_MAX_STREAM_IDS": "2048",
+        "ZDM_METRICS_ENABLED": "true", "ZDM_METRICS_ADDRESS": "127.0.0.1",
+        "ZDM_METRICS_PORT": str(free_port()), "ZDM_METRICS_PREFIX": "zdm",
+        "ZDM_LOG_LEVEL": "INFO", "ZDM_PROXY_MAX_STREAM_IDS": "2048",
     }
 
 
@@ -49,6 +51,10 @@ def test_proxy_configured_only_as_zdm_proxy_serves_an_application(source, tmp_pa
     ks = "zp_" + uuid.uuid4().hex[:10]
     cluster = driver_cluster(port)
     try:
+        import urllib.request
+
+        health = f"http://127.0.0.1:{settings['ZDM_METRICS_PORT']}/health/readiness"
+        assert urllib.request.urlopen(health, timeout=10).status == 200  # zdm-proxy's metrics port
         session = cluster.connect()
         local = session.execute("SELECT rpc_address, rpc_port FROM system.local").one()
         assert (str(local.rpc_address), local.rpc_port) == ("127.0.0.1", port)

@@ -41,7 +41,10 @@ class FaultyRelay:
             finally:
                 dst.close()
 
-        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+        try:
+            await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+        except asyncio.CancelledError:
+            pass  # the relay is stopping
 
     def stop_accepting(self) -> None:
         """Close the listening socket: new connections are refused, as by a node that is down."""

@@ -149,6 +149,17 @@ def status(config: ConfigPath = DEFAULT_CONFIG, json_out: JsonOption = False) ->
     _print_status(doc)
 
 
+def _live(live: dict | None) -> tuple[str, ...]:
+    """A running proxy's last second: requests/s, error rate, p99 latency by cluster, and the
+    divergences counted since it started."""
+    if not live:
+        return "-", "-", "-", "-", "-"
+    p99 = live.get("p99_ms") or {}
+    return (f"{live.get('requests_per_s', 0):g}", f"{live.get('error_rate', 0):.2%}",
+            *("-" if p99.get(c) is None else f"{p99[c]:g} ms" for c in ("origin", "target")),
+            str(live.get("divergences", 0)))
+
+
 def _yes(flag: bool) -> str:
     return "[green]yes[/]" if flag else "[red]no[/]"
 
@@ -167,9 +178,11 @@ def _print_status(doc: dict[str, Any]) -> None:
 
     if doc["proxies"]:
         table = Table(title="Proxies")
-        for col in ("name", "address", "running", "workers", "clients", "origin", "target", "routing",
-                    "async reads"):
+        for col in ("name", "address", "running", "workers", "clients", "origin", "target", "routing"):
             table.add_column(col)
+        live = Table(title="Proxies, the last second")
+        for col in ("name", "req/s", "errors", "p99 origin", "p99 target", "divergences", "async reads"):
+            live.add_column(col)
         for p in doc["proxies"]:
             age = "" if p["heartbeat_age_s"] is None else f" ({p['heartbeat_age_s']}s ago)"
             acked = p["acked_revision"]
@@ -182,9 +195,10 @@ def _print_status(doc: dict[str, Any]) -> None:
             table.add_row(escape(p["name"]), escape(str(p["address"] or "-")),
                           _yes(p["running"]) + age, str(p["workers"] or "-"),
                           str(p["client_connections"] if p["client_connections"] is not None else "-"),
-                          _yes(p["origin_connected"]),
-                          _yes(p["target_connected"]), rout, reads)
+                          _yes(p["origin_connected"]), _yes(p["target_connected"]), rout)
+            live.add_row(escape(p["name"]), *_live(p["live"]), reads)
         console.print(table)
+        console.print(live)
     else:
         console.print("Proxies: none registered (a proxy registers itself on `zdm proxy start`).")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +11,7 @@ import typer
 from rich.markup import escape
 
 from zdm.cli.common import DEFAULT_CONFIG, ConfigPath, command, config_from, console
+from zdm import logs
 from zdm.errors import ConfigError
 
 app = typer.Typer(help="The dual-writing CQL proxy applications connect to.", no_args_is_help=True)
@@ -32,7 +32,9 @@ def start(
     listen_port: Annotated[int | None, typer.Option(help="Override proxy.listen_port.")] = None,
     name: Annotated[str | None, typer.Option(help="This instance's name in the state directory "
                                              "[default: host:port].")] = None,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_level: Annotated[str | None, typer.Option(help="Override proxy.log_level: debug, info, "
+                                                  "warning or error.")] = None,
+    log_format: Annotated[str | None, typer.Option(help="Override proxy.log_format: text or json.")] = None,
     workers: Annotated[int | None, typer.Option(help="Override proxy.workers (processes serving "
                                                 "clients) [default: one per core].")] = None,
 ) -> None:
@@ -50,15 +52,17 @@ def start(
         raise ConfigError(f"port {listen_port} is out of range (1-65535)", path="--listen-port")
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers {workers}: must be at least 1", path="--workers")
+    for option, value, allowed in (("--log-level", log_level, logs.LEVELS),
+                                   ("--log-format", log_format, logs.FORMATS)):
+        if value is not None and value.lower() not in allowed:
+            raise ConfigError(f"unknown value {value!r}", path=option, hint=f"use {', '.join(allowed)}")
     proxy = dataclasses.replace(proxy, listen_host=listen_host or proxy.listen_host,
                                 listen_port=listen_port or proxy.listen_port,
-                                workers=workers or proxy.workers)
+                                workers=workers or proxy.workers,
+                                log_level=(log_level or proxy.log_level).lower(),
+                                log_format=(log_format or proxy.log_format).lower())
     cfg = dataclasses.replace(cfg, proxy=proxy)
-    level = getattr(logging, log_level.upper(), None)
-    if not isinstance(level, int):
-        raise ConfigError(f"unknown log level {log_level!r}", path="--log-level",
-                          hint="use debug, info, warning or error")
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(proxy.log_level, proxy.log_format)
     store = StateStore(cfg.state_dir)
     if from_zdm_proxy is not None:
         check_routing(from_zdm_proxy, store.load())

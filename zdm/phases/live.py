@@ -166,6 +166,9 @@ def build_status(state: MigrationState, facts: Facts, records: Mapping[str, Mapp
             "async_reads": rec.get("async_reads"),
             "workers": rec.get("workers"),
             "client_connections": rec.get("client_connections"),
+            # over the instance's last second: requests/s, error rate, p99 by cluster, divergences
+            "live": rec.get("live") if h and h.running else None,
+            "metrics_port": rec.get("metrics_port"),
         })
     async_reads = facts.async_reads
     return {

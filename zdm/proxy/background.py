@@ -43,11 +43,17 @@ class LoopThread:
 
 
 class BackgroundProxy:
-    """A :class:`~zdm.proxy.server.ProxyServer` serving on its own loop thread."""
+    """A :class:`~zdm.proxy.server.ProxyServer` serving on its own loop thread.  Its metrics
+    endpoint takes a free port unless ``metrics_port`` says which (several run at once in
+    tests); ``server.metrics_port`` tells which it took."""
 
-    def __init__(self, config: Config, *, store=None, name: str | None = None) -> None:
+    def __init__(self, config: Config, *, store=None, name: str | None = None,
+                 metrics_port: int = 0) -> None:
+        import dataclasses
+
         from zdm.proxy.server import ProxyServer
 
+        config = dataclasses.replace(config, proxy=dataclasses.replace(config.proxy, metrics_port=metrics_port))
         self.thread = LoopThread()
 
         async def make():

@@ -95,11 +95,12 @@ class _Output:
 class BackendConnection(asyncio.Protocol):
     __slots__ = ("cluster", "address", "name", "reader", "streams", "request_timeout", "on_event",
                  "on_lost", "transport", "out", "in_handshake", "version", "closed", "last_activity",
-                 "connected")
+                 "connected", "node_stats")
 
     def __init__(self, cluster: Cluster, address: tuple[str, int], *, max_frame_bytes: int,
                  request_timeout: float, on_event: Callable[[Frame], None] | None = None,
-                 on_lost: Callable[["BackendConnection", str], None] | None = None) -> None:
+                 on_lost: Callable[["BackendConnection", str], None] | None = None,
+                 node_stats=None) -> None:
         self.cluster = cluster
         self.address = address
         self.name = f"{cluster.value} {address[0]}:{address[1]}"
@@ -115,6 +116,8 @@ class BackendConnection(asyncio.Protocol):
         self.closed = False
         self.last_activity = time.monotonic()
         self.connected = asyncio.get_running_loop().create_future()
+        #: this node's latency and failures (zdm.proxy.stats.NodeStats), when metrics are on
+        self.node_stats = node_stats
 
     # -- asyncio.Protocol --------------------------------------------------------
     def connection_made(self, transport) -> None:
@@ -151,6 +154,8 @@ class BackendConnection(asyncio.Protocol):
         entry = self.streams.release(stream)
         if entry is None or entry is _LATE:
             return
+        if self.node_stats is not None:
+            self.node_stats.answered(self.last_activity - entry[2], frame)
         entry[0](frame)
 
     def connection_lost(self, exc) -> None:
@@ -165,7 +170,7 @@ class BackendConnection(asyncio.Protocol):
         self.closed = True
         pending = [e for e in self.streams.pending.values() if e is not _LATE]
         self.streams.pending.clear()
-        for callback, _ in pending:
+        for callback, _, _ in pending:
             callback(Failure(reason))
         on_lost = self.on_lost
         self.on_event = self.on_lost = None  # nothing more comes; let the owner go
@@ -178,9 +183,9 @@ class BackendConnection(asyncio.Protocol):
         if self.closed:
             callback(Failure(f"connection to {self.name} is closed"))
             return
-        deadline = time.monotonic() + (timeout or self.request_timeout)
+        now = time.monotonic()
         try:
-            stream = self.streams.acquire((callback, deadline))
+            stream = self.streams.acquire((callback, now + (timeout or self.request_timeout), now))
         except StreamsExhausted:
             callback(Failure(f"too many requests in flight on {self.name}"))
             return
@@ -211,9 +216,11 @@ class BackendConnection(asyncio.Protocol):
         pending = self.streams.pending
         expired = [s for s, e in pending.items() if e is not _LATE and e[1] < now]
         for stream in expired:
-            callback, _ = pending[stream]
+            callback, deadline, sent = pending[stream]
             pending[stream] = _LATE
-            callback(Failure(f"no answer from {self.name} within {self.request_timeout:g}s"))
+            if self.node_stats is not None:
+                self.node_stats.failed("client_timeout")
+            callback(Failure(f"no answer from {self.name} within {deadline - sent:g}s"))
 
     def close(self) -> None:
         self.out.flush()
@@ -297,6 +304,10 @@ class Dialer:
     def __init__(self, config: Config) -> None:
         self.config = config
         self._next = {c: itertools.cycle(self._cluster(c).endpoints()) for c in Cluster}
+        #: (cluster, "host:port") -> the NodeStats connections to that node count into
+        self.node_stats: Callable | None = None
+        #: cluster -> None, called when a connection to it cannot be made
+        self.on_failure: Callable[[Cluster], None] | None = None
 
     def _cluster(self, cluster: Cluster):
         return self.config.origin if cluster is Cluster.ORIGIN else self.config.target
@@ -310,12 +321,15 @@ class Dialer:
         pc = self.config.proxy
         address = self.next_address(cluster)
         loop = asyncio.get_running_loop()
+        stats = self.node_stats(cluster, f"{address[0]}:{address[1]}") if self.node_stats else None
         backend = BackendConnection(cluster, address, max_frame_bytes=pc.max_frame_bytes,
                                     request_timeout=pc.request_timeout_s,
-                                    on_event=on_event, on_lost=on_lost)
+                                    on_event=on_event, on_lost=on_lost, node_stats=stats)
         try:
             await asyncio.wait_for(loop.create_connection(lambda: backend, *address), cfg.connect_timeout_s)
         except (OSError, asyncio.TimeoutError) as exc:
+            if self.on_failure is not None:
+                self.on_failure(cluster)
             raise ZdmError(f"{cluster.value} ({address[0]}:{address[1]}) is not reachable: "
                            f"{exc or 'timed out'}",
                            hint=f"check {cluster.value}.contact_points / {cluster.value}.port") from None

@@ -47,14 +47,21 @@ class DataPlane:
                            name=name, divergences=self._record,
                            secondary_timeout=pc.secondary_write_timeout_s
                            if pc.secondary_write_failure == "record" else None,
-                           replace_functions=pc.replace_cql_functions, max_version=max_version)
+                           replace_functions=pc.replace_cql_functions, max_version=max_version,
+                           metrics=pc.metrics_enabled)
         self._divergences: DivergenceWriter | None = None
         self.dialer = Dialer(config)
+        if pc.metrics_enabled:
+            stats = self.ctx.stats
+            self.dialer.node_stats = lambda cluster, address: stats.node(cluster.value, address)
+            self.dialer.on_failure = lambda cluster: stats.failed_connections.__setitem__(
+                cluster.value, stats.failed_connections[cluster.value] + 1)
         self.credentials = {Cluster.ORIGIN: config.origin.credentials,
                             Cluster.TARGET: config.target.credentials}
         self.sessions: set[ClientSession] = set()
         #: client connections handed to this plane and not yet closed
         self.connections = 0
+        self._accepted = 0  # connections served, ever: their ids
         self.on_connection_ended = on_connection_ended
         self._tick_task: asyncio.Task | None = None
 
@@ -108,9 +115,11 @@ class DataPlane:
         return ClientConnection(self._new_session, max_frame_bytes=self.config.proxy.max_frame_bytes)
 
     def _new_session(self, client: ClientConnection) -> None:
+        self._accepted += 1
         session = ClientSession(client, ctx=self.ctx, dialer=self.dialer, credentials=self.credentials,
                                 on_closed=self._session_closed,
-                                forward_to_origin=self.config.proxy.forward_client_credentials_to_origin)
+                                forward_to_origin=self.config.proxy.forward_client_credentials_to_origin,
+                                conn_id=f"{self.name.rsplit('.', 1)[-1]}-{self._accepted}")
         self.sessions.add(session)
         self.ctx.stats.client_connections += 1
 
@@ -122,6 +131,19 @@ class DataPlane:
         self.connections -= 1
         if self.on_connection_ended is not None:
             self.on_connection_ended()
+
+    def snapshot(self) -> dict:
+        """The counters, and this plane's gauges: client connections, prepared statements
+        cached, and its connections to each cluster node."""
+        nodes: dict[str, dict[str, int]] = {"origin": {}, "target": {}}
+        for session in self.sessions:
+            for cluster, backend in session.backends.items():
+                if not backend.closed:
+                    name = f"{backend.address[0]}:{backend.address[1]}"
+                    nodes[cluster.value][name] = nodes[cluster.value].get(name, 0) + 1
+        return {**self.ctx.stats.snapshot(),
+                "gauges": {"client_connections": self.connections, "pscache_entries": len(self.ctx.prepared),
+                           "connections": nodes}}
 
     @property
     def in_flight(self) -> int:

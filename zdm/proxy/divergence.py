@@ -86,7 +86,8 @@ def compare_lwt(ctx, keyspace: str | None, dual) -> None:
         per_table.lwt_divergences += 1
         shown = render(key) if key is not None else f"{ks}.{table} (key unknown)"
         if shown not in per_table.samples:
-            log.warning("LWT divergence on %s: %s; recorded for `zdm validate`", shown, detail)
+            log.warning("LWT divergence on %s: %s; recorded for `zdm validate`", shown, detail,
+                        extra=dual.handler.who)
         per_table.sample(shown)
         if ctx.divergences is not None:
             ctx.divergences(new_record("lwt", ks, table, key.to_json() if key else None,

@@ -13,7 +13,8 @@ timeuuid, so the same INSERT stores two different rows.  With
   the statement it wrote.
 
 Calls are found by the lexer (a function name in a string literal or a quoted identifier is
-no call); names are case-insensitive, as CQL's are.
+no call); names are case-insensitive, as CQL's are.  :class:`PrepareRewritten` and
+:class:`BatchPlan` are the request handler's part: pure, as it is.
 """
 
 from __future__ import annotations
@@ -24,6 +25,14 @@ import re
 import struct
 import uuid
 from typing import NamedTuple
+
+from zdm.cql import messages as m
+from zdm.cql.constants import Opcode
+from zdm.cql.frame import Frame
+from zdm.phases.model import Cluster
+from zdm.proxy.aggregate import Outcome
+from zdm.proxy.pending import failure_frame
+from zdm.proxy.prepared import PreparedEntry
 
 _TOKEN = re.compile(r"""
       (?P<skip> \s+ | (?:--|//)[^\n]* | /\*.*?(?:\*/|\Z) )
@@ -139,3 +148,98 @@ def _timeuuid(now_us: int) -> uuid.UUID:
     return uuid.UUID(fields=(ticks & 0xFFFFFFFF, (ticks >> 32) & 0xFFFF, (ticks >> 48) & 0x0FFF,
                              clock_seq >> 8, clock_seq & 0xFF, random.getrandbits(48) | (1 << 40)),
                      version=1)
+
+
+# -- in the request path: PREPARE of a rewritten statement, and a BATCH built per cluster --
+
+class PrepareRewritten:
+    """PREPARE of a write whose functions are replaced: the clusters prepare the rewritten
+    statement, and origin also prepares the client's, whose id and metadata the client gets."""
+
+    __slots__ = ("handler", "frame", "query", "keyspace", "stmt", "rewritten", "answers")
+
+    def __init__(self, handler, frame: Frame, query: str, keyspace: str | None,
+                 stmt, rewritten: Rewritten) -> None:
+        self.handler = handler
+        self.frame = frame
+        self.query = query
+        self.keyspace = keyspace
+        self.stmt = stmt
+        self.rewritten = rewritten
+        self.answers: dict[str, Outcome] = {}
+
+    def send(self) -> None:
+        frame, handler = self.frame, self.handler
+        rewritten = m.replace_query(frame.body, self.rewritten.query, flags=frame.flags)
+        handler.send_to(Cluster.ORIGIN, frame.flags, Opcode.PREPARE, frame.body, self._got("client"))
+        handler.send_to(Cluster.ORIGIN, frame.flags, Opcode.PREPARE, rewritten, self._got("origin"))
+        handler.send_to(Cluster.TARGET, frame.flags, Opcode.PREPARE, rewritten, self._got("target"))
+
+    def _got(self, which: str):
+        def done(outcome: Outcome) -> None:
+            self.answers[which] = outcome
+            if len(self.answers) == 3:
+                self._complete()
+        return done
+
+    def _complete(self) -> None:
+        frame, handler, answers = self.frame, self.handler, self.answers
+        failed = [answers[k] for k in ("client", "origin", "target")
+                  if not isinstance(answers[k], Frame) or answers[k].opcode != Opcode.RESULT]
+        if failed:  # the client's own statement's failure first: it is what it would have seen
+            handler.answer(frame.stream, failure_frame(frame.version, frame.stream, failed[0]))
+            return
+        version = frame.version
+        client, run, target = (answers[k] for k in ("client", "origin", "target"))
+        ids = {k: m.decode_prepared_result(a.body, version, flags=a.flags) for k, a in answers.items()}
+        handler.ctx.prepared.put(PreparedEntry(
+            self.query, self.keyspace, self.stmt, ids["client"].prepared_id, ids["target"].prepared_id,
+            ids["client"].result_metadata_id, ids["target"].result_metadata_id, None,
+            m.decode_prepared_metadata(run.body, version, flags=run.flags).binds,
+            exec_query=self.rewritten.query, origin_exec_id=ids["origin"].prepared_id,
+            origin_exec_metadata_id=ids["origin"].result_metadata_id, slots=self.rewritten.slots))
+        handler.answer(frame.stream, client)
+
+
+class BatchPlan:
+    """A BATCH with function replacement, built per cluster from the same generated values:
+    query children get literals, rewritten prepared children their values and each
+    cluster's id; the plan rebuilds a cluster's body again after a re-prepare."""
+
+    __slots__ = ("handler", "frame", "children", "timestamp")
+
+    def __init__(self, handler, frame: Frame, children, timestamp: int | None) -> None:
+        self.handler = handler
+        self.frame = frame
+        self.children = children  # (BatchChild, entry or None)
+        self.timestamp = timestamp
+
+    @classmethod
+    def of(cls, handler, frame: Frame, info, timestamp: int | None) -> "BatchPlan | None":
+        """The plan, or None when no child calls a function (the batch goes as it came)."""
+        now = timestamp or handler.ctx.clock()
+        children, changed = [], False
+        for child in info.children:
+            if child.kind == 0:
+                found = calls(child.query)
+                if found:
+                    child = child._replace(query=with_literals(child.query, found, now))
+                    changed = True
+                children.append((child, None))
+            else:
+                entry = handler.ctx.prepared.get(child.prepared_id)
+                if entry.slots:
+                    child = child._replace(values=tuple(fill(list(child.values), entry.slots, now)))
+                    changed = True
+                children.append((child, entry))
+        return cls(handler, frame, children, timestamp) if changed else None
+
+    def build(self, cluster: Cluster) -> bytes:
+        frame = self.frame
+        children = [child if entry is None else child._replace(prepared_id=entry.id_on(cluster))
+                    for child, entry in self.children]
+        body = m.rebuild_batch(frame.body, frame.version, children, flags=frame.flags)
+        if self.timestamp is not None:
+            body = m.add_default_timestamp(Opcode.BATCH, body, frame.version, self.timestamp,
+                                           flags=frame.flags)
+        return body

@@ -67,14 +67,14 @@ class Context:
 
     __slots__ = ("routing", "scope", "prepared", "stats", "topology", "me", "clock", "draining",
                  "name", "divergences", "secondary_timeout", "replace_functions", "max_version",
-                 "supported_body")
+                 "supported_body", "metrics")
 
     def __init__(self, *, routing: Routing, topology: VirtualTopology, me: Instance,
                  scope: Scope = Scope(), prepared: PreparedCache | None = None,
                  stats: ProxyStats | None = None, clock: Callable[[], int] = now_us,
                  name: str = "zdm-proxy", divergences: Record | None = None,
                  secondary_timeout: float | None = None, replace_functions: bool = False,
-                 max_version: int = MAX_VERSION) -> None:
+                 max_version: int = MAX_VERSION, metrics: bool = True) -> None:
         self.routing = routing
         self.scope = scope  # statements outside it go to origin only
         self.topology = topology
@@ -94,17 +94,23 @@ class Context:
         #: the newest protocol version both clusters speak: newer clients are told to downgrade
         self.max_version = max_version
         self.supported_body = supported_body(max_version)
+        #: time every request (and count its failures) for the metrics
+        self.metrics = metrics
 
 
 class RequestHandler:
-    __slots__ = ("ctx", "version", "keyspace", "in_flight", "_send_origin", "_send_target", "_reply")
+    __slots__ = ("ctx", "version", "keyspace", "in_flight", "nodes", "who", "_send_origin",
+                 "_send_target", "_reply")
 
     def __init__(self, ctx: Context, version: int, send: Mapping[Cluster, Send], reply: Reply, *,
-                 keyspace: str | None = None) -> None:
+                 keyspace: str | None = None, nodes: Mapping[Cluster, str] | None = None,
+                 who: dict | None = None) -> None:
+        self.who = who or {}  # the connection, for log lines (zdm.logs.client)
         self.ctx = ctx
         self.version = version
         self.keyspace = keyspace  # the connection's keyspace, as USE set it on both clusters
         self.in_flight = 0
+        self.nodes = nodes or {}  # "host:port" of the node this connection uses on each cluster
         self._send_origin = send[Cluster.ORIGIN]
         self._send_target = send[Cluster.TARGET]
         self._reply = reply
@@ -121,10 +127,14 @@ class RequestHandler:
                 exc.version = self.version
             raise
 
-    def answer(self, stream: int, frame: Frame) -> None:
-        """Send ``frame`` to the client as the answer to the request on ``stream``."""
+    def answer(self, stream: int, frame: Frame, pending=None) -> None:
+        """Send ``frame`` to the client as the answer to the request on ``stream`` (which
+        ``pending`` was waiting for: it is timed)."""
         self.in_flight -= 1
-        self.ctx.stats.requests += 1
+        stats = self.ctx.stats
+        stats.requests += 1
+        if pending is not None and pending.t0:
+            stats.finished(pending.kind, time.monotonic() - pending.t0)
         self._reply(stream, frame)
 
     def send_to(self, cluster: Cluster, flags: int, opcode: int, body: bytes, callback: Callback,
@@ -172,26 +182,32 @@ class RequestHandler:
         ``statements``: how many prepared statements it uses (an UNPREPARED answer is
         recovered from once per statement and cluster); ``stmt``: what it runs."""
         self.in_flight += 1
+        ctx = self.ctx
         dest = decision.destination
         retries = statements or (1 if entry is not None else 0)
         if dest is Destination.BOTH:
-            dual = Dual(self, frame, origin_body, target_body, entry, 2 * retries, on_success)
+            pending = Dual(self, frame, origin_body, target_body, entry, 2 * retries, on_success)
             if stmt is not None:
-                dual.conditional = stmt.conditional
-                dual.recordable = stmt.is_write and self.ctx.secondary_timeout is not None
-            dual.plan = plan
-            dual.send()
+                pending.conditional = stmt.conditional
+                pending.recordable = stmt.is_write and ctx.secondary_timeout is not None
+            pending.plan = plan
         elif decision.async_secondary:
             primary = Cluster.ORIGIN if dest is Destination.ORIGIN else Cluster.TARGET
-            AsyncRead(self, frame, primary, origin_body, target_body, entry, 2 * retries,
-                      self.table_of(stmt, entry)).send()
+            pending = AsyncRead(self, frame, primary, origin_body, target_body, entry, 2 * retries,
+                                self.table_of(stmt, entry))
         else:
             if decision.async_skipped:
-                self.ctx.stats.skipped_async_read(self.table_of(stmt, entry))
+                ctx.stats.skipped_async_read(self.table_of(stmt, entry))
             if dest is Destination.ORIGIN:
-                Single(self, frame, Cluster.ORIGIN, origin_body, entry, retries, on_success).send()
+                pending = Single(self, frame, Cluster.ORIGIN, origin_body, entry, retries, on_success)
             else:
-                Single(self, frame, Cluster.TARGET, target_body, entry, retries, on_success).send()
+                pending = Single(self, frame, Cluster.TARGET, target_body, entry, retries, on_success)
+        if ctx.metrics:
+            pending.kind = "writes" if stmt is None or not stmt.is_read else \
+                "reads_origin" if dest is Destination.ORIGIN else "reads_target"
+            pending.t0 = time.monotonic()
+            ctx.stats.started(pending.kind)
+        pending.send()
 
     def table_of(self, stmt: Statement | None, entry: PreparedEntry | None = None) -> str:
         """``keyspace.table`` of what a request runs, for the per-table counters."""
@@ -240,7 +256,7 @@ class RequestHandler:
             rewritten = functions.with_markers(info.query, found)
             if rewritten is not None:
                 self.in_flight += 1
-                _PrepareRewritten(self, frame, info.query, keyspace, stmt, rewritten).send()
+                functions.PrepareRewritten(self, frame, info.query, keyspace, stmt, rewritten).send()
                 return
 
         def prepared(o: Frame, t: Frame | None) -> None:
@@ -322,7 +338,7 @@ class RequestHandler:
                            for c in info.children)
         decision = decide(Opcode.BATCH, None, self.keyspace, False, ctx.routing, ctx.scope, statements)
         ts = None if info.has_timestamp else ctx.clock()
-        plan = _BatchPlan.of(self, frame, info, ts) \
+        plan = functions.BatchPlan.of(self, frame, info, ts) \
             if ctx.replace_functions and decision.destination is Destination.BOTH else None
         if plan is not None:
             origin_body, target_body = plan.build(Cluster.ORIGIN), plan.build(Cluster.TARGET)
@@ -346,7 +362,7 @@ class RequestHandler:
 
     def record_secondary_failure(self, dual: Dual, primary: Frame, secondary: Outcome) -> None:
         divergence.record_secondary_failure(self.ctx, self.keyspace, dual, primary, secondary,
-                                            self.answer)
+                                            lambda stream, frame: self.answer(stream, frame, dual))
 
     def describe(self, frame: Frame, entry: PreparedEntry | None) -> str:
         return divergence.describe(self.ctx, self.keyspace, frame, entry)
@@ -409,96 +425,3 @@ def _for_target(frame: Frame, entry: PreparedEntry) -> bytes:
         return frame.body
     return m.replace_execute_id(frame.body, frame.version, entry.target_id, entry.target_metadata_id,
                                 flags=frame.flags)
-
-
-class _PrepareRewritten:
-    """PREPARE of a write whose functions are replaced: the clusters prepare the rewritten
-    statement, and origin also prepares the client's, whose id and metadata the client gets."""
-
-    __slots__ = ("handler", "frame", "query", "keyspace", "stmt", "rewritten", "answers")
-
-    def __init__(self, handler: RequestHandler, frame: Frame, query: str, keyspace: str | None,
-                 stmt: Statement, rewritten: functions.Rewritten) -> None:
-        self.handler = handler
-        self.frame = frame
-        self.query = query
-        self.keyspace = keyspace
-        self.stmt = stmt
-        self.rewritten = rewritten
-        self.answers: dict[str, Outcome] = {}
-
-    def send(self) -> None:
-        frame, handler = self.frame, self.handler
-        rewritten = m.replace_query(frame.body, self.rewritten.query, flags=frame.flags)
-        handler.send_to(Cluster.ORIGIN, frame.flags, Opcode.PREPARE, frame.body, self._got("client"))
-        handler.send_to(Cluster.ORIGIN, frame.flags, Opcode.PREPARE, rewritten, self._got("origin"))
-        handler.send_to(Cluster.TARGET, frame.flags, Opcode.PREPARE, rewritten, self._got("target"))
-
-    def _got(self, which: str) -> Callback:
-        def done(outcome: Outcome) -> None:
-            self.answers[which] = outcome
-            if len(self.answers) == 3:
-                self._complete()
-        return done
-
-    def _complete(self) -> None:
-        frame, handler, answers = self.frame, self.handler, self.answers
-        failed = [answers[k] for k in ("client", "origin", "target")
-                  if not isinstance(answers[k], Frame) or answers[k].opcode != Opcode.RESULT]
-        if failed:  # the client's own statement's failure first: it is what it would have seen
-            handler.answer(frame.stream, failure_frame(frame.version, frame.stream, failed[0]))
-            return
-        version = frame.version
-        client, run, target = (answers[k] for k in ("client", "origin", "target"))
-        ids = {k: m.decode_prepared_result(a.body, version, flags=a.flags) for k, a in answers.items()}
-        handler.ctx.prepared.put(PreparedEntry(
-            self.query, self.keyspace, self.stmt, ids["client"].prepared_id, ids["target"].prepared_id,
-            ids["client"].result_metadata_id, ids["target"].result_metadata_id, None,
-            m.decode_prepared_metadata(run.body, version, flags=run.flags).binds,
-            exec_query=self.rewritten.query, origin_exec_id=ids["origin"].prepared_id,
-            origin_exec_metadata_id=ids["origin"].result_metadata_id, slots=self.rewritten.slots))
-        handler.answer(frame.stream, client)
-
-
-class _BatchPlan:
-    """A BATCH with function replacement, built per cluster from the same generated values:
-    query children get literals, rewritten prepared children their values and each
-    cluster's id; the plan rebuilds a cluster's body again after a re-prepare."""
-
-    __slots__ = ("handler", "frame", "children", "timestamp")
-
-    def __init__(self, handler: RequestHandler, frame: Frame, children, timestamp: int | None) -> None:
-        self.handler = handler
-        self.frame = frame
-        self.children = children  # (BatchChild, entry or None)
-        self.timestamp = timestamp
-
-    @classmethod
-    def of(cls, handler: RequestHandler, frame: Frame, info, timestamp: int | None) -> "_BatchPlan | None":
-        """The plan, or None when no child calls a function (the batch goes as it came)."""
-        now = timestamp or handler.ctx.clock()
-        children, changed = [], False
-        for child in info.children:
-            if child.kind == 0:
-                found = functions.calls(child.query)
-                if found:
-                    child = child._replace(query=functions.with_literals(child.query, found, now))
-                    changed = True
-                children.append((child, None))
-            else:
-                entry = handler.ctx.prepared.get(child.prepared_id)
-                if entry.slots:
-                    child = child._replace(values=tuple(functions.fill(list(child.values), entry.slots, now)))
-                    changed = True
-                children.append((child, entry))
-        return cls(handler, frame, children, timestamp) if changed else None
-
-    def build(self, cluster: Cluster) -> bytes:
-        frame = self.frame
-        children = [child if entry is None else child._replace(prepared_id=entry.id_on(cluster))
-                    for child, entry in self.children]
-        body = m.rebuild_batch(frame.body, frame.version, children, flags=frame.flags)
-        if self.timestamp is not None:
-            body = m.add_default_timestamp(Opcode.BATCH, body, frame.version, self.timestamp,
-                                           flags=frame.flags)
-        return body

@@ -14,6 +14,7 @@ it there again and resends (:class:`_Recovering`), at most once per statement an
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 from zdm.cql import messages as m
@@ -102,11 +103,14 @@ class _Recovering:
 class Single(_Recovering):
     """A request for one cluster; its answer goes to the client."""
 
-    __slots__ = ("handler", "frame", "cluster", "body", "entry", "retries_left", "on_success")
+    __slots__ = ("handler", "frame", "cluster", "body", "entry", "retries_left", "on_success", "kind",
+                 "t0")
 
     def __init__(self, handler, frame: Frame, cluster: Cluster, body: bytes,
                  entry: PreparedEntry | None, retries: int, on_success=None) -> None:
         self.handler = handler
+        self.kind = "writes"  # the request's type and when it arrived, for the metrics (t0 0: off)
+        self.t0 = 0.0
         self.frame = frame
         self.cluster = cluster
         self.body = body
@@ -122,21 +126,26 @@ class Single(_Recovering):
                 self.recover(self.cluster, outcome, self.body, self.done):
             return
         frame = self.frame
-        if self.on_success is not None and not aggregate.failed(outcome):
+        failed = aggregate.failed(outcome)
+        if self.on_success is not None and not failed:
             self.on_success(outcome, None)
+        if failed and self.t0 and self.kind != "writes":
+            self.handler.ctx.stats.failed_reads[self.cluster.value] += 1
         self.handler.answer(frame.stream, outcome if isinstance(outcome, Frame)
-                            else failure_frame(frame.version, frame.stream, outcome))
+                            else failure_frame(frame.version, frame.stream, outcome), self)
 
 
 class Dual(_Recovering):
     """A request for both clusters; the client gets one answer once both are in."""
 
     __slots__ = ("handler", "frame", "origin_body", "target_body", "entry", "on_success",
-                 "origin", "target", "retries_left", "conditional", "primary", "recordable", "plan")
+                 "origin", "target", "retries_left", "conditional", "primary", "recordable", "plan",
+                 "kind", "t0")
 
     def __init__(self, handler, frame: Frame, origin_body: bytes, target_body: bytes,
                  entry: PreparedEntry | None, retries: int, on_success=None) -> None:
         self.handler = handler
+        self.kind, self.t0 = "writes", 0.0
         # a PREPARE answers with origin's id, always; everything else with the primary's answer
         self.primary = Cluster.ORIGIN if frame.opcode == Opcode.PREPARE else handler.ctx.routing.primary
         self.frame = frame
@@ -182,13 +191,17 @@ class Dual(_Recovering):
         if self.recordable and not aggregate.failed(p) and is_outage(s):
             handler.record_secondary_failure(self, p, s)  # answers once the record is durable
             return
-        if not aggregate.failed(p) and not aggregate.failed(s):
+        origin_failed, target_failed = aggregate.failed(self.origin), aggregate.failed(self.target)
+        if not origin_failed and not target_failed:
             if self.on_success is not None:
                 self.on_success(self.origin, self.target)
             if self.conditional:
                 handler.compare_lwt(self)
+        elif self.t0:
+            handler.ctx.stats.failed_writes["both" if origin_failed and target_failed else
+                                            "origin" if origin_failed else "target"] += 1
         handler.answer(frame.stream, failure_frame(frame.version, frame.stream,
-                                                   aggregate.choose(p, s)))
+                                                   aggregate.choose(p, s)), self)
 
 
 class AsyncRead(_Recovering):
@@ -196,11 +209,12 @@ class AsyncRead(_Recovering):
     client's path (its answer is never returned)."""
 
     __slots__ = ("handler", "frame", "primary", "origin_body", "target_body", "entry", "origin",
-                 "target", "retries_left", "table")
+                 "target", "retries_left", "table", "kind", "t0")
 
     def __init__(self, handler, frame: Frame, primary: Cluster, origin_body: bytes,
                  target_body: bytes, entry: PreparedEntry | None, retries: int, table: str) -> None:
         self.handler = handler
+        self.kind, self.t0 = "reads_origin", 0.0
         self.frame = frame
         self.primary = primary
         self.origin_body = origin_body
@@ -233,7 +247,15 @@ class AsyncRead(_Recovering):
     def _record(self, cluster: Cluster, outcome: Outcome) -> None:
         handler, frame = self.handler, self.frame
         if cluster is self.primary:
-            handler.answer(frame.stream, failure_frame(frame.version, frame.stream, outcome))
+            if self.t0 and aggregate.failed(outcome):
+                handler.ctx.stats.failed_reads[cluster.value] += 1
+            handler.answer(frame.stream, failure_frame(frame.version, frame.stream, outcome), self)
+        elif self.t0:  # the async read's own latency and failures, per node
+            node = handler.ctx.stats.node(cluster.value, handler.nodes.get(cluster, "?"), async_reads=True)
+            if isinstance(outcome, Frame):
+                node.answered(time.monotonic() - self.t0, outcome)
+            else:
+                node.failed("client_timeout")
         if self.origin is not None and self.target is not None:
             p, s = (self.origin, self.target) if self.primary is Cluster.ORIGIN else (self.target, self.origin)
             handler.ctx.stats.compare_async_read(p, s, frame.version, self.table, self.describe)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 
-from zdm.phases.model import Routing
+from zdm.phases.model import Phase, Routing
 
 log = logging.getLogger("zdm.proxy")
 
@@ -27,14 +27,14 @@ class Registration:
     def register(self) -> None:
         self.store.register_proxy(self.name, self.address)
 
-    def poll_routing(self) -> tuple[Routing, int, str] | None:
-        """(routing, revision, phase label) when the stored state changed since the last poll."""
+    def poll_routing(self) -> tuple[Routing, int, Phase] | None:
+        """(routing, revision, phase) when the stored state changed since the last poll."""
         stamp = self.store.state_stamp()
         if stamp == self._stamp:
             return None
         self._stamp = stamp
         state = self.store.load()
-        return state.routing, state.routing_status.revision, state.phase.label
+        return state.routing, state.routing_status.revision, state.phase
 
     def ack(self, revision: int) -> None:
         self._write(self.store.ack_routing, self.name, revision)

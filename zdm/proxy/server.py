@@ -25,6 +25,7 @@ import os
 import socket
 import time
 
+
 from zdm.config import Config, parse_host_port
 from zdm.cql.constants import ErrorCode, MAX_VERSION, MIN_VERSION
 from zdm.cql.errors import ProtocolError
@@ -32,8 +33,10 @@ from zdm.cql.frame import Frame, FrameReader, encode_unsupported_version
 from zdm.phases.model import Cluster, Phase, Routing, routing_for
 from zdm.proxy.control import ControlPlane, ProxyError
 from zdm.proxy.dataplane import DataPlane
+from zdm.proxy.endpoint import HttpEndpoint
 from zdm.proxy.handler import error_frame
 from zdm.proxy.registration import Registration
+from zdm.proxy.reporting import Reporting, counters
 from zdm.proxy.stats import ProxyStats, merge, utc_now
 from zdm.proxy.topology import Instance, VirtualTopology
 from zdm.proxy.worker import LocalWorker, WorkerProcess
@@ -67,6 +70,9 @@ class ProxyServer:
         self.refused = 0
         self._routing = routing or routing_for(Phase.PROXY)
         self.routing_revision: int | None = None
+        self.phase: Phase | None = None
+        self.endpoint: HttpEndpoint | None = None
+        self.reporting = Reporting(self)
         self._listener: socket.socket | None = None
         self._tick_task: asyncio.Task | None = None
         self._last_refusal_log = 0.0
@@ -90,7 +96,7 @@ class ProxyServer:
             await asyncio.to_thread(self.registration.register)
             change = await asyncio.to_thread(self.registration.poll_routing)
             if change is not None:
-                self._routing = change[0]
+                self._routing, _, self.phase = change
         try:
             await self._start_workers()
         except BaseException:
@@ -100,10 +106,31 @@ class ProxyServer:
         if change is not None:  # every worker started with it
             self.routing_revision = change[1]
             await asyncio.to_thread(self.registration.ack, change[1])
+        if self.config.proxy.metrics_enabled:
+            await self._start_endpoint()
+        self._listener.listen(1024)  # only now: a client that can connect is served
         loop = asyncio.get_running_loop()
         loop.add_reader(self._listener.fileno(), self._accept)
         self._tick_task = asyncio.ensure_future(self._tick_forever())
         log.info("proxy %s listening on %s:%s (%s)", self.name, *self.listen, self.describe_workers())
+
+    async def _start_endpoint(self) -> None:
+        pc = self.config.proxy
+        self.endpoint = HttpEndpoint(pc.metrics_address, pc.metrics_port, {
+            "/metrics": self.reporting.metrics, "/health/liveness": self.reporting.liveness,
+            "/health/readiness": self.reporting.readiness})
+        try:
+            await self.endpoint.start()
+        except OSError as exc:
+            self._listener.close()
+            await self._stop_workers()
+            raise ProxyError(f"cannot serve metrics on {pc.metrics_address}:{pc.metrics_port}: {exc.strerror}",
+                             hint="another process uses that port: set proxy.metrics_port, or "
+                                  "proxy.metrics_enabled: false") from None
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self.endpoint.port if self.endpoint is not None else None
 
     def _bind(self) -> socket.socket:
         sock = socket.socket(socket.AF_INET6 if ":" in self.listen[0] else socket.AF_INET)
@@ -115,9 +142,8 @@ class ProxyServer:
             raise ProxyError(f"cannot listen on {self.listen[0]}:{self.listen[1]}: {exc.strerror}",
                              hint="another process uses that port: stop it or set proxy.listen_port") \
                 from None
-        sock.listen(1024)
         sock.setblocking(False)
-        return sock
+        return sock  # bound (the port is ours), listening once the instance is ready
 
     async def _start_workers(self) -> None:
         if self.worker_count is None:
@@ -155,6 +181,8 @@ class ProxyServer:
         self.control.close()
         if self._tick_task is not None:
             self._tick_task.cancel()
+        if self.endpoint is not None:
+            await self.endpoint.close()
         if self.registration is not None:
             # a stopped proxy must not hold up routing changes; `zdm proxy start` registers again
             await asyncio.to_thread(self.registration.deregister)
@@ -239,8 +267,9 @@ class ProxyServer:
         if change is None:
             return
         routing, revision, phase = change
+        self.phase = phase
         if routing != self._routing:
-            log.info("routing: %s -> %s (phase %s)", self._routing, routing, phase)
+            log.info("routing: %s -> %s (phase %s)", self._routing, routing, phase.label)
         await self.apply_routing(routing, revision)
         self.routing_revision = revision
         await asyncio.to_thread(self.registration.ack, revision)
@@ -281,7 +310,8 @@ class ProxyServer:
             self.registration.publish, pid=os.getpid(), heartbeat_at=utc_now(), running=True,
             origin_connected=connected[Cluster.ORIGIN], target_connected=connected[Cluster.TARGET],
             async_reads=stats.async_reads(), client_connections=self.client_connections,
-            workers=len(self.workers), counters=stats.snapshot())
+            workers=len(self.workers), counters=counters(stats), live=self.reporting.live(stats),
+            metrics_port=self.metrics_port)
 
 
 class _Refusal(asyncio.Protocol):

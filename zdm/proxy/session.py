@@ -28,6 +28,7 @@ from zdm.cql import messages as m
 from zdm.cql.constants import SUPPORTED_VERSIONS, ErrorCode, Opcode
 from zdm.cql.errors import ProtocolError, UnsupportedVersion
 from zdm.cql.frame import Frame, encode_unsupported_version
+from zdm import logs
 from zdm.errors import ZdmError
 from zdm.phases.model import Cluster
 from zdm.proxy.auth import client_credentials_go_to, login
@@ -39,12 +40,14 @@ log = logging.getLogger("zdm.proxy")
 
 class ClientSession:
     __slots__ = ("client", "ctx", "dialer", "credentials", "forward_to_origin", "on_closed", "version",
-                 "backends", "auth_cluster", "handler", "closed", "_handshaking", "_task")
+                 "backends", "auth_cluster", "handler", "closed", "_handshaking", "_task", "who")
 
     def __init__(self, client: ClientConnection, *, ctx: Context, dialer: Dialer,
                  credentials: Mapping[Cluster, tuple[str, str] | None],
-                 on_closed: Callable[["ClientSession"], None], forward_to_origin: bool = False) -> None:
+                 on_closed: Callable[["ClientSession"], None], forward_to_origin: bool = False,
+                 conn_id: str = "?") -> None:
         self.client = client
+        self.who = logs.client(conn_id, client.peer)  # what every log line about it carries
         self.ctx = ctx
         self.dialer = dialer
         self.credentials = credentials  # the proxy's own, per cluster
@@ -78,7 +81,7 @@ class ClientSession:
     def _backend_lost(self, backend: BackendConnection, reason: str) -> None:
         # the driver reconnects; pending requests were already failed with `reason`
         if not self.closed:
-            log.info("closing client %s: %s", self.client.peer, reason)
+            log.info("closing the client connection: %s", reason, extra=self.who)
             asyncio.get_running_loop().call_soon(self.client.close)
         self._close_backends()
 
@@ -93,11 +96,11 @@ class ClientSession:
             # normal negotiation: drivers try their newest version first, then downgrade
             supported = tuple(v for v in SUPPORTED_VERSIONS if v <= self.ctx.max_version)
             self.client.write(encode_unsupported_version(exc.version, exc.stream, supported))
-            log.info("client %s: %s", self.client.peer, exc.message)
+            log.info("%s", exc.message, extra=self.who)
         else:
             self.client.reply(exc.stream or 0, error_frame(version, exc.stream or 0, exc.code,
                                                            f"zdm proxy: {exc.message}"))
-            log.warning("client %s: %s; closing its connection", self.client.peer, exc.message)
+            log.warning("%s; closing the client connection", exc.message, extra=self.who)
         self.client.close()
 
     def event_received(self, frame: Frame) -> None:
@@ -151,7 +154,7 @@ class ClientSession:
             return
         exc = task.exception()  # retrieved, always
         if exc is not None:
-            log.error("client %s: handshake failed: %r", self.client.peer, exc)
+            log.error("handshake failed: %r", exc, extra=self.who)
             self._handshaking = 0
             self.client.close()
 
@@ -243,7 +246,8 @@ class ClientSession:
         version = self.version
         handler = RequestHandler(self.ctx, version,
                                  {c: b.sender(version) for c, b in self.backends.items()},
-                                 self.client.reply)
+                                 self.client.reply, who=self.who,
+                                 nodes={c: f"{b.address[0]}:{b.address[1]}" for c, b in self.backends.items()})
         self.handler = handler
         self.client.on_frame = handler.frame_received
 

@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 
+from zdm import logs
 from zdm.config import Config
 from zdm.phases.model import Routing
 from zdm.proxy import channel
@@ -59,7 +60,7 @@ class LocalWorker:
         pass
 
     def stats_snapshot(self) -> dict:
-        return self.plane.stats.snapshot()
+        return self.plane.snapshot()
 
     async def drain(self, timeout: float) -> None:
         await self.plane.drain(timeout)
@@ -96,7 +97,7 @@ class WorkerProcess:
             theirs.close()
         self._channel = channel.Channel(mine, self._message, self._closed)
         self._channel.send("init", self.index, self.name, self.config, self.topology, self.me,
-                           self.routing, self.max_version, logging.getLogger().getEffectiveLevel())
+                           self.routing, self.max_version)
         try:
             await self._wait("ready", None, START_TIMEOUT)
         except asyncio.TimeoutError:
@@ -189,8 +190,8 @@ def main(argv: list[str]) -> None:
     sock = socket.socket(fileno=int(argv[1]))
     sock.settimeout(START_TIMEOUT)
     init = pickle.loads(sock.recv(channel.MAX_MESSAGE))
-    _, index, name, config, topology, me, routing, max_version, level = init
-    logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s %(name)s[w{index}]: %(message)s")
+    _, index, name, config, topology, me, routing, max_version = init
+    logs.configure(config.proxy.log_level, config.proxy.log_format, worker=f"w{index}")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the instance decides
     try:
         import uvloop  # type: ignore[import-not-found]
@@ -230,7 +231,7 @@ async def _serve(sock: socket.socket, name: str, config: Config, topology: Virtu
             plane.set_routing(msg[1])
             link.send("ack", msg[2])
         elif kind == "stats?":
-            link.send("stats", plane.stats.snapshot())
+            link.send("stats", plane.snapshot())
         elif kind == "drain" and not plane.ctx.draining:
             asyncio.ensure_future(drain(msg[1]))
 
