@@ -141,6 +141,10 @@ class Config:
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     scope: ScopeConfig = field(default_factory=ScopeConfig)
     state_dir: Path = Path(".zdm/state")
+    #: where the migration's state lives: "file" (state_dir, one host) or "cassandra" (a
+    #: keyspace on target, for proxies on several hosts)
+    state_store: str = "file"
+    state_keyspace: str = "zdm_state"
     #: where the file was read from (None for defaults); relative paths resolve against it
     source: Path | None = field(default=None, compare=False)
 
@@ -186,7 +190,7 @@ def parse_config(raw: Any, *, path: Path | None = None,
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"the top level must be a mapping, not {_type_name(raw)}", path=where)
-    known = set(_SECTIONS) | {"state_dir"}
+    known = set(_SECTIONS) | {"state_dir", "state_store", "state_keyspace"}
     _reject_unknown(raw, known, where, prefix="")
     values: dict[str, Any] = {}
     for name, cls in _SECTIONS.items():
@@ -199,6 +203,19 @@ def parse_config(raw: Any, *, path: Path | None = None,
         if not isinstance(state_dir, str) or not state_dir:
             raise ConfigError("must be a non-empty path string", path=where, key="state_dir")
         values["state_dir"] = Path(state_dir)
+    if "state_store" in raw:
+        if raw["state_store"] not in ("file", "cassandra"):
+            raise ConfigError(f"must be file or cassandra, not {raw['state_store']!r}", path=where,
+                              key="state_store",
+                              hint="file keeps the state in state_dir on this host; cassandra in a "
+                                   "keyspace on target, shared by proxies on several hosts")
+        values["state_store"] = raw["state_store"]
+    if "state_keyspace" in raw:
+        keyspace = raw["state_keyspace"]
+        if not isinstance(keyspace, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,47}", keyspace):
+            raise ConfigError(f"{keyspace!r} is not a keyspace name", path=where, key="state_keyspace",
+                              hint="letters, digits and _, starting with a letter, at most 48")
+        values["state_keyspace"] = keyspace
     config = Config(**values, source=path)
     config = _resolve_secrets(config, env, where)
     if path is not None and not config.state_dir.is_absolute():
@@ -432,4 +449,6 @@ scope:                       # what to migrate and validate; empty = every non-s
   # exclude_tables: [ks.audit_log]
 
 state_dir: .zdm/state        # the migration's persisted state and journal (relative to this file)
+# state_store: file          # or cassandra: the state in a keyspace on target, so proxies on
+# state_keyspace: zdm_state  #   several hosts coordinate with no shared filesystem
 """

@@ -183,7 +183,7 @@ def run(config: Config, say: Callable[[str], None], *, rows: int = 5000, rate: f
     """Run the demo; ``say`` receives one line per step."""
     from zdm.migrate import MigrationSettings, RunSettings
     from zdm.migrate import migrate as run_migrate
-    from zdm.phases import StateStore, advance, confirm_routing
+    from zdm.phases import FileStateStore, advance, confirm_routing
     from zdm.phases.live import gather_facts
     from zdm.phases.preflight import record_preflight, run_preflight
     from zdm.proxy.background import BackgroundProxy
@@ -194,7 +194,7 @@ def run(config: Config, say: Callable[[str], None], *, rows: int = 5000, rate: f
     state_dir = config.state_dir.parent / "demo"
     shutil.rmtree(state_dir, ignore_errors=True)
     config = dataclasses.replace(config, scope=ScopeConfig(keyspaces=(DEMO_KEYSPACE,)), state_dir=state_dir)
-    store = StateStore(state_dir)
+    store = FileStateStore(state_dir)
     report = DemoReport(pre_existing=rows)
     work = RunSettings(workers=0, concurrency=4)
 

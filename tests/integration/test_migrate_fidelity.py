@@ -13,7 +13,7 @@ from migrate_fixtures import (BIG_PARTITION_ROWS, config_for, create_schema, fil
 from zdm.migrate import migrate
 from zdm.migrate.ring import FULL_RING
 from zdm.migrate.schema import Kind, tables_in_scope
-from zdm.phases import StateStore, evidence_of
+from zdm.phases import FileStateStore, evidence_of
 from zdm.validate import validate
 
 
@@ -74,7 +74,7 @@ def test_every_type_migrates_to_an_exact_copy_and_validates_clean(filled, zdm_co
     check = validate(config, validation(filled))
     assert check.clean, check.to_json()
     assert check.differences == 0
-    state = StateStore(config.state_dir).load()
+    state = FileStateStore(config.state_dir).load()
     assert evidence_of(state, "migration").complete
     assert evidence_of(state, "validation").clean
 

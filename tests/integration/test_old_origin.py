@@ -21,7 +21,7 @@ from zdm.migrate.plan import plan_row, plan_static
 from zdm.migrate.ring import FULL_RING
 from zdm.migrate.schema import Kind, tables_in_scope
 from zdm.migrate.statements import cql_for, values_for
-from zdm.phases import StateStore, evidence_of
+from zdm.phases import FileStateStore, evidence_of
 from zdm.phases.evidence import utcnow
 from zdm.validate import validate
 
@@ -106,7 +106,7 @@ def test_every_type_copies_exact_where_4_1_can_and_by_contents_where_it_cannot(
     assert check.clean, check.to_json()
     everything = {t.table.split(".")[1]: t for t in check.tables}["everything"]
     assert everything.contents_only == ["l", "m", "st", "ud"]
-    recorded = evidence_of(StateStore(config.state_dir).load(), "migration")
+    recorded = evidence_of(FileStateStore(config.state_dir).load(), "migration")
     assert recorded.fallback_tables == [f"{filled}.everything"]
     assert (recorded.dual_writes_since, recorded.fallback_timestamp) == (SINCE, T)
 

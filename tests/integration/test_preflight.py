@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from zdm.config import ScopeConfig
-from zdm.phases import StateStore
+from zdm.phases import FileStateStore
 from zdm.phases.evidence import iso, utcnow
 from zdm.phases.preflight import Status, live_schema, run_preflight
 
@@ -125,7 +125,7 @@ def test_cli_preflight_then_a_schema_change_blocks_the_advance(keyspace, origin_
     runner = CliRunner(env={"COLUMNS": "200"})
     result = runner.invoke(app, ["preflight", "--config", str(cfg)])
     assert result.exit_code == 0, result.output
-    store = StateStore(tmp_path / "st")
+    store = FileStateStore(tmp_path / "st")
     store.register_proxy("p1", "127.0.0.1:14002")
     store.update_proxy("p1", heartbeat_at=iso(utcnow()), origin_connected=True,
                        target_connected=True)

@@ -173,9 +173,9 @@ class ThreadRecordingStore:
 
 
 def test_the_state_store_is_never_touched_on_the_event_loop(zdm_config, tmp_path):
-    from zdm.phases import StateStore
+    from zdm.phases import FileStateStore
 
-    store = ThreadRecordingStore(StateStore(tmp_path / "state"))
+    store = ThreadRecordingStore(FileStateStore(tmp_path / "state"))
     config = dataclasses.replace(zdm_config, proxy=ProxyConfig(listen_port=free_port()))
     proxy = RunningProxy(config, store=store, name="loop-check")
     try:

@@ -158,11 +158,11 @@ def declared(port: int) -> set[str]:
 
 
 def test_the_dashboard_names_only_metrics_the_proxy_exports(zdm_config, tmp_path):
-    from zdm.phases import StateStore
+    from zdm.phases import FileStateStore
     from zdm.proxy.metrics import NAMES
 
     proxy = RunningProxy(dataclasses.replace(zdm_config, state_dir=tmp_path, proxy=ProxyConfig(
-        listen_port=free_port())), store=StateStore(tmp_path), name="dash")
+        listen_port=free_port())), store=FileStateStore(tmp_path), name="dash")
     try:
         with RawClient(proxy.port) as client:  # some traffic, so the labelled series exist
             client.startup()

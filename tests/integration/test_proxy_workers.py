@@ -20,7 +20,7 @@ from tests.support.rawcql import RawClient
 from zdm.cli.main import app
 from zdm.cql import messages as m
 from zdm.cql.constants import ErrorCode, Opcode, ResultKind
-from zdm.phases import StateStore
+from zdm.phases import FileStateStore
 
 runner = CliRunner()
 
@@ -75,7 +75,7 @@ def instance(tmp_path, zdm_config, table):
 
 
 def record(config):
-    (rec,) = StateStore(config.parent / "state").proxy_records().values()
+    (rec,) = FileStateStore(config.parent / "state").proxy_records().values()
     return rec
 
 

@@ -24,7 +24,8 @@ def driver_cluster(port: int, protocol_version: int | None = None, **kwargs):
                    connect_timeout=10, **kwargs)
 
 
-def start_proxy_process(config_path, port: int, timeout: float = 30.0, *, args=(), env=None, cwd=None):
+def start_proxy_process(config_path, port: int, timeout: float = 30.0, *, args=(), env=None, cwd=None,
+                        host: str = "127.0.0.1"):
     """`zdm proxy start --config ...` as its own process, as an operator runs it; returns once
     it accepts connections (or fails with its output).  ``config_path`` None: no --config."""
     import subprocess
@@ -37,7 +38,7 @@ def start_proxy_process(config_path, port: int, timeout: float = 30.0, *, args=(
     deadline = time.monotonic() + timeout
     while True:
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            socket.create_connection((host, port), timeout=0.5).close()
             return proc
         except OSError:
             if proc.poll() is not None:

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from zdm.cli.main import app
 from zdm.connect import ConnectError
-from zdm.phases import MigrationState, Phase, StateStore
+from zdm.phases import MigrationState, Phase, FileStateStore, StateStore
 from zdm.phases.evidence import iso, utcnow
 from zdm.phases.preflight import ClockSample, ClusterProbe
 from zdm.phases.schema import KeyspaceSchema, SchemaSnapshot, TableSchema
@@ -69,7 +69,7 @@ def cfg(tmp_path) -> Path:
 
 
 def store_of(cfg: Path) -> StateStore:
-    return StateStore(cfg.parent / "st")
+    return FileStateStore(cfg.parent / "st")
 
 
 def zdm(cfg: Path, *args: str):

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from zdm.phases import (AsyncReadStats, ClientsOnTargetConfirmed, Facts, MigrationEvidence, Phase,
-                        PreflightEvidence, ProxyHealth, RoutingPending, StateStore, Thresholds,
+                        PreflightEvidence, ProxyHealth, RoutingPending, FileStateStore, StateStore, Thresholds,
                         TransitionRefused, ValidationEvidence, advance, confirm_routing, evaluate,
                         evidence_of, record_evidence, rollback, routing_for)
 from zdm.phases import machine as m
@@ -66,7 +66,7 @@ class Driver:
 
 @pytest.fixture
 def drv(tmp_path) -> Driver:
-    return Driver(StateStore(tmp_path))
+    return Driver(FileStateStore(tmp_path))
 
 
 def file_bytes(store: StateStore) -> bytes | None:

@@ -18,7 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from zdm.phases import (AsyncReadStats, ClientsOnProxyConfirmed, ClientsOnTargetConfirmed, Facts,
                         MigrationEvidence, Phase, PreflightEvidence, ProxyHealth, RoutingPending,
-                        StateStore, Thresholds, TransitionRefused, ValidationEvidence, advance,
+                        FileStateStore, Thresholds, TransitionRefused, ValidationEvidence, advance,
                         confirm_routing, evidence_of, record_evidence, rollback, routing_for)
 
 # Written from the documented phases, independently of machine.TABLE.
@@ -33,7 +33,7 @@ class PhaseCommands(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="zdm-phases-"))
-        self.store = StateStore(self.dir)
+        self.store = FileStateStore(self.dir)
         self.store.register_proxy("p1", "10.0.0.1:9042")
         self.clock = datetime(2024, 1, 1, tzinfo=timezone.utc)
         self.fingerprint = "fp1"

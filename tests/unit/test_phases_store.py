@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from zdm.errors import ZdmError
-from zdm.phases import (ConcurrentModification, Facts, MigrationState, Phase, PreflightEvidence,
+from zdm.phases import (ConcurrentModification, FileStateStore, Facts, MigrationState, Phase, PreflightEvidence,
                         StateCorrupt, StateStore, UnknownProxy, advance, record_evidence,
                         with_evidence)
 from zdm.phases.state import checksum, encode
@@ -28,7 +28,7 @@ def bump(store: StateStore, n: int = 1) -> MigrationState:
 
 
 def test_load_without_a_file_is_the_initial_state_and_writes_nothing(tmp_path):
-    store = StateStore(tmp_path / "state")
+    store = FileStateStore(tmp_path / "state")
     state = store.load()
     assert (state.phase, state.revision, state.evidence) == (Phase.PLAN, 0, {})
     assert state.routing_status.applied
@@ -36,7 +36,7 @@ def test_load_without_a_file_is_the_initial_state_and_writes_nothing(tmp_path):
 
 
 def test_write_round_trips_with_stable_sorted_bytes(tmp_path):
-    store = StateStore(tmp_path)
+    store = FileStateStore(tmp_path)
     state = bump(store, 2)
     assert store.load() == state
     data = store.path.read_bytes()
@@ -48,7 +48,7 @@ def test_write_round_trips_with_stable_sorted_bytes(tmp_path):
 
 
 def test_a_failed_replace_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypatch):
-    store = StateStore(tmp_path)
+    store = FileStateStore(tmp_path)
     bump(store)
     before = store.path.read_bytes()
 
@@ -62,7 +62,7 @@ def test_a_failed_replace_leaves_the_old_file_and_no_temp_file(tmp_path, monkeyp
 
 
 def test_state_stamp_changes_on_every_write(tmp_path):
-    store = StateStore(tmp_path)
+    store = FileStateStore(tmp_path)
     bump(store)
     stamp = store.state_stamp()
     bump(store)
@@ -110,7 +110,7 @@ DAMAGE = [
 
 @pytest.mark.parametrize("damage, detail", [d[1:] for d in DAMAGE], ids=[d[0] for d in DAMAGE])
 def test_a_damaged_file_is_refused_and_never_overwritten(tmp_path, damage, detail):
-    store = StateStore(tmp_path)
+    store = FileStateStore(tmp_path)
     bump(store)
     store.path.write_bytes(damage(store.path.read_bytes()))
     before = store.path.read_bytes()
@@ -136,7 +136,7 @@ GOOD = encode(ORIGINAL)
 @settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(pos=st.integers(0, len(GOOD) - 1), byte=st.integers(0, 255))
 def test_any_single_byte_change_is_detected_or_harmless(tmp_path, pos, byte):
-    store = StateStore(tmp_path)
+    store = FileStateStore(tmp_path)
     store.path.write_bytes(GOOD[:pos] + bytes([byte]) + GOOD[pos + 1:])
     try:
         loaded = store.load()
@@ -146,7 +146,7 @@ def test_any_single_byte_change_is_detected_or_harmless(tmp_path, pos, byte):
 
 
 def test_optimistic_write_with_a_stale_revision_is_refused(tmp_path):
-    store = StateStore(tmp_path)
+    store = FileStateStore(tmp_path)
     stale = store.load()
     bump(store)
     before = store.path.read_bytes()
@@ -158,7 +158,7 @@ def test_optimistic_write_with_a_stale_revision_is_refused(tmp_path):
 
 
 def test_a_write_must_be_exactly_the_next_revision(tmp_path):
-    store = StateStore(tmp_path)
+    store = FileStateStore(tmp_path)
     with pytest.raises(ValueError, match="must follow"):
         with store.transaction() as txn:
             txn.commit(MigrationState(revision=5))
@@ -166,7 +166,7 @@ def test_a_write_must_be_exactly_the_next_revision(tmp_path):
 
 
 def test_two_optimistic_writers_one_wins(tmp_path):
-    stores = [StateStore(tmp_path), StateStore(tmp_path)]
+    stores = [FileStateStore(tmp_path), FileStateStore(tmp_path)]
     barrier = threading.Barrier(2)
     outcomes: list[str] = []
 
@@ -191,7 +191,7 @@ def test_two_optimistic_writers_one_wins(tmp_path):
 
 
 def _worker(state_dir: str, n: int) -> None:
-    store = StateStore(state_dir)
+    store = FileStateStore(state_dir)
     for _ in range(n):
         with store.transaction() as txn:
             txn.commit(with_evidence(txn.state, PreflightEvidence(True, str(os.getpid()), T0),
@@ -207,13 +207,13 @@ def test_concurrent_processes_serialize_through_the_lock(tmp_path):
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0
-    store = StateStore(tmp_path)
+    store = FileStateStore(tmp_path)
     assert store.load().revision == 60
     assert [e["revision"] for e in store.read_journal()] == list(range(1, 61))
 
 
 def test_a_held_lock_times_out_with_a_clear_error(tmp_path):
-    holder, waiter = StateStore(tmp_path), StateStore(tmp_path, lock_timeout=0.1)
+    holder, waiter = FileStateStore(tmp_path), FileStateStore(tmp_path, lock_timeout=0.1)
     with holder.transaction():
         with pytest.raises(ZdmError, match="locked by another zdm command"):
             with waiter.transaction():
@@ -221,7 +221,7 @@ def test_a_held_lock_times_out_with_a_clear_error(tmp_path):
 
 
 def test_journal_gets_one_json_line_per_change(tmp_path):
-    store = StateStore(tmp_path)
+    store = FileStateStore(tmp_path)
     bump(store, 3)
     lines = store.journal_path.read_text().splitlines()
     assert len(lines) == 3
@@ -234,7 +234,7 @@ def test_journal_gets_one_json_line_per_change(tmp_path):
 # -- proxies ----------------------------------------------------------------------------
 
 def test_proxy_registration_and_acks(tmp_path):
-    store = StateStore(tmp_path)
+    store = FileStateStore(tmp_path)
     store.register_proxy("p1", "10.0.0.1:9042")
     store.register_proxy("p2", "10.0.0.2:9042")
     assert store.routing_acks() == {"p1": None, "p2": None}
@@ -253,7 +253,7 @@ def test_proxy_registration_and_acks(tmp_path):
 
 
 def test_ack_from_an_unknown_or_badly_named_proxy_is_refused(tmp_path):
-    store = StateStore(tmp_path)
+    store = FileStateStore(tmp_path)
     with pytest.raises(UnknownProxy):
         store.ack_routing("ghost", 1)
     with pytest.raises(ZdmError, match="invalid proxy name"):
@@ -261,14 +261,14 @@ def test_ack_from_an_unknown_or_badly_named_proxy_is_refused(tmp_path):
 
 
 def test_an_unreadable_ack_file_counts_as_lagging(tmp_path):
-    store = StateStore(tmp_path)
+    store = FileStateStore(tmp_path)
     store.register_proxy("p1", "a")
     (store.proxies_dir / "p1.json").write_text("{broken")
     assert store.routing_acks() == {"p1": None}
 
 
 def test_wait_for_acks(tmp_path):
-    store = StateStore(tmp_path)
+    store = FileStateStore(tmp_path)
     store.register_proxy("p1", "a")
     store.register_proxy("p2", "b")
     store.ack_routing("p1", 3)
@@ -279,11 +279,11 @@ def test_wait_for_acks(tmp_path):
         assert store.wait_for_acks(3, timeout=5, poll=0.01) == []
     finally:
         timer.join()
-    assert StateStore(tmp_path / "none").wait_for_acks(1, timeout=0) == []
+    assert FileStateStore(tmp_path / "none").wait_for_acks(1, timeout=0) == []
 
 
 def test_naive_timestamps_are_taken_as_utc(tmp_path):
-    store = StateStore(tmp_path)
+    store = FileStateStore(tmp_path)
     record_evidence(store, PreflightEvidence(True, "fp", datetime(2024, 1, 1)), "t",
                     now=datetime(2024, 1, 1) + timedelta(hours=1))
     assert store.load().evidence["preflight"]["at"] == "2024-01-01T00:00:00.000000+00:00"

@@ -12,7 +12,7 @@ import pytest
 
 from zdm.config import Config
 from zdm.connect import ConnectError
-from zdm.phases import (AsyncReadStats, MigrationState, Phase, ProxyHealth, StateStore,
+from zdm.phases import (AsyncReadStats, FileStateStore, MigrationState, Phase, ProxyHealth, StateStore,
                         UnknownProxy)
 from zdm.phases.evidence import iso
 from zdm.phases.live import gather_facts, proxy_health, sum_async_reads
@@ -32,7 +32,7 @@ def heartbeat(age_s: float) -> str:
 
 
 def test_update_proxy_merges_fields_and_keeps_the_ack(tmp_path):
-    store = StateStore(tmp_path)
+    store = FileStateStore(tmp_path)
     store.register_proxy("p1", "127.0.0.1:14002")
     store.ack_routing("p1", 3)
     rec = store.update_proxy("p1", pid=42, heartbeat_at=heartbeat(0), origin_connected=True)
@@ -46,7 +46,7 @@ def test_update_proxy_merges_fields_and_keeps_the_ack(tmp_path):
 
 
 def test_update_proxy_refuses_an_unregistered_or_badly_named_proxy(tmp_path):
-    store = StateStore(tmp_path)
+    store = FileStateStore(tmp_path)
     with pytest.raises(UnknownProxy):
         store.update_proxy("ghost", pid=1)
     store.register_proxy("p1", "a")
@@ -59,7 +59,7 @@ def test_update_proxy_refuses_an_unregistered_or_badly_named_proxy(tmp_path):
 
 
 def test_concurrent_heartbeats_and_acks_never_undo_each_other(tmp_path):
-    store = StateStore(tmp_path)
+    store = FileStateStore(tmp_path)
     store.register_proxy("p1", "a")
 
     def beat():
@@ -93,6 +93,7 @@ HEALTH_CASES = [
 @pytest.mark.parametrize("record, running", [c[1:] for c in HEALTH_CASES],
                          ids=[c[0] for c in HEALTH_CASES])
 def test_proxy_health(record, running):
+    ages = {heartbeat(n): float(n) for n in (0, 1, 6)}
     import os
 
     pids = {"SELF": os.getpid(), "DEAD": dead_pid()}
@@ -100,7 +101,8 @@ def test_proxy_health(record, running):
            "target_connected": False, **record}
     if "pid" in rec:
         rec["pid"] = pids[rec["pid"]]
-    assert proxy_health(rec, NOW) == ProxyHealth("p1", running, True, False, 4)
+    assert proxy_health(rec, NOW) == ProxyHealth("p1", running, True, False, 4,
+                                                 ages.get(rec.get("heartbeat_at")))
 
 
 def reads(requests, errors, mismatches, since_s):
@@ -138,7 +140,7 @@ def at_phase(store: StateStore, phase: Phase, preflight_passed: bool | None) -> 
 def test_gather_facts_reads_the_live_schema_only_when_a_guard_needs_it(tmp_path, phase,
                                                                        preflight_passed,
                                                                        reads_schema):
-    store = StateStore(tmp_path)
+    store = FileStateStore(tmp_path)
     at_phase(store, phase, preflight_passed)
     calls = []
 
@@ -154,20 +156,20 @@ def test_gather_facts_reads_the_live_schema_only_when_a_guard_needs_it(tmp_path,
 
 
 def test_gather_facts_builds_proxies_and_async_reads_from_the_records(tmp_path):
-    store = StateStore(tmp_path)
+    store = FileStateStore(tmp_path)
     for name in ("p1", "p2"):
         store.register_proxy(name, LOCAL)
     store.update_proxy("p1", heartbeat_at=heartbeat(1), origin_connected=True,
                        target_connected=True, async_reads=reads(7, 0, 0, 10))
     store.ack_routing("p2", 0)
     facts = gather_facts(Config(), store, live_schema=None, now=NOW)
-    assert facts.proxies == (ProxyHealth("p1", True, True, True, None),
+    assert facts.proxies == (ProxyHealth("p1", True, True, True, None, 1.0),
                              ProxyHealth("p2", False, False, False, 0))
     assert facts.async_reads == AsyncReadStats(7, 0, 0, NOW - timedelta(seconds=10))
 
 
 def test_an_unreachable_cluster_leaves_the_fingerprint_unknown_and_says_why(tmp_path):
-    store = StateStore(tmp_path)
+    store = FileStateStore(tmp_path)
     at_phase(store, Phase.PLAN, preflight_passed=True)
     problems = []
 

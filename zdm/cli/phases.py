@@ -19,7 +19,7 @@ from rich.table import Table
 
 from zdm.cli.common import DEFAULT_CONFIG, ConfigPath, command, config_from, console, err_console
 from zdm.errors import ZdmError
-from zdm.phases import (MigrationState, RoutingPending, StateStore, advance, confirm_routing,
+from zdm.phases import (MigrationState, RoutingPending, StateStore, advance, confirm_routing, open_store,
                         rollback)
 from zdm.phases.live import build_status, gather_facts
 from zdm.phases.preflight import (DEFAULT_MAX_CLOCK_SKEW_S, PreflightReport, Status,
@@ -60,7 +60,7 @@ def _operator(name: str | None) -> str:
 
 
 def _store(config) -> StateStore:
-    return StateStore(config.state_dir)
+    return open_store(config)
 
 
 def _warn(message: str) -> None:

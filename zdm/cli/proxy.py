@@ -42,7 +42,7 @@ def start(
 
     Runs until SIGTERM or Ctrl-C, then drains in-flight requests and stops.
     """
-    from zdm.phases import StateStore
+    from zdm.phases import open_store
     from zdm.proxy import server
     from zdm.zdmproxy_settings import check_routing, proxy_config
 
@@ -63,7 +63,7 @@ def start(
                                 log_format=(log_format or proxy.log_format).lower())
     cfg = dataclasses.replace(cfg, proxy=proxy)
     logs.configure(proxy.log_level, proxy.log_format)
-    store = StateStore(cfg.state_dir)
+    store = open_store(cfg)
     if from_zdm_proxy is not None:
         check_routing(from_zdm_proxy, store.load())
     source = f" Configured from {escape(from_zdm_proxy.describe())}." if from_zdm_proxy else ""
@@ -86,12 +86,12 @@ def deregister(
     config: ConfigPath = DEFAULT_CONFIG,
 ) -> None:
     """Forget a proxy that is gone for good, so it no longer holds up routing changes."""
-    from zdm.phases import StateStore
+    from zdm.phases import open_store
 
-    store = StateStore(config_from(config).state_dir)
-    known = store.routing_acks()
-    if name not in known:
-        raise ConfigError(f"no proxy named {name!r} is registered",
-                          path="NAME", hint="registered: " + (", ".join(sorted(known)) or "none"))
-    store.deregister_proxy(name)
+    with open_store(config_from(config)) as store:
+        known = store.routing_acks()
+        if name not in known:
+            raise ConfigError(f"no proxy named {name!r} is registered",
+                              path="NAME", hint="registered: " + (", ".join(sorted(known)) or "none"))
+        store.deregister_proxy(name)
     console.print(f"Deregistered proxy {name}. A running proxy of that name registers itself again.")

@@ -109,9 +109,10 @@ def with_fallback_timestamp(config: Config, specs: list[TableSpec], since: datet
     if not inexact:
         return specs, None
     if since is None:
-        from zdm.phases import StateStore
+        from zdm.phases import open_store
 
-        since = StateStore(config.state_dir).load().dual_writes_since
+        with open_store(config) as store:
+            since = store.load().dual_writes_since
     if since is None:
         if needed_for is None:
             return specs, None
@@ -202,7 +203,7 @@ def migrate(config: Config, settings: MigrationSettings,
 
 def record_migration(config: Config, report: MigrationReport,
                      checkpoints: dict[str, TableCheckpoint]) -> None:
-    from zdm.phases import MigrationEvidence, StateStore, record_evidence
+    from zdm.phases import MigrationEvidence, open_store, record_evidence
     from zdm.phases.evidence import parse_time
 
     firsts = [parse_time(cp.started_at) for cp in checkpoints.values() if cp.started_at]
@@ -213,7 +214,8 @@ def record_migration(config: Config, report: MigrationReport,
         finished_at=report.finished_at if report.complete else None,
         dual_writes_since=report.dual_writes_since, fallback_timestamp=report.fallback_timestamp,
         fallback_tables=sorted(t.table for t in report.tables if t.fallback_columns))
-    record_evidence(StateStore(config.state_dir), evidence, operator())
+    with open_store(config) as store:
+        record_evidence(store, evidence, operator())
 
 
 def operator() -> str:

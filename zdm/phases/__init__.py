@@ -2,7 +2,7 @@
 
 Public API (the CLI and other modules use only these names)::
 
-    store = StateStore(state_dir)
+    store = open_store(config)          # FileStateStore(state_dir) or CassandraStateStore
     advance(store, facts, to=None, operator=..., why=None, thresholds=None) -> MigrationState
     rollback(store, facts, to=None, operator=..., why=None) -> MigrationState
     confirm_routing(store, operator=..., timeout=0.0) -> MigrationState
@@ -21,14 +21,15 @@ from zdm.phases.machine import (TABLE, Verdict, advance, apply_move, confirm_rou
                                 rollback)
 from zdm.phases.model import Cluster, Phase, ReadMode, Routing, routing_for
 from zdm.phases.state import HistoryEntry, MigrationState, RoutingStatus
-from zdm.phases.store import ProxyLag, StateStore
+from zdm.phases.file_store import FileStateStore
+from zdm.phases.store import ProxyLag, StateStore, open_store
 
 __all__ = [
     "AsyncReadStats", "ClientsOnProxyConfirmed", "ClientsOnTargetConfirmed", "Cluster",
-    "ConcurrentModification", "Facts", "HistoryEntry", "MigrationEvidence", "MigrationState",
+    "ConcurrentModification", "Facts", "FileStateStore", "HistoryEntry", "MigrationEvidence", "MigrationState",
     "Phase", "PreflightEvidence", "ProxyHealth", "ProxyLag", "ReadMode", "Reason", "Routing",
     "RoutingPending", "RoutingStatus", "StateCorrupt", "StateStore", "TABLE", "Thresholds",
     "TransitionRefused", "UnknownProxy", "ValidationEvidence", "Verdict", "advance",
-    "apply_move", "confirm_routing", "evaluate", "evidence_of", "record_evidence", "rollback",
+    "apply_move", "confirm_routing", "evaluate", "evidence_of", "open_store", "record_evidence", "rollback",
     "routing_for", "with_evidence",
 ]

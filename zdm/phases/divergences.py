@@ -48,8 +48,43 @@ def new_record(kind: str, keyspace: str | None, table: str | None, key: dict | N
             "detail": detail}
 
 
-class DivergenceLog:
-    """The records of one migration (reading, resolving); writers append with :meth:`writer`."""
+class Divergences:
+    """The records of one migration, wherever they are kept: what is pending and resolving it."""
+
+    def records(self) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def resolved_ids(self) -> set[str]:
+        raise NotImplementedError
+
+    def resolve(self, ids: Iterable[str], how: str) -> int:
+        """Mark records resolved (durably); returns how many."""
+        raise NotImplementedError
+
+    def pending(self) -> list[dict[str, Any]]:
+        done = self.resolved_ids()
+        return [r for r in self.records() if r.get("id") not in done]
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        """``"ks.table"`` -> {kind: pending records}."""
+        return _count(self.pending())
+
+    def resolved_summary(self) -> dict[str, dict[str, int]]:
+        """``"ks.table"`` -> {kind: resolved records}."""
+        done = self.resolved_ids()
+        return _count(r for r in self.records() if r.get("id") in done)
+
+
+def _count(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    counts: dict[str, Counter] = {}
+    for r in records:
+        counts.setdefault(f"{r.get('keyspace')}.{r.get('table')}", Counter())[r.get("kind")] += 1
+    return {table: dict(c) for table, c in sorted(counts.items())}
+
+
+class DivergenceLog(Divergences):
+    """The records written on this host (``state_dir/divergences``); writers append with
+    :meth:`writer`."""
 
     def __init__(self, state_dir: Path | str) -> None:
         self.directory = Path(state_dir) / "divergences"
@@ -69,19 +104,7 @@ class DivergenceLog:
     def resolved_ids(self) -> set[str]:
         return {r["id"] for r in _read_lines(self.directory / "resolved.jsonl") if "id" in r}
 
-    def pending(self) -> list[dict[str, Any]]:
-        done = self.resolved_ids()
-        return [r for r in self.records() if r.get("id") not in done]
-
-    def summary(self) -> dict[str, dict[str, int]]:
-        """``"ks.table"`` -> {kind: pending records}."""
-        counts: dict[str, Counter] = {}
-        for r in self.pending():
-            counts.setdefault(f"{r.get('keyspace')}.{r.get('table')}", Counter())[r.get("kind")] += 1
-        return {table: dict(c) for table, c in sorted(counts.items())}
-
     def resolve(self, ids: Iterable[str], how: str) -> int:
-        """Mark records resolved (durably); returns how many."""
         lines = [json.dumps({"id": i, "how": how, "at": iso(utcnow())}) for i in ids]
         if lines:
             _append(self.directory / "resolved.jsonl", lines)

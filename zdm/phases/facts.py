@@ -22,6 +22,8 @@ class ProxyHealth:
     origin_connected: bool
     target_connected: bool
     applied_revision: int | None = None
+    #: seconds since its last heartbeat (None: it never sent one)
+    heartbeat_age_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,23 @@ def proxies_connected(state: MigrationState, facts: Facts, th: Thresholds) -> li
     return reasons
 
 
+@relies_on()
+def proxies_running(state: MigrationState, facts: Facts, th: Thresholds) -> list[Reason]:
+    """A routing change waits for every registered proxy: one that is not running would not
+    apply it, so the change is held rather than applied by some proxies only."""
+    reasons = []
+    for p in facts.proxies:
+        if not p.running:
+            when = "has never sent a heartbeat" if p.heartbeat_age_s is None else \
+                f"sent its last heartbeat {p.heartbeat_age_s:g}s ago"
+            reasons.append(Reason(
+                f"proxy {p.name} is registered but not running (it {when}; routing revision "
+                f"{p.applied_revision} applied): it would not apply the new routing",
+                f"start proxy {p.name} again (`zdm proxy start`), or if it is gone for good, "
+                f"`zdm proxy deregister {p.name}`"))
+    return reasons
+
+
 @relies_on("clients_on_proxy")
 def clients_on_proxy(state: MigrationState, facts: Facts, th: Thresholds) -> list[Reason]:
     if facts.confirm_clients_on_proxy or "clients_on_proxy" in state.evidence:

@@ -65,15 +65,24 @@ def gather_facts(config: Config, store: StateStore, *, state: MigrationState | N
         except ZdmError as exc:
             if on_problem:
                 on_problem(f"cannot read the live schemas: {exc.message}")
-    from zdm.phases.divergences import DivergenceLog
-
     return Facts(now=now, schema_fingerprint=fingerprint,
                  proxies=tuple(proxy_health(rec, now) for rec in records.values()),
                  async_reads=sum_async_reads(records.values()), tables=tables,
                  confirm_clients_on_proxy=confirm_clients_on_proxy,
                  confirm_clients_on_target=confirm_clients_on_target,
                  skip_async_reads=skip_async_reads,
-                 divergences=DivergenceLog(config.state_dir).summary())
+                 divergences=divergence_summary(store, records))
+
+
+def divergence_summary(store: StateStore, records: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+    """Pending divergence records per table, and the records a proxy holds on its host that
+    it has not yet shipped to a cluster state store (they are pending too)."""
+    summary = store.divergences().summary()
+    for name, record in records.items():
+        unshipped = record.get("divergences_unshipped")
+        if isinstance(unshipped, int) and unshipped > 0:
+            summary[f"(on proxy {name}'s host, not yet in the state store)"] = {"unshipped": unshipped}
+    return summary
 
 
 def proxy_health(record: Mapping[str, Any], now: datetime,
@@ -83,7 +92,8 @@ def proxy_health(record: Mapping[str, Any], now: datetime,
     return ProxyHealth(name=str(record.get("name")), running=running,
                        origin_connected=bool(record.get("origin_connected")),
                        target_connected=bool(record.get("target_connected")),
-                       applied_revision=record.get("acked_revision"))
+                       applied_revision=record.get("acked_revision"),
+                       heartbeat_age_s=None if age is None else round(age.total_seconds(), 1))
 
 
 def heartbeat_age(record: Mapping[str, Any], now: datetime) -> timedelta | None:

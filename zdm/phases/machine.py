@@ -29,7 +29,8 @@ from zdm.phases.facts import Facts
 from zdm.phases.guards import (Guard, Reason, Thresholds, async_reads_healthy, async_reads_skipped,
                                async_window_current, clients_on_proxy, clients_on_target,
                                divergences_resolved, final_validation_clean, migration_complete,
-                               preflight_current, proxies_connected, reads_on_target,
+                               preflight_current, proxies_connected, proxies_running,
+                               reads_on_target,
                                routing_applied, validation_clean)
 from zdm.phases.model import Phase, routing_for
 from zdm.phases.state import HistoryEntry, MigrationState, RoutingStatus
@@ -45,12 +46,13 @@ TABLE: list[tuple[Action, str, Phase, Phase, tuple[Guard, ...]]] = [
     ("advance", "start_migration", P.PROXY, P.MIGRATE,
      (routing_applied, clients_on_proxy)),
     ("advance", "start_async_reads", P.MIGRATE, P.ASYNC_READS,
-     (routing_applied, migration_complete, validation_clean)),
+     (routing_applied, proxies_running, migration_complete, validation_clean)),
     ("advance", "route_reads_to_target", P.MIGRATE, P.TARGET_READS,
-     (routing_applied, async_reads_skipped, migration_complete, validation_clean,
+     (routing_applied, proxies_running, async_reads_skipped, migration_complete, validation_clean,
       divergences_resolved)),
     ("advance", "route_reads_to_target", P.ASYNC_READS, P.TARGET_READS,
-     (routing_applied, async_window_current, async_reads_healthy, divergences_resolved)),
+     (routing_applied, proxies_running, async_window_current, async_reads_healthy,
+      divergences_resolved)),
     ("advance", "cut_over", P.TARGET_READS, P.CUTOVER,
      (routing_applied, reads_on_target, final_validation_clean, clients_on_target,
       divergences_resolved)),

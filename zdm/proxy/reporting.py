@@ -55,8 +55,9 @@ class Reporting:
     async def metrics(self) -> tuple[int, str, bytes]:
         server = self.server
         await asyncio.gather(*(w.refresh_stats() for w in server.workers))
-        log_ = DivergenceLog(server.config.state_dir)
-        pending, resolved = await asyncio.to_thread(lambda: (log_.summary(), _resolved(log_)))
+        log_ = server.registration.divergences() if server.registration is not None else \
+            DivergenceLog(server.config.state_dir)
+        pending, resolved = await asyncio.to_thread(lambda: (log_.summary(), log_.resolved_summary()))
         gauges: dict = {"client_connections": 0, "pscache_entries": 0, "connections": {}}
         for w in server.workers:
             g = w.stats_snapshot().get("gauges", {})
@@ -98,16 +99,6 @@ def counters(stats: ProxyStats) -> dict:
     """The instance's counters as its record keeps them (without the histograms)."""
     snap = stats.snapshot()
     return {k: snap[k] for k in (*COUNTERS, "async_since", "tables")}
-
-
-def _resolved(divergences: DivergenceLog) -> dict[str, dict[str, int]]:
-    done = divergences.resolved_ids()
-    out: dict[str, dict[str, int]] = {}
-    for r in divergences.records():
-        if r.get("id") in done:
-            kinds = out.setdefault(f"{r.get('keyspace')}.{r.get('table')}", {})
-            kinds[r.get("kind")] = kinds.get(r.get("kind"), 0) + 1
-    return out
 
 
 def _quantile_ms(counts: list[int], q: float) -> float | None:

@@ -30,6 +30,8 @@ from zdm.config import Config, parse_host_port
 from zdm.cql.constants import ErrorCode, MAX_VERSION, MIN_VERSION
 from zdm.cql.errors import ProtocolError
 from zdm.cql.frame import Frame, FrameReader, encode_unsupported_version
+from zdm.errors import ZdmError
+from zdm.phases.divergences import DivergenceLog
 from zdm.phases.model import Cluster, Phase, Routing, routing_for
 from zdm.proxy.control import ControlPlane, ProxyError
 from zdm.proxy.dataplane import DataPlane
@@ -62,7 +64,8 @@ class ProxyServer:
         self.worker_count = workers
         self.control = ControlPlane(config)
         self.workers: list[LocalWorker | WorkerProcess] = []
-        self.registration = Registration(state_store, self.name, f"{self.listen[0]}:{self.listen[1]}") \
+        self.registration = Registration(state_store, self.name, f"{self.listen[0]}:{self.listen[1]}",
+                                         local=DivergenceLog(config.state_dir)) \
             if state_store is not None else None
         self.draining = False
         self.topology: VirtualTopology | None = None
@@ -75,6 +78,7 @@ class ProxyServer:
         self.reporting = Reporting(self)
         self._listener: socket.socket | None = None
         self._tick_task: asyncio.Task | None = None
+        self._store_task: asyncio.Task | None = None
         self._last_refusal_log = 0.0
 
     # -- start / stop ------------------------------------------------------------------
@@ -112,6 +116,8 @@ class ProxyServer:
         loop = asyncio.get_running_loop()
         loop.add_reader(self._listener.fileno(), self._accept)
         self._tick_task = asyncio.ensure_future(self._tick_forever())
+        if self.registration is not None:
+            self._store_task = asyncio.ensure_future(self._follow_store_forever())
         log.info("proxy %s listening on %s:%s (%s)", self.name, *self.listen, self.describe_workers())
 
     async def _start_endpoint(self) -> None:
@@ -179,8 +185,9 @@ class ProxyServer:
         await asyncio.gather(*(w.drain(drain_timeout) for w in self.workers))
         await self._stop_workers()
         self.control.close()
-        if self._tick_task is not None:
-            self._tick_task.cancel()
+        for task in (self._tick_task, self._store_task):
+            if task is not None:
+                task.cancel()
         if self.endpoint is not None:
             await self.endpoint.close()
         if self.registration is not None:
@@ -296,11 +303,28 @@ class ProxyServer:
             await asyncio.sleep(TICK_SECONDS)
             try:
                 self.control.tick()
-                if self.registration is not None:
-                    await self._follow_routing()
-                    await self._publish_health()
             except Exception:  # noqa: BLE001 - the tick must survive anything
                 log.exception("proxy tick failed")
+
+    async def _follow_store_forever(self) -> None:
+        """Routing changes and health, on a loop of its own: a slow store delays neither
+        heartbeats nor clients (the instance keeps routing by what it last applied)."""
+        failing = False
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            try:
+                await self._follow_routing()
+                await self._publish_health()
+                if failing:
+                    log.warning("the state store (%s) answers again", self.registration.store.describe())
+                failing = False
+            except ZdmError as exc:
+                if not failing:
+                    log.warning("%s; routing stays as last applied (revision %s) until it answers",
+                                exc.message, self.routing_revision)
+                failing = True
+            except Exception:  # noqa: BLE001 - following the store must survive anything
+                log.exception("following the state store failed")
 
     async def _publish_health(self) -> None:
         await asyncio.gather(*(w.refresh_stats() for w in self.workers))

@@ -39,7 +39,7 @@ from zdm.migrate.copy import write_all
 from zdm.migrate.plan import plan_row, plan_static
 from zdm.migrate.ring import FULL_RING, MIN_TOKEN, TokenRange
 from zdm.migrate.schema import TableSpec
-from zdm.phases.divergences import DivergenceLog
+from zdm.phases.store import open_store
 from zdm.validate.compare import EXTRA, ValidationParams, compare_range
 
 _BLOB_AS = {"ascii", "bigint", "blob", "boolean", "date", "decimal", "double", "float", "inet", "int",
@@ -90,7 +90,11 @@ class _Reversed:
 def recheck(config: Config, specs: dict[str, TableSpec], *, repair: bool,
             run: RunSettings | None = None, params: ValidationParams | None = None) -> RecheckReport:
     """Re-check (and with ``repair``, fix) every pending record of a table in ``specs``."""
-    log = DivergenceLog(config.state_dir)
+    with open_store(config) as store:
+        return _recheck_pending(config, store.divergences(), specs, repair=repair, run=run, params=params)
+
+
+def _recheck_pending(config, log, specs, *, repair, run, params) -> RecheckReport:
     records = [r for r in log.pending() if f"{r.get('keyspace')}.{r.get('table')}" in specs]
     report = RecheckReport()
     if not records:

@@ -160,22 +160,24 @@ def validate(config: Config, settings: ValidationSettings,
                               autocorrect=settings.params.autocorrect, interrupted=interrupted,
                               recorded=recorded)
     if settings.record_evidence and not interrupted:
-        from zdm.phases import StateStore, ValidationEvidence, record_evidence
+        from zdm.phases import ValidationEvidence, open_store, record_evidence
 
         evidence = ValidationEvidence(tables=sorted(t.table for t in report.tables if not t.failed_ranges),
                                       started_at=started, finished_at=report.finished_at,
                                       differences=report.differences, clean=report.clean,
                                       final=settings.final)
-        record_evidence(StateStore(config.state_dir), evidence, operator())
+        with open_store(config) as store:
+            record_evidence(store, evidence, operator())
     return report
 
 
 def repair(config: Config, scope: Scope | None = None, run: RunSettings | None = None) -> RecheckReport:
     """`zdm repair`: copy every recorded row from the cluster that has it right to the other,
     with its writetimes (a newer live write wins), and resolve the records it fixed."""
-    from zdm.phases.divergences import DivergenceLog
+    from zdm.phases import open_store
 
-    pending = DivergenceLog(config.state_dir).pending()
+    with open_store(config) as store:
+        pending = store.divergences().pending()
     if not pending:
         return RecheckReport()
     wanted = tuple(sorted({f"{r.get('keyspace')}.{r.get('table')}" for r in pending}))

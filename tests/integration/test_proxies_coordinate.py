@@ -1,0 +1,215 @@
+"""Two proxies on two addresses, each with its own working directory and no file in common,
+coordinated through the state store in the sandbox's target (state_store: cassandra), and the
+operator's commands run from a third directory, as on three hosts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from tests.support.net import free_port, start_proxy_process
+
+HOSTS = ("127.0.0.2", "127.0.0.3")
+
+
+def write_config(directory, origin_port, target_port, *, keyspace, state_keyspace, port, host=None,
+                 metrics_port=None):
+    directory.mkdir(parents=True, exist_ok=True)
+    proxy = ""
+    if host is not None:
+        instances = ", ".join(f'"{h}:{port}"' for h in HOSTS)
+        proxy = (f"proxy: {{listen_host: {host}, listen_port: {port}, instances: [{instances}], "
+                 f"metrics_address: {host}, metrics_port: {metrics_port}, workers: 2}}\n")
+    (directory / "zdm.yaml").write_text(f"""
+origin: {{port: {origin_port}}}
+target: {{port: {target_port}}}
+{proxy}scope: {{keyspaces: [{keyspace}]}}
+state_store: cassandra
+state_keyspace: {state_keyspace}
+state_dir: state
+""")
+    return directory / "zdm.yaml"
+
+
+def zdm(operator_dir, *args, check=True):
+    done = subprocess.run([sys.executable, "-m", "zdm.cli.main", *args], cwd=operator_dir,
+                          capture_output=True, text=True, timeout=300)
+    if check:
+        assert done.returncode == 0, f"zdm {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+def status(operator_dir) -> dict:
+    return json.loads(zdm(operator_dir, "status", "--json").stdout)
+
+
+def wait_for(condition, timeout=30.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+    return result
+
+
+class Reader:
+    """An application's driver pinned to one proxy (it sees the other in system.peers, as
+    drivers do, but sends every request here)."""
+
+    def __init__(self, host: str, port: int, keyspace: str) -> None:
+        from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+        from cassandra.policies import WhiteListRoundRobinPolicy
+
+        profile = ExecutionProfile(load_balancing_policy=WhiteListRoundRobinPolicy([host]),
+                                   request_timeout=20)
+        self.cluster = Cluster([host], port=port, execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+                               connect_timeout=10)
+        self.session = self.cluster.connect(keyspace)
+        self.peers = {r.peer for r in self.session.execute("SELECT peer FROM system.peers")}
+
+    def sees(self, k: int) -> bool:
+        return self.session.execute("SELECT v FROM t WHERE k = %s", (k,)).one() is not None
+
+    def close(self) -> None:
+        self.cluster.shutdown()
+
+
+@pytest.fixture()
+def cluster_state(tmp_path, zdm_config, origin_session, target_session):
+    keyspace, state_keyspace = "c_" + uuid.uuid4().hex[:8], "zdm_state_" + uuid.uuid4().hex[:8]
+    for s in (origin_session, target_session):
+        s.execute(f"CREATE KEYSPACE {keyspace} WITH replication = "
+                  "{'class': 'SimpleStrategy', 'replication_factor': 1}")
+        s.execute(f"CREATE TABLE {keyspace}.t (k int PRIMARY KEY, v text)")
+    for k in range(50):
+        origin_session.execute(f"INSERT INTO {keyspace}.t (k, v) VALUES (%s, %s)", (k, f"v{k}"))
+    port = free_port()
+    ports = (zdm_config.origin.port, zdm_config.target.port)
+    dirs = {h: write_config(tmp_path / f"proxy-{h}", *ports, keyspace=keyspace, state_keyspace=state_keyspace,
+                            port=port, host=h, metrics_port=free_port()).parent for h in HOSTS}
+    operator = write_config(tmp_path / "operator", *ports, keyspace=keyspace,
+                            state_keyspace=state_keyspace, port=port).parent
+    procs: dict[str, subprocess.Popen] = {}
+
+    def start(host):
+        procs[host] = start_proxy_process(dirs[host] / "zdm.yaml", port, host=host, cwd=dirs[host])
+
+    yield {"keyspace": keyspace, "port": port, "dirs": dirs, "operator": operator, "start": start,
+           "procs": procs, "state_keyspace": state_keyspace}
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(30)
+    for s in (origin_session, target_session):
+        s.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+    target_session.execute(f"DROP KEYSPACE IF EXISTS {state_keyspace}")
+
+
+def test_two_proxies_on_two_hosts_follow_one_state_in_the_cluster(cluster_state, origin_session,
+                                                                   target_session):
+    c = cluster_state
+    ks, port, operator = c["keyspace"], c["port"], c["operator"]
+    for host in HOSTS:
+        c["start"](host)
+    names = {f"{h}:{port}" for h in HOSTS}
+    wait_for(lambda: {p["name"] for p in status(operator)["proxies"] if p["running"]} == names,
+             what="both proxies registered and running")
+
+    zdm(operator, "preflight")
+    zdm(operator, "phase", "advance")
+    zdm(operator, "phase", "advance", "--confirm-clients-on-proxy")
+    zdm(operator, "migrate")
+    zdm(operator, "validate")
+
+    # a row only target has: visible through a proxy exactly when it reads from target
+    target_session.execute(f"INSERT INTO {ks}.t (k, v) VALUES (1000, 'target only')")
+    readers = {h: Reader(h, port, ks) for h in HOSTS}
+    try:
+        # a lightweight transaction only target applies, recorded on proxy A's host: the
+        # operator sees it from elsewhere, the guards hold on it, and repair resolves it there
+        origin_session.execute(f"INSERT INTO {ks}.t (k, v) VALUES (2000, 'origin')")
+        target_session.execute(f"DELETE FROM {ks}.t WHERE k = 2000")
+        applied = readers[HOSTS[0]].session.execute(
+            "INSERT INTO t (k, v) VALUES (2000, 'lwt') IF NOT EXISTS").was_applied
+        assert applied is False  # origin's answer, the client's truth
+        wait_for(lambda: status(operator)["divergences"] == {f"{ks}.t": {"lwt": 1}},
+                 what="the divergence shipped to the cluster")
+        held = zdm(operator, "phase", "advance", "--skip-async-reads", check=False)
+        assert held.returncode != 0 and "recorded as divergent" in held.stdout + held.stderr
+        zdm(operator, "repair")
+        assert status(operator)["divergences"] == {}
+        assert readers[HOSTS[0]].peers == {HOSTS[1]}, "each proxy advertises the other"
+        assert not any(r.sees(1000) for r in readers.values())
+        out = zdm(operator, "phase", "advance", "--skip-async-reads").stdout
+        assert "applied by every proxy" in out
+        assert all(r.sees(1000) for r in readers.values()), "the advance switched both proxies"
+        zdm(operator, "rollback", "--to", "2")
+        assert not any(r.sees(1000) for r in readers.values())
+
+        # proxy B dies without a word: the next routing change is held, on both
+        killed = HOSTS[1]
+        c["procs"][killed].send_signal(signal.SIGKILL)
+        c["procs"][killed].wait(10)
+        before = status(operator)
+        refused = zdm(operator, "phase", "advance", "--skip-async-reads", check=False)
+        assert refused.returncode != 0
+        text = refused.stdout + refused.stderr
+        assert f"proxy {killed}:{port} is registered but not running" in text, text
+        assert f"zdm proxy deregister {killed}:{port}" in text
+        after = status(operator)
+        assert (after["phase"], after["revision"]) == (before["phase"], before["revision"])
+        dead = next(p for p in after["proxies"] if p["name"] == f"{killed}:{port}")
+        assert dead["running"] is False
+        assert not readers[HOSTS[0]].sees(1000), "the live proxy kept origin's reads"
+
+        # it comes back (a restart), reads the routing from the cluster, and the advance goes
+        c["start"](killed)
+        wait_for(lambda: all(p["running"] for p in status(operator)["proxies"]), what="B running")
+        out = zdm(operator, "phase", "advance", "--skip-async-reads").stdout
+        assert "applied by every proxy" in out
+        readers[killed].close()
+        readers[killed] = Reader(killed, port, ks)
+        assert all(r.sees(1000) for r in readers.values())
+    finally:
+        for r in readers.values():
+            r.close()
+    journal = [r.entry for r in target_session.execute(
+        f"SELECT entry FROM {c['state_keyspace']}.migration WHERE id = 'migration'") if r.entry]
+    events = [json.loads(e)["event"] for e in reversed(journal)]
+    assert events.count("routing_applied") == 3 and "advance" in events and "rollback" in events
+    for host in HOSTS:  # nothing was coordinated through files
+        assert not (c["dirs"][host] / "state" / "state.json").exists()
+        assert not (c["dirs"][host] / "state" / "proxies").exists()
+
+
+def test_a_killed_proxy_leaves_no_worker_behind(cluster_state):
+    c = cluster_state
+    c["start"](HOSTS[0])
+    proc = c["procs"][HOSTS[0]]
+    children = wait_for(lambda: _children(proc.pid), what="worker processes")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    wait_for(lambda: not any(_alive(pid) for pid in children), timeout=15, what="workers exiting")
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split()[2] != "Z"
