@@ -117,17 +117,36 @@ class CassandraStateStore(StateStore):
 
     def _run(self, cql: str, params: tuple = (), *, serial: bool = False, what: str):
         """Execute a prepared ``cql`` (``{ks}`` is the keyspace); failures are named."""
-        from cassandra import ConsistencyLevel, DriverException
+        from cassandra import ConsistencyLevel
+
+        def bound():
+            stmt = self._statement(cql).bind(params)
+            stmt.consistency_level = ConsistencyLevel.LOCAL_SERIAL if serial else ConsistencyLevel.LOCAL_QUORUM
+            return stmt
+        return self._execute(bound, what=what)
+
+    def _statement(self, cql: str):
+        sess = self.session()
+        stmt = self._prepared.get(cql)
+        if stmt is None:
+            stmt = self._prepared[cql] = sess.prepare(cql.format(ks=self.keyspace))
+        return stmt
+
+    def _execute(self, make, *, what: str, cas_timeout_raises: bool = False):
+        """Run the statement ``make()`` builds; a driver failure becomes StateStoreUnavailable
+        (a CAS write timeout is re-raised when the caller settles it)."""
+        from cassandra import ConsistencyLevel, DriverException, WriteTimeout
 
         try:
-            sess = self.session()
-            stmt = self._prepared.get(cql)
-            if stmt is None:
-                stmt = self._prepared[cql] = sess.prepare(cql.format(ks=self.keyspace))
-            bound = stmt.bind(params)
-            bound.consistency_level = ConsistencyLevel.LOCAL_SERIAL if serial else ConsistencyLevel.LOCAL_QUORUM
-            bound.serial_consistency_level = ConsistencyLevel.LOCAL_SERIAL
-            return sess.execute(bound, timeout=self.timeout)
+            stmt = make()
+            stmt.serial_consistency_level = ConsistencyLevel.LOCAL_SERIAL
+            return self.session().execute(stmt, timeout=self.timeout)
+        except WriteTimeout:
+            if cas_timeout_raises:
+                raise
+            raise StateStoreUnavailable(f"cannot {what} in the state store ({self.describe()}): "
+                                        "target did not answer in time",
+                                        hint="check that target is up, then retry") from None
         except DriverException as exc:
             raise StateStoreUnavailable(
                 f"cannot {what} in the state store ({self.describe()}): {type(exc).__name__}: {exc}",
@@ -170,7 +189,7 @@ class CassandraStateStore(StateStore):
 
     def _commit(self, new: MigrationState, *, expected_revision: int,
                 journal: Mapping[str, Any] | None) -> None:
-        from cassandra import WriteTimeout
+        from cassandra import ConsistencyLevel, WriteTimeout
         from cassandra.query import BatchStatement
 
         if new.revision != expected_revision + 1:
@@ -179,16 +198,18 @@ class CassandraStateStore(StateStore):
         if expected_revision == 0:  # the partition's first change: make the row to compare with
             self._run("INSERT INTO {ks}.migration (id, revision, body) VALUES (?, 0, '') IF NOT EXISTS",
                       (_ID,), what="create the state")
-        update = self._statement("UPDATE {ks}.migration SET revision = ?, body = ? WHERE id = ? "
-                                 "IF revision = ?")
-        batch = BatchStatement()
-        batch.add(update, (new.revision, body, _ID, expected_revision))
-        if journal is not None:
-            entry = json.dumps(journal, sort_keys=True, ensure_ascii=False)
-            batch.add(self._statement("INSERT INTO {ks}.migration (id, seq, entry) VALUES (?, ?, ?)"),
-                      (_ID, new.revision, entry))
+
+        def batch():
+            stmt = BatchStatement(consistency_level=ConsistencyLevel.LOCAL_QUORUM)
+            stmt.add(self._statement("UPDATE {ks}.migration SET revision = ?, body = ? WHERE id = ? "
+                                     "IF revision = ?"), (new.revision, body, _ID, expected_revision))
+            if journal is not None:
+                entry = json.dumps(journal, sort_keys=True, ensure_ascii=False)
+                stmt.add(self._statement("INSERT INTO {ks}.migration (id, seq, entry) VALUES (?, ?, ?)"),
+                         (_ID, new.revision, entry))
+            return stmt
         try:
-            result = self._execute_batch(batch)
+            result = self._execute(batch, what="write the state", cas_timeout_raises=True)
         except WriteTimeout:
             # the change may or may not have been applied: a SERIAL read settles it
             found = self.load(serial=True)
@@ -202,27 +223,6 @@ class CassandraStateStore(StateStore):
         if not result.was_applied:
             found = result.one().revision
             raise ConcurrentModification(expected_revision, -1 if found is None else found)
-
-    def _statement(self, cql: str):
-        self.session()
-        stmt = self._prepared.get(cql)
-        if stmt is None:
-            stmt = self._prepared[cql] = self._session.prepare(cql.format(ks=self.keyspace))
-        return stmt
-
-    def _execute_batch(self, batch):
-        from cassandra import ConsistencyLevel, DriverException, WriteTimeout
-
-        batch.consistency_level = ConsistencyLevel.LOCAL_QUORUM
-        batch.serial_consistency_level = ConsistencyLevel.LOCAL_SERIAL
-        try:
-            return self.session().execute(batch, timeout=self.timeout)
-        except WriteTimeout:
-            raise
-        except DriverException as exc:
-            raise StateStoreUnavailable(
-                f"cannot write the state in the state store ({self.describe()}): "
-                f"{type(exc).__name__}: {exc}", hint="check that target is up, then retry") from None
 
     # -- proxies ---------------------------------------------------------------------
     def register_proxy(self, name: str, address: str) -> None:
