@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if "tests/integration/" in str(item.fspath).replace(os.sep, "/"):
+        if any(d in str(item.fspath).replace(os.sep, "/") for d in ("tests/integration/", "tests/e2e/")):
             item.add_marker(pytest.mark.integration)
 
 

@@ -8,54 +8,15 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 import uuid
 
 import pytest
 
+from tests.support.hosts import HOSTS, wait_for, write_config, zdm
 from tests.support.net import free_port, start_proxy_process
-
-HOSTS = ("127.0.0.2", "127.0.0.3")
-
-
-def write_config(directory, origin_port, target_port, *, keyspace, state_keyspace, port, host=None,
-                 metrics_port=None):
-    directory.mkdir(parents=True, exist_ok=True)
-    proxy = ""
-    if host is not None:
-        instances = ", ".join(f'"{h}:{port}"' for h in HOSTS)
-        proxy = (f"proxy: {{listen_host: {host}, listen_port: {port}, instances: [{instances}], "
-                 f"metrics_address: {host}, metrics_port: {metrics_port}, workers: 2}}\n")
-    (directory / "zdm.yaml").write_text(f"""
-origin: {{port: {origin_port}}}
-target: {{port: {target_port}}}
-{proxy}scope: {{keyspaces: [{keyspace}]}}
-state_store: cassandra
-state_keyspace: {state_keyspace}
-state_dir: state
-""")
-    return directory / "zdm.yaml"
-
-
-def zdm(operator_dir, *args, check=True):
-    done = subprocess.run([sys.executable, "-m", "zdm.cli.main", *args], cwd=operator_dir,
-                          capture_output=True, text=True, timeout=300)
-    if check:
-        assert done.returncode == 0, f"zdm {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-    return done
-
 
 def status(operator_dir) -> dict:
     return json.loads(zdm(operator_dir, "status", "--json").stdout)
-
-
-def wait_for(condition, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-    return result
 
 
 class Reader:
@@ -91,9 +52,9 @@ def cluster_state(tmp_path, zdm_config, origin_session, target_session):
         origin_session.execute(f"INSERT INTO {keyspace}.t (k, v) VALUES (%s, %s)", (k, f"v{k}"))
     port = free_port()
     ports = (zdm_config.origin.port, zdm_config.target.port)
-    dirs = {h: write_config(tmp_path / f"proxy-{h}", *ports, keyspace=keyspace, state_keyspace=state_keyspace,
-                            port=port, host=h, metrics_port=free_port()).parent for h in HOSTS}
-    operator = write_config(tmp_path / "operator", *ports, keyspace=keyspace,
+    dirs = {h: write_config(tmp_path / f"proxy-{h}", ports, keyspace=keyspace, state_keyspace=state_keyspace,
+                            port=port, host=h, metrics_port=free_port(), workers=2).parent for h in HOSTS}
+    operator = write_config(tmp_path / "operator", ports, keyspace=keyspace,
                             state_keyspace=state_keyspace, port=port).parent
     procs: dict[str, subprocess.Popen] = {}
 
