@@ -99,6 +99,7 @@ def yaml_block(tls: SandboxTls, node: str, *, client_auth: bool) -> str:
         "  accepted_protocols: [TLSv1.2, TLSv1.3]\n"
         "server_encryption_options:\n"
         "  internode_encryption: all\n"
+        "  optional: false\n"
         "  ssl_context_factory:\n" + factory +
         f"  keystore: {keystore}\n"
         f"  truststore: {ca}\n"
