@@ -23,6 +23,7 @@ and what to do; none quotes the bundle's contents.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import ssl
@@ -85,10 +86,13 @@ class Bundle:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(self.key_pem)
             try:
-                load_cert_chain(ctx, cert, key, key=self.key)
+                load_cert_chain(ctx, cert, key, key="bundle")
             except ZdmError as exc:
-                raise BundleError(f"its client certificate and key ({CERT}, {KEY}) are unusable "
-                                  f"({exc.reason})", key=self.key, hint=_DOWNLOAD) from None
+                what = (f"its key ({KEY}) does not belong to its client certificate ({CERT})"
+                        if "is not the key" in exc.message else
+                        f"its key ({KEY}) is encrypted with a passphrase" if "passphrase" in exc.message
+                        else f"its client certificate ({CERT}) and key ({KEY}) are not PEM")
+                raise BundleError(what, key=self.key, hint=_DOWNLOAD) from None
         return ctx
 
 
@@ -160,6 +164,10 @@ def fetch_metadata(bundle: Bundle, *, timeout: float = 10.0) -> dict:
     try:
         with urllib.request.urlopen(url, context=ctx, timeout=timeout) as response:
             body = response.read(1 << 20)
+    except http.client.RemoteDisconnected:
+        raise BundleError(f"the metadata service {url} closed the connection without answering "
+                          "(as it does when the bundle's client certificate is not this "
+                          "database's)", key=bundle.key, hint=_DOWNLOAD) from None
     except urllib.error.HTTPError as exc:
         raise BundleError(f"the metadata service {url} answered HTTP {exc.code}", key=bundle.key,
                           hint="check that the database is active in the Astra console (a "
