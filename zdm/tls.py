@@ -249,6 +249,17 @@ def explain(error: BaseException | str, *, name: str, tls: TlsConfig | None, hos
                                f"set {key}.ca_file to the CA (PEM) that signed the nodes' certificates "
                                f"(in zdm.yaml: `{name}: {{tls: {{ca_file: ca.pem}}}}`)")
         return None
+    if failure in (Failure.TLS, Failure.CLOSED) and speaks_tls(host, port, sni, timeout):
+        # an EOF or a reset can hide an alert the node sent (TLS 1.3 refuses a client
+        # certificate after the handshake): ask again, and read the alert this time
+        alert = tls_alert(host, port, sni, tls, timeout)
+        kind = classify(alert) if alert is not None else None
+        if kind in (Failure.CLIENT_CERT_REQUIRED, Failure.CLIENT_CERT_REJECTED):
+            failure, error = kind, alert
+        elif alert is not None and tls.cert_file is not None and \
+                classify(tls_alert(host, port, sni, None, timeout) or "") == Failure.CLIENT_CERT_REQUIRED:
+            # it wants a certificate, and alerts on ours (a Java node says "internal error")
+            failure, error = Failure.CLIENT_CERT_REJECTED, alert
     if failure == Failure.NOT_TLS or (failure == Failure.CLOSED and not speaks_tls(host, port, sni, timeout)):
         if speaks_plaintext_cql(host, port, timeout):
             return Explanation(Failure.NOT_TLS, f"{where} speaks plaintext CQL, not TLS",
@@ -332,6 +343,33 @@ def peer_certificate(host: str, port: int, server_hostname: str | None = None,
     except (OSError, ValueError):
         return None
     return x509.load_der_x509_certificate(der) if der else None
+
+
+def tls_alert(host: str, port: int, server_hostname: str | None, tls: TlsConfig | None,
+              timeout: float = 5.0) -> str | None:
+    """The TLS alert ``host:port`` sends a client with ``tls``'s client certificate (none when
+    None) after the handshake, such as "certificate required" (TLS 1.3 judges a client
+    certificate then); None when none comes."""
+    ctx = _probe_context()
+    if tls is not None and tls.cert_file is not None and tls.key_file is not None:
+        try:
+            ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file), password=lambda: b"")
+        except (ssl.SSLError, OSError, ValueError):
+            return None
+    for _ in range(3):  # the alert may be lost to a reset: an EOF says nothing, try again
+        try:
+            with socket.create_connection((host, port), timeout=timeout) as raw:
+                with ctx.wrap_socket(raw, server_hostname=server_hostname or host) as sock:
+                    # send nothing: a write racing the node's close turns its alert into a reset
+                    sock.settimeout(min(timeout, 2.0))
+                    sock.recv(9)
+            return None
+        except ssl.SSLError as exc:
+            if exc.reason is not None:
+                return str(exc)
+        except OSError:
+            return None
+    return None
 
 
 def speaks_tls(host: str, port: int, server_hostname: str | None = None, timeout: float = 5.0) -> bool:

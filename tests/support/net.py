@@ -47,3 +47,44 @@ def start_proxy_process(config_path, port: int, timeout: float = 30.0, *, args=(
                 proc.kill()
                 raise AssertionError("the proxy did not start listening") from None
             time.sleep(0.2)
+
+
+def answers_plaintext_startup(port: int, host: str = "127.0.0.1", timeout: float = 5.0) -> bool:
+    """Whether ``host:port`` answers a plaintext CQL STARTUP with a CQL frame (READY,
+    AUTHENTICATE or ERROR): what a port that encrypts everything must never do."""
+    from zdm.cql import messages as m
+    from zdm.cql.constants import Opcode
+    from zdm.cql.frame import encode_frame
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(encode_frame(4, Opcode.STARTUP, m.encode_startup({"CQL_VERSION": "3.0.0"}),
+                                      stream=1))
+            head = b""
+            while len(head) < 9:
+                data = sock.recv(9 - len(head))
+                if not data:
+                    break
+                head += data
+    except OSError:
+        return False
+    return len(head) == 9 and head[0] in (0x83, 0x84, 0x85) and head[4] in (
+        Opcode.READY, Opcode.AUTHENTICATE, Opcode.ERROR)
+
+
+def answers_tls_startup(port: int, context, host: str = "127.0.0.1", timeout: float = 5.0) -> bool:
+    """The same STARTUP over TLS (``context``): a CQL port that encrypts answers this one."""
+    from zdm.cql import messages as m
+    from zdm.cql.constants import Opcode
+    from zdm.cql.frame import encode_frame
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as raw:
+            with context.wrap_socket(raw, server_hostname=host) as sock:
+                sock.sendall(encode_frame(4, Opcode.STARTUP,
+                                          m.encode_startup({"CQL_VERSION": "3.0.0"}), stream=1))
+                head = sock.recv(9)
+    except OSError:
+        return False
+    return len(head) >= 5 and head[0] in (0x83, 0x84, 0x85) and head[4] in (
+        Opcode.READY, Opcode.AUTHENTICATE, Opcode.ERROR)

@@ -117,7 +117,7 @@ def saved_settings(directory: Path = DEFAULT_DIR) -> SandboxSettings | None:
         return None
     try:
         raw = json.loads(path.read_text())
-        raw["directory"] = Path(raw["directory"])
+        raw["directory"] = directory  # where it is now, whatever path it was made with
         if "version" in raw:  # written before each node had its own release
             release = raw.pop("version")
             raw.setdefault("origin_version", release)
