@@ -154,7 +154,7 @@ class PreflightReport:
 def probe_cluster(cfg: ClusterConfig, name: str, *, clock: bool = True,
                   samples: int = 3) -> ClusterProbe:
     """Connect (raising :class:`~zdm.connect.ConnectError`) and read what preflight needs."""
-    from zdm.connect import session
+    from zdm.connect import describe, session
 
     with session(cfg, name=name) as sess:
         local = sess.execute("SELECT * FROM system.local").one()
@@ -162,7 +162,7 @@ def probe_cluster(cfg: ClusterConfig, name: str, *, clock: bool = True,
         schema = snapshot_from_metadata(metadata, list(metadata.keyspaces))
         clocks = _clock_samples(sess, samples) if clock else ()
         return ClusterProbe(
-            name=name, address=", ".join(f"{h}:{cfg.port}" for h in cfg.contact_points),
+            name=name, address=describe(cfg),
             release_version=str(local.release_version), partitioner=str(local.partitioner),
             protocol_version=int(sess.cluster.protocol_version), schema=schema,
             dse_version=getattr(local, "dse_version", None), clock=tuple(clocks))
