@@ -1,0 +1,65 @@
+"""TLS in the CLI without clusters: `zdm status` and `zdm preflight` warn, loudly and with the
+fix, when a cluster's TLS does not verify host names; preflight says how each cluster is
+reached."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.unit.test_cli_phases import clusters  # noqa: F401 - the fake clusters fixture
+from zdm.cli.main import app
+from zdm.config import load_config
+from zdm.phases.preflight import Status, encryption_checks
+from zdm.sandbox import certs
+
+runner = CliRunner(env={"COLUMNS": "250", "USER": "alice"})
+
+
+@pytest.fixture()
+def insecure(tmp_path) -> Path:
+    certs.write(tmp_path / "ca.pem", certs.new_ca("ca").cert_pem)
+    path = tmp_path / "zdm.yaml"
+    path.write_text("origin: {tls: {ca_file: ca.pem, verify_hostname: false}}\n"
+                    "target: {port: 9043, tls: {ca_file: ca.pem}}\nstate_dir: st\n")
+    return path
+
+
+def test_status_warns_about_tls_without_hostname_verification(insecure):
+    doc = json.loads(runner.invoke(app, ["status", "--json", "--config", str(insecure)]).stdout)
+    (warning,) = doc["insecure_settings"]
+    assert warning["key"] == "origin.tls.verify_hostname"
+    assert "origin.tls.verify_hostname is false" in warning["what"] and "reissue" in warning["todo"]
+    shown = " ".join(runner.invoke(app, ["status", "--config", str(insecure)]).stdout.split())
+    assert "INSECURE: origin.tls.verify_hostname is false" in shown
+
+
+def test_status_of_a_safe_configuration_has_no_warning(tmp_path):
+    path = tmp_path / "zdm.yaml"
+    path.write_text("state_dir: st\n")
+    doc = json.loads(runner.invoke(app, ["status", "--json", "--config", str(path)]).stdout)
+    assert doc["insecure_settings"] == []
+    assert "INSECURE" not in runner.invoke(app, ["status", "--config", str(path)]).stdout
+
+
+def test_preflight_warns_about_tls_without_hostname_verification(insecure, clusters):  # noqa: F811
+    result = runner.invoke(app, ["preflight", "--json", "--config", str(insecure)])
+    checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    assert checks["origin encryption"]["status"] == "warn"
+    assert "TLS WITHOUT HOSTNAME VERIFICATION" in checks["origin encryption"]["detail"]
+    assert "origin.tls.verify_hostname" in checks["origin encryption"]["todo"]
+    assert checks["target encryption"]["status"] == "pass"
+    assert "host names checked" in checks["target encryption"]["detail"]
+
+
+def test_encryption_checks_say_how_each_cluster_is_reached(tmp_path):
+    certs.write(tmp_path / "ca.pem", certs.new_ca("ca").cert_pem)
+    (tmp_path / "scb.zip").write_bytes(b"")
+    path = tmp_path / "zdm.yaml"
+    path.write_text("origin: {port: 9042}\ntarget: {secure_connect_bundle: scb.zip}\n")
+    origin, target = encryption_checks(load_config(path))
+    assert (origin.status, target.status) == (Status.PASS, Status.PASS)
+    assert "plaintext" in origin.detail and "secure connect bundle" in target.detail
