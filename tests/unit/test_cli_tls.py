@@ -63,3 +63,17 @@ def test_encryption_checks_say_how_each_cluster_is_reached(tmp_path):
     origin, target = encryption_checks(load_config(path))
     assert (origin.status, target.status) == (Status.PASS, Status.PASS)
     assert "plaintext" in origin.detail and "secure connect bundle" in target.detail
+
+
+def test_zdm_proxys_tls_and_bundle_settings_make_a_working_configuration(tmp_path):
+    from zdm.zdmproxy_settings import read
+
+    ca = certs.write(tmp_path / "ca.pem", certs.new_ca("ca").cert_pem)
+    bundle = tmp_path / "secure-connect-db.zip"
+    bundle.write_bytes(b"PK")
+    config = read(None, {"ZDM_ORIGIN_CONTACT_POINTS": "10.0.0.1", "ZDM_ORIGIN_TLS_SERVER_CA_PATH": str(ca),
+                         "ZDM_TARGET_SECURE_CONNECT_BUNDLE_PATH": str(bundle),
+                         "ZDM_TARGET_USERNAME": "token", "ZDM_TARGET_PASSWORD": "AstraCS:not-a-real-one"}).config()
+    assert config.origin.tls.ca_file == ca
+    assert config.origin.tls.verify_hostname is False  # zdm-proxy verifies no host names
+    assert config.target.secure_connect_bundle == bundle  # and no port beside it
