@@ -77,3 +77,43 @@ def test_zdm_proxys_tls_and_bundle_settings_make_a_working_configuration(tmp_pat
     assert config.origin.tls.ca_file == ca
     assert config.origin.tls.verify_hostname is False  # zdm-proxy verifies no host names
     assert config.target.secure_connect_bundle == bundle  # and no port beside it
+
+
+def _sandbox(tmp_path, **kw):
+    from zdm.sandbox import local
+    from zdm.sandbox.tls import SandboxTls
+
+    settings = local.SandboxSettings(directory=tmp_path / "sb", **kw)
+    local.save_settings(settings)
+    if settings.tls:
+        SandboxTls(settings.tls_dir).ensure(("origin", "target"))
+    return settings
+
+
+def test_init_points_zdm_yaml_at_a_tls_sandbox(tmp_path):
+    from zdm.sandbox.tls import SandboxTls
+
+    settings = _sandbox(tmp_path, origin_port=9242, target_port=9243, origin_storage_port=7600,
+                        target_storage_port=7700, auth=True, tls=True, tls_client_auth=("origin",))
+    path = tmp_path / "conf" / "zdm.yaml"
+    result = runner.invoke(app, ["init", "--config", str(path), "--sandbox", str(settings.directory)])
+    assert result.exit_code == 0, result.output
+    assert "ZDM_ORIGIN_PASSWORD" in result.output and "TLS with the sandbox's CA" in result.output
+    assert str(tmp_path) not in path.read_text()  # relative paths: the pair can move together
+    config = load_config(path, environ={"ZDM_ORIGIN_PASSWORD": "o", "ZDM_TARGET_PASSWORD": "t"})
+    tls = SandboxTls(settings.tls_dir)
+    assert (config.origin.port, config.target.port) == (9242, 9243)
+    assert config.origin.tls.ca_file.resolve() == tls.ca_file.resolve() and config.origin.tls.verify_hostname
+    assert config.origin.tls.cert_file.resolve() == tls.client_cert_file.resolve()
+    assert config.target.tls.cert_file is None  # target does not ask for one
+    assert config.proxy.tls.cert_file.resolve() == tls.proxy_cert_file.resolve()
+    assert (config.origin.username, config.origin.password, config.target.password) == ("cassandra", "o", "t")
+
+
+def test_init_for_the_default_sandbox_writes_the_plain_template(tmp_path):
+    from zdm.config import TEMPLATE
+
+    settings = _sandbox(tmp_path)
+    path = tmp_path / "zdm.yaml"
+    assert runner.invoke(app, ["init", "--config", str(path), "--sandbox", str(settings.directory)]).exit_code == 0
+    assert path.read_text() == TEMPLATE

@@ -312,3 +312,59 @@ def single_node(name: str, version: str, port: int, directory: Path, *,
         node.stop(spec, grace=5)
         raise
     return spec, True
+
+
+def zdm_yaml(settings: SandboxSettings, config_dir: Path) -> str:
+    """`zdm init`'s commented zdm.yaml for this sandbox: its ports, and for a TLS sandbox the CA,
+    zdm's client certificate (for nodes that require one) and the proxy's certificate; for an
+    auth sandbox the login, its password read from ZDM_ORIGIN_PASSWORD / ZDM_TARGET_PASSWORD.
+    Paths are relative to ``config_dir`` (where zdm.yaml goes).  The default sandbox gets the
+    plain template."""
+    import os
+
+    from zdm.config import TEMPLATE
+    from zdm.sandbox.tls import SandboxTls
+
+    def rel(path: Path) -> str:
+        return os.path.relpath(path.resolve(), config_dir.resolve())
+
+    def swap(text: str, old: str, new: str) -> str:
+        if old not in text:  # the template changed: this must change with it
+            raise AssertionError(f"zdm.yaml template has no {old!r}")
+        return text.replace(old, new, 1)
+
+    text = TEMPLATE
+    if (settings.origin_port, settings.target_port, settings.tls, settings.auth) == (9042, 9043, False, False):
+        return text
+    text = swap(text, "# The defaults point at the local sandbox (`zdm sandbox up`): origin 127.0.0.1:9042,\n"
+                      "# target 127.0.0.1:9043, so the sandbox works with no edits.\n",
+                f"# Written by `zdm init` for the sandbox in {rel(settings.directory)}: origin "
+                f"127.0.0.1:{settings.origin_port},\n# target 127.0.0.1:{settings.target_port}"
+                f"{', TLS' if settings.tls else ''}{', logins' if settings.auth else ''}.\n")
+    tls = SandboxTls(settings.tls_dir) if settings.tls else None
+    for name, port, default in (("origin", settings.origin_port, 9042), ("target", settings.target_port, 9043)):
+        head = f"{name}:"
+        at = text.index(f"\n{head}") + 1
+        before, block = text[:at], text[at:]
+        block = swap(block, f"  port: {default}\n", f"  port: {port}\n" + (_tls_lines(
+            tls, rel, client_cert=name in settings.tls_client_auth) if tls else ""))
+        if settings.auth:
+            env = f"ZDM_{name.upper()}_PASSWORD"
+            block = swap(block, "  # username: cassandra\n", "  username: cassandra           # the sandbox's login\n")
+            block = block.replace(f"  # password_env: {env}", f"  password_env: {env}", 1)
+        text = before + block
+    if tls:
+        text = swap(text, "  # tls: {cert_file: proxy.pem, key_file: proxy.key}   # + ca_file and require_client_auth: true\n",
+                    f"  tls:                       # applications connect with TLS (the sandbox's CA)\n"
+                    f"    cert_file: {rel(tls.proxy_cert_file)}\n    key_file: {rel(tls.proxy_key_file)}\n"
+                    f"    ca_file: {rel(tls.ca_file)}\n")
+    return text
+
+
+def _tls_lines(tls, rel, *, client_cert: bool) -> str:
+    lines = "  tls:                       # the sandbox's CA (zdm sandbox up --tls)\n" \
+            f"    ca_file: {rel(tls.ca_file)}\n"
+    if client_cert:
+        lines += (f"    cert_file: {rel(tls.client_cert_file)}   # the node requires a client certificate\n"
+                  f"    key_file: {rel(tls.client_key_file)}\n")
+    return lines
