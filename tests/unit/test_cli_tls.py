@@ -117,3 +117,10 @@ def test_init_for_the_default_sandbox_writes_the_plain_template(tmp_path):
     path = tmp_path / "zdm.yaml"
     assert runner.invoke(app, ["init", "--config", str(path), "--sandbox", str(settings.directory)]).exit_code == 0
     assert path.read_text() == TEMPLATE
+
+
+def test_a_password_is_not_in_a_configurations_repr():
+    from zdm.config import ClusterConfig, Config
+
+    config = Config(origin=ClusterConfig(username="app", password="hunter2-not-shown"))
+    assert "hunter2-not-shown" not in repr(config) and "app" in repr(config)
