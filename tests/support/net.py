@@ -88,3 +88,44 @@ def answers_tls_startup(port: int, context, host: str = "127.0.0.1", timeout: fl
         return False
     return len(head) >= 5 and head[0] in (0x83, 0x84, 0x85) and head[4] in (
         Opcode.READY, Opcode.AUTHENTICATE, Opcode.ERROR)
+
+
+def listening_ports(pid: int) -> set[int]:
+    """The TCP ports process ``pid`` (and its children) listens on, from /proc (Linux)."""
+    import os
+    from pathlib import Path
+
+    pids, seen = [pid], set()
+    while pids:
+        p = pids.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                pids += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                pass
+    inodes = set()
+    for p in seen:
+        try:
+            for fd in os.listdir(f"/proc/{p}/fd"):
+                try:
+                    target = os.readlink(f"/proc/{p}/fd/{fd}")
+                except OSError:
+                    continue
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:
+            pass
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
