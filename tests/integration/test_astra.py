@@ -135,3 +135,19 @@ def test_preflight_migrate_and_validate_against_astra(astra, astra_config, astra
     assert again.exit_code != 0
     (table,) = json.loads((tmp_path / "report.json").read_text())["tables"]
     assert table["missing_on_target"] == 1, table
+
+    # nothing of the bundle's contents in anything zdm wrote or said
+    status = runner.invoke(app, ["status", "--json", "--config", str(config)])
+    written = [r.output for r in (preflight, migrate, validate, again, status)] + \
+        [p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file() and p != config]
+    secret = _bundle_secrets(astra_config.target.secure_connect_bundle)
+    assert secret and not [s for s in secret for text in written if s in text]
+
+
+def _bundle_secrets(path) -> list[str]:
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        key = [line for line in zf.read("key").decode().split() if len(line) >= 16 and "-" not in line]
+        config = json.loads(zf.read("config.json"))
+    return key + [v for k, v in config.items() if "Password" in k]
