@@ -125,3 +125,16 @@ def test_hostname_verification_off_connects_to_a_certificate_for_another_host(tl
     with pytest.raises(ConnectError, match="expired on"):
         with session(dataclasses.replace(cfg, port=fronts["expired"].port), name="target"):
             pass
+
+
+def test_sandbox_status_logs_into_tls_nodes(tls_sandbox):
+    import json
+
+    from typer.testing import CliRunner
+
+    from zdm.cli.main import app
+
+    result = CliRunner().invoke(app, ["sandbox", "status", "--json", "--dir", str(tls_sandbox.settings.directory)])
+    nodes = json.loads(result.stdout)
+    assert [(n["name"], n["up"], n["release_version"]) for n in nodes] == \
+        [("origin", True, "5.0.8"), ("target", True, "5.0.8")]
