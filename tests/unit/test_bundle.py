@@ -156,3 +156,30 @@ def test_make_bundle_writes_what_the_drivers_read(stand_in, tmp_path):
         assert {"config.json", "ca.crt", "cert", "key"} <= set(zf.namelist())
         config = json.loads(zf.read("config.json"))
     assert (config["host"], config["port"], config["keyspace"], config["localDC"]) == ("h", 1, "ks", "dc")
+
+
+def test_every_driver_session_reads_its_bundle_first(stand_in, tmp_path):
+    """zdm.connect.session (preflight, migrate, validate, the demo) meets a bad bundle before
+    any node: the same BundleError, naming its cluster's key."""
+    from zdm.config import ClusterConfig
+    from zdm.connect import session
+
+    path = stand_in.bundle(tmp_path / "scb.zip", port=_free_port())
+    with pytest.raises(bundle.BundleError) as info:
+        with session(ClusterConfig(secure_connect_bundle=path, connect_timeout_s=3), name="origin"):
+            pass
+    assert str(info.value).startswith("origin.secure_connect_bundle: the metadata service")
+    assert "is unreachable" in str(info.value)
+
+
+@pytest.mark.parametrize("key, expected", [
+    ("127.0.0.1:9042", ("127.0.0.1", 9042, None)),
+    ("127.0.0.1:29042:3a6a2a4c-0000-4000-8000-000000000001",
+     ("127.0.0.1", 29042, "3a6a2a4c-0000-4000-8000-000000000001")),
+    ("::1:9042", ("::1", 9042, None)),
+    ("node-a.example:9142", ("node-a.example", 9142, None)),
+], ids=["ipv4", "sni", "ipv6", "dns"])
+def test_the_drivers_error_keys_are_read_as_endpoints(key, expected):
+    from zdm.connect import _endpoint
+
+    assert _endpoint(key) == expected
