@@ -5,7 +5,9 @@ If both ports already answer CQL (a developer's `zdm sandbox up`), that sandbox 
 reused and left running; otherwise one is started under .zdm/test-sandbox and stopped
 when the run ends.  The older origin works the same way (started under
 .zdm/test-origin-4.1 on first use, stopped at the end unless it already answered); its
-target is the sandbox's target.  Unit tests never touch them: only tests that ask for
+target is the sandbox's target.  A third pair, TLS only (`tls_sandbox`: 9242/9243, internode
+7600/7700, under .zdm/test-tls), serves the TLS tests, with the Astra DB stand-in (`astra`)
+in front of its target.  Unit tests never touch them: only tests that ask for
 these fixtures (all under tests/integration/, marked `integration`) pay for Cassandra.
 """
 
@@ -173,3 +175,90 @@ def keyspace(origin_session, target_session):
 def old_keyspace(old_origin_session, target_session):
     """A fresh keyspace of the same name on the 4.1 origin and on target, dropped afterwards."""
     yield from _pair_keyspace(old_origin_session, target_session)
+
+
+# -- TLS nodes and the Astra DB stand-in ------------------------------------------------------
+
+TLS_ORIGIN_PORT = int(os.environ.get("ZDM_TEST_TLS_ORIGIN_PORT", "9242"))
+TLS_TARGET_PORT = int(os.environ.get("ZDM_TEST_TLS_TARGET_PORT", "9243"))
+TLS_STORAGE_PORTS = tuple(int(p) for p in os.environ.get("ZDM_TEST_TLS_STORAGE_PORTS", "7600,7700").split(","))
+#: the TLS pair requires logins; origin also requires a client certificate, target does not
+TLS_CREDENTIALS = ("cassandra", "cassandra")
+
+
+@pytest.fixture(scope="session")
+def tls_sandbox():
+    """A second sandbox, TLS only (`zdm sandbox up --tls --auth`, origin also requiring a client
+    certificate), on 9242/9243 under .zdm/test-tls: reused when it already answers, otherwise
+    started for the run and stopped at its end (unless ZDM_KEEP_SANDBOX)."""
+    from zdm.sandbox import local
+
+    settings = local.SandboxSettings(
+        directory=Path(os.environ.get("ZDM_TEST_TLS_DIR", ROOT / ".zdm" / "test-tls")),
+        origin_port=TLS_ORIGIN_PORT, target_port=TLS_TARGET_PORT,
+        origin_storage_port=TLS_STORAGE_PORTS[0], target_storage_port=TLS_STORAGE_PORTS[1],
+        auth=True, tls=True, tls_client_auth=("origin",))
+    if local.saved_settings(settings.directory) == settings and \
+            all(n.version for n in local.status(settings, probe=True)):
+        yield SandboxHandle(settings, started_here=False)
+        return
+    local.up(settings)
+    try:
+        yield SandboxHandle(settings, started_here=True)
+    finally:
+        if not os.environ.get("ZDM_KEEP_SANDBOX"):
+            local.down(settings)
+
+
+@pytest.fixture(scope="session")
+def sandbox_tls(tls_sandbox):
+    """The TLS sandbox's certificates (zdm.sandbox.tls.SandboxTls)."""
+    from zdm.sandbox.tls import SandboxTls
+
+    return SandboxTls(tls_sandbox.settings.tls_dir)
+
+
+@pytest.fixture(scope="session")
+def tls_config(tls_sandbox, sandbox_tls, tmp_path_factory) -> Config:
+    """Origin and target of the TLS sandbox as zdm.yaml would name them: origin with zdm's
+    client certificate, target with the CA alone."""
+    from zdm.config import TlsConfig
+
+    user, password = TLS_CREDENTIALS
+    return Config(
+        origin=ClusterConfig(port=tls_sandbox.origin_port, username=user, password=password,
+                             tls=TlsConfig(ca_file=sandbox_tls.ca_file, cert_file=sandbox_tls.client_cert_file,
+                                           key_file=sandbox_tls.client_key_file)),
+        target=ClusterConfig(port=tls_sandbox.target_port, username=user, password=password,
+                             tls=TlsConfig(ca_file=sandbox_tls.ca_file)),
+        state_dir=tmp_path_factory.mktemp("tls-state"))
+
+
+@pytest.fixture(scope="session")
+def astra(tls_config, sandbox_tls):
+    """The Astra DB stand-in (tests/support/astra.py) in front of the TLS sandbox's target:
+    ``astra.bundle(path)`` writes a bundle for it; ``astra.host_ids``, ``metadata_port``,
+    ``sni_port``, ``connections`` (per host id)."""
+    from tests.support.astra import AstraStandIn
+    from zdm.connect import session
+    from zdm.sandbox.tls import client_context
+
+    with session(tls_config.target, name="target") as s:
+        local_row = s.execute("SELECT host_id, data_center FROM system.local").one()
+    stand_in = AstraStandIn({str(local_row.host_id): ("127.0.0.1", tls_config.target.port)},
+                            local_dc=local_row.data_center,
+                            node_context=client_context(sandbox_tls, client_cert=False))
+    try:
+        yield stand_in
+    finally:
+        stand_in.stop()
+
+
+@pytest.fixture(scope="session")
+def astra_config(astra, tls_config, tmp_path_factory) -> Config:
+    """Origin: the TLS sandbox's origin; target: "Astra DB", through its secure connect bundle."""
+    bundle = astra.bundle(tmp_path_factory.mktemp("astra") / "secure-connect-zdm.zip")
+    user, password = TLS_CREDENTIALS
+    return Config(origin=tls_config.origin,
+                  target=ClusterConfig(secure_connect_bundle=bundle, username=user, password=password),
+                  state_dir=tmp_path_factory.mktemp("astra-state"))

@@ -58,7 +58,8 @@ class ClusterConfig:
     contact_points: tuple[str, ...] = ("127.0.0.1",)
     port: int = 9042
     username: str | None = None
-    password: str | None = None
+    #: never shown: not in repr(), so no message or traceback that prints a config holds it
+    password: str | None = field(default=None, repr=False)
     #: name of an environment variable holding the password (wins over ``password``)
     password_env: str | None = None
     local_dc: str | None = None

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from zdm.config import ClusterConfig, Config, ScopeConfig
-from zdm.connect import session
+from zdm.connect import describe, session
 from zdm.errors import ZdmError
 
 DEMO_KEYSPACE = "zdm_demo"
@@ -55,12 +55,14 @@ class DemoReport:
 class _Application:
     """A client of the proxy: inserts orders and reads back ones it saw acknowledged."""
 
-    def __init__(self, port: int, rate: float, history: list[tuple[int, uuid.UUID]]) -> None:
+    def __init__(self, config: Config, port: int, rate: float,
+                 history: list[tuple[int, uuid.UUID]]) -> None:
         from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
         from cassandra.policies import RoundRobinPolicy
 
         profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=20)
-        self.cluster = Cluster(["127.0.0.1"], port=port, execution_profiles={EXEC_PROFILE_DEFAULT: profile})
+        self.cluster = Cluster(["127.0.0.1"], port=port, execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+                               **application_connection(config))
         self.session = self.cluster.connect(DEMO_KEYSPACE)
         self.insert = self.session.prepare(
             "INSERT INTO orders (customer, order_id, item, qty, tags) VALUES (?, ?, ?, ?, ?)")
@@ -113,6 +115,37 @@ class _Application:
         self._stop.set()
         self._thread.join(30)
         self.cluster.shutdown()
+
+
+def application_connection(config: Config) -> dict:
+    """How the demo's application connects to the proxy, from the configuration alone: with TLS
+    when ``proxy.tls`` is set (trusting ``proxy.tls.ca_file``, else this machine's CAs, and
+    checking the proxy's host name), and with the credentials a client of this proxy presents
+    (target's when target requires a login, unless ``forward_client_credentials_to_origin``)."""
+    import ssl
+
+    from cassandra.auth import PlainTextAuthProvider
+
+    out: dict = {}
+    tls = config.proxy.tls
+    if tls is not None:
+        if tls.require_client_auth:
+            raise ZdmError("the demo's application has no client certificate, and proxy.tls."
+                           "require_client_auth asks for one",
+                           hint="set proxy.tls.require_client_auth: false for the demo")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        if tls.ca_file is not None:
+            ctx.load_verify_locations(cafile=str(tls.ca_file))
+        else:
+            ctx.load_default_certs()
+        out["ssl_context"] = ctx
+    origin, target = config.origin.credentials, config.target.credentials
+    credentials = (origin or target) if config.proxy.forward_client_credentials_to_origin else \
+        (target or origin)
+    if credentials:
+        out["auth_provider"] = PlainTextAuthProvider(*credentials)
+    return out
 
 
 def _prepare_data(config: Config, rows: int) -> list[tuple[int, uuid.UUID]]:
@@ -207,8 +240,7 @@ def run(config: Config, say: Callable[[str], None], *, rows: int = 5000, rate: f
         report.phases.append(after.phase.label)
         say(f"Phase {after.phase.label}: {after.phase.description}")
 
-    where = {name: "{}:{}".format(*cfg.endpoints()[0])
-             for name, cfg in (("origin", config.origin), ("target", config.target))}
+    where = {name: describe(cfg) for name, cfg in (("origin", config.origin), ("target", config.target))}
     say(f"Origin {where['origin']} ({_release(config.origin, 'origin')}) and target "
         f"{where['target']} ({_release(config.target, 'target')}): creating {DEMO_KEYSPACE}.orders "
         f"on both, and {rows} orders on origin (a week old, some with a TTL)")
@@ -223,9 +255,10 @@ def run(config: Config, say: Callable[[str], None], *, rows: int = 5000, rate: f
     proxy = BackgroundProxy(config, store=store, name="demo-proxy")
     app = None
     try:
-        say(f"Proxy listening on {config.proxy.listen_host}:{proxy.port}; "
+        say(f"Proxy listening on {config.proxy.listen_host}:{proxy.port}"
+            f"{' (TLS)' if config.proxy.tls else ''}; "
             f"the application now connects to it and writes {rate:g} requests/s")
-        app = _Application(proxy.port, rate, history)
+        app = _Application(config, proxy.port, rate, history)
         app.start()
         time.sleep(1.5)  # the proxy publishes its health once a second
         step()

@@ -218,14 +218,14 @@ def _cluster(c: str) -> tuple[Setting, ...]:
     return (
         _maps(f"{c}_contact_points", NAMES, None, f"{c}.contact_points", list),
         _maps(f"{c}_port", WHOLE, 9042, f"{c}.port"),
-        _maps(f"{c}_secure_connect_bundle_path", TEXT, None, f"{c}.secure_connect_bundle", not_yet=()),
+        _maps(f"{c}_secure_connect_bundle_path", TEXT, None, f"{c}.secure_connect_bundle"),
         _maps(f"{c}_local_datacenter", TEXT, None, f"{c}.local_dc"),
         _maps(f"{c}_username", TEXT, None, f"{c}.username"),
         _maps(f"{c}_password", TEXT, None, f"{c}.password", secret=True),
         _maps(f"{c}_connection_timeout_ms", MILLIS, 30000, f"{c}.connect_timeout_s", _seconds),
-        _maps(f"{c}_tls_server_ca_path", TEXT, None, f"{c}.tls.ca_file", also=no_hostname, not_yet=()),
-        _maps(f"{c}_tls_client_cert_path", TEXT, None, f"{c}.tls.cert_file", also=no_hostname, not_yet=()),
-        _maps(f"{c}_tls_client_key_path", TEXT, None, f"{c}.tls.key_file", also=no_hostname, not_yet=()),
+        _maps(f"{c}_tls_server_ca_path", TEXT, None, f"{c}.tls.ca_file", also=no_hostname),
+        _maps(f"{c}_tls_client_cert_path", TEXT, None, f"{c}.tls.cert_file", also=no_hostname),
+        _maps(f"{c}_tls_client_key_path", TEXT, None, f"{c}.tls.key_file", also=no_hostname),
         _fixed(f"{c}_enable_host_assignment", FLAG, True),
     )
 
@@ -475,7 +475,9 @@ def translate(given: Mapping[str, Given], *, file: Path | None = None,
         if s.role:
             continue
         if g is None:
-            if s.key and s.not_yet is None and s.default is not None and s.write_default:
+            bundled = s.name in ("origin_port", "target_port") and \
+                f"{s.name[:-len('_port')]}_secure_connect_bundle_path" in given  # the bundle names it
+            if s.key and s.not_yet is None and s.default is not None and s.write_default and not bundled:
                 put(s.key, s.convert(s.default), s)
             continue
         value = values[s.name]

@@ -58,6 +58,7 @@ def test_preflight_names_the_fallback_tables_and_what_5_0_treats_differently(pai
     assert report.passed, report.to_dict()
     statuses = {c.name: c.status for c in report.checks}
     assert statuses == {"origin connection": Status.PASS, "target connection": Status.PASS,
+                        "origin encryption": Status.PASS, "target encryption": Status.PASS,
                         "release versions": Status.PASS, "protocol version": Status.PASS,
                         "partitioner": Status.PASS, "schema": Status.PASS,
                         "copy fidelity": Status.WARN, "target release": Status.WARN,

@@ -102,6 +102,7 @@ def test_identical_schemas_pass(report, altered, zdm_config):
     assert ok.passed, ok.to_dict()
     statuses = {c.name: c.status for c in ok.checks}
     assert statuses == {"origin connection": Status.PASS, "target connection": Status.PASS,
+                        "origin encryption": Status.PASS, "target encryption": Status.PASS,
                         "release versions": Status.PASS, "protocol version": Status.PASS,
                         "partitioner": Status.PASS, "schema": Status.PASS,
                         "copy fidelity": Status.PASS, "target release": Status.PASS,

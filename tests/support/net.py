@@ -47,3 +47,85 @@ def start_proxy_process(config_path, port: int, timeout: float = 30.0, *, args=(
                 proc.kill()
                 raise AssertionError("the proxy did not start listening") from None
             time.sleep(0.2)
+
+
+def answers_plaintext_startup(port: int, host: str = "127.0.0.1", timeout: float = 5.0) -> bool:
+    """Whether ``host:port`` answers a plaintext CQL STARTUP with a CQL frame (READY,
+    AUTHENTICATE or ERROR): what a port that encrypts everything must never do."""
+    from zdm.cql import messages as m
+    from zdm.cql.constants import Opcode
+    from zdm.cql.frame import encode_frame
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(encode_frame(4, Opcode.STARTUP, m.encode_startup({"CQL_VERSION": "3.0.0"}),
+                                      stream=1))
+            head = b""
+            while len(head) < 9:
+                data = sock.recv(9 - len(head))
+                if not data:
+                    break
+                head += data
+    except OSError:
+        return False
+    return len(head) == 9 and head[0] in (0x83, 0x84, 0x85) and head[4] in (
+        Opcode.READY, Opcode.AUTHENTICATE, Opcode.ERROR)
+
+
+def answers_tls_startup(port: int, context, host: str = "127.0.0.1", timeout: float = 5.0) -> bool:
+    """The same STARTUP over TLS (``context``): a CQL port that encrypts answers this one."""
+    from zdm.cql import messages as m
+    from zdm.cql.constants import Opcode
+    from zdm.cql.frame import encode_frame
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as raw:
+            with context.wrap_socket(raw, server_hostname=host) as sock:
+                sock.sendall(encode_frame(4, Opcode.STARTUP,
+                                          m.encode_startup({"CQL_VERSION": "3.0.0"}), stream=1))
+                head = sock.recv(9)
+    except OSError:
+        return False
+    return len(head) >= 5 and head[0] in (0x83, 0x84, 0x85) and head[4] in (
+        Opcode.READY, Opcode.AUTHENTICATE, Opcode.ERROR)
+
+
+def listening_ports(pid: int) -> set[int]:
+    """The TCP ports process ``pid`` (and its children) listens on, from /proc (Linux)."""
+    import os
+    from pathlib import Path
+
+    pids, seen = [pid], set()
+    while pids:
+        p = pids.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                pids += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                pass
+    inodes = set()
+    for p in seen:
+        try:
+            for fd in os.listdir(f"/proc/{p}/fd"):
+                try:
+                    target = os.readlink(f"/proc/{p}/fd/{fd}")
+                except OSError:
+                    continue
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:
+            pass
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports

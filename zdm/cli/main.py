@@ -41,14 +41,25 @@ def init(
     from_zdm_proxy: Annotated[Path | None, typer.Option(
         "--from-zdm-proxy", metavar="FILE", dir_okay=False,
         help="Write the zdm.yaml equivalent to this zdm-proxy YAML configuration.")] = None,
+    sandbox_dir: Annotated[Path, typer.Option(
+        "--sandbox", metavar="DIR", file_okay=False,
+        help="Point zdm.yaml at the sandbox in DIR, when there is one: its ports, TLS "
+             "certificates and login.")] = Path(".zdm/sandbox"),
 ) -> None:
     """Write a commented zdm.yaml whose defaults point at the local sandbox (or, with
     --from-zdm-proxy, the equivalent of a zdm-proxy configuration file)."""
     if config.exists() and not force:
         raise ConfigError("already exists; not overwritten", path=str(config),
                           hint="edit it, or pass --force to replace it")
+    sandbox = None
     if from_zdm_proxy is None:
+        from zdm.sandbox import local
+
+        sandbox = local.saved_settings(sandbox_dir)
         text, secrets = TEMPLATE, []
+        if sandbox is not None:
+            text = local.zdm_yaml(sandbox, config.parent)
+            secrets = ["ZDM_ORIGIN_PASSWORD", "ZDM_TARGET_PASSWORD"] if sandbox.auth else []
     else:
         from zdm import zdmproxy_settings
 
@@ -59,7 +70,18 @@ def init(
     config.write_text(text)
     load_config(config, environ={**os.environ, **{name: "" for name in secrets}})  # it must be valid
     if from_zdm_proxy is None:
-        console.print(f"Wrote {config}. Edit it to point at your clusters; the defaults use the sandbox.")
+        if sandbox is None:
+            console.print(f"Wrote {config}. Edit it to point at your clusters; the defaults use the sandbox.")
+            return
+        extras = []
+        if sandbox.tls:
+            extras.append(f"TLS with the sandbox's CA ({sandbox.tls_dir / 'ca.pem'}) to the nodes and "
+                          "to the proxy")
+        if sandbox.auth:
+            extras.append("its login (export ZDM_ORIGIN_PASSWORD and ZDM_TARGET_PASSWORD: the sandbox's "
+                          "default superuser is cassandra/cassandra)")
+        console.print(f"Wrote {config} for the sandbox in {sandbox_dir}"
+                      + (": " + "; ".join(extras) if extras else "") + ". Edit it to point at your clusters.")
         return
     console.print(f"Wrote {config}, the equivalent of {from_zdm_proxy}; each key names the zdm-proxy "
                   "setting it came from.")

@@ -143,6 +143,9 @@ def status(config: ConfigPath = DEFAULT_CONFIG, json_out: JsonOption = False) ->
     state = store.load()
     facts = gather_facts(cfg, store, state=state, on_problem=_warn)
     doc = build_status(state, facts, store.proxy_records())
+    from zdm.tls import insecure_settings
+
+    doc["insecure_settings"] = insecure_settings(cfg)
     if json_out:
         typer.echo(json.dumps(doc, indent=2, sort_keys=True, default=str))
         return
@@ -175,6 +178,8 @@ def _print_status(doc: dict[str, Any]) -> None:
              f"Routing: primary cluster [bold]{routing['primary']}[/], reads "
              f"{routing['read_mode']} (revision {routing['revision']}, {applied})"]
     console.print(Panel("\n".join(lines), title="zdm status", expand=False))
+    for warning in doc.get("insecure_settings", ()):
+        console.print(f"[bold red]INSECURE:[/] {escape(warning['what'])}\n  [dim]→ {escape(warning['todo'])}[/]")
 
     if doc["proxies"]:
         table = Table(title="Proxies")

@@ -23,7 +23,8 @@ DirOption = Annotated[Path, typer.Option("--dir", help="Where the nodes keep the
 
 def _settings(directory: Path, config_path: Path, origin_port: int | None, target_port: int | None,
               heap_mb: int, auth: bool, origin_version: str, target_version: str,
-              storage: tuple[int | None, int | None]) -> local.SandboxSettings:
+              storage: tuple[int | None, int | None], tls: bool = False,
+              tls_client_auth: bool = False) -> local.SandboxSettings:
     # the ports default to those of zdm.yaml, when there is one, so the two agree
     config = config_from(config_path, missing_ok=True)
     origin_port = origin_port or config.origin.port
@@ -34,7 +35,8 @@ def _settings(directory: Path, config_path: Path, origin_port: int | None, targe
     return local.SandboxSettings(
         directory=directory, origin_port=origin_port, target_port=target_port,
         origin_storage_port=storage[0], target_storage_port=storage[1],
-        heap_mb=heap_mb, auth=auth, origin_version=origin_version, target_version=target_version)
+        heap_mb=heap_mb, auth=auth, origin_version=origin_version, target_version=target_version,
+        tls=tls or tls_client_auth, tls_client_auth=("origin", "target") if tls_client_auth else ())
 
 
 @app.command()
@@ -56,6 +58,12 @@ def up(
         help="Target's internode port [default: 7100, else the first free one].")] = None,
     heap_mb: Annotated[int, typer.Option(help="Java heap of each node, MiB.")] = 512,
     auth: Annotated[bool, typer.Option("--auth", help="Require logins (cassandra/cassandra).")] = False,
+    tls: Annotated[bool, typer.Option("--tls", help="Clients must use TLS: a CA and the nodes' "
+                                      "certificates are made under DIR/tls (CA: DIR/tls/ca.pem); "
+                                      "Cassandra 4.1+.")] = False,
+    tls_client_auth: Annotated[bool, typer.Option(
+        "--tls-client-auth", help="With --tls, the nodes also require a client certificate "
+                                  "(DIR/tls/client.pem).")] = False,
     docker: Annotated[bool, typer.Option("--docker", help="Run the official image with "
                                          "testcontainers instead (needs a Docker engine).")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each node.")] = 240.0,
@@ -63,7 +71,8 @@ def up(
 ) -> None:
     """Start origin and target (idempotent); returns once both accept a CQL login."""
     settings = _settings(directory, config, origin_port, target_port, heap_mb, auth,
-                         origin_version, target_version, (origin_storage_port, target_storage_port))
+                         origin_version, target_version, (origin_storage_port, target_storage_port),
+                         tls, tls_client_auth)
     started = time.monotonic()
     if docker:
         from zdm.sandbox import docker as docker_sandbox
@@ -75,8 +84,14 @@ def up(
     _print_status(nodes)
     releases = (origin_version if origin_version == target_version
                 else f"origin {origin_version}, target {target_version}")
+    extras = (", auth on" if auth else "") + (
+        f", TLS on (CA {settings.tls_dir / 'ca.pem'}"
+        f"{', client certificates required' if settings.tls_client_auth else ''})"
+        if settings.tls else "")
     console.print(f"[green]Sandbox up[/] in {time.monotonic() - started:.1f}s "
-                  f"(Cassandra {releases}{', auth on' if auth else ''}).")
+                  f"(Cassandra {releases}{extras}).")
+    if settings.tls:
+        console.print("`zdm init` writes a zdm.yaml with these TLS settings.")
 
 
 @app.command()

@@ -12,7 +12,6 @@ import os
 from dataclasses import dataclass
 
 from zdm.config import Config
-from zdm.connect import ConnectError
 from zdm.migrate.ratelimit import RateLimiter
 
 
@@ -70,8 +69,9 @@ def connect(cfg, name: str, request_timeout: float):
         return cluster, cluster.connect()
     except NoHostAvailable as exc:
         cluster.shutdown()
-        raise ConnectError(f"{name} ({cfg.contact_points}:{cfg.port}): not reachable: {exc}",
-                           hint=f"check {name}.contact_points and {name}.port in zdm.yaml") from None
+        from zdm.connect import connect_error
+
+        raise connect_error(exc, cfg, name) from None
 
 
 class WorkerContext:

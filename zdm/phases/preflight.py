@@ -154,7 +154,7 @@ class PreflightReport:
 def probe_cluster(cfg: ClusterConfig, name: str, *, clock: bool = True,
                   samples: int = 3) -> ClusterProbe:
     """Connect (raising :class:`~zdm.connect.ConnectError`) and read what preflight needs."""
-    from zdm.connect import session
+    from zdm.connect import describe, session
 
     with session(cfg, name=name) as sess:
         local = sess.execute("SELECT * FROM system.local").one()
@@ -162,7 +162,7 @@ def probe_cluster(cfg: ClusterConfig, name: str, *, clock: bool = True,
         schema = snapshot_from_metadata(metadata, list(metadata.keyspaces))
         clocks = _clock_samples(sess, samples) if clock else ()
         return ClusterProbe(
-            name=name, address=", ".join(f"{h}:{cfg.port}" for h in cfg.contact_points),
+            name=name, address=describe(cfg),
             release_version=str(local.release_version), partitioner=str(local.partitioner),
             protocol_version=int(sess.cluster.protocol_version), schema=schema,
             dse_version=getattr(local, "dse_version", None), clock=tuple(clocks))
@@ -425,7 +425,35 @@ def run_preflight(config: Config, *,
                     max_clock_skew_s=max_clock_skew_s)
     logins = tuple(Check(f"{n} connection", Status.PASS, f"{p.address}: {p.product}")
                    for n, p in probes.items())
-    return replace(report, checks=logins + report.checks)
+    return replace(report, checks=logins + encryption_checks(config) + report.checks)
+
+
+def encryption_checks(config: Config) -> tuple[Check, ...]:
+    """How zdm's connections to each cluster are protected; a warning, with the fix, for TLS
+    whose host names are not verified."""
+    from zdm.tls import insecure_settings
+
+    insecure = {w["key"]: w for w in insecure_settings(config)}
+    out = []
+    for name in ("origin", "target"):
+        cfg: ClusterConfig = getattr(config, name)
+        warning = insecure.get(f"{name}.tls.verify_hostname")
+        if cfg.secure_connect_bundle is not None:
+            out.append(Check(f"{name} encryption", Status.PASS,
+                             "TLS with the secure connect bundle's CA and client certificate, through "
+                             "its SNI proxy"))
+        elif cfg.tls is None:
+            out.append(Check(f"{name} encryption", Status.PASS,
+                             f"none: plaintext CQL ({name}.tls is not set)"))
+        elif warning is not None:
+            out.append(Check(f"{name} encryption", Status.WARN, f"TLS WITHOUT HOSTNAME VERIFICATION: "
+                             f"{warning['what']}", warning["todo"]))
+        else:
+            ca = str(cfg.tls.ca_file) if cfg.tls.ca_file else "this machine's trusted CAs"
+            client = ", with zdm's client certificate" if cfg.tls.cert_file else ""
+            out.append(Check(f"{name} encryption", Status.PASS,
+                             f"TLS: certificates verified against {ca}, host names checked{client}"))
+    return tuple(out)
 
 
 def record_preflight(store: StateStore, report: PreflightReport, operator: str) -> MigrationState:

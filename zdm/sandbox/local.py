@@ -18,11 +18,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from zdm.errors import SandboxError
+from zdm.releases import fmt, parse_version
 from zdm.sandbox import node
 from zdm.sandbox.jars import (CASSANDRA_VERSION, ensure_jars, find_java, jars_cached,
                               java_majors)
 
 DEFAULT_DIR = Path(".zdm/sandbox")
+#: Cassandra reads PEM keystores from 4.1 on (3.11 and 4.0 only JKS)
+TLS_MIN_RELEASE = (4, 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,18 +41,42 @@ class SandboxSettings:
     target_version: str = CASSANDRA_VERSION
     #: "local" (java + Maven jars) or "docker" (the official image, through testcontainers)
     engine: str = "local"
+    #: clients must use TLS (certificates under ``<directory>/tls``, see zdm.sandbox.tls)
+    tls: bool = False
+    #: with TLS, the nodes ("origin", "target") that also require a client certificate
+    tls_client_auth: tuple[str, ...] = ()
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.directory / "tls"
 
     def nodes(self) -> list[node.NodeSpec]:
+        tls = self.tls_dir if self.tls else None
         return [
             node.NodeSpec("origin", self.origin_port, self.origin_storage_port,
-                          self.directory / "origin", self.heap_mb, self.auth, self.origin_version),
+                          self.directory / "origin", self.heap_mb, self.auth, self.origin_version,
+                          tls, self.tls and "origin" in self.tls_client_auth),
             node.NodeSpec("target", self.target_port, self.target_storage_port,
-                          self.directory / "target", self.heap_mb, self.auth, self.target_version),
+                          self.directory / "target", self.heap_mb, self.auth, self.target_version,
+                          tls, self.tls and "target" in self.tls_client_auth),
         ]
 
     def validate(self) -> None:
         for version in (self.origin_version, self.target_version):
             java_majors(version)  # refuses a release the sandbox cannot run
+        if self.tls:
+            old = [f"{n} {v}" for n, v in (("origin", self.origin_version),
+                                            ("target", self.target_version))
+                   if (parse_version(v) or (0,)) < TLS_MIN_RELEASE]
+            if old:
+                raise SandboxError(f"a TLS sandbox needs Cassandra {fmt(TLS_MIN_RELEASE)} or newer "
+                                   f"(PEM keystores), not {', '.join(old)}",
+                                   hint="drop --tls, or run 4.1 or 5.0 nodes")
+            if self.engine != "local":
+                raise SandboxError("--tls runs only on the local engine", hint="drop --docker")
+        unknown = set(self.tls_client_auth) - {"origin", "target"}
+        if unknown:
+            raise SandboxError(f"tls_client_auth names unknown nodes: {', '.join(sorted(unknown))}")
         ports = [self.origin_port, self.target_port, self.origin_storage_port, self.target_storage_port]
         for port in ports:
             if not 1024 <= port <= 65535:
@@ -90,11 +117,12 @@ def saved_settings(directory: Path = DEFAULT_DIR) -> SandboxSettings | None:
         return None
     try:
         raw = json.loads(path.read_text())
-        raw["directory"] = Path(raw["directory"])
+        raw["directory"] = directory  # where it is now, whatever path it was made with
         if "version" in raw:  # written before each node had its own release
             release = raw.pop("version")
             raw.setdefault("origin_version", release)
             raw.setdefault("target_version", release)
+        raw["tls_client_auth"] = tuple(raw.get("tls_client_auth", ()))
         return SandboxSettings(**raw)
     except (ValueError, TypeError, KeyError) as exc:
         raise SandboxError(f"{path} is damaged ({exc})",
@@ -139,6 +167,10 @@ def up(settings: SandboxSettings, *, timeout: float = 240.0, java: str | None = 
             on_step(f"Fetching Cassandra {version} jars from Maven Central (once)...")
         libs[version] = ensure_jars(version)
     save_settings(settings)
+    if settings.tls:
+        from zdm.sandbox.tls import SandboxTls
+
+        SandboxTls(settings.tls_dir).ensure(tuple(s.name for s in specs))
 
     def bring_up(spec: node.NodeSpec) -> None:
         if node.read_pid(spec) is not None:
@@ -233,7 +265,7 @@ def _describe(s: SandboxSettings) -> str:
     releases = (s.origin_version if s.origin_version == s.target_version
                 else f"{s.origin_version}/{s.target_version}")
     return (f"ports {s.origin_port}/{s.target_port}, auth {'on' if s.auth else 'off'}, "
-            f"heap {s.heap_mb} MiB, Cassandra {releases}")
+            f"TLS {'on' if s.tls else 'off'}, heap {s.heap_mb} MiB, Cassandra {releases}")
 
 
 
@@ -280,3 +312,59 @@ def single_node(name: str, version: str, port: int, directory: Path, *,
         node.stop(spec, grace=5)
         raise
     return spec, True
+
+
+def zdm_yaml(settings: SandboxSettings, config_dir: Path) -> str:
+    """`zdm init`'s commented zdm.yaml for this sandbox: its ports, and for a TLS sandbox the CA,
+    zdm's client certificate (for nodes that require one) and the proxy's certificate; for an
+    auth sandbox the login, its password read from ZDM_ORIGIN_PASSWORD / ZDM_TARGET_PASSWORD.
+    Paths are relative to ``config_dir`` (where zdm.yaml goes).  The default sandbox gets the
+    plain template."""
+    import os
+
+    from zdm.config import TEMPLATE
+    from zdm.sandbox.tls import SandboxTls
+
+    def rel(path: Path) -> str:
+        return os.path.relpath(path.resolve(), config_dir.resolve())
+
+    def swap(text: str, old: str, new: str) -> str:
+        if old not in text:  # the template changed: this must change with it
+            raise AssertionError(f"zdm.yaml template has no {old!r}")
+        return text.replace(old, new, 1)
+
+    text = TEMPLATE
+    if (settings.origin_port, settings.target_port, settings.tls, settings.auth) == (9042, 9043, False, False):
+        return text
+    text = swap(text, "# The defaults point at the local sandbox (`zdm sandbox up`): origin 127.0.0.1:9042,\n"
+                      "# target 127.0.0.1:9043, so the sandbox works with no edits.\n",
+                f"# Written by `zdm init` for the sandbox in {rel(settings.directory)}: origin "
+                f"127.0.0.1:{settings.origin_port},\n# target 127.0.0.1:{settings.target_port}"
+                f"{', TLS' if settings.tls else ''}{', logins' if settings.auth else ''}.\n")
+    tls = SandboxTls(settings.tls_dir) if settings.tls else None
+    for name, port, default in (("origin", settings.origin_port, 9042), ("target", settings.target_port, 9043)):
+        head = f"{name}:"
+        at = text.index(f"\n{head}") + 1
+        before, block = text[:at], text[at:]
+        block = swap(block, f"  port: {default}\n", f"  port: {port}\n" + (_tls_lines(
+            tls, rel, client_cert=name in settings.tls_client_auth) if tls else ""))
+        if settings.auth:
+            env = f"ZDM_{name.upper()}_PASSWORD"
+            block = swap(block, "  # username: cassandra\n", "  username: cassandra           # the sandbox's login\n")
+            block = block.replace(f"  # password_env: {env}", f"  password_env: {env}", 1)
+        text = before + block
+    if tls:
+        text = swap(text, "  # tls: {cert_file: proxy.pem, key_file: proxy.key}   # + ca_file and require_client_auth: true\n",
+                    f"  tls:                       # applications connect with TLS (the sandbox's CA)\n"
+                    f"    cert_file: {rel(tls.proxy_cert_file)}\n    key_file: {rel(tls.proxy_key_file)}\n"
+                    f"    ca_file: {rel(tls.ca_file)}\n")
+    return text
+
+
+def _tls_lines(tls, rel, *, client_cert: bool) -> str:
+    lines = "  tls:                       # the sandbox's CA (zdm sandbox up --tls)\n" \
+            f"    ca_file: {rel(tls.ca_file)}\n"
+    if client_cert:
+        lines += (f"    cert_file: {rel(tls.client_cert_file)}   # the node requires a client certificate\n"
+                  f"    key_file: {rel(tls.client_key_file)}\n")
+    return lines

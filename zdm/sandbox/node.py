@@ -45,6 +45,10 @@ class NodeSpec:
     auth: bool = False
     #: the Apache Cassandra release it runs
     version: str = DEFAULT_SANDBOX_RELEASE
+    #: the sandbox's TLS directory when its clients must use TLS (see zdm.sandbox.tls)
+    tls_dir: Path | None = None
+    #: with TLS: clients must present a certificate signed by the sandbox CA
+    tls_client_auth: bool = False
 
     @property
     def release(self) -> tuple[int, ...]:
@@ -58,6 +62,15 @@ class NodeSpec:
     @property
     def cluster_name(self) -> str:
         return f"zdm-sandbox-{self.name}"
+
+    @property
+    def tls(self):
+        """The sandbox's TLS material (None: plaintext)."""
+        if self.tls_dir is None:
+            return None
+        from zdm.sandbox.tls import SandboxTls
+
+        return SandboxTls(self.tls_dir)
 
     @property
     def pid_file(self) -> Path:
@@ -134,6 +147,10 @@ def yaml_text(spec: NodeSpec, data: Path) -> str:
     text += "".join(f"{new if new_names else old}\n" for new, old in _RENAMED)
     if spec.release < (4, 0):
         text += "start_rpc: false\n"  # 3.11 still has Thrift
+    if spec.tls is not None:
+        from zdm.sandbox.tls import yaml_block
+
+        text += yaml_block(spec.tls, spec.name, client_auth=spec.tls_client_auth)
     return text
 
 
@@ -256,6 +273,8 @@ def start(spec: NodeSpec, java: str, lib: Path) -> subprocess.Popen:
             raise SandboxError(f"{spec.name}: port {port} is already in use by another process",
                                hint="stop whatever listens there, or pick other ports "
                                     "(zdm sandbox up --origin-port/--target-port)")
+    if spec.tls is not None:
+        spec.tls.ensure((spec.name,))
     write_config(spec)
     java_version = java_major(java) or 0
     log = open(spec.log_file, "ab")
@@ -311,9 +330,14 @@ def cql_login(spec: NodeSpec, timeout: float = 10.0) -> str:
     from cassandra.cluster import Cluster
 
     auth = PlainTextAuthProvider(*DEFAULT_CREDENTIALS) if spec.auth else None
+    tls = {}
+    if spec.tls is not None:
+        from zdm.sandbox.tls import client_context
+
+        tls["ssl_context"] = client_context(spec.tls, client_cert=spec.tls_client_auth)
     cluster = Cluster(["127.0.0.1"], port=spec.native_port, auth_provider=auth,
                       connect_timeout=timeout, control_connection_timeout=timeout,
-                      protocol_version=spec.protocol_version)
+                      protocol_version=spec.protocol_version, **tls)
     try:
         session = cluster.connect()
         row = session.execute("SELECT release_version FROM system.local", timeout=timeout).one()
