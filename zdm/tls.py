@@ -29,7 +29,7 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from zdm.config import TlsConfig
+from zdm.config import ProxyTlsConfig, TlsConfig
 from zdm.errors import ConfigError
 
 #: the lowest TLS version zdm offers (TLS 1.0 and 1.1 are broken)
@@ -54,8 +54,21 @@ def client_context(tls: TlsConfig, *, name: str) -> ssl.SSLContext:
     return ctx
 
 
+def server_context(tls: ProxyTlsConfig) -> ssl.SSLContext:
+    """The SSL context of the proxy's listener (``proxy.tls``): its certificate, and with
+    ``require_client_auth`` a client certificate signed by ``ca_file`` required of every client."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = MINIMUM_VERSION
+    load_cert_chain(ctx, tls.cert_file, tls.key_file, key="proxy.tls", role="proxy's certificate")
+    if tls.ca_file is not None:
+        load_ca(ctx, ca_file=tls.ca_file, key="proxy.tls.ca_file", signed="the clients' certificates")
+    ctx.verify_mode = ssl.CERT_REQUIRED if tls.require_client_auth else \
+        (ssl.CERT_OPTIONAL if tls.ca_file is not None else ssl.CERT_NONE)
+    return ctx
+
+
 def load_ca(ctx: ssl.SSLContext, *, ca_file: Path | None = None, cadata: bytes | None = None,
-            key: str, path: str | None = None) -> None:
+            key: str, path: str | None = None, signed: str = "the nodes' certificates") -> None:
     try:
         if ca_file is not None:
             ctx.load_verify_locations(cafile=str(ca_file))
@@ -63,12 +76,12 @@ def load_ca(ctx: ssl.SSLContext, *, ca_file: Path | None = None, cadata: bytes |
             ctx.load_verify_locations(cadata=(cadata or b"").decode("ascii", "replace"))
     except (ssl.SSLError, ValueError, OSError) as exc:
         raise ConfigError(f"not a PEM CA certificate ({_reason(exc)})", path=path, key=key,
-                          hint="give the CA certificate that signed the nodes' certificates, "
+                          hint=f"give the CA certificate that signed {signed}, "
                                "PEM (-----BEGIN CERTIFICATE-----)") from None
 
 
 def load_cert_chain(ctx: ssl.SSLContext, cert_file: Path, key_file: Path, *, key: str,
-                    path: str | None = None) -> None:
+                    path: str | None = None, role: str = "client certificate") -> None:
     """Load a client certificate and its key; ``key`` is the settings' prefix
     (``origin.tls``), whose ``cert_file`` / ``key_file`` the errors name."""
     asked = []
@@ -91,7 +104,7 @@ def load_cert_chain(ctx: ssl.SSLContext, cert_file: Path, key_file: Path, *, key
                               hint=f"give the private key that belongs to {key}.cert_file") from None
         raise ConfigError(f"{key}.cert_file and {key}.key_file are not a PEM certificate and "
                           f"its key ({reason})", path=path, key=f"{key}.cert_file",
-                          hint="give the client certificate (-----BEGIN CERTIFICATE-----) and its "
+                          hint=f"give the {role} (-----BEGIN CERTIFICATE-----) and its "
                                "unencrypted private key (-----BEGIN PRIVATE KEY-----), PEM") from None
 
 

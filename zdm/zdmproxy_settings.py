@@ -9,10 +9,6 @@ says what zdm does with it:
   would: zdm-proxy's target port is 9042 (zdm's 9043), its connection timeout 30 s (zdm's
   10 s), it listens on ``localhost``.  An empty value is unset, as in zdm-proxy; empty
   credentials mean "no login".
-* **maps, not yet** (``not_yet=``): the zdm key is being added.  Until this zdm version has
-  it, only the values zdm already behaves as are accepted (``metrics_enabled: false``);
-  any other is refused as "not supported yet by this zdm version".  Deleting the
-  ``not_yet=...`` argument is all it takes to support it.
 * **default only**: a zdm-proxy knob zdm has no equivalent for (buffer and queue sizes,
   worker pools, stream ids, tracing, ...): its default is accepted, any other value is
   refused, naming the setting and why.
@@ -175,8 +171,6 @@ class Setting:
     default: Any                   # zdm-proxy's default, parsed; None: it has none
     key: str | None = None         # the zdm key it maps to
     convert: Callable[[Any], Any] = lambda value: value
-    #: the zdm key is not in this zdm version yet: only these values (what zdm does anyway)
-    not_yet: tuple | None = None
     #: further zdm keys (and values) a given value implies
     also: tuple[tuple[str, Any], ...] = ()
     #: unset, it is written with zdm-proxy's default (False: left to zdm's)
@@ -198,7 +192,7 @@ class Setting:
             return self.role
         if self.key is None:
             return "default only"
-        return "not yet" if self.not_yet is not None else "maps"
+        return "maps"
 
 
 def _maps(name: str, kind: Kind, default: Any, key: str, convert=None, **kw: Any) -> Setting:
@@ -264,11 +258,11 @@ SETTINGS: tuple[Setting, ...] = (
     _maps("proxy_request_timeout_ms", MILLIS, 10000, "proxy.request_timeout_s", _seconds),
     _maps("proxy_max_client_connections", WHOLE, 1000, "proxy.max_client_connections"),
     _fixed("proxy_max_stream_ids", WHOLE, 2048),
-    _maps("proxy_tls_ca_path", TEXT, None, "proxy.tls.ca_file", not_yet=()),
-    _maps("proxy_tls_cert_path", TEXT, None, "proxy.tls.cert_file", not_yet=()),
-    _maps("proxy_tls_key_path", TEXT, None, "proxy.tls.key_file", not_yet=()),
+    _maps("proxy_tls_ca_path", TEXT, None, "proxy.tls.ca_file"),
+    _maps("proxy_tls_cert_path", TEXT, None, "proxy.tls.cert_file"),
+    _maps("proxy_tls_key_path", TEXT, None, "proxy.tls.key_file"),
     _maps("proxy_tls_require_client_auth", FLAG, False, "proxy.tls.require_client_auth",
-          write_default=False, not_yet=(False,)),
+          write_default=False),
     # metrics
     _maps("metrics_enabled", FLAG, True, "proxy.metrics_enabled"),
     _maps("metrics_address", TEXT, "localhost", "proxy.metrics_address"),
@@ -477,7 +471,7 @@ def translate(given: Mapping[str, Given], *, file: Path | None = None,
         if g is None:
             bundled = s.name in ("origin_port", "target_port") and \
                 f"{s.name[:-len('_port')]}_secure_connect_bundle_path" in given  # the bundle names it
-            if s.key and s.not_yet is None and s.default is not None and s.write_default and not bundled:
+            if s.key and s.default is not None and s.write_default and not bundled:
                 put(s.key, s.convert(s.default), s)
             continue
         value = values[s.name]
@@ -488,13 +482,6 @@ def translate(given: Mapping[str, Given], *, file: Path | None = None,
                               "is accepted",
                               hint=s.hint or f"remove {g.label}")
             t.accepted.append(g)
-        elif s.not_yet is not None:
-            if value in s.not_yet:
-                t.accepted.append(g)
-                continue
-            today = f"; accepted today: {', '.join(_show(v) for v in s.not_yet)}" if s.not_yet else ""
-            raise g.error(f"{g.shown} is not supported yet by this zdm version (zdm's `{s.key}`){today}",
-                          hint=s.hint or f"remove {g.label}, or use a zdm version that has `{s.key}`")
         else:
             put(s.key, s.convert(value), g)
             for key, implied in s.also:

@@ -51,7 +51,9 @@ def start_proxy_process(config_path, port: int, timeout: float = 30.0, *, args=(
 
 def answers_plaintext_startup(port: int, host: str = "127.0.0.1", timeout: float = 5.0) -> bool:
     """Whether ``host:port`` answers a plaintext CQL STARTUP with a CQL frame (READY,
-    AUTHENTICATE or ERROR): what a port that encrypts everything must never do."""
+    AUTHENTICATE or ERROR): what a port that encrypts everything must never do.  The one
+    plaintext answer a TLS port may give is the refusal that tells the client to use TLS (an
+    ERROR saying so, then the connection closed): it carries nothing but that."""
     from zdm.cql import messages as m
     from zdm.cql.constants import Opcode
     from zdm.cql.frame import encode_frame
@@ -60,16 +62,28 @@ def answers_plaintext_startup(port: int, host: str = "127.0.0.1", timeout: float
         with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.sendall(encode_frame(4, Opcode.STARTUP, m.encode_startup({"CQL_VERSION": "3.0.0"}),
                                       stream=1))
-            head = b""
-            while len(head) < 9:
-                data = sock.recv(9 - len(head))
-                if not data:
-                    break
-                head += data
+            data, closed = b"", False
+            try:
+                while True:  # a refusal closes the connection after its answer
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        closed = True
+                        break
+                    data += chunk
+                    if len(data) >= 9 and data[4] != Opcode.ERROR:
+                        break
+            except socket.timeout:
+                pass  # it kept the connection open: whatever it answered counts
     except OSError:
         return False
-    return len(head) == 9 and head[0] in (0x83, 0x84, 0x85) and head[4] in (
-        Opcode.READY, Opcode.AUTHENTICATE, Opcode.ERROR)
+    if not (len(data) >= 9 and data[0] in (0x83, 0x84, 0x85) and data[4] in (
+            Opcode.READY, Opcode.AUTHENTICATE, Opcode.ERROR)):
+        return False
+    if data[4] == Opcode.ERROR:
+        length = int.from_bytes(data[5:9], "big")
+        if closed and len(data) == 9 + length and "requires TLS" in m.decode_error(data[9:]).message:
+            return False  # told to use TLS, and closed
+    return True
 
 
 def answers_tls_startup(port: int, context, host: str = "127.0.0.1", timeout: float = 5.0) -> bool:

@@ -10,7 +10,7 @@ from zdm.cql import messages as m
 from zdm.cql.classify import classify
 from zdm.cql.constants import ErrorCode, Opcode
 from zdm.cql.frame import Frame
-from zdm.phases.model import Cluster, Phase, routing_for
+from zdm.phases.model import Phase, routing_for
 from zdm.proxy import aggregate
 from zdm.proxy.prepared import PreparedCache, PreparedEntry
 from zdm.proxy.routing import Destination, decide
@@ -220,13 +220,13 @@ def test_selected_columns(query, expected):
 
 def test_each_client_connection_takes_the_next_node_of_each_cluster():
     from zdm.config import ClusterConfig, Config
-    from zdm.proxy.connection import Dialer
+    from zdm.proxy.dialer import Route
 
     config = Config(origin=ClusterConfig(contact_points=("10.0.0.1", "10.0.0.2"), port=9042),
                     target=ClusterConfig(contact_points=("10.1.0.1", "10.1.0.2", "10.1.0.3"), port=9043))
-    dialer = Dialer(config)
-    origin = [dialer.next_address(Cluster.ORIGIN) for _ in range(4)]
-    target = [dialer.next_address(Cluster.TARGET) for _ in range(4)]
+    routes = {c: Route.of(cfg, c) for c, cfg in (("origin", config.origin), ("target", config.target))}
+    origin = [(e.host, e.port) for e in (routes["origin"].next() for _ in range(4))]
+    target = [(e.host, e.port) for e in (routes["target"].next() for _ in range(4))]
     assert origin == [("10.0.0.1", 9042), ("10.0.0.2", 9042)] * 2
     assert target == [("10.1.0.1", 9043), ("10.1.0.2", 9043), ("10.1.0.3", 9043), ("10.1.0.1", 9043)]
 

@@ -1,9 +1,6 @@
 """zdm-proxy's settings: every mapping and every refusal of the table, from its environment
 variables (as zdm-proxy's documentation spells them) and from its YAML file; the routing
 check against the stored phase; where the proxy's configuration comes from.
-
-Settings whose zdm key is still being added ("not yet") are tested both ways: refused as
-"not supported yet" while the entry says so, mapped once ``not_yet=`` is deleted.
 """
 
 from __future__ import annotations
@@ -179,7 +176,7 @@ def test_values_are_read_as_zdm_proxy_reads_them():
 
 # -- settings whose zdm key is being added: refused now, mapped once supported ------------------
 
-PENDING = [
+MAPPED = [
     ("origin-tls-ca", {"ZDM_ORIGIN_TLS_SERVER_CA_PATH": "/etc/zdm/origin-ca.pem"},
      {"origin.tls.ca_file": "/etc/zdm/origin-ca.pem", "origin.tls.verify_hostname": False}),
     ("origin-tls-cert", {"ZDM_ORIGIN_TLS_CLIENT_CERT_PATH": "/etc/zdm/origin.crt"},
@@ -212,48 +209,33 @@ PENDING = [
 ]
 
 
-def _the_setting(env: dict[str, str]):
-    (name,) = [n for n, v in env.items() if v and n not in BASE]
-    return BY_ENV[name]
-
-
-@pytest.mark.parametrize("env, expected", [p[1:] for p in PENDING], ids=[p[0] for p in PENDING])
-def test_setting_zdm_is_adding_is_refused_until_supported_then_mapped(env, expected):
-    setting = _the_setting(env)
-    if setting.not_yet is None:  # this zdm version supports it
-        raw = from_env(env).raw
-        for key, value in expected.items():
-            assert nested(raw, key) == value, key
-        return
-    with pytest.raises(ConfigError) as info:
-        from_env(env)
-    assert str(info.value).startswith(f"{setting.env}: ")
-    assert "not supported yet by this zdm version" in str(info.value)
-    assert f"`{setting.key}`" in str(info.value)
-
-
-TODAY = [
+DEFAULTS = [
     ("metrics-disabled", {"ZDM_METRICS_ENABLED": "false"}, {"proxy.metrics_enabled": False}),
     ("metrics-default-port", {"ZDM_METRICS_PORT": "14001"}, {"proxy.metrics_port": 14001}),
     ("log-level-info", {"ZDM_LOG_LEVEL": "info"}, {"proxy.log_level": "info"}),
     ("no-function-replacement", {"ZDM_REPLACE_CQL_FUNCTIONS": "false"}, {"proxy.replace_cql_functions": False}),
     ("no-credential-forwarding", {"ZDM_FORWARD_CLIENT_CREDENTIALS_TO_ORIGIN": "false"},
      {"proxy.forward_client_credentials_to_origin": False}),
-    ("no-client-auth", {"ZDM_PROXY_TLS_REQUIRE_CLIENT_AUTH": "false"}, {}),
+    ("no-client-auth", {"ZDM_PROXY_TLS_REQUIRE_CLIENT_AUTH": "false"}, {"proxy.tls.require_client_auth": False}),
 ]
 
 
-@pytest.mark.parametrize("env, expected", [t[1:] for t in TODAY], ids=[t[0] for t in TODAY])
-def test_what_zdm_does_anyway_is_accepted_before_it_is_supported(env, expected):
-    setting = _the_setting(env)
-    t = from_env(env)
-    if setting.not_yet is None:
-        for key, value in expected.items():
-            assert nested(t.raw, key) == value, key
-    else:
-        assert [g.setting for g in t.accepted] == [setting]
-        assert nested(t.raw, setting.key) is KeyError
-        t.config()
+@pytest.mark.parametrize("env, expected", [p[1:] for p in MAPPED + DEFAULTS],
+                         ids=[p[0] for p in MAPPED + DEFAULTS])
+def test_a_setting_maps_to_its_zdm_key(env, expected):
+    raw = from_env(env).raw
+    for key, value in expected.items():
+        assert nested(raw, key) == value, key
+
+
+def test_the_proxys_tls_settings_make_its_listener_tls(tmp_path):
+    cert, key, ca = (tmp_path / n for n in ("p.crt", "p.key", "ca.pem"))
+    for f in (cert, key, ca):
+        f.write_text("x")
+    config = from_env({"ZDM_PROXY_TLS_CERT_PATH": str(cert), "ZDM_PROXY_TLS_KEY_PATH": str(key),
+                       "ZDM_PROXY_TLS_CA_PATH": str(ca), "ZDM_PROXY_TLS_REQUIRE_CLIENT_AUTH": "true"}).config()
+    assert (config.proxy.tls.cert_file, config.proxy.tls.key_file, config.proxy.tls.ca_file,
+            config.proxy.tls.require_client_auth) == (cert, key, ca, True)
 
 
 # -- refusals --------------------------------------------------------------------------------
@@ -459,7 +441,8 @@ FILE_ERRORS = [
      "origin_port: port 70000 is out of range", None),
     ("refused-knob", REFERENCE + "request_write_buffer_size_bytes: 65536\n",
      "request_write_buffer_size_bytes: 65536 is refused: an internal tuning knob", None),
-    ("not-yet", REFERENCE + "proxy_tls_cert_path: /etc/proxy.crt\n", "proxy_tls_cert_path: ", None),
+    ("proxy-tls-half", REFERENCE + "proxy_tls_cert_path: /etc/proxy.crt\n",
+     "proxy_tls_key_path: a certificate needs its key, and a key its certificate", None),
     ("missing-contact-points", "origin_contact_points: 10.0.0.1\n", "target_contact_points: not set", None),
     ("list-of-mappings", "origin_contact_points: [{a: 1}]\ntarget_contact_points: x\n",
      "origin_contact_points: must be a string, not a mapping", None),

@@ -1,4 +1,5 @@
-"""The proxy's I/O edge: asyncio Protocols for client and cluster connections, and the dialer.
+"""The proxy's I/O edge: asyncio Protocols for client and cluster connections (see
+:mod:`zdm.proxy.dialer` for opening them).
 
 Theory of operation: each side of the proxy is an ``asyncio.Protocol`` whose
 ``data_received`` feeds a sans-I/O :class:`~zdm.cql.frame.FrameReader` and hands
@@ -17,7 +18,6 @@ whole frames to its owner's callbacks; nothing here decides routing.
   handshake is done.
 * Protocol v5 wraps frames in segments once the handshake is done (spec v5 section
   2.3.1); both classes switch their reader and writer at exactly that frame.
-* :class:`Dialer` opens cluster connections, each cluster's contact points in turn.
 
 Buffers are created empty and grow with the traffic; a connection that only ever
 holds a few requests costs a few kilobytes.
@@ -27,19 +27,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import itertools
 import logging
-import socket
 import struct
 import time
 from typing import Callable
 
-from zdm.config import Config
 from zdm.cql.constants import COMPRESSION, Opcode
 from zdm.cql.errors import ProtocolError
 from zdm.cql.frame import Frame, FrameReader, starts_segment_framing
 from zdm.cql.segment import encode_segments
-from zdm.errors import ZdmError
 from zdm.phases.model import Cluster
 from zdm.proxy.aggregate import Failure, Outcome
 from zdm.proxy.streams import StreamIds, StreamsExhausted
@@ -95,7 +91,7 @@ class _Output:
 class BackendConnection(asyncio.Protocol):
     __slots__ = ("cluster", "address", "name", "reader", "streams", "request_timeout", "on_event",
                  "on_lost", "transport", "out", "in_handshake", "version", "closed", "last_activity",
-                 "connected", "node_stats")
+                 "connected", "node_stats", "endpoint")
 
     def __init__(self, cluster: Cluster, address: tuple[str, int], *, max_frame_bytes: int,
                  request_timeout: float, on_event: Callable[[Frame], None] | None = None,
@@ -118,6 +114,8 @@ class BackendConnection(asyncio.Protocol):
         self.connected = asyncio.get_running_loop().create_future()
         #: this node's latency and failures (zdm.proxy.stats.NodeStats), when metrics are on
         self.node_stats = node_stats
+        #: where the dialer connected it (a zdm.proxy.dialer.Endpoint)
+        self.endpoint = None
 
     # -- asyncio.Protocol --------------------------------------------------------
     def connection_made(self, transport) -> None:
@@ -295,45 +293,3 @@ class ClientConnection(asyncio.Protocol):
         self.out.flush()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
-
-
-class Dialer:
-    """Opens connections to cluster nodes: each cluster's contact points in turn, so the
-    connections of many clients spread over the cluster's coordinators."""
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self._next = {c: itertools.cycle(self._cluster(c).endpoints()) for c in Cluster}
-        #: (cluster, "host:port") -> the NodeStats connections to that node count into
-        self.node_stats: Callable | None = None
-        #: cluster -> None, called when a connection to it cannot be made
-        self.on_failure: Callable[[Cluster], None] | None = None
-
-    def _cluster(self, cluster: Cluster):
-        return self.config.origin if cluster is Cluster.ORIGIN else self.config.target
-
-    def next_address(self, cluster: Cluster) -> tuple[str, int]:
-        return next(self._next[cluster])
-
-    async def dial(self, cluster: Cluster, *, on_event: Callable[[Frame], None] | None = None,
-                   on_lost: Callable[["BackendConnection", str], None] | None = None) -> "BackendConnection":
-        cfg = self._cluster(cluster)
-        pc = self.config.proxy
-        address = self.next_address(cluster)
-        loop = asyncio.get_running_loop()
-        stats = self.node_stats(cluster, f"{address[0]}:{address[1]}") if self.node_stats else None
-        backend = BackendConnection(cluster, address, max_frame_bytes=pc.max_frame_bytes,
-                                    request_timeout=pc.request_timeout_s,
-                                    on_event=on_event, on_lost=on_lost, node_stats=stats)
-        try:
-            await asyncio.wait_for(loop.create_connection(lambda: backend, *address), cfg.connect_timeout_s)
-        except (OSError, asyncio.TimeoutError) as exc:
-            if self.on_failure is not None:
-                self.on_failure(cluster)
-            raise ZdmError(f"{cluster.value} ({address[0]}:{address[1]}) is not reachable: "
-                           f"{exc or 'timed out'}",
-                           hint=f"check {cluster.value}.contact_points / {cluster.value}.port") from None
-        sock = backend.transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return backend

@@ -21,7 +21,8 @@ from zdm.cql.types import deserialize
 from zdm.errors import ZdmError
 from zdm.phases.model import Cluster
 from zdm.proxy.auth import login
-from zdm.proxy.connection import BackendConnection, Dialer
+from zdm.proxy.connection import BackendConnection
+from zdm.proxy.dialer import Dialer
 from zdm.proxy.dataplane import keep_alive
 from zdm.proxy.topology import CLUSTER_FACTS
 
@@ -71,6 +72,11 @@ class ControlPlane:
             except ZdmError as exc:
                 raise ProxyError(exc.message, hint=exc.hint) from None
             answer = await backend.request(version, Opcode.STARTUP, m.encode_startup({"CQL_VERSION": "3.0.0"}))
+            if not isinstance(answer, Frame):
+                tls_failure = await self.dialer.explain_lost(backend, answer.message)
+                if tls_failure is not None:
+                    self.dialer.failed(cluster)
+                    raise ProxyError(tls_failure.message, hint=tls_failure.hint)
             refused = not isinstance(answer, Frame) or (answer.opcode == Opcode.ERROR and
                                                         _unsupported_version(answer))
             if refused and known is None and version != VERSIONS_TO_TRY[-1]:

@@ -16,22 +16,37 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 import time
 from typing import Callable
 
 from zdm.config import Config
-from zdm.cql.constants import MAX_VERSION, Opcode
+from zdm.cql.constants import MAX_VERSION, ErrorCode, Opcode
 from zdm.cql.frame import Frame
 from zdm.phases.divergences import DivergenceLog, DivergenceWriter
 from zdm.phases.model import Cluster, ReadMode, Routing
 from zdm.proxy.aggregate import Outcome
-from zdm.proxy.connection import BackendConnection, ClientConnection, Dialer
+from zdm.proxy.connection import BackendConnection, ClientConnection
+from zdm.proxy.dialer import Dialer
 from zdm.proxy.handler import Context
+from zdm.proxy.refusal import Refusal
 from zdm.proxy.session import ClientSession
 from zdm.proxy.topology import Instance, VirtualTopology
+from zdm.tls import classify, server_context, short_error
 from zdm.scope import Scope
 
 log = logging.getLogger("zdm.proxy")
+
+#: how long a client on the TLS port has to start and finish its handshake
+TLS_HANDSHAKE_TIMEOUT = 10.0
+
+
+def _peer(sock: socket.socket) -> str:
+    try:
+        host, port = sock.getpeername()[:2]
+        return f"{host}:{port}"
+    except OSError:
+        return "?"
 
 TICK_SECONDS = 0.5
 
@@ -50,6 +65,7 @@ class DataPlane:
                            replace_functions=pc.replace_cql_functions, max_version=max_version,
                            metrics=pc.metrics_enabled)
         self._divergences: DivergenceWriter | None = None
+        self._tls = server_context(pc.tls) if pc.tls is not None else None
         self.dialer = Dialer(config)
         if pc.metrics_enabled:
             stats = self.ctx.stats
@@ -98,18 +114,49 @@ class DataPlane:
 
     # -- connections -------------------------------------------------------------------
     def adopt(self, sock: socket.socket) -> None:
-        """Serve an accepted client connection."""
+        """Serve an accepted client connection (over TLS when proxy.tls is set)."""
         self.connections += 1
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         loop = asyncio.get_running_loop()
-        task = loop.create_task(loop.connect_accepted_socket(self._protocol, sock))
+        serve = self._serve_tls(sock) if self._tls is not None else \
+            loop.connect_accepted_socket(self._protocol, sock)
+        task = loop.create_task(serve)
         task.add_done_callback(self._adopted)
 
-    def _adopted(self, task: asyncio.Task) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.info("client connection lost before it was served: %s", task.exception())
+    async def _serve_tls(self, sock: socket.socket) -> None:
+        """TLS, unless the client speaks plaintext CQL: then it is told, and closed."""
+        loop = asyncio.get_running_loop()
+        peer = _peer(sock)
+        readable = loop.create_future()
+        loop.add_reader(sock.fileno(), lambda: readable.done() or readable.set_result(None))
+        try:
+            await asyncio.wait_for(readable, TLS_HANDSHAKE_TIMEOUT)
+        finally:
+            loop.remove_reader(sock.fileno())
+        first = sock.recv(1, socket.MSG_PEEK)
+        if first and first[0] & 0x7F in (3, 4, 5):  # a CQL request header, not a TLS record
+            log.warning("client %s sent plaintext CQL to this TLS port (proxy.tls); told to use TLS", peer)
+            await loop.connect_accepted_socket(lambda: Refusal(
+                ErrorCode.PROTOCOL_ERROR, "zdm proxy: this port requires TLS (proxy.tls is set); "
+                "connect with TLS, trusting the proxy's CA"), sock)
             self._connection_ended()
+            return
+        try:
+            await loop.connect_accepted_socket(self._protocol, sock, ssl=self._tls,
+                                               ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
+        except (ssl.SSLError, OSError, asyncio.TimeoutError) as exc:
+            failure = classify(exc)
+            log.warning("TLS with client %s failed: %s (%s)", peer,
+                        failure.value if failure is not None else type(exc).__name__, short_error(exc))
+            sock.close()
+            self._connection_ended()
+
+    def _adopted(self, task: asyncio.Task) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        log.info("client connection lost before it was served: %s", task.exception())
+        self._connection_ended()
 
     def _protocol(self) -> ClientConnection:
         return ClientConnection(self._new_session, max_frame_bytes=self.config.proxy.max_frame_bytes)

@@ -27,16 +27,14 @@ import time
 
 
 from zdm.config import Config, parse_host_port
-from zdm.cql.constants import ErrorCode, MAX_VERSION, MIN_VERSION
-from zdm.cql.errors import ProtocolError
-from zdm.cql.frame import Frame, FrameReader, encode_unsupported_version
+from zdm.cql.constants import ErrorCode
 from zdm.errors import ZdmError
 from zdm.phases.divergences import DivergenceLog
 from zdm.phases.model import Cluster, Phase, Routing, routing_for
 from zdm.proxy.control import ControlPlane, ProxyError
 from zdm.proxy.dataplane import DataPlane
 from zdm.proxy.endpoint import HttpEndpoint
-from zdm.proxy.handler import error_frame
+from zdm.proxy.refusal import Refusal
 from zdm.proxy.registration import Registration
 from zdm.proxy.reporting import Reporting, counters
 from zdm.proxy.stats import ProxyStats, merge, utc_now
@@ -46,7 +44,6 @@ from zdm.proxy.worker import LocalWorker, WorkerProcess
 log = logging.getLogger("zdm.proxy")
 
 TICK_SECONDS = 1.0
-REFUSAL_TIMEOUT = 5.0
 
 __all__ = ["ProxyError", "ProxyServer", "run", "serve"]
 
@@ -246,7 +243,7 @@ class ProxyServer:
                    f"proxy.max_client_connections); connect to another proxy instance, or raise the limit")
         conn.setblocking(False)
         loop = asyncio.get_running_loop()
-        task = loop.create_task(loop.connect_accepted_socket(lambda: _Refusal(message), conn))
+        task = loop.create_task(loop.connect_accepted_socket(lambda: Refusal(ErrorCode.OVERLOADED, message), conn))
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     # -- routing -------------------------------------------------------------------------
@@ -336,35 +333,6 @@ class ProxyServer:
             async_reads=stats.async_reads(), client_connections=self.client_connections,
             workers=len(self.workers), counters=counters(stats), live=self.reporting.live(stats),
             metrics_port=self.metrics_port)
-
-
-class _Refusal(asyncio.Protocol):
-    """A client past the connection limit: its first frame is answered with OVERLOADED (in
-    its protocol version), then the connection is closed."""
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-        self.reader = FrameReader(64 * 1024, expect_response=False)
-        self.transport = None
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-        asyncio.get_running_loop().call_later(REFUSAL_TIMEOUT, transport.close)
-
-    def data_received(self, data: bytes) -> None:
-        self.reader.receive_data(data)
-        try:
-            frame: Frame | None = self.reader.next_frame()
-        except ProtocolError as exc:
-            if exc.version is not None and not MIN_VERSION <= exc.version <= MAX_VERSION:
-                self.transport.write(encode_unsupported_version(exc.version, exc.stream))
-            self.transport.close()
-            return
-        if frame is None:
-            return
-        answer = error_frame(frame.version, frame.stream, ErrorCode.OVERLOADED, self.message)
-        self.transport.write(answer.header() + answer.body)
-        self.transport.close()
 
 
 async def serve(config: Config, *, store=None, name: str | None = None, ready=None,

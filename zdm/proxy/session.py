@@ -32,7 +32,8 @@ from zdm import logs
 from zdm.errors import ZdmError
 from zdm.phases.model import Cluster
 from zdm.proxy.auth import client_credentials_go_to, login
-from zdm.proxy.connection import BackendConnection, ClientConnection, Dialer
+from zdm.proxy.connection import BackendConnection, ClientConnection
+from zdm.proxy.dialer import Dialer
 from zdm.proxy.handler import Context, RequestHandler, error_frame, failure_frame
 
 log = logging.getLogger("zdm.proxy")
@@ -92,6 +93,12 @@ class ClientSession:
     def protocol_error(self, exc: ProtocolError) -> None:
         """Malformed input from the client: answer with the error, then close this client only."""
         version = exc.version if exc.version in (3, 4, 5) else (self.version or 4)
+        if isinstance(exc, UnsupportedVersion) and exc.version == 0x16 and self.version is None:
+            # 0x16 is a TLS handshake record: a TLS client on this plaintext port
+            log.warning("a TLS client connected to this plaintext port; set proxy.tls to serve TLS, "
+                        "or connect without TLS", extra=self.who)
+            self.client.close()
+            return
         if isinstance(exc, UnsupportedVersion):
             # normal negotiation: drivers try their newest version first, then downgrade
             supported = tuple(v for v in SUPPORTED_VERSIONS if v <= self.ctx.max_version)

@@ -1,0 +1,171 @@
+"""Opening the proxy's connections to a cluster's nodes: where they are, and TLS.
+
+Theory of operation: each cluster has a :class:`Route`, made once, on the first connection:
+
+* contact points (``origin.contact_points`` / ``port``), in turn, so the connections of many
+  clients spread over the cluster's coordinators; with ``<cluster>.tls`` every connection is
+  TLS with the context :func:`zdm.tls.client_context` makes, checking the node's name;
+* a secure connect bundle (``<cluster>.secure_connect_bundle``, Astra DB): the metadata
+  service names one SNI proxy and every node's host id; each connection goes to the SNI
+  proxy with the next host id as its SNI name, over the bundle's mutual TLS.
+
+A connection that fails is explained: a TLS failure with :func:`zdm.tls.explain` (on a
+thread, since it may look at the port again), naming the setting that fixes it; no key or
+password is ever part of a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+import ssl
+from dataclasses import dataclass
+from typing import Callable
+
+from zdm.config import ClusterConfig, Config
+from zdm.cql.frame import Frame
+from zdm.errors import ZdmError
+from zdm.phases.model import Cluster
+from zdm.proxy.connection import BackendConnection
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+    #: the TLS server name to send (None: no TLS, or no name check)
+    server_name: str | None = None
+    #: what the node is called in metrics and messages
+    label: str = ""
+
+
+class Route:
+    """Where one cluster's connections go, in turn, and with which TLS context."""
+
+    def __init__(self, endpoints: list[Endpoint], tls: ssl.SSLContext | None) -> None:
+        self.endpoints = endpoints
+        self.tls = tls
+        self._next = itertools.cycle(endpoints)
+
+    def next(self) -> Endpoint:
+        return next(self._next)
+
+    @classmethod
+    def of(cls, cfg: ClusterConfig, name: str) -> "Route":
+        """The route for ``cfg`` (may call a bundle's metadata service: blocking)."""
+        if cfg.secure_connect_bundle is not None:
+            from zdm.bundle import resolve
+
+            astra = resolve(cfg.secure_connect_bundle, key=f"{name}.secure_connect_bundle")
+            return cls([Endpoint(astra.sni_host, astra.sni_port, host_id, host_id)
+                        for host_id in astra.host_ids], astra.ssl_context)
+        tls = None
+        if cfg.tls is not None:
+            from zdm.tls import client_context
+
+            tls = client_context(cfg.tls, name=name)
+        return cls([Endpoint(host, port, host if tls is not None and tls.check_hostname else None,
+                             f"{host}:{port}") for host, port in cfg.endpoints()], tls)
+
+
+class Dialer:
+    """Opens connections to cluster nodes by each cluster's :class:`Route`."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._routes: dict[Cluster, Route] = {}
+        self._making: dict[Cluster, asyncio.Future] = {}
+        #: (cluster, node label) -> the NodeStats connections to that node count into
+        self.node_stats: Callable | None = None
+        #: cluster -> None, called when a connection to it cannot be made
+        self.on_failure: Callable[[Cluster], None] | None = None
+
+    def _cluster(self, cluster: Cluster) -> ClusterConfig:
+        return self.config.origin if cluster is Cluster.ORIGIN else self.config.target
+
+    async def route(self, cluster: Cluster) -> Route:
+        route = self._routes.get(cluster)
+        if route is not None:
+            return route
+        making = self._making.get(cluster)
+        if making is None:  # one metadata call however many clients connect at once
+            making = self._making[cluster] = asyncio.ensure_future(
+                asyncio.to_thread(Route.of, self._cluster(cluster), cluster.value))
+        try:
+            route = await asyncio.shield(making)
+        except BaseException:
+            self._making.pop(cluster, None)  # the next connection tries again
+            raise
+        self._routes[cluster] = route
+        return route
+
+    async def dial(self, cluster: Cluster, *, on_event: Callable[[Frame], None] | None = None,
+                   on_lost: Callable[[BackendConnection, str], None] | None = None) -> BackendConnection:
+        cfg = self._cluster(cluster)
+        pc = self.config.proxy
+        try:
+            route = await self.route(cluster)
+        except ZdmError:
+            self.failed(cluster)
+            raise
+        endpoint = route.next()
+        loop = asyncio.get_running_loop()
+        stats = self.node_stats(cluster, endpoint.label) if self.node_stats else None
+        backend = BackendConnection(cluster, (endpoint.host, endpoint.port), max_frame_bytes=pc.max_frame_bytes,
+                                    request_timeout=pc.request_timeout_s,
+                                    on_event=on_event, on_lost=on_lost, node_stats=stats)
+        extra = {} if route.tls is None else {"ssl": route.tls, "ssl_handshake_timeout": cfg.connect_timeout_s,
+                                              "server_hostname": endpoint.server_name or ""}
+        try:
+            await asyncio.wait_for(loop.create_connection(lambda: backend, endpoint.host, endpoint.port,
+                                                          **extra), cfg.connect_timeout_s)
+        except (OSError, asyncio.TimeoutError) as exc:
+            self.failed(cluster)
+            raise await self._explained(cluster, cfg, route, endpoint, exc) from None
+        sock = backend.transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        backend.endpoint = endpoint
+        return backend
+
+    async def explain_lost(self, backend: BackendConnection, reason: str) -> ZdmError | None:
+        """A connection lost before its first answer: the TLS failure it was (TLS 1.3 sends a
+        refused client certificate's alert only after the handshake; a TLS node resets a
+        plaintext client), or None."""
+        from zdm.tls import classify
+
+        route = self._routes.get(backend.cluster)
+        endpoint = getattr(backend, "endpoint", None)
+        if route is None or endpoint is None or classify(reason) is None:
+            return None
+        return await self._explained(backend.cluster, self._cluster(backend.cluster), route, endpoint,
+                                     ConnectionError(reason))
+
+    def failed(self, cluster: Cluster) -> None:
+        if self.on_failure is not None:
+            self.on_failure(cluster)
+
+    async def _explained(self, cluster: Cluster, cfg: ClusterConfig, route: Route, endpoint: Endpoint,
+                         exc: BaseException) -> ZdmError:
+        name = cluster.value
+        where = f"{name} ({endpoint.host}:{endpoint.port}" + \
+            (f", node {endpoint.server_name})" if cfg.secure_connect_bundle else ")")
+        error = exc if str(exc) else f"{type(exc).__name__}: timed out"
+        from zdm.tls import classify, explain
+
+        if cfg.secure_connect_bundle is not None:
+            tls = " (TLS)" if classify(error) is not None else ""
+            return ZdmError(f"{where} is not reachable{tls}: {error}",
+                            hint=f"check the database is active and the bundle "
+                                 f"({name}.secure_connect_bundle) is its current one (download it "
+                                 f"again from the Astra console), and that this host reaches "
+                                 f"{endpoint.host}:{endpoint.port}")
+        if route.tls is not None or classify(error) is not None:
+            explanation = await asyncio.to_thread(
+                explain, error, name=name, tls=cfg.tls, host=endpoint.host, port=endpoint.port,
+                server_hostname=endpoint.server_name, timeout=min(cfg.connect_timeout_s, 5.0))
+            if explanation is not None:
+                return ZdmError(f"{name}: {explanation.message}", hint=explanation.hint)
+        return ZdmError(f"{where} is not reachable: {error}",
+                        hint=f"check {name}.contact_points / {name}.port")
