@@ -1,4 +1,5 @@
-"""A migration killed midway and resumed yields the exact copy without redoing finished ranges."""
+"""A migration killed midway and resumed yields the exact copy without redoing finished ranges,
+with its checkpoints in files (state_store: file) or on target (state_store: cassandra)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,21 @@ import subprocess
 import sys
 import time
 
+import dataclasses
+
+import pytest
 import yaml
 
 from migrate_fixtures import config_for, migration, validation
 from zdm.migrate import migrate
-from zdm.migrate.checkpoint import CheckpointStore
+from zdm.migrate.checkpoint import checkpoint_store
 from zdm.validate import validate
 
 ROWS = 2000
 
 
-def test_killed_migration_resumes_only_unfinished_ranges(keyspace, zdm_config, tmp_path,
+@pytest.mark.parametrize("state_store", ["file", "cassandra"])
+def test_killed_migration_resumes_only_unfinished_ranges(state_store, keyspace, zdm_config, tmp_path,
                                                          origin_session, target_session):
     for s in (origin_session, target_session):
         s.execute(f"CREATE TABLE {keyspace}.kv (pk int PRIMARY KEY, v text)")
@@ -29,17 +34,20 @@ def test_killed_migration_resumes_only_unfinished_ranges(keyspace, zdm_config, t
     while origin_session.execute(f"SELECT count(*) FROM {keyspace}.kv").one().count < ROWS:
         time.sleep(0.05)
 
-    config = config_for(zdm_config, tmp_path)
+    config = dataclasses.replace(config_for(zdm_config, tmp_path), state_store=state_store,
+                                 state_keyspace=f"{keyspace}_state")
     cfg_file = tmp_path / "zdm.yaml"
     cfg_file.write_text(yaml.safe_dump({"origin": {"port": config.origin.port},
                                         "target": {"port": config.target.port},
-                                        "state_dir": str(config.state_dir)}))
+                                        "state_dir": str(config.state_dir),
+                                        "state_store": state_store,
+                                        "state_keyspace": config.state_keyspace}))
     # slow enough (rate limit) that the kill lands mid-run
     proc = subprocess.Popen([sys.executable, "-m", "zdm.cli.main", "migrate", "-c", str(cfg_file),
                              "-k", keyspace, "--workers", "1", "--splits", "32", "--rate-limit", "400",
                              "--fetch-size", "20", "--no-progress"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    store = CheckpointStore(config.state_dir)
+    store = checkpoint_store(config, "migrate")
     table = f"{keyspace}.kv"
     deadline = time.monotonic() + 60
     try:
@@ -66,3 +74,12 @@ def test_killed_migration_resumes_only_unfinished_ranges(keyspace, zdm_config, t
     check = validate(config, validation(keyspace))
     assert check.clean, json.dumps(check.to_json(), default=str)[:2000]
     assert check.tables[0].rows_origin == ROWS
+
+    # the checkpoint lives in the store the configuration names, and only there
+    store.close()
+    with checkpoint_store(config, "migrate") as fresh:
+        final = fresh.load(table)
+    assert final.complete and final.rows_done == ROWS
+    assert (config.state_dir / "migrate").exists() == (state_store == "file")
+    if state_store == "cassandra":
+        target_session.execute(f"DROP KEYSPACE IF EXISTS {config.state_keyspace}", timeout=60)

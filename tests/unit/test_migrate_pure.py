@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from zdm.migrate.cells import Cell, PK_ONLY_TIMESTAMP, group
-from zdm.migrate.checkpoint import CheckpointStore
+from zdm.migrate.checkpoint import FileCheckpointStore
 from zdm.migrate.ratelimit import RateLimiter
 from zdm.migrate.ring import FULL_RING, MAX_TOKEN, MIN_TOKEN, TokenRange, split_ring, subtract
 from zdm.migrate.schema import Kind
@@ -89,7 +89,7 @@ def test_a_list_with_several_runs_is_a_chain_of_ordered_appends():
 
 
 def test_checkpoint_round_trips_and_remaining_excludes_done(tmp_path):
-    store = CheckpointStore(tmp_path)
+    store = FileCheckpointStore(tmp_path)
     plan = split_ring([], 4)
     cp = store.start("ks.t", plan, "2024-01-01T00:00:00+00:00")
     store.mark_done(cp, plan[1], 7)

@@ -1,16 +1,19 @@
-"""Per-table, per-range progress of a migration, kept in the state directory.
+"""Per-table, per-range progress of a migration, kept with the migration's state.
 
-One JSON file per table (``<state_dir>/migrate/<keyspace>.<table>.json``) holds the
-range plan of the run and the ranges finished so far with their row counts.  Every
+With ``state_store: file``, one JSON file per table (``<state_dir>/migrate/<keyspace>.<table>.json``)
+holds the range plan of the run and the ranges finished so far with their row counts.  Every
 update rewrites the file atomically (write a temporary file, fsync, rename), so a crash
-leaves either the old or the new content, never a torn one.  Only the coordinating
-process writes it.  A range counts as done only once all of its rows are written, so
+leaves either the old or the new content, never a torn one.  With ``state_store:
+cassandra`` the same checkpoint lives in the state keyspace on target
+(:mod:`zdm.migrate.cassandra_checkpoint`), so a run resumed on another host skips what
+this one finished.  Only the coordinating process writes it.  A range counts as done only once all of its rows are written, so
 ``remaining()`` after a crash is exactly the work still owed.
 """
 
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,9 +61,56 @@ class TableCheckpoint:
                    data.get("started_at", ""))
 
 
-class CheckpointStore:
+class CheckpointStore(ABC):
+    """Where one kind of range work (``migrate``, ``validate``) keeps its per-table progress.
+
+    Only the coordinator writes: ``start`` a fresh checkpoint for a table (replacing any
+    earlier one), then ``mark_done`` each range once all of its rows are written.  Every
+    engine's coordinator uses the same store, so a resumed run skips the ranges another
+    engine (or another host, with the cluster store) finished."""
+
+    kind: str
+
+    @abstractmethod
+    def load(self, table: str) -> TableCheckpoint | None:
+        """The table's last checkpoint (None: there is none)."""
+
+    @abstractmethod
+    def start(self, table: str, plan: list[TokenRange], started_at: str = "") -> TableCheckpoint:
+        """A fresh checkpoint (any previous one is replaced)."""
+
+    @abstractmethod
+    def mark_done(self, cp: TableCheckpoint, rng: TokenRange, rows: int) -> None:
+        """Record ``rng`` of ``cp`` as finished with ``rows`` rows, durably, before returning."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where the checkpoints live, for messages."""
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "CheckpointStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def corrupt(self, where: str, problem: str) -> CheckpointCorrupt:
+        return CheckpointCorrupt(f"checkpoint {where} is unreadable: {problem}",
+                                 hint=f"delete it and run `zdm {self.kind}` without --resume "
+                                      "to start that table again")
+
+
+class FileCheckpointStore(CheckpointStore):
+    """One JSON file per table under ``<state_dir>/<kind>/``."""
+
     def __init__(self, state_dir: Path | str, kind: str = "migrate") -> None:
+        self.kind = kind
         self.root = Path(state_dir) / kind
+
+    def describe(self) -> str:
+        return str(self.root)
 
     def path(self, table: str) -> Path:
         return self.root / f"{table}.json"
@@ -73,9 +123,7 @@ class CheckpointStore:
         except FileNotFoundError:
             return None
         except (ValueError, KeyError, TypeError) as exc:
-            raise CheckpointCorrupt(f"checkpoint {path} is unreadable: {exc}",
-                                    hint="delete it and run `zdm migrate` without --resume "
-                                         "to copy that table again") from None
+            raise self.corrupt(str(path), str(exc)) from None
 
     def save(self, cp: TableCheckpoint) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -83,7 +131,6 @@ class CheckpointStore:
         atomic_write(path, json.dumps(cp.to_json(), indent=1).encode())
 
     def start(self, table: str, plan: list[TokenRange], started_at: str = "") -> TableCheckpoint:
-        """A fresh checkpoint (any previous one is replaced)."""
         cp = TableCheckpoint(table, list(plan), started_at=started_at)
         self.save(cp)
         return cp
@@ -91,3 +138,13 @@ class CheckpointStore:
     def mark_done(self, cp: TableCheckpoint, rng: TokenRange, rows: int) -> None:
         cp.done[rng] = rows
         self.save(cp)
+
+
+def checkpoint_store(config, kind: str = "migrate") -> CheckpointStore:
+    """The checkpoint store that goes with ``config``'s state store: files in ``state_dir``
+    (``state_store: file``), or tables in ``state_keyspace`` on target (``cassandra``)."""
+    if config.state_store == "cassandra":
+        from zdm.migrate.cassandra_checkpoint import CassandraCheckpointStore
+
+        return CassandraCheckpointStore(config, kind)
+    return FileCheckpointStore(config.state_dir, kind)

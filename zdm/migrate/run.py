@@ -21,7 +21,7 @@ from typing import Callable
 
 from zdm.config import Config
 from zdm.errors import ZdmError
-from zdm.migrate.checkpoint import CheckpointStore, TableCheckpoint
+from zdm.migrate.checkpoint import TableCheckpoint, checkpoint_store
 from zdm.migrate.context import RunSettings, WorkerContext, connect
 from zdm.migrate.copy import copy_range
 from zdm.migrate.fallback import fallback_timestamp
@@ -144,7 +144,13 @@ def migrate(config: Config, settings: MigrationSettings,
         raise ZdmError("no tables in scope", hint="check scope.keyspaces in zdm.yaml or --keyspace")
     specs, since = with_fallback_timestamp(config, specs, settings.dual_writes_since,
                                            needed_for="copying")
-    store = CheckpointStore(config.state_dir)
+    with checkpoint_store(config, "migrate") as store:
+        return _migrate(config, settings, emit, started, specs, plan, since, store)
+
+
+def _migrate(config, settings, emit, started, specs, plan, since, store) -> MigrationReport:
+    from zdm.phases.evidence import utcnow
+
     checkpoints: dict[str, TableCheckpoint] = {}
     results: dict[str, TableResult] = {}
     jobs: list[Job] = []

@@ -9,6 +9,9 @@ Tables of ``state_keyspace`` (default ``zdm_state``, created on first use)::
     proxies      (name)     each proxy's record, a map of field -> JSON value
     divergences  (id)       the records proxies shipped from their hosts, and when each
                             was resolved
+    runs         (kind, tbl)             the current run of the copy or the validation of a
+                                         table: its id, plan and parameters
+    ranges       ((kind, tbl, run), range)  one row per finished range of that run
 
 Invariants:
 - Every change of the state is one lightweight transaction on its partition: the new body
@@ -49,7 +52,12 @@ _TABLES = (
     "body text static, entry text, PRIMARY KEY (id, seq)) WITH CLUSTERING ORDER BY (seq DESC)",
     "CREATE TABLE IF NOT EXISTS {ks}.proxies (name text PRIMARY KEY, fields map<text, text>)",
     "CREATE TABLE IF NOT EXISTS {ks}.divergences (id text PRIMARY KEY, record text, resolved text)",
+    "CREATE TABLE IF NOT EXISTS {ks}.runs (kind text, tbl text, run text, body text, "
+    "PRIMARY KEY ((kind, tbl)))",
+    "CREATE TABLE IF NOT EXISTS {ks}.ranges (kind text, tbl text, run text, range text, record text, "
+    "PRIMARY KEY ((kind, tbl, run), range))",
 )
+_TABLE_NAMES = {"migration", "proxies", "divergences", "runs", "ranges"}
 
 
 class StateStoreUnavailable(ZdmError):
@@ -100,7 +108,7 @@ class CassandraStateStore(StateStore):
 
         meta = sess.cluster.metadata
         ks = meta.keyspaces.get(self.keyspace)
-        if ks is not None and {"migration", "proxies", "divergences"} <= set(ks.tables):
+        if ks is not None and _TABLE_NAMES <= set(ks.tables):
             return
         try:
             if ks is None:
