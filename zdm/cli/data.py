@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from zdm.cli.common import DEFAULT_CONFIG, ConfigPath, command, config_from, console
+from zdm.errors import ZdmError
 
 Keyspaces = Annotated[list[str], typer.Option("--keyspace", "-k", help="Keyspace to include (repeatable; default: scope.keyspaces).")]
 Tables = Annotated[list[str], typer.Option("--table", "-t", help="Only this ks.table (repeatable).")]
@@ -190,6 +191,8 @@ def register(app: typer.Typer) -> None:
         write_consistency: WriteCL = "LOCAL_QUORUM", splits: Splits = None,
         json_out: JsonOut = None, no_progress: NoProgress = False,
         dual_writes_since: DualWritesSince = None,
+        resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted validation: skip the ranges it finished, count what they found.")] = False,
+        only_failed: Annotated[bool, typer.Option("--only-failed", help="Re-check only the ranges that differed or failed in the last validation.")] = False,
     ) -> None:
         """Compare origin and target range by range; exit 0 only when they agree."""
         from rich.table import Table
@@ -205,11 +208,16 @@ def register(app: typer.Typer) -> None:
                               write_consistency, splits),
             params=ValidationParams(ttl_tolerance_s=ttl_tolerance, autocorrect=autocorrect,
                                     max_listed=max_listed),
-            final=final, dual_writes_since=_since(dual_writes_since))
+            final=final, dual_writes_since=_since(dual_writes_since), resume=resume,
+            only_failed=only_failed)
+        if resume and only_failed:
+            raise ZdmError("--resume and --only-failed do not go together",
+                           hint="--resume finishes an interrupted validation; --only-failed re-checks "
+                                "what the last one found")
         with _Progress(not no_progress) as progress:
             def on_event(e):
                 if e[0] == "planned":
-                    progress.plan(e[1], e[2])
+                    progress.plan(e[1], e[2], e[3])
                 elif e[0] == "rows":
                     progress.rows_copied(e[1], e[2])
                 elif e[0] == "range_done":
@@ -219,13 +227,18 @@ def register(app: typer.Typer) -> None:
         _print_recorded(report.recorded, repaired=autocorrect)
         summary = Table(title="Validation")
         summary.add_column("table", no_wrap=True)
+        carried = any(t.ranges_carried for t in report.tables)
         for col in ("rows (origin)", "missing on target", "only on target", "cells differ",
-                    "fixed", "clean"):
+                    "fixed", "clean") + (("ranges carried",) if carried else ()):
             summary.add_column(col)
         for t in report.tables:
             summary.add_row(t.table, f"{t.rows_origin:,}", str(t.missing_on_target), str(t.only_on_target),
-                            str(t.cells_differ), str(t.fixed), "yes" if t.clean else "[red]no[/]")
+                            str(t.cells_differ), str(t.fixed), "yes" if t.clean else "[red]no[/]",
+                            *((f"{t.ranges_carried} of {t.ranges_total}",) if carried else ()))
         console.print(summary)
+        if carried:
+            console.print("Ranges carried were not compared in this run: the earlier run's findings "
+                          "stand for them.", soft_wrap=True)
         note = _fallback_note(report.tables)
         if note:
             console.print(f"[yellow]Compared by contents only[/], not element writetimes or TTLs "

@@ -10,8 +10,9 @@ Invariants:
 - A range row is written only once every row of the range is on target, and
   ``mark_done`` returns only once the cluster acknowledged it (LOCAL_QUORUM), as the file
   store's fsync: a resumed run never skips a range whose rows are not all written.
-- ``start`` writes the new run's row last: a run replaced half-way leaves the earlier
-  checkpoint readable, never a run row without its plan.  The old run's range rows are
+- ``start`` writes the new run's row last (after the ranges it carries over): a run
+  replaced half-way leaves the earlier checkpoint readable, never a run row without its
+  plan or its carried ranges.  The old run's range rows are
   deleted after (they name a run no longer current, so a leftover is never read).
 - Only the coordinator writes, so none of this needs a lightweight transaction.
 """
@@ -21,7 +22,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from zdm.migrate.checkpoint import FORMAT, CheckpointStore, TableCheckpoint
+from zdm.migrate.checkpoint import FORMAT, CheckpointStore, TableCheckpoint, fresh
 from zdm.migrate.ring import TokenRange
 
 
@@ -53,19 +54,26 @@ class CassandraCheckpointStore(CheckpointStore):
             if body.get("format") != FORMAT:
                 raise ValueError(f"unknown format {body.get('format')!r}")
             plan = [TokenRange.parse(k) for k in body["plan"]]
-            done = {}
+            cp = TableCheckpoint(table, plan, started_at=body.get("started_at", ""))
             for r in self.state._run("SELECT range, record FROM {ks}.ranges WHERE kind = ? AND tbl = ? "
                                      "AND run = ?", (self.kind, table, row.run),
                                      what=f"read the finished ranges of {table}"):
-                done[TokenRange.parse(r.range)] = int(json.loads(r.record)["rows"])
+                rng, record = TokenRange.parse(r.range), json.loads(r.record)
+                cp.done[rng] = int(record["rows"])
+                if record.get("detail") is not None:
+                    cp.details[rng] = dict(record["detail"])
         except (ValueError, KeyError, TypeError) as exc:
             raise self.corrupt(where, str(exc)) from None
         self._runs[table] = row.run
-        return TableCheckpoint(table, plan, done, body.get("started_at", ""))
+        return cp
 
-    def start(self, table: str, plan: list[TokenRange], started_at: str = "") -> TableCheckpoint:
+    def start(self, table: str, plan: list[TokenRange], started_at: str = "",
+              carried: TableCheckpoint | None = None) -> TableCheckpoint:
         previous = self._current(table)
         run = uuid.uuid4().hex
+        cp = fresh(table, plan, started_at, carried)
+        for rng, rows in cp.done.items():
+            self._write_range(table, run, rng, rows, cp.details.get(rng))
         body = json.dumps({"format": FORMAT, "table": table, "started_at": started_at,
                            "plan": [r.key() for r in plan]})
         self.state._run("INSERT INTO {ks}.runs (kind, tbl, run, body) VALUES (?, ?, ?, ?)",
@@ -75,11 +83,17 @@ class CassandraCheckpointStore(CheckpointStore):
             self.state._run("DELETE FROM {ks}.ranges WHERE kind = ? AND tbl = ? AND run = ?",
                             (self.kind, table, previous.run),
                             what=f"drop the earlier checkpoint of {table}")
-        return TableCheckpoint(table, list(plan), started_at=started_at)
+        return cp
 
-    def mark_done(self, cp: TableCheckpoint, rng: TokenRange, rows: int) -> None:
-        run = self._runs[cp.table]
-        self.state._run("INSERT INTO {ks}.ranges (kind, tbl, run, range, record) VALUES (?, ?, ?, ?, ?)",
-                        (self.kind, cp.table, run, rng.key(), json.dumps({"rows": rows})),
-                        what=f"checkpoint range {rng.key()} of {cp.table}")
+    def mark_done(self, cp: TableCheckpoint, rng: TokenRange, rows: int,
+                  detail: dict | None = None) -> None:
+        self._write_range(cp.table, self._runs[cp.table], rng, rows, detail)
         cp.done[rng] = rows
+        if detail is not None:
+            cp.details[rng] = detail
+
+    def _write_range(self, table: str, run: str, rng: TokenRange, rows: int, detail: dict | None) -> None:
+        record = json.dumps({"rows": rows, **({"detail": detail} if detail is not None else {})})
+        self.state._run("INSERT INTO {ks}.ranges (kind, tbl, run, range, record) VALUES (?, ?, ?, ?, ?)",
+                        (self.kind, table, run, rng.key(), record),
+                        what=f"checkpoint range {rng.key()} of {table}")

@@ -35,6 +35,9 @@ class TableCheckpoint:
     done: dict[TokenRange, int] = field(default_factory=dict)
     #: when the first run of this copy started (ISO 8601, UTC); kept across resumes
     started_at: str = ""
+    #: what the work found in each finished range, where it says more than a row count
+    #: (validate: the range's comparison), JSON-ready
+    details: dict[TokenRange, dict] = field(default_factory=dict)
 
     def remaining(self) -> list[TokenRange]:
         return subtract(self.plan, self.done)
@@ -50,7 +53,9 @@ class TableCheckpoint:
     def to_json(self) -> dict:
         return {"format": FORMAT, "table": self.table, "started_at": self.started_at,
                 "plan": [r.key() for r in self.plan],
-                "done": {r.key(): n for r, n in sorted(self.done.items())}}
+                "done": {r.key(): n for r, n in sorted(self.done.items())},
+                **({"details": {r.key(): d for r, d in sorted(self.details.items())}}
+                   if self.details else {})}
 
     @classmethod
     def from_json(cls, data: dict) -> "TableCheckpoint":
@@ -58,7 +63,8 @@ class TableCheckpoint:
             raise ValueError(f"unknown format {data.get('format')!r}")
         return cls(data["table"], [TokenRange.parse(k) for k in data["plan"]],
                    {TokenRange.parse(k): int(n) for k, n in data["done"].items()},
-                   data.get("started_at", ""))
+                   data.get("started_at", ""),
+                   {TokenRange.parse(k): dict(d) for k, d in data.get("details", {}).items()})
 
 
 class CheckpointStore(ABC):
@@ -76,12 +82,16 @@ class CheckpointStore(ABC):
         """The table's last checkpoint (None: there is none)."""
 
     @abstractmethod
-    def start(self, table: str, plan: list[TokenRange], started_at: str = "") -> TableCheckpoint:
-        """A fresh checkpoint (any previous one is replaced)."""
+    def start(self, table: str, plan: list[TokenRange], started_at: str = "",
+              carried: TableCheckpoint | None = None) -> TableCheckpoint:
+        """A fresh checkpoint (any previous one is replaced), holding from the start the
+        finished ranges of ``carried`` (a re-check of only some ranges keeps the others)."""
 
     @abstractmethod
-    def mark_done(self, cp: TableCheckpoint, rng: TokenRange, rows: int) -> None:
-        """Record ``rng`` of ``cp`` as finished with ``rows`` rows, durably, before returning."""
+    def mark_done(self, cp: TableCheckpoint, rng: TokenRange, rows: int,
+                  detail: dict | None = None) -> None:
+        """Record ``rng`` of ``cp`` as finished with ``rows`` rows (and what was found in it),
+        durably, before returning."""
 
     @abstractmethod
     def describe(self) -> str:
@@ -130,14 +140,27 @@ class FileCheckpointStore(CheckpointStore):
         path = self.path(cp.table)
         atomic_write(path, json.dumps(cp.to_json(), indent=1).encode())
 
-    def start(self, table: str, plan: list[TokenRange], started_at: str = "") -> TableCheckpoint:
-        cp = TableCheckpoint(table, list(plan), started_at=started_at)
+    def start(self, table: str, plan: list[TokenRange], started_at: str = "",
+              carried: TableCheckpoint | None = None) -> TableCheckpoint:
+        cp = fresh(table, plan, started_at, carried)
         self.save(cp)
         return cp
 
-    def mark_done(self, cp: TableCheckpoint, rng: TokenRange, rows: int) -> None:
+    def mark_done(self, cp: TableCheckpoint, rng: TokenRange, rows: int,
+                  detail: dict | None = None) -> None:
         cp.done[rng] = rows
+        if detail is not None:
+            cp.details[rng] = detail
         self.save(cp)
+
+
+def fresh(table: str, plan: list[TokenRange], started_at: str,
+          carried: TableCheckpoint | None) -> TableCheckpoint:
+    cp = TableCheckpoint(table, list(plan), started_at=started_at)
+    if carried is not None:
+        cp.done.update(carried.done)
+        cp.details.update(carried.details)
+    return cp
 
 
 def checkpoint_store(config, kind: str = "migrate") -> CheckpointStore:

@@ -161,6 +161,8 @@ async def compare_range(ctx: WorkerContext, spec: TableSpec, rng: TokenRange,
         suspects = [s for s in suspects if _check(spec, s, tol)]
         result.live_resolved += before - len(suspects)
 
+    # what each difference is, as found: the re-read after a repair sees the repaired row
+    kinds = [EXTRA if s.origin is None else MISSING if s.target is None else DIFFERS for s in suspects]
     if params.autocorrect and suspects:
         await _autocorrect(ctx, spec, suspects)
         fixable = [s for s in suspects if s.origin is not None]
@@ -168,8 +170,7 @@ async def compare_range(ctx: WorkerContext, spec: TableSpec, rng: TokenRange,
         for s in fixable:
             s.fixed = not _check(spec, s, tol)
 
-    for s in suspects:
-        kind = EXTRA if s.origin is None else MISSING if s.target is None else DIFFERS
+    for s, kind in zip(suspects, kinds):
         setattr(result, kind, getattr(result, kind) + 1)
         fixed = s.fixed
         result.fixed += fixed

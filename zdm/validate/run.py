@@ -4,6 +4,11 @@ First the rows the proxies recorded as divergent are re-checked (and with autoco
 repaired) one partition at a time (:mod:`zdm.validate.recorded`); a record still pending
 makes the validation not clean.
 
+Each finished range is checkpointed with what it found (``state_store``'s checkpoints, kind
+``validate``): ``resume`` skips the ranges an interrupted run finished and counts their
+findings; ``only_failed`` re-checks only the ranges that differed or failed last time, and
+carries the clean ones over, so the report still covers every range.
+
 On a table whose non-frozen collections or UDTs took the copy's fallback (origin before
 Cassandra 5.0 cannot read their cells' writetimes and TTLs), those columns are compared
 by contents only; each table's ``contents_only`` lists them, and the CLI says so.
@@ -11,12 +16,14 @@ by contents only; each table's ``contents_only`` lists them, and the CLI says so
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
 from zdm.config import Config
 from zdm.errors import ZdmError
+from zdm.migrate.checkpoint import TableCheckpoint, checkpoint_store
 from zdm.migrate.context import RunSettings, WorkerContext
 from zdm.migrate.pool import Job, run_jobs
 from zdm.migrate.ring import TokenRange
@@ -36,6 +43,27 @@ class ValidationSettings:
     record_evidence: bool = True
     #: when dual writes began, for autocorrect's fallback writes (None: the state's record)
     dual_writes_since: datetime | None = None
+    resume: bool = False  # skip the ranges an interrupted validation finished
+    only_failed: bool = False  # re-check only the ranges that differed or failed last time
+
+
+#: a range comparison's counters, as TableValidation sums them
+COUNTS = ("rows_origin", "rows_target", "missing_on_target", "only_on_target", "cells_differ",
+          "fixed", "live_resolved")
+
+
+def range_detail(r: RangeComparison, max_listed: int) -> dict:
+    """What a range comparison found, JSON-ready, for its checkpoint."""
+    listed = [vars(d) for d in r.differences[:max_listed]]
+    return {**{name: getattr(r, name) for name in COUNTS},
+            "differences": json.loads(json.dumps(listed, default=str))}
+
+
+def detail_clean(detail: dict | None) -> bool:
+    if detail is None:
+        return False
+    found = detail["missing_on_target"] + detail["only_on_target"] + detail["cells_differ"]
+    return found - detail["fixed"] == 0
 
 
 @dataclass
@@ -52,6 +80,9 @@ class TableValidation:
     live_resolved: int = 0
     differences: list[dict] = field(default_factory=list)
     failed_ranges: list[dict] = field(default_factory=list)
+    ranges_total: int = 0
+    #: ranges not compared in this run: an earlier run's findings stand for them
+    ranges_carried: int = 0
 
     @property
     def found(self) -> int:
@@ -65,12 +96,12 @@ class TableValidation:
     def clean(self) -> bool:
         return self.remaining == 0 and not self.failed_ranges
 
-    def add(self, r: RangeComparison, max_listed: int) -> None:
-        for name in ("rows_origin", "rows_target", "missing_on_target", "only_on_target",
-                     "cells_differ", "fixed", "live_resolved"):
-            setattr(self, name, getattr(self, name) + getattr(r, name))
+    def add(self, detail: dict, max_listed: int) -> None:
+        """Count one range's findings (:func:`range_detail`)."""
+        for name in COUNTS:
+            setattr(self, name, getattr(self, name) + detail[name])
         room = max_listed - len(self.differences)
-        self.differences.extend(vars(d) for d in r.differences[:max(0, room)])
+        self.differences.extend(detail["differences"][:max(0, room)])
 
 
 @dataclass
@@ -114,7 +145,7 @@ async def compare_job(ctx: WorkerContext, spec: TableSpec, rng: TokenRange,
 
 def validate(config: Config, settings: ValidationSettings,
              on_event: Callable[[tuple], None] | None = None) -> ValidationReport:
-    from zdm.phases.evidence import utcnow
+    from zdm.phases.evidence import parse_time, utcnow
 
     emit = on_event or (lambda _e: None)
     started = utcnow()
@@ -129,33 +160,48 @@ def validate(config: Config, settings: ValidationSettings,
     recorded = recheck(config, {s.qualified: s for s in specs}, repair=settings.params.autocorrect,
                        params=settings.params)
     emit(("recorded", recorded))
-    for s in specs:
-        emit(("planned", s.qualified, len(plan)))
     listed = settings.params.max_listed
+    with checkpoint_store(config, "validate") as store:
+        checkpoints = {s.qualified: _checkpoint(store, s.qualified, plan, started, settings)
+                       for s in specs}
+        jobs = []
+        for name, cp in checkpoints.items():
+            table = tables[name]
+            table.ranges_total = len(cp.plan)
+            table.ranges_carried = sum(1 for r in cp.plan if r in cp.done)
+            for rng in cp.done:
+                table.add(cp.details[rng], listed)
+            todo = cp.remaining()
+            emit(("planned", name, len(cp.plan), len(cp.plan) - len(todo)))
+            jobs.extend(Job(name, r) for r in todo)
 
-    def handle(event: tuple) -> list[Job]:
-        kind = event[0]
-        if kind == "rows":
-            emit(event)
+        def handle(event: tuple) -> list[Job]:
+            kind = event[0]
+            if kind == "rows":
+                emit(event)
+                return []
+            job: Job = event[1]
+            if kind == "done":
+                detail = range_detail(event[2], listed)
+                store.mark_done(checkpoints[job.table], job.rng, event[2].rows_origin, detail)
+                tables[job.table].add(detail, listed)
+                emit(("range_done", job.table, job.rng.key()))
+                return []
+            if job.attempt < settings.max_attempts and job.rng.width >= 2:
+                return [Job(job.table, piece, job.attempt + 1) for piece in job.rng.split(4)]
+            tables[job.table].failed_ranges.append({"range": job.rng.key(), "error": event[2]})
+            emit(("range_failed", job.table, job.rng.key(), event[2]))
             return []
-        job: Job = event[1]
-        if kind == "done":
-            tables[job.table].add(event[2], listed)
-            emit(("range_done", job.table, job.rng.key()))
-            return []
-        if job.attempt < settings.max_attempts and job.rng.width >= 2:
-            return [Job(job.table, piece, job.attempt + 1) for piece in job.rng.split(4)]
-        tables[job.table].failed_ranges.append({"range": job.rng.key(), "error": event[2]})
-        emit(("range_failed", job.table, job.rng.key(), event[2]))
-        return []
 
-    interrupted = False
-    jobs = [Job(s.qualified, r) for s in specs for r in plan]
-    try:
-        run_jobs(config, settings.run, {s.qualified: s for s in specs}, compare_job,
-                 settings.params, jobs, handle)
-    except KeyboardInterrupt:
-        interrupted = True
+        interrupted = False
+        try:
+            run_jobs(config, settings.run, {s.qualified: s for s in specs}, compare_job,
+                     settings.params, jobs, handle)
+        except KeyboardInterrupt:
+            interrupted = True
+    # the evidence covers findings carried from an earlier run: it dates from when that began
+    covers_from = min([started] + [parse_time(cp.started_at) for cp in checkpoints.values()
+                                   if cp.started_at and cp.done])
     report = ValidationReport(list(tables.values()), started, utcnow(),
                               autocorrect=settings.params.autocorrect, interrupted=interrupted,
                               recorded=recorded)
@@ -163,12 +209,30 @@ def validate(config: Config, settings: ValidationSettings,
         from zdm.phases import ValidationEvidence, open_store, record_evidence
 
         evidence = ValidationEvidence(tables=sorted(t.table for t in report.tables if not t.failed_ranges),
-                                      started_at=started, finished_at=report.finished_at,
+                                      started_at=covers_from, finished_at=report.finished_at,
                                       differences=report.differences, clean=report.clean,
                                       final=settings.final)
         with open_store(config) as store:
             record_evidence(store, evidence, operator())
     return report
+
+
+def _checkpoint(store, table: str, plan: list[TokenRange], started: datetime,
+                settings: ValidationSettings) -> TableCheckpoint:
+    """This run's checkpoint of ``table``: the interrupted one (``resume``), a new one that
+    carries the clean ranges of the last one (``only_failed``), or a fresh one."""
+    last = store.load(table) if settings.resume or settings.only_failed else None
+    if settings.resume and last is not None and not last.complete:
+        return last
+    if settings.only_failed:
+        if last is None:
+            raise ZdmError(f"{table} has no earlier validation to re-check",
+                           hint="run `zdm validate` first; --only-failed re-checks what it found")
+        clean = TableCheckpoint(table, last.plan,
+                                done={r: n for r, n in last.done.items() if detail_clean(last.details.get(r))},
+                                details={r: d for r, d in last.details.items() if detail_clean(d)})
+        return store.start(table, last.plan, last.started_at, carried=clean)
+    return store.start(table, plan, started.isoformat())
 
 
 def repair(config: Config, scope: Scope | None = None, run: RunSettings | None = None) -> RecheckReport:
