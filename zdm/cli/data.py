@@ -31,7 +31,7 @@ DualWritesSince = Annotated[Optional[str], typer.Option(
          "whose non-frozen collections/UDTs origin cannot read cell by cell (before 5.0) use it.")]
 
 
-def _since(text: str | None):
+def _since(text: str | None, option: str = "--dual-writes-since"):
     from datetime import datetime
 
     from zdm.errors import ConfigError
@@ -42,7 +42,7 @@ def _since(text: str | None):
     try:
         return as_utc(datetime.fromisoformat(text))
     except ValueError:
-        raise ConfigError(f"--dual-writes-since {text!r} is not an ISO 8601 time",
+        raise ConfigError(f"{option} {text!r} is not an ISO 8601 time",
                           hint="e.g. 2024-05-01T12:00:00+00:00 (a time without zone is UTC)") from None
 
 
@@ -122,6 +122,7 @@ def register(app: typer.Typer) -> None:
         write_consistency: WriteCL = "LOCAL_QUORUM", splits: Splits = None,
         json_out: JsonOut = None, no_progress: NoProgress = False,
         dual_writes_since: DualWritesSince = None,
+        since: Annotated[Optional[str], typer.Option("--since", metavar="TIME", help="A catch-up: copy only the cells written at or after TIME (ISO 8601; without a zone, UTC), e.g. after a rollback or an outage of target.")] = None,
     ) -> None:
         """Copy the tables in scope from origin to target, keeping every cell's writetime and TTL."""
         from rich.table import Table
@@ -130,12 +131,13 @@ def register(app: typer.Typer) -> None:
         from zdm.migrate import migrate as run_migrate
         from zdm.migrate.report import RangeDone, RangeFailed, RowsCopied, TablePlanned
 
-        cfg = config_from(config)
         settings = MigrationSettings(
             scope=Scope(tuple(keyspace), tuple(table), tuple(exclude_table), tuple(exclude_keyspace)),
             run=_run_settings(workers, concurrency, fetch_size, rate_limit, read_consistency,
                               write_consistency, splits),
-            resume=resume, dual_writes_since=_since(dual_writes_since))
+            resume=resume, dual_writes_since=_since(dual_writes_since),
+            since=_since(since, "--since"))
+        cfg = config_from(config)
         with _Progress(not no_progress) as progress:
             def on_event(e):
                 if isinstance(e, TablePlanned):
@@ -150,7 +152,8 @@ def register(app: typer.Typer) -> None:
                         f"{'' if e.final else ', retrying in smaller pieces'}:[/] {e.error}")
 
             report = run_migrate(cfg, settings, on_event)
-        summary = Table(title="Migration")
+        summary = Table(title="Migration" if report.since is None else
+                        f"Catch-up: cells written since {report.since.isoformat()}")
         summary.add_column("table", no_wrap=True)
         for col in ("ranges", "resumed", "rows", "failed", "complete"):
             summary.add_column(col, justify="right")
@@ -166,14 +169,18 @@ def register(app: typer.Typer) -> None:
                           f"written at timestamp {report.fallback_timestamp}, below the start of "
                           f"dual writes ({report.dual_writes_since.isoformat()}); their element "
                           "writetimes and TTLs are not origin's.", soft_wrap=True)
+        if report.since is not None:
+            console.print("A catch-up leaves the migration's evidence as the full copy recorded it; "
+                          "run `zdm validate` to prove the clusters agree.", soft_wrap=True)
         _write_json(json_out, report.to_json())
+        again = "zdm migrate --resume" + (f" --since {since}" if since else "")
         if report.interrupted:
             console.print("[yellow]Interrupted.[/] Finished ranges are checkpointed: "
-                          "run `zdm migrate --resume` to continue.")
+                          f"run `{again}` to continue.")
             raise typer.Exit(130)
         if not report.complete:
             console.print("[red]The migration is not complete:[/] some ranges failed. "
-                          "Fix the cause, then run `zdm migrate --resume`.")
+                          f"Fix the cause, then run `{again}`.")
             raise typer.Exit(1)
         console.print("[green]Migration complete.[/] Recorded as evidence for `zdm phase advance`.")
 

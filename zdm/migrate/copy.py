@@ -58,8 +58,9 @@ async def target_rows(ctx: WorkerContext, spec: TableSpec, keys: list[tuple],
 
 
 async def copy_range(ctx: WorkerContext, spec: TableSpec, rng: TokenRange,
-                     on_rows: Callable[[int], None] | None = None) -> int:
-    """Copy ``rng`` of ``spec``; returns the number of origin rows read."""
+                     on_rows: Callable[[int], None] | None = None, *, since: int | None = None) -> int:
+    """Copy ``rng`` of ``spec``; returns the number of origin rows read.  ``since``
+    (microseconds): only the cells written at or after it (:mod:`zdm.migrate.plan`)."""
     select = ctx.prepare("origin", spec.range_select())
     window = aio.WriteWindow(ctx.run.write_window)
     npk = len(spec.partition_key)
@@ -76,7 +77,7 @@ async def copy_range(ctx: WorkerContext, spec: TableSpec, rng: TokenRange,
             pk = key[:npk]
             if has_statics and pk != last_pk:
                 await _copy_statics(ctx, spec, row, key, existing[i] if existing else None, window,
-                                    read_at)
+                                    read_at, since)
             last_pk = pk
             if spec.is_counter:
                 if not spec.clustering_key or key[npk] is not None:
@@ -84,7 +85,7 @@ async def copy_range(ctx: WorkerContext, spec: TableSpec, rng: TokenRange,
                     if delta:
                         await write_all(ctx, spec, [delta], key, window)
                 continue
-            writes = plan_row(spec, row, existing[i] if existing else None)
+            writes = plan_row(spec, row, existing[i] if existing else None, since=since)
             if writes:
                 await write_all(ctx, spec, writes, key, window, read_at)
         total += len(rows)
@@ -95,7 +96,8 @@ async def copy_range(ctx: WorkerContext, spec: TableSpec, rng: TokenRange,
 
 
 async def _copy_statics(ctx: WorkerContext, spec: TableSpec, row: tuple, key: tuple,
-                        target_row: tuple | None, window: aio.WriteWindow, read_at: float) -> None:
+                        target_row: tuple | None, window: aio.WriteWindow, read_at: float,
+                        since: int | None) -> None:
     if spec.is_counter or spec.has_lists():
         # the clustering row may be missing on target; read the static row by partition
         (target_row,) = await target_rows(ctx, spec, [key], static_only=True)
@@ -103,6 +105,6 @@ async def _copy_statics(ctx: WorkerContext, spec: TableSpec, row: tuple, key: tu
         delta = counter_deltas(spec, row, target_row, static=True)
         writes = [delta] if delta else []
     else:
-        writes = plan_static(spec, row, target_row)
+        writes = plan_static(spec, row, target_row, since=since)
     if writes:
         await write_all(ctx, spec, writes, key, window, read_at)

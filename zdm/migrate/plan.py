@@ -4,6 +4,11 @@ fallback's (:mod:`zdm.migrate.fallback`).
 
 ``target_row`` is target's current version of the row, read with the same selectors,
 when the table has lists (or None): list writes depend on what target already holds.
+
+``since`` (microseconds; ``zdm migrate --since``) keeps only the cells written at or after
+it, for a catch-up after an outage or a rollback.  What cannot be dated is written anyway,
+which is harmless: a row with no cells (its INSERT is at the lowest timestamp) and the
+fallback's columns (below the start of dual writes, so every newer write wins).
 """
 
 from __future__ import annotations
@@ -25,22 +30,26 @@ def list_elements(spec: TableSpec, row: tuple | None) -> dict[str, list]:
 
 
 def _plan(spec: TableSpec, row: tuple, columns: tuple[Column, ...], target_row: tuple | None,
-          *, static: bool) -> list[Write]:
-    writes = group(cells_of(row, columns, list_elements(spec, target_row)),
-                   marker=not static, static=static)
+          *, static: bool, since: int | None = None) -> list[Write]:
+    cells = cells_of(row, columns, list_elements(spec, target_row))
+    recent = cells if since is None else [c for c in cells if c.writetime >= since]
+    # every cell older than ``since``: nothing to write (a row without cells is written anyway)
+    writes = group(recent, marker=not static, static=static) if recent or not cells else []
     inexact = [c for c in columns if not c.exact]
     if inexact:
         writes += fallback_writes(spec, row, inexact, target_row, static=static)
     return writes
 
 
-def plan_row(spec: TableSpec, row: tuple, target_row: tuple | None = None) -> list[Write]:
+def plan_row(spec: TableSpec, row: tuple, target_row: tuple | None = None, *,
+             since: int | None = None) -> list[Write]:
     """The writes for the clustering row of ``row`` (none for a static-only scan row)."""
     if spec.clustering_key and all(v is None for v in spec.ck_of(row)):
         return []  # a partition with static data only: no clustering row
-    return _plan(spec, row, spec.regulars, target_row, static=False)
+    return _plan(spec, row, spec.regulars, target_row, static=False, since=since)
 
 
-def plan_static(spec: TableSpec, row: tuple, target_row: tuple | None = None) -> list[Write]:
+def plan_static(spec: TableSpec, row: tuple, target_row: tuple | None = None, *,
+                since: int | None = None) -> list[Write]:
     """The partition-level writes for the static cells of ``row``."""
-    return _plan(spec, row, spec.statics, target_row, static=True)
+    return _plan(spec, row, spec.statics, target_row, static=True, since=since)

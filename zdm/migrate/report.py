@@ -62,6 +62,8 @@ class MigrationReport:
     #: the start of dual writes the fallback's timestamp was derived from, and that timestamp
     dual_writes_since: datetime | None = None
     fallback_timestamp: int | None = None
+    #: a catch-up copy of the cells written at or after this time (None: a full copy)
+    since: datetime | None = None
 
     @property
     def complete(self) -> bool:
@@ -84,6 +86,7 @@ class MigrationReport:
             "complete": self.complete, "interrupted": self.interrupted,
             "started_at": self.started_at.isoformat(), "finished_at": self.finished_at.isoformat(),
             "elapsed_s": round(self.elapsed_s, 3), "rows_copied": self.rows_copied,
+            "since": self.since.isoformat() if self.since else None,
             "rows_per_s": round(self.rows_per_s, 1),
             "dual_writes_since": self.dual_writes_since.isoformat() if self.dual_writes_since else None,
             "fallback_timestamp": self.fallback_timestamp,

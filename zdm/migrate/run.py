@@ -51,6 +51,15 @@ class MigrationSettings:
     record_evidence: bool = True
     #: when dual writes began, for the fallback's timestamp (None: the state's phase 1 entry)
     dual_writes_since: datetime | None = None
+    #: a catch-up copy: only the cells written at or after this time (``zdm migrate --since``)
+    since: datetime | None = None
+
+
+@dataclass(frozen=True)
+class CopyParams:
+    """What every range of one run copies, as the engines hand it to :func:`copy_job`."""
+
+    since_us: int | None = None  # microseconds since the epoch, as writetimes are
 
 
 class MigrationIncomplete(ZdmError):
@@ -128,9 +137,18 @@ def with_fallback_timestamp(config: Config, specs: list[TableSpec], since: datet
             for s in specs], since
 
 
-async def copy_job(ctx: WorkerContext, spec: TableSpec, rng: TokenRange, params, on_rows) -> int:
+async def copy_job(ctx: WorkerContext, spec: TableSpec, rng: TokenRange, params: CopyParams,
+                   on_rows) -> int:
     """The pool's job for migrate: one range copy."""
-    return await copy_range(ctx, spec, rng, on_rows)
+    return await copy_range(ctx, spec, rng, on_rows, since=params.since_us)
+
+
+def micros(t: datetime) -> int:
+    """``t`` as a writetime: microseconds since the epoch."""
+    from zdm.phases.evidence import as_utc
+
+    t = as_utc(t)
+    return (int(t.timestamp()) * 1_000_000) + t.microsecond
 
 
 def migrate(config: Config, settings: MigrationSettings,
@@ -144,7 +162,8 @@ def migrate(config: Config, settings: MigrationSettings,
         raise ZdmError("no tables in scope", hint="check scope.keyspaces in zdm.yaml or --keyspace")
     specs, since = with_fallback_timestamp(config, specs, settings.dual_writes_since,
                                            needed_for="copying")
-    with checkpoint_store(config, "migrate") as store:
+    # a catch-up keeps checkpoints of its own: the full copy's stay as they were
+    with checkpoint_store(config, "catchup" if settings.since else "migrate") as store:
         return _migrate(config, settings, emit, started, specs, plan, since, store)
 
 
@@ -190,7 +209,8 @@ def _migrate(config, settings, emit, started, specs, plan, since, store) -> Migr
 
     interrupted = False
     try:
-        run_jobs(config, settings.run, {s.qualified: s for s in specs}, copy_job, None, jobs, handle)
+        params = CopyParams(micros(settings.since) if settings.since else None)
+        run_jobs(config, settings.run, {s.qualified: s for s in specs}, copy_job, params, jobs, handle)
     except KeyboardInterrupt:
         interrupted = True
     finished = utcnow()
@@ -201,8 +221,10 @@ def _migrate(config, settings, emit, started, specs, plan, since, store) -> Migr
     report = MigrationReport(list(results.values()), started, finished, interrupted=interrupted,
                              dual_writes_since=since,
                              fallback_timestamp=next((s.fallback_timestamp for s in specs
-                                                      if s.fallback_timestamp), None))
-    if settings.record_evidence:
+                                                      if s.fallback_timestamp), None),
+                             since=settings.since)
+    if settings.record_evidence and not settings.since:
+        # a catch-up proves nothing about the full copy: the migration's evidence stands
         record_migration(config, report, checkpoints)
     return report
 
