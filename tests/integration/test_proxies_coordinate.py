@@ -7,13 +7,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import uuid
 
 import pytest
 
-from tests.support.hosts import HOSTS, wait_for, write_config, zdm
-from tests.support.net import free_port, start_proxy_process
+from tests.support.hosts import HOSTS, proxy_hosts, wait_for, zdm
 
 def status(operator_dir) -> dict:
     return json.loads(zdm(operator_dir, "status", "--json").stdout)
@@ -43,33 +40,12 @@ class Reader:
 
 @pytest.fixture()
 def cluster_state(tmp_path, zdm_config, origin_session, target_session):
-    keyspace, state_keyspace = "c_" + uuid.uuid4().hex[:8], "zdm_state_" + uuid.uuid4().hex[:8]
-    for s in (origin_session, target_session):
-        s.execute(f"CREATE KEYSPACE {keyspace} WITH replication = "
-                  "{'class': 'SimpleStrategy', 'replication_factor': 1}")
-        s.execute(f"CREATE TABLE {keyspace}.t (k int PRIMARY KEY, v text)")
+    hosts = proxy_hosts(tmp_path, zdm_config, origin_session, target_session, prefix="c", workers=2)
+    setup = next(hosts)
     for k in range(50):
-        origin_session.execute(f"INSERT INTO {keyspace}.t (k, v) VALUES (%s, %s)", (k, f"v{k}"))
-    port = free_port()
-    ports = (zdm_config.origin.port, zdm_config.target.port)
-    dirs = {h: write_config(tmp_path / f"proxy-{h}", ports, keyspace=keyspace, state_keyspace=state_keyspace,
-                            port=port, host=h, metrics_port=free_port(), workers=2).parent for h in HOSTS}
-    operator = write_config(tmp_path / "operator", ports, keyspace=keyspace,
-                            state_keyspace=state_keyspace, port=port).parent
-    procs: dict[str, subprocess.Popen] = {}
-
-    def start(host):
-        procs[host] = start_proxy_process(dirs[host] / "zdm.yaml", port, host=host, cwd=dirs[host])
-
-    yield {"keyspace": keyspace, "port": port, "dirs": dirs, "operator": operator, "start": start,
-           "procs": procs, "state_keyspace": state_keyspace}
-    for proc in procs.values():
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(30)
-    for s in (origin_session, target_session):
-        s.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
-    target_session.execute(f"DROP KEYSPACE IF EXISTS {state_keyspace}")
+        origin_session.execute(f"INSERT INTO {setup['keyspace']}.t (k, v) VALUES (%s, %s)", (k, f"v{k}"))
+    yield setup
+    next(hosts, None)
 
 
 def test_two_proxies_on_two_hosts_follow_one_state_in_the_cluster(cluster_state, origin_session,

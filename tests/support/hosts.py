@@ -46,3 +46,41 @@ def wait_for(condition, timeout=30.0, what="condition", poll=0.2):
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(poll)
     return result
+
+
+def proxy_hosts(tmp_path, zdm_config, origin_session, target_session, *, prefix: str, workers: int):
+    """A keyspace ``<prefix>_<random>`` with table ``t (k int PRIMARY KEY, v text)`` on both
+    clusters, a working directory for a proxy on each of HOSTS and one for the operator, all
+    sharing a fresh state keyspace on target; yields a dict with ``keyspace``, ``port``,
+    ``dirs``, ``operator``, ``state_keyspace``, ``procs`` and ``start(host)``, and stops the
+    proxies and drops both keyspaces afterwards.  For a pytest fixture to ``yield from``."""
+    import uuid
+
+    from tests.support.net import free_port, start_proxy_process
+
+    keyspace, state_keyspace = f"{prefix}_{uuid.uuid4().hex[:8]}", "zdm_state_" + uuid.uuid4().hex[:8]
+    for s in (origin_session, target_session):
+        s.execute(f"CREATE KEYSPACE {keyspace} WITH replication = "
+                  "{'class': 'SimpleStrategy', 'replication_factor': 1}")
+        s.execute(f"CREATE TABLE {keyspace}.t (k int PRIMARY KEY, v text)")
+    port = free_port()
+    ports = (zdm_config.origin.port, zdm_config.target.port)
+    dirs = {h: write_config(tmp_path / f"proxy-{h}", ports, keyspace=keyspace, state_keyspace=state_keyspace,
+                            port=port, host=h, metrics_port=free_port(), workers=workers).parent
+            for h in HOSTS}
+    operator = write_config(tmp_path / "operator", ports, keyspace=keyspace,
+                            state_keyspace=state_keyspace, port=port).parent
+    procs: dict = {}
+
+    def start(host):
+        procs[host] = start_proxy_process(dirs[host] / "zdm.yaml", port, host=host, cwd=dirs[host])
+
+    yield {"keyspace": keyspace, "port": port, "dirs": dirs, "operator": operator, "start": start,
+           "procs": procs, "state_keyspace": state_keyspace}
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(30)
+    for s in (origin_session, target_session):
+        s.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
+    target_session.execute(f"DROP KEYSPACE IF EXISTS {state_keyspace}", timeout=60)
