@@ -36,6 +36,7 @@ import os
 import pickle
 import queue
 import re
+import signal
 import socket
 import sys
 import tempfile
@@ -328,6 +329,12 @@ def run_jobs(config, run, specs: dict, job_fn: Callable, params: Any, jobs: Iter
         if more:
             submit(more)
 
+    # pyspark's own SIGINT handler calls into the JVM from the signal handler, which breaks when
+    # Ctrl-C lands inside another JVM call; a plain KeyboardInterrupt lets the caller record the
+    # interruption, and this run's jobs are cancelled below
+    restore = None
+    if threading.current_thread() is threading.main_thread():
+        restore = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         submit(jobs)
         while outstanding:
@@ -352,12 +359,22 @@ def run_jobs(config, run, specs: dict, job_fn: Callable, params: Any, jobs: Iter
     finally:
         sink.closed = True
         if any(t.is_alive() for t in threads):
-            try:
-                sc.cancelJobGroup(group)
-            except Exception:  # noqa: BLE001 - the context may be gone already
-                pass
+            # from a thread of its own: an interrupted JVM call may have spoiled this thread's
+            # connection to the JVM
+            canceller = threading.Thread(target=_cancel, args=(sc, group), daemon=True)
+            canceller.start()
+            canceller.join(timeout=30)
         for t in threads:
             t.join(timeout=30)
+        if restore is not None:
+            signal.signal(signal.SIGINT, restore)
+
+
+def _cancel(sc, group: str) -> None:
+    try:
+        sc.cancelJobGroup(group)
+    except Exception:  # noqa: BLE001 - the context may be gone already
+        pass
 
 
 def _spark_job(sc, group, shared, events, rate_share, items, results) -> None:
