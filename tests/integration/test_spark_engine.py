@@ -15,6 +15,7 @@ import yaml
 from cassandra.concurrent import execute_concurrent_with_args
 
 from migrate_fixtures import config_for, migration, run_settings, validation
+from zdm.errors import ZdmError
 from zdm.migrate import engine as engines
 from zdm.migrate import migrate
 from zdm.migrate.checkpoint import CheckpointStore
@@ -170,6 +171,25 @@ def test_a_crashed_python_worker_costs_only_its_own_range(kv, zdm_config, tmp_pa
     assert sorted(j.rng for j in done) == sorted([r for r in plan if r != plan[3]] + plan[3].split(2))
     assert {j.attempt for j in done if j.rng in plan} == {1}  # the others were not charged an attempt
     assert target_session.execute(f"SELECT count(*) FROM {kv}.kv").one().count == ROWS
+
+
+def test_executors_that_cannot_import_the_job_stop_the_run_naming_the_module(kv, zdm_config, tmp_path,
+                                                                             spark_master, monkeypatch):
+    """As when the executors' Python lacks zdm: here a module only the driver has."""
+    (tmp_path / "jobs_of_the_driver_only.py").write_text(
+        "async def job(ctx, spec, rng, params, on_rows):\n    return 0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import jobs_of_the_driver_only  # pickled by reference: it is importable here
+
+    try:
+        with pytest.raises(ZdmError) as refused:
+            run_with_retries(config_for(zdm_config, tmp_path),
+                             run_settings(engine="spark", master=spark_master, splits=4), kv,
+                             jobs_of_the_driver_only.job, lambda plan: None)
+    finally:
+        del sys.modules["jobs_of_the_driver_only"]
+    assert "Spark's executors cannot import jobs_of_the_driver_only" in refused.value.message
+    assert "PYSPARK_PYTHON" in refused.value.hint and "--archives" in refused.value.hint
 
 
 def test_the_readme_spark_submit_line_copies_through_the_same_entry_point(kv, zdm_config, tmp_path):

@@ -407,7 +407,7 @@ def _batch_failed(sc, items, error: str, outstanding: dict, answer, submit) -> N
                             "dependencies must be there")
     culprit = re.search(r"Task (\d+) in stage \S+ failed", error)
     culprit_index = int(culprit.group(1)) if culprit else None
-    reason = f"Spark task failed: {failure_reason(error)}"
+    reason = f"Spark {'task' if culprit else 'job'} failed: {failure_reason(error)}"
     again: list[Job] = []
     for index, token in unfinished:
         job = outstanding.pop(token)
