@@ -9,6 +9,9 @@ target is the sandbox's target.  A third pair, TLS only (`tls_sandbox`: 9242/924
 7600/7700, under .zdm/test-tls), serves the TLS tests, with the Astra DB stand-in (`astra`)
 in front of its target.  Unit tests never touch them: only tests that ask for
 these fixtures (all under tests/integration/, marked `integration`) pay for Cassandra.
+
+The Spark engine's tests share one Spark context on local[2] (`spark_master`), started on
+first use and stopped at the end; `engine` runs a test once on each engine.
 """
 
 from __future__ import annotations
@@ -163,6 +166,29 @@ def _pair_keyspace(*sessions):
     yield name
     for s in sessions:
         s.execute(f"DROP KEYSPACE IF EXISTS {name}")
+
+
+SPARK_MASTER = "local[2]"
+
+
+@pytest.fixture(scope="session")
+def spark_master():
+    """The master of the run's one Spark context (local[2]), started here on first use."""
+    from zdm.migrate.spark import spark_context
+
+    sc = spark_context(SPARK_MASTER)
+    try:
+        yield SPARK_MASTER
+    finally:
+        sc.stop()
+
+
+@pytest.fixture(params=["local", "spark"])
+def engine(request) -> dict:
+    """Run settings for each engine in turn (``run=engine``): the same test, the same checks."""
+    if request.param == "local":
+        return {"engine": "local"}
+    return {"engine": "spark", "master": request.getfixturevalue("spark_master")}
 
 
 @pytest.fixture()

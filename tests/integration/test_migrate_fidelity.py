@@ -1,4 +1,5 @@
-"""A schema with every CQL type migrates to an exact copy: values, writetimes and TTLs per cell."""
+"""A schema with every CQL type migrates to an exact copy: values, writetimes and TTLs per cell,
+on each engine (local worker processes, Spark executors on local[2])."""
 
 from __future__ import annotations
 
@@ -61,17 +62,17 @@ def assert_exact_copy(origin_session, target_session, ks: str, elapsed_s: float)
     return compared
 
 
-def test_every_type_migrates_to_an_exact_copy_and_validates_clean(filled, zdm_config, tmp_path,
+def test_every_type_migrates_to_an_exact_copy_and_validates_clean(filled, zdm_config, tmp_path, engine,
                                                                   origin_session, target_session):
     config = config_for(zdm_config, tmp_path)
     t0 = time.monotonic()
-    report = migrate(config, migration(filled))
+    report = migrate(config, migration(filled, run=engine))
     assert report.complete, report.to_json()
     assert {t.table.split(".")[1] for t in report.tables} == {"everything", "counts", "keys_only", "wide"}
     compared = assert_exact_copy(origin_session, target_session, filled, time.monotonic() - t0)
     assert compared > BIG_PARTITION_ROWS
 
-    check = validate(config, validation(filled))
+    check = validate(config, validation(filled, run=engine))
     assert check.clean, check.to_json()
     assert check.differences == 0
     state = FileStateStore(config.state_dir).load()
@@ -79,14 +80,14 @@ def test_every_type_migrates_to_an_exact_copy_and_validates_clean(filled, zdm_co
     assert evidence_of(state, "validation").clean
 
 
-def test_row_liveness_choices_are_as_documented(filled, zdm_config, tmp_path, target_session):
-    migrate(config_for(zdm_config, tmp_path), migration(filled))
+def test_row_liveness_choices_are_as_documented(filled, zdm_config, tmp_path, engine, target_session):
+    migrate(config_for(zdm_config, tmp_path), migration(filled, run=engine))
     # a primary-key-only row exists on target; a static-only partition has no clustering row
     assert target_session.execute(f"SELECT * FROM {filled}.everything WHERE pk = 102").one() is not None
     rows = list(target_session.execute(f"SELECT ck, s_static FROM {filled}.everything WHERE pk = 100"))
     assert [(r.ck, r.s_static) for r in rows] == [(None, 12)]
     # counters copied as deltas: a second run changes nothing
-    migrate(config_for(zdm_config, tmp_path), migration(filled))
+    migrate(config_for(zdm_config, tmp_path), migration(filled, run=engine))
     total = sum(r.hits for r in target_session.execute(f"SELECT hits FROM {filled}.counts"))
     assert total == sum(pk + ck + 1 for pk in range(4) for ck in range(3))
 
@@ -99,10 +100,10 @@ def test_parallel_worker_processes_copy_the_same(filled, zdm_config, tmp_path, o
     assert_exact_copy(origin_session, target_session, filled, time.monotonic() - t0)
 
 
-def test_lists_are_not_duplicated_when_a_range_is_copied_twice(filled, zdm_config, tmp_path,
+def test_lists_are_not_duplicated_when_a_range_is_copied_twice(filled, zdm_config, tmp_path, engine,
                                                                target_session):
     for _ in range(2):
-        assert migrate(config_for(zdm_config, tmp_path), migration(filled)).complete
+        assert migrate(config_for(zdm_config, tmp_path), migration(filled, run=engine)).complete
     row = target_session.execute(f"SELECT l FROM {filled}.everything WHERE pk = 1 AND ck = 'c1'").one()
     assert row.l == [1, 2, 3, 4, 5, 6]
 

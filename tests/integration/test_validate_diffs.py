@@ -1,4 +1,5 @@
-"""Differences of each kind are found exactly; autocorrect fixes the fixable; live writes are not differences."""
+"""Differences of each kind are found exactly; autocorrect fixes the fixable; live writes are not
+differences: on each engine (local worker processes, Spark executors on local[2])."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ ROWS = 300
 
 
 @pytest.fixture()
-def copied(keyspace, zdm_config, tmp_path, origin_session, target_session):
+def copied(keyspace, zdm_config, tmp_path, engine, origin_session, target_session):
+    """(keyspace, config, run settings of the engine) once the table is copied on that engine."""
     for s in (origin_session, target_session):
         s.execute(f"CREATE TABLE {keyspace}.t (pk int, ck int, v text, w int, s int static, "
                   "m map<text, int>, PRIMARY KEY (pk, ck))")
@@ -25,8 +27,8 @@ def copied(keyspace, zdm_config, tmp_path, origin_session, target_session):
         origin_session.execute(ins, (i % 30, i, f"v{i}", i, {"a": i}, TS + i))
     origin_session.execute(f"UPDATE {keyspace}.t USING TIMESTAMP {TS} SET s = 1 WHERE pk = 3")
     config = config_for(zdm_config, tmp_path)
-    assert migrate(config, migration(keyspace)).complete
-    return keyspace, config
+    assert migrate(config, migration(keyspace, run=engine)).complete
+    return keyspace, config, engine
 
 
 def by_key(table_report) -> dict:
@@ -61,9 +63,9 @@ def inject(ks, origin_session, target_session, which=None):
 
 
 def test_each_kind_of_difference_is_found_exactly(copied, origin_session, target_session):
-    ks, config = copied
+    ks, config, engine = copied
     inject(ks, origin_session, target_session)
-    report = validate(config, validation(ks))
+    report = validate(config, validation(ks, run=engine))
     assert not report.clean
     (t,) = report.tables
     assert (t.missing_on_target, t.only_on_target, t.cells_differ) == (1, 1, 5)
@@ -76,29 +78,29 @@ def test_each_kind_of_difference_is_found_exactly(copied, origin_session, target
 
 def test_autocorrect_fixes_the_fixable_and_a_clean_validation_follows(copied, origin_session,
                                                                       target_session):
-    ks, config = copied
+    ks, config, engine = copied
     inject(ks, origin_session, target_session)
-    fixed = validate(config, validation(ks, autocorrect=True))
+    fixed = validate(config, validation(ks, autocorrect=True, run=engine))
     (t,) = fixed.tables
     assert t.fixed == 6 and t.remaining == 1
     assert [d["kind"] for d in t.differences if not d["fixed"]] == ["only_on_target"]
     # the row only on target is reported, never deleted
     assert target_session.execute(f"SELECT * FROM {ks}.t WHERE pk = 7 AND ck = 9007").one() is not None
 
-    again = validate(config, validation(ks))
+    again = validate(config, validation(ks, run=engine))
     assert [(d["kind"], d["key"]) for d in again.tables[0].differences] == \
         [("only_on_target", {"pk": 7, "ck": 9007})]
     target_session.execute(f"DELETE FROM {ks}.t WHERE pk = 7 AND ck = 9007")
-    assert validate(config, validation(ks)).clean
+    assert validate(config, validation(ks, run=engine)).clean
     # the copy kept origin's writetime
     row = target_session.execute(f"SELECT v, writetime(v) AS wt FROM {ks}.t WHERE pk = 2 AND ck = 2").one()
     assert (row.v, row.wt) == ("changed", TS + 10_000)
 
 
 def test_autocorrect_never_overwrites_a_newer_write_on_target(copied, origin_session, target_session):
-    ks, config = copied
+    ks, config, engine = copied
     target_session.execute(f"UPDATE {ks}.t USING TIMESTAMP {TS + 50_000} SET v = 'live' WHERE pk = 8 AND ck = 8")
-    report = validate(config, validation(ks, autocorrect=True))
+    report = validate(config, validation(ks, autocorrect=True, run=engine))
     (d,) = report.tables[0].differences
     assert d["kind"] == "cells_differ" and not d["fixed"]
     assert target_session.execute(f"SELECT v FROM {ks}.t WHERE pk = 8 AND ck = 8").one().v == "live"
@@ -106,7 +108,7 @@ def test_autocorrect_never_overwrites_a_newer_write_on_target(copied, origin_ses
 
 
 def test_writes_during_validation_are_not_differences(copied, origin_session, target_session):
-    ks, config = copied
+    ks, config, engine = copied
     stop = threading.Event()
     written = []
 
@@ -126,7 +128,7 @@ def test_writes_during_validation_are_not_differences(copied, origin_session, ta
     writer = threading.Thread(target=dual_writer)
     writer.start()
     try:
-        reports = [validate(config, validation(ks, run={"fetch_size": 10})) for _ in range(2)]
+        reports = [validate(config, validation(ks, run={**engine, "fetch_size": 10})) for _ in range(2)]
     finally:
         stop.set()
         writer.join()

@@ -56,10 +56,13 @@ def command(fn: F) -> F:
 
 
 def report_error(exc: ZdmError) -> None:
-    err_console.print(f"[bold red]error:[/] {exc.message}", markup=True, soft_wrap=True,
+    from rich.markup import escape
+
+    # the texts are plain: a hint's `pip install 'zdm[spark]'` is no markup tag
+    err_console.print(f"[bold red]error:[/] {escape(exc.message)}", markup=True, soft_wrap=True,
                       emoji=False, highlight=False, style=None)
     if exc.hint:
-        err_console.print(f"[bold]what to do:[/] {exc.hint}", soft_wrap=True)
+        err_console.print(f"[bold]what to do:[/] {escape(exc.hint)}", soft_wrap=True)
 
 
 def config_from(path: Path, *, missing_ok: bool = False) -> Config:

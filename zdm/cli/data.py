@@ -16,8 +16,10 @@ Keyspaces = Annotated[list[str], typer.Option("--keyspace", "-k", help="Keyspace
 Tables = Annotated[list[str], typer.Option("--table", "-t", help="Only this ks.table (repeatable).")]
 ExcludeTables = Annotated[list[str], typer.Option("--exclude-table", help="Skip this ks.table (repeatable).")]
 ExcludeKeyspaces = Annotated[list[str], typer.Option("--exclude-keyspace", help="Skip this keyspace (repeatable).")]
-Workers = Annotated[int, typer.Option("--workers", "-w", help="Worker processes (0: in this process).")]
-Concurrency = Annotated[int, typer.Option("--concurrency", help="Ranges in flight per worker.")]
+Workers = Annotated[Optional[int], typer.Option("--workers", "-w", help="Worker processes (0: in this process; default 2); local engine only.")]
+Concurrency = Annotated[Optional[int], typer.Option("--concurrency", help="Ranges in flight per worker (default 4); local engine only.")]
+Engine = Annotated[str, typer.Option("--engine", help="What runs the ranges: local (worker processes) or spark (a Spark cluster's executors, through pyspark: pip install 'zdm\\[spark]').")]
+Master = Annotated[Optional[str], typer.Option("--master", metavar="URL", help="Spark master for --engine spark: local[N], spark://HOST:PORT, yarn, k8s://... (default under spark-submit: its --master).")]
 FetchSize = Annotated[int, typer.Option("--fetch-size", help="Rows per page.")]
 RateLimit = Annotated[Optional[float], typer.Option("--rate-limit", help="Rows/s over all workers (default: unlimited).")]
 ReadCL = Annotated[str, typer.Option("--read-consistency", help="Consistency level of reads.")]
@@ -53,18 +55,31 @@ def _fallback_note(tables) -> str | None:
     return "; ".join(parts) or None
 
 
-def _run_settings(workers, concurrency, fetch_size, rate_limit, read_cl, write_cl, splits):
+def _run_settings(engine, master, workers, concurrency, fetch_size, rate_limit, read_cl, write_cl,
+                  splits):
     from zdm.errors import ConfigError
+    from zdm.migrate import engine as engines
     from zdm.migrate.context import RunSettings, consistency
 
+    if engine == "spark":
+        for name, value in (("--workers", workers), ("--concurrency", concurrency)):
+            if value is not None:
+                raise ConfigError(f"{name} is for the local engine", path=name,
+                                  hint="on Spark each executor core runs one range at a time: size "
+                                       "the run with the master (local[N]) or the executors "
+                                       "(spark-submit --total-executor-cores, --num-executors)")
+    workers = 2 if workers is None else workers
+    concurrency = 4 if concurrency is None else concurrency
     for name, value in (("--workers", workers), ("--concurrency", concurrency - 1),
                         ("--fetch-size", fetch_size - 1)):
         if value < 0:
             raise ConfigError(f"{name} is too small", hint="use a positive number")
     consistency(read_cl), consistency(write_cl)
-    return RunSettings(workers=workers, concurrency=concurrency, fetch_size=fetch_size,
-                       rate_limit=rate_limit, read_consistency=read_cl, write_consistency=write_cl,
-                       splits=splits)
+    run = RunSettings(engine=engine, master=master, workers=workers, concurrency=concurrency,
+                      fetch_size=fetch_size, rate_limit=rate_limit, read_consistency=read_cl,
+                      write_consistency=write_cl, splits=splits)
+    engines.check(run)
+    return run
 
 
 class _Progress:
@@ -117,7 +132,8 @@ def register(app: typer.Typer) -> None:
         config: ConfigPath = DEFAULT_CONFIG, keyspace: Keyspaces = [], table: Tables = [],
         exclude_table: ExcludeTables = [], exclude_keyspace: ExcludeKeyspaces = [],
         resume: Annotated[bool, typer.Option("--resume", help="Redo only ranges an earlier run did not finish.")] = False,
-        workers: Workers = 2, concurrency: Concurrency = 4, fetch_size: FetchSize = 1000,
+        engine: Engine = "local", master: Master = None,
+        workers: Workers = None, concurrency: Concurrency = None, fetch_size: FetchSize = 1000,
         rate_limit: RateLimit = None, read_consistency: ReadCL = "LOCAL_QUORUM",
         write_consistency: WriteCL = "LOCAL_QUORUM", splits: Splits = None,
         json_out: JsonOut = None, no_progress: NoProgress = False,
@@ -133,8 +149,8 @@ def register(app: typer.Typer) -> None:
 
         settings = MigrationSettings(
             scope=Scope(tuple(keyspace), tuple(table), tuple(exclude_table), tuple(exclude_keyspace)),
-            run=_run_settings(workers, concurrency, fetch_size, rate_limit, read_consistency,
-                              write_consistency, splits),
+            run=_run_settings(engine, master, workers, concurrency, fetch_size, rate_limit,
+                              read_consistency, write_consistency, splits),
             resume=resume, dual_writes_since=_since(dual_writes_since),
             since=_since(since, "--since"))
         cfg = config_from(config)
@@ -193,7 +209,8 @@ def register(app: typer.Typer) -> None:
         final: Annotated[bool, typer.Option("--final", help="Record as the final validation (after reads moved to target).")] = False,
         ttl_tolerance: Annotated[float, typer.Option("--ttl-tolerance", help="Seconds two TTLs may differ by.")] = 5.0,
         max_listed: Annotated[int, typer.Option("--max-listed", help="Differences listed per table.")] = 100,
-        workers: Workers = 2, concurrency: Concurrency = 4, fetch_size: FetchSize = 1000,
+        engine: Engine = "local", master: Master = None,
+        workers: Workers = None, concurrency: Concurrency = None, fetch_size: FetchSize = 1000,
         rate_limit: RateLimit = None, read_consistency: ReadCL = "LOCAL_QUORUM",
         write_consistency: WriteCL = "LOCAL_QUORUM", splits: Splits = None,
         json_out: JsonOut = None, no_progress: NoProgress = False,
@@ -211,8 +228,8 @@ def register(app: typer.Typer) -> None:
         cfg = config_from(config)
         settings = ValidationSettings(
             scope=Scope(tuple(keyspace), tuple(table), tuple(exclude_table), tuple(exclude_keyspace)),
-            run=_run_settings(workers, concurrency, fetch_size, rate_limit, read_consistency,
-                              write_consistency, splits),
+            run=_run_settings(engine, master, workers, concurrency, fetch_size, rate_limit,
+                              read_consistency, write_consistency, splits),
             params=ValidationParams(ttl_tolerance_s=ttl_tolerance, autocorrect=autocorrect,
                                     max_listed=max_listed),
             final=final, dual_writes_since=_since(dual_writes_since), resume=resume,

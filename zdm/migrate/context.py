@@ -30,6 +30,10 @@ _patch_list_decoder()
 class RunSettings:
     """How range work runs: shared by migrate and validate."""
 
+    #: what runs the range jobs: "local" (worker processes, zdm.migrate.pool) or "spark"
+    #: (a Spark cluster's executors, zdm.migrate.spark); see zdm.migrate.engine
+    engine: str = "local"
+    master: str | None = None  # the Spark master URL (engine "spark" only)
     workers: int = 2  # processes; 0 runs everything in the calling process
     concurrency: int = 4  # ranges in flight per process
     write_window: int = 128  # writes in flight per range

@@ -7,7 +7,8 @@ puts :class:`Job` s on a task queue and reads events from a result queue:
 (retries), and the run ends when no job is outstanding.  Each worker process holds
 one :class:`~zdm.migrate.context.WorkerContext` and runs ``concurrency`` consumers on
 one event loop; a job is ``job_fn(ctx, spec, range, params, on_rows)``, a plain async
-function, so another engine could run the same function.  Workers exit on a None task,
+function, so another engine runs the same function (:mod:`zdm.migrate.spark`, on Spark's
+executors; :mod:`zdm.migrate.engine` picks one).  Workers exit on a None task,
 and also when their coordinator has died (e.g. killed mid-run).
 
 With ``workers=0`` the consumers run on a thread of the calling process instead.

@@ -1,7 +1,8 @@
 """``migrate(config, settings) -> MigrationReport``: copy every table in scope, range by range.
 
 The coordinator plans ranges (ring cut at origin's ownership boundaries), skips those
-its checkpoints show done (``--resume``), hands the rest to :mod:`zdm.migrate.pool`,
+its checkpoints show done (``--resume``), hands the rest to the engine (:mod:`zdm.migrate.engine`:
+local worker processes or Spark executors),
 checkpoints each range as it completes, and retries a failing range in smaller pieces
 (``retry_splits``) up to ``max_attempts``.  A range that still fails is reported and
 the migration is not complete: it never reports success with a range missing.
@@ -25,7 +26,8 @@ from zdm.migrate.checkpoint import TableCheckpoint, checkpoint_store
 from zdm.migrate.context import RunSettings, WorkerContext, connect
 from zdm.migrate.copy import copy_range
 from zdm.migrate.fallback import fallback_timestamp
-from zdm.migrate.pool import Job, run_jobs
+from zdm.migrate import engine
+from zdm.migrate.pool import Job
 from zdm.migrate.report import (MigrationReport, RangeDone, RangeFailed, RowsCopied, TablePlanned,
                                 TableResult)
 from zdm.migrate.ring import TokenRange, cluster_boundaries, split_ring
@@ -157,17 +159,18 @@ def migrate(config: Config, settings: MigrationSettings,
 
     emit = on_event or (lambda _e: None)
     started = utcnow()
-    specs, plan = plan_tables(config, settings.scope, settings.run)
+    run = engine.prepare(settings.run)
+    specs, plan = plan_tables(config, settings.scope, run)
     if not specs:
         raise ZdmError("no tables in scope", hint="check scope.keyspaces in zdm.yaml or --keyspace")
     specs, since = with_fallback_timestamp(config, specs, settings.dual_writes_since,
                                            needed_for="copying")
     # a catch-up keeps checkpoints of its own: the full copy's stay as they were
     with checkpoint_store(config, "catchup" if settings.since else "migrate") as store:
-        return _migrate(config, settings, emit, started, specs, plan, since, store)
+        return _migrate(config, settings, run, emit, started, specs, plan, since, store)
 
 
-def _migrate(config, settings, emit, started, specs, plan, since, store) -> MigrationReport:
+def _migrate(config, settings, run, emit, started, specs, plan, since, store) -> MigrationReport:
     from zdm.phases.evidence import utcnow
 
     checkpoints: dict[str, TableCheckpoint] = {}
@@ -210,7 +213,7 @@ def _migrate(config, settings, emit, started, specs, plan, since, store) -> Migr
     interrupted = False
     try:
         params = CopyParams(micros(settings.since) if settings.since else None)
-        run_jobs(config, settings.run, {s.qualified: s for s in specs}, copy_job, params, jobs, handle)
+        engine.run_jobs(config, run, {s.qualified: s for s in specs}, copy_job, params, jobs, handle)
     except KeyboardInterrupt:
         interrupted = True
     finished = utcnow()

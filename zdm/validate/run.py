@@ -25,7 +25,8 @@ from zdm.config import Config
 from zdm.errors import ZdmError
 from zdm.migrate.checkpoint import TableCheckpoint, checkpoint_store
 from zdm.migrate.context import RunSettings, WorkerContext
-from zdm.migrate.pool import Job, run_jobs
+from zdm.migrate import engine
+from zdm.migrate.pool import Job
 from zdm.migrate.ring import TokenRange
 from zdm.migrate.run import Scope, operator, plan_tables, with_fallback_timestamp
 from zdm.migrate.schema import TableSpec
@@ -149,7 +150,8 @@ def validate(config: Config, settings: ValidationSettings,
 
     emit = on_event or (lambda _e: None)
     started = utcnow()
-    specs, plan = plan_tables(config, settings.scope, settings.run)
+    run = engine.prepare(settings.run)
+    specs, plan = plan_tables(config, settings.scope, run)
     if not specs:
         raise ZdmError("no tables in scope", hint="check scope.keyspaces in zdm.yaml or --keyspace")
     specs, _since = with_fallback_timestamp(
@@ -195,8 +197,8 @@ def validate(config: Config, settings: ValidationSettings,
 
         interrupted = False
         try:
-            run_jobs(config, settings.run, {s.qualified: s for s in specs}, compare_job,
-                     settings.params, jobs, handle)
+            engine.run_jobs(config, run, {s.qualified: s for s in specs}, compare_job,
+                            settings.params, jobs, handle)
         except KeyboardInterrupt:
             interrupted = True
     # the evidence covers findings carried from an earlier run: it dates from when that began
