@@ -1,0 +1,216 @@
+"""A whole migration as it happens in the field, while an application writes and reads.
+
+Two proxies on two hosts (127.0.0.2, 127.0.0.3: their own working directories, no file in
+common) coordinate through the state in target's cluster; the operator runs every command
+from a third directory; the copy runs on the Spark engine (``local[2]``) when pyspark is
+installed, else on the local engine.  Beside it, an application of four threads, each a
+driver connected to both proxies, writes new rows, updates rows that existed before the
+migration, and reads back each write.  The operator goes through phases 0 to 5, including
+a rollback from reads-on-target and a rolling restart of both proxies; at the end the
+application moves to target.
+
+What must hold: the application never saw an error or a stale read, every write it saw
+acknowledged is on target with its value, and the rows it never touched arrived on target
+with origin's writetimes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import random
+import signal
+import threading
+import time
+
+import pytest
+
+from tests.support.hosts import HOSTS, proxy_hosts, wait_for, zdm
+
+OLD_ROWS = 3000
+THREADS = 4
+SPARK = importlib.util.find_spec("pyspark") is not None
+
+
+def status(operator_dir) -> dict:
+    return json.loads(zdm(operator_dir, "status", "--json").stdout)
+
+
+class App:
+    """The application: THREADS driver sessions, each owning its keys (new ones, and the old
+    rows ``k % THREADS == i``), writing with idempotent statements and reading each write back.
+
+    It remembers the last value acknowledged for each key, and counts errors and misreads (a
+    read that does not return the last acknowledged value of a key only its thread writes)."""
+
+    def __init__(self, keyspace: str, port: int) -> None:
+        self.keyspace, self.port = keyspace, port
+        self.contact = (list(HOSTS), port)
+        #: key -> (the last value acknowledged, whether that write went through the proxies)
+        self.acked: dict[int, tuple[str, bool]] = {}
+        self.errors: list[str] = []
+        self.misreads: list[str] = []
+        self.ops = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._switch = [threading.Event() for _ in range(THREADS)]
+        self._switched = [threading.Event() for _ in range(THREADS)]
+        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(THREADS)]
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def switch_to(self, hosts: list[str], port: int) -> None:
+        """Reconnect every thread to ``hosts:port`` (the cutover), one thread at a time."""
+        self.contact = (hosts, port)
+        for go, done in zip(self._switch, self._switched):
+            go.set()
+            assert done.wait(60), "a thread did not reconnect"
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(60)
+
+    def _connect(self):
+        from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+        from cassandra.policies import RoundRobinPolicy
+
+        hosts, port = self.contact
+        profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=20)
+        cluster = Cluster(hosts, port=port, execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+                          connect_timeout=10, idle_heartbeat_interval=5)
+        session = cluster.connect(self.keyspace)
+        write = session.prepare("INSERT INTO t (k, v) VALUES (?, ?)")
+        write.is_idempotent = True
+        read = session.prepare("SELECT v FROM t WHERE k = ?")
+        read.is_idempotent = True
+        return cluster, session, write, read
+
+    def _run(self, i: int) -> None:
+        rng = random.Random(i)
+        cluster, session, write, read = self._connect()
+        via_proxy = True
+        new_key = 100_000 * (i + 1)
+        seq = 0
+        try:
+            while not self._stop.is_set():
+                if self._switch[i].is_set() and not self._switched[i].is_set():
+                    cluster.shutdown()
+                    cluster, session, write, read = self._connect()
+                    via_proxy = False
+                    self._switched[i].set()
+                seq += 1
+                if rng.random() < 0.3:  # an old row this thread owns
+                    k = rng.randrange(i, OLD_ROWS, THREADS)
+                else:
+                    new_key += 1
+                    k = new_key
+                value = f"app-{i}-{seq}"
+                try:
+                    session.execute(write, (k, value))
+                except Exception as exc:  # noqa: BLE001 - the client's view, counted
+                    self._note(self.errors, f"write {k}: {type(exc).__name__}: {exc}")
+                    continue
+                with self._lock:
+                    self.acked[k] = (value, via_proxy)
+                    self.ops += 1
+                try:
+                    row = session.execute(read, (k,)).one()
+                except Exception as exc:  # noqa: BLE001
+                    self._note(self.errors, f"read {k}: {type(exc).__name__}: {exc}")
+                    continue
+                if row is None or row.v != value:
+                    self._note(self.misreads, f"read {k}: {row and row.v!r}, wrote {value!r}")
+                time.sleep(0.005)
+        finally:
+            cluster.shutdown()
+
+    def _note(self, where: list, text: str) -> None:
+        with self._lock:
+            where.append(text)
+
+
+@pytest.fixture()
+def field(tmp_path, zdm_config, origin_session, target_session):
+    hosts = proxy_hosts(tmp_path, zdm_config, origin_session, target_session, prefix="e2e", workers=1)
+    setup = next(hosts)
+    ins = origin_session.prepare(f"INSERT INTO {setup['keyspace']}.t (k, v) VALUES (?, ?) USING TIMESTAMP ?")
+    for chunk in range(0, OLD_ROWS, 500):
+        futures = [origin_session.execute_async(ins, (k, f"old-{k}", 1_000_000 + k))
+                   for k in range(chunk, min(OLD_ROWS, chunk + 500))]
+        for f in futures:
+            f.result()
+    yield setup
+    next(hosts, None)
+
+
+def test_a_migration_in_the_field_loses_nothing_and_the_application_never_notices(
+        field, zdm_config, origin_session, target_session):
+    ks, port, operator = field["keyspace"], field["port"], field["operator"]
+    names = {f"{h}:{port}" for h in HOSTS}
+
+    def running() -> set[str]:
+        return {p["name"] for p in status(operator)["proxies"] if p["running"]}
+
+    for host in HOSTS:
+        field["start"](host)
+    wait_for(lambda: running() == names, what="both proxies registered and running")
+
+    zdm(operator, "preflight")
+    zdm(operator, "phase", "advance")  # 0 -> 1: dual writes
+    app = App(ks, port)
+    app.start()
+    wait_for(lambda: app.ops >= 200, timeout=60, what="the application under way")
+    zdm(operator, "phase", "advance", "--confirm-clients-on-proxy")  # 1 -> 2
+    engine = ["--engine", "spark", "--master", "local[2]"] if SPARK else []
+    zdm(operator, "migrate", *engine, "--no-progress")
+    zdm(operator, "validate", "--no-progress")
+
+    zdm(operator, "phase", "advance")  # 2 -> 3: async dual reads
+    wait_for(lambda: ((status(operator)["async_reads"] or {}).get("requests", 0) >= 150),
+             timeout=120, what="async reads compared")
+    zdm(operator, "phase", "advance")  # 3 -> 4: reads from target
+    ops = app.ops
+    wait_for(lambda: app.ops >= ops + 100, what="the application reading from target")
+    zdm(operator, "rollback", "--to", "2")  # something looked wrong: reads back on origin
+    zdm(operator, "phase", "advance", "--skip-async-reads")  # 2 -> 4
+    busy = {p["name"]: p for p in status(operator)["proxies"]}
+    assert set(busy) == names
+
+    # a rolling restart of the proxies, one host at a time, under load
+    for host in HOSTS:
+        proc = field["procs"][host]
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        field["start"](host)
+        wait_for(lambda: running() == names, timeout=60, what=f"{host} back and running")
+        ops = app.ops
+        wait_for(lambda: app.ops >= ops + 50, what="the application after the restart")
+
+    zdm(operator, "validate", "--final", "--no-progress")
+    app.switch_to(["127.0.0.1"], zdm_config.target.port)  # the cutover: straight to target
+    ops = app.ops
+    wait_for(lambda: app.ops >= ops + 100, what="the application on target")
+    zdm(operator, "phase", "advance", "--confirm-clients-on-target")  # 4 -> 5
+    app.stop()
+    assert status(operator)["phase"] == 5
+
+    assert app.errors == [], app.errors[:10]
+    assert app.misreads == [], app.misreads[:10]
+    assert app.ops > 1000
+    get = f"SELECT v, writetime(v) AS wt FROM {ks}.t WHERE k = ?"
+    on_target, on_origin = target_session.prepare(get), origin_session.prepare(get)
+    rows = {k: target_session.execute(on_target, (k,)).one() for k in range(OLD_ROWS)}
+    for k, (value, via_proxy) in app.acked.items():
+        row = rows.get(k) or target_session.execute(on_target, (k,)).one()
+        assert row is not None and row.v == value, (k, value, row)
+        if via_proxy:  # a dual write: the same value and writetime on both clusters
+            assert tuple(origin_session.execute(on_origin, (k,)).one()) == tuple(row), k
+    untouched = [k for k in range(OLD_ROWS) if k not in app.acked]
+    assert len(untouched) > OLD_ROWS // 5
+    for k in untouched:  # copied, with origin's writetimes
+        assert (rows[k].v, rows[k].wt) == (f"old-{k}", 1_000_000 + k), (k, rows[k])
+    total = target_session.execute(f"SELECT count(*) FROM {ks}.t", timeout=60).one().count
+    assert total == OLD_ROWS + len([k for k in app.acked if k >= OLD_ROWS])
