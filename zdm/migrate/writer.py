@@ -1,0 +1,93 @@
+"""The copy's writes to target, batched: :class:`BatchWriter` binds each write and sends
+it in an UNLOGGED batch (a COUNTER batch for counter tables) with writes of partitions on
+the same target replicas (:mod:`zdm.migrate.batches` decides), a bounded number in flight.
+
+Theory of operation: the open batch holds a slot of the :class:`~zdm.migrate.aio.WriteWindow`
+from its first write on, taken before anything is bound, so no write waits for room
+after its TTL was counted down: a TTL read in a page counts down from when the page
+arrived to when its batch opened, and the batch is sent as soon as it is full, without
+yielding to the event loop in between.  Callers :meth:`flush` before awaiting anything
+else (a read of target, the rate limiter) for the same reason, and at the end of a page.
+Each statement inside a batch keeps its own ``USING TIMESTAMP`` and ``TTL``.
+"""
+
+from __future__ import annotations
+
+import time
+
+from zdm.migrate import aio
+from zdm.migrate.batches import Batcher, estimate_size
+from zdm.migrate.cells import Write
+from zdm.migrate.schema import TableSpec
+from zdm.migrate.statements import values_for
+
+
+class BatchWriter:
+    def __init__(self, ctx, spec: TableSpec) -> None:
+        from cassandra.query import BatchType
+
+        self._ctx = ctx
+        self._spec = spec
+        self._window = aio.WriteWindow(ctx.run.write_window)
+        self._batcher = Batcher(ctx.batch_limits)
+        self._groups = ctx.replica_groups(spec.keyspace)
+        self._npk = len(spec.partition_key)
+        self._type = BatchType.COUNTER if spec.is_counter else BatchType.UNLOGGED
+        self._collections = any(c.has_elements for c in spec.columns)
+        self._opened_at = 0.0
+
+    async def add(self, write: Write, key: tuple, token: int, read_at: float | None = None) -> None:
+        """Queue ``write`` for the row ``key`` (its partition's token on origin), read at
+        ``read_at`` (monotonic clock; None: TTLs are not counted down)."""
+        batcher = self._batcher
+        if not batcher.items:
+            await self._open()
+        stmt = self._ctx.statement_for(self._spec, write)
+        elapsed = int(self._opened_at - read_at) if read_at is not None and write.ttl else 0
+        bound = stmt.bind(values_for(self._spec, write, key, elapsed_s=elapsed))
+        size = estimate_size(bound.values, _elements(write) if self._collections else 0)
+        group = self._groups.group_of(token)
+        partition = key[:self._npk]
+        if not batcher.fits(group, partition, size):
+            self._send()
+            await self._open()
+            if read_at is not None and write.ttl and int(self._opened_at - read_at) != elapsed:
+                elapsed = int(self._opened_at - read_at)
+                bound = stmt.bind(values_for(self._spec, write, key, elapsed_s=elapsed))
+        batcher.add(bound, group, partition, size)
+
+    def flush(self) -> None:
+        """Send the open batch, if any."""
+        if self._batcher.items:
+            self._send()
+
+    async def drain(self) -> None:
+        """Send the open batch and wait until every write is acknowledged (raises the first
+        failure)."""
+        self.flush()
+        await self._window.drain()
+
+    async def _open(self) -> None:
+        await self._window.acquire()
+        self._opened_at = time.monotonic()
+
+    def _send(self) -> None:
+        from cassandra.query import BatchStatement
+
+        items = self._batcher.take()
+        if len(items) == 1:
+            self._window.send(self._ctx.target, items[0])
+            return
+        batch = BatchStatement(self._type, consistency_level=self._ctx.write_cl)
+        for bound in items:
+            batch.add(bound)
+        self._window.send(self._ctx.target, batch)
+
+
+def _elements(write: Write) -> int:
+    """Collection elements a write adds (each is a cell of its own on target)."""
+    n = 0
+    for a in write.assignments:
+        if isinstance(a.value, (list, set, frozenset, dict, tuple)):
+            n += len(a.value)
+    return n
