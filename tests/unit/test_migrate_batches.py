@@ -39,9 +39,9 @@ def test_limits_from_target_settings(settings, expected):
     assert BatchLimits.from_settings(settings) == expected
 
 
-def test_estimate_counts_every_bound_byte_and_each_element():
-    assert estimate_size([b"\x00" * 4, b"abc", None]) == 16 + 3 * 8 + 7
-    assert estimate_size([b"x"], elements=3) == estimate_size([b"x"]) + 3 * 16
+def test_estimate_counts_every_bound_byte_and_each_cell():
+    assert estimate_size([b"\x00" * 4, b"abc", None], cells=1) == 16 + 7 + 16
+    assert estimate_size([b"x"], cells=4) == estimate_size([b"x"], cells=1) + 3 * 16
 
 
 def _batches(items, limits):

@@ -11,9 +11,12 @@ quietly (:class:`BatchLimits`, read from target's settings where it exposes them
   target warns the client on every batch (and logs it once a minute);
 - at most ``max_bytes``, estimated (:func:`estimate_size`) from the bound values: above
   ``batch_size_warn_threshold`` target logs every multi-partition batch, and above
-  ``batch_size_fail_threshold`` it refuses it.  The estimate counts every bound byte plus
-  a per-value and per-element allowance, so it exceeds what target measures (cells' data,
-  without the partition key) and the bound is taken well under the warn threshold.
+  ``batch_size_fail_threshold`` it refuses it.  Target measures its mutations' data: per
+  row its clustering and liveness (timestamp, TTL, expiry), per cell a timestamp, a TTL
+  and expiry when it has one, its value and its path (a list element's is a 16-byte
+  time UUID).  The estimate counts every bound byte (keys, writetime and TTL included)
+  and :data:`PER_CELL` for each cell's metadata, twice for a list element, so it is never
+  below target's figure, and the bound is taken under the warn threshold.
 
 Partitions are counted as runs (a statement for a partition other than the previous
 statement's starts a new one), which the copy's token-ordered scan makes exact and is
@@ -44,9 +47,8 @@ SETTINGS = ("batch_size_warn_threshold", "batch_size_fail_threshold",
             "batch_size_warn_threshold_in_kb", "batch_size_fail_threshold_in_kb",
             "unlogged_batch_across_partitions_warn_threshold")
 
-PER_STATEMENT = 16  # the row's liveness info and clustering header
-PER_VALUE = 8  # a cell's timestamp, for each bound value
-PER_ELEMENT = 16  # a collection element's cell: timestamp, path, expiry
+PER_STATEMENT = 16  # a row's liveness: timestamp, TTL and expiry
+PER_CELL = 16  # a cell's timestamp, TTL and expiry (a list element: twice, for its path)
 
 
 @dataclass(frozen=True)
@@ -100,13 +102,14 @@ def _size(settings: Mapping[str, str], name: str) -> int | None:
     return size if size else None
 
 
-def estimate_size(values: Iterable[bytes | None], elements: int = 0) -> int:
-    """An overestimate of the data one statement adds to a batch (see the module docstring):
-    its bound values serialized, and ``elements`` collection elements."""
-    size = PER_STATEMENT
+def estimate_size(values: Iterable[bytes | None], cells: int) -> int:
+    """At least the data one statement adds to a batch (see the module docstring): its bound
+    values serialized, and the metadata of ``cells`` cells (a list element counts two)."""
+    size = PER_STATEMENT + PER_CELL * cells
     for v in values:
-        size += PER_VALUE + (len(v) if v is not None else 0)
-    return size + PER_ELEMENT * elements
+        if v is not None:
+            size += len(v)
+    return size
 
 
 class ReplicaGroups:

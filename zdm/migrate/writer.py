@@ -17,8 +17,8 @@ import time
 
 from zdm.migrate import aio
 from zdm.migrate.batches import Batcher, estimate_size
-from zdm.migrate.cells import Write
-from zdm.migrate.schema import TableSpec
+from zdm.migrate.cells import Op, Write
+from zdm.migrate.schema import Kind, TableSpec
 from zdm.migrate.statements import values_for
 
 
@@ -33,7 +33,9 @@ class BatchWriter:
         self._groups = ctx.replica_groups(spec.keyspace)
         self._npk = len(spec.partition_key)
         self._type = BatchType.COUNTER if spec.is_counter else BatchType.UNLOGGED
-        self._collections = any(c.has_elements for c in spec.columns)
+        #: the columns by name, when some are not simple (their cells are counted apart)
+        self._columns = ({c.name: c for c in spec.columns}
+                       if any(c.kind is not Kind.SIMPLE for c in spec.columns) else None)
         self._opened_at = 0.0
 
     async def add(self, write: Write, key: tuple, token: int, read_at: float | None = None) -> None:
@@ -45,7 +47,7 @@ class BatchWriter:
         stmt = self._ctx.statement_for(self._spec, write)
         elapsed = int(self._opened_at - read_at) if read_at is not None and write.ttl else 0
         bound = stmt.bind(values_for(self._spec, write, key, elapsed_s=elapsed))
-        size = estimate_size(bound.values, _elements(write) if self._collections else 0)
+        size = estimate_size(bound.values, self._cells(write) if self._columns else len(write.assignments))
         group = self._groups.group_of(token)
         partition = key[:self._npk]
         if not batcher.fits(group, partition, size):
@@ -83,11 +85,19 @@ class BatchWriter:
             batch.add(bound)
         self._window.send(self._ctx.target, batch)
 
-
-def _elements(write: Write) -> int:
-    """Collection elements a write adds (each is a cell of its own on target)."""
-    n = 0
-    for a in write.assignments:
-        if isinstance(a.value, (list, set, frozenset, dict, tuple)):
-            n += len(a.value)
-    return n
+    def _cells(self, write: Write) -> int:
+        """The cells ``write`` makes on target, a list element counting two (its path is a
+        time UUID) and a counter three (its value is a context of shards)."""
+        n = 0
+        for a in write.assignments:
+            column = self._columns[a.column]
+            kind = column.kind
+            if kind is Kind.SIMPLE or a.op is Op.FIELD:
+                n += 1
+            elif kind is Kind.COUNTER:
+                n += 3
+            elif kind is Kind.UDT:  # whole, by the fallback
+                n += len(column.fields) + 1
+            else:  # elements, plus the collection's tombstone when it is set whole
+                n += (2 if kind is Kind.LIST else 1) * len(a.value) + 1
+        return n
