@@ -153,3 +153,26 @@ def test_a_wide_partition_with_statics_and_ttls_copies_exactly(limits, keyspace,
     assert target.requests["BatchStatement"] >= wide * 30 // used.max_bytes  # the partition spans batches
     assert sum(target.requests.values()) < (wide + 51) / (2 if limits else 5)
     _no_batch_warnings(caplog)
+
+
+def test_binding_straight_into_the_batch_is_the_drivers_bind(keyspace, target_session):
+    """writer.bind serializes as BoundStatement.bind does, and batch_of makes the batch that
+    BatchStatement.add makes of the driver's BoundStatements: same statements, same routing."""
+    from cassandra import ConsistencyLevel
+    from cassandra.query import BatchStatement, BatchType
+
+    target_session.execute(f"CREATE TABLE {keyspace}.kv (a int, b text, c int, v map<text, int>, "
+                           "PRIMARY KEY ((a, b), c))")
+    stmt = target_session.prepare(f"UPDATE {keyspace}.kv USING TIMESTAMP ? AND TTL ? SET v = v + ? "
+                                  "WHERE a = ? AND b = ? AND c = ?")
+    params = [[TS, 60, {"x": i}, i, f"k{i}", -i] for i in range(3)] + [[TS, 0, None, 9, "é", 0]]
+    ours = writer.batch_of([writer.bind(stmt, p) for p in params], BatchType.UNLOGGED,
+                           ConsistencyLevel.LOCAL_QUORUM, keyspace)
+    drivers = BatchStatement(BatchType.UNLOGGED, consistency_level=ConsistencyLevel.LOCAL_QUORUM)
+    for p in params:
+        drivers.add(stmt.bind(p))
+    assert ours._statements_and_parameters == drivers._statements_and_parameters
+    assert (ours.routing_key, ours.keyspace) == (drivers.routing_key, drivers.keyspace)
+    # a value the column's type refuses: the driver's bind, and its message naming the column
+    with pytest.raises(TypeError, match='column "c"'):
+        writer.bind(stmt, [TS, 60, {"x": 1}, 1, "k", "not an int"])

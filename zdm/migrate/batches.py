@@ -20,8 +20,8 @@ quietly (:class:`BatchLimits`, read from target's settings where it exposes them
 
 Partitions are counted as runs (a statement for a partition other than the previous
 statement's starts a new one), which the copy's token-ordered scan makes exact and is
-never an undercount.  A statement too big for a batch alone goes out alone, as a plain
-request, as it would without batching.  :class:`Batcher` only decides; the copy sends.
+never an undercount.  A statement too big for a batch goes out alone: a batch of one
+statement, which target applies as that statement (its batch checks need two partitions).  :class:`Batcher` only decides; the copy sends.
 Each batch holds writes of one kind: counter updates cannot share a batch with other
 writes, so the kind is part of the group.
 """
