@@ -54,6 +54,8 @@ def args(description: str) -> argparse.Namespace:
     p.add_argument("--cdm-jar", help="Cassandra Data Migrator's jar: adds CDM as a baseline")
     p.add_argument("--spark-submit", default="spark-submit", help="spark-submit to run CDM with")
     p.add_argument("--cdm-properties", help="CDM properties file (default: one for the sandbox ports)")
+    p.add_argument("--cdm-setting", action="append", default=[], metavar="KEY=VALUE",
+                   help="a CDM property over the default file's (e.g. spark.cdm.perfops.numParts=256); repeatable")
     p.add_argument("--dsbulk", help="DSBulk's launcher (bin/dsbulk): adds DSBulk as a baseline")
     p.add_argument("--origin-port", type=int, default=9042)
     p.add_argument("--target-port", type=int, default=9043)
@@ -129,10 +131,12 @@ def check_target(t, ks: str, shape: str, rows: int, loaded_at: float) -> dict:
     profile = t.execution_profile_clone_update(EXEC_PROFILE_DEFAULT, row_factory=tuple_factory,
                                                request_timeout=120)
     width = len(keys.split(","))
-    since = time.monotonic() - loaded_at
     seen = writetimes = ttls = 0
+    since = time.monotonic() - loaded_at
     for r in t.execute(query, execution_profile=profile):
         seen += 1
+        if seen % 5000 == 0:  # a page: the scan itself takes seconds
+            since = time.monotonic() - loaded_at
         i = row_number(shape, r[:width])
         wt, ttl = r[width], r[width + 1]
         writetimes += wt == TS + i

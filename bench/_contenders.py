@@ -84,15 +84,17 @@ def run_zdm(command: str, cfg: Path, ks: str, table: str, workdir: Path, workers
 CDM_COUNTER = re.compile(r"JobCounter: Final (.+?) Count: (\d+)")
 
 
-def cdm_properties(workdir: Path, origin_port: int, target_port: int) -> Path:
-    """The properties the anchors are run with, for the sandbox's ports."""
+def cdm_properties(workdir: Path, origin_port: int, target_port: int, settings: list[str] = ()) -> Path:
+    """The properties CDM is run with: the sandbox's ports, 16 parts (both cores busy on a
+    small table), no run tracking, then ``settings`` ("key=value") over those."""
+    props = {"spark.cdm.connect.origin.host": "127.0.0.1", "spark.cdm.connect.origin.port": str(origin_port),
+             "spark.cdm.connect.target.host": "127.0.0.1", "spark.cdm.connect.target.port": str(target_port),
+             "spark.cdm.perfops.numParts": "16", "spark.cdm.trackRun": "false"}
+    for item in settings:
+        key, _, value = item.partition("=")
+        props[key.strip()] = value.strip()
     path = workdir / "cdm.properties"
-    path.write_text("spark.cdm.connect.origin.host 127.0.0.1\n"
-                    f"spark.cdm.connect.origin.port {origin_port}\n"
-                    "spark.cdm.connect.target.host 127.0.0.1\n"
-                    f"spark.cdm.connect.target.port {target_port}\n"
-                    "spark.cdm.perfops.numParts 16\n"
-                    "spark.cdm.trackRun false\n")
+    path.write_text("".join(f"{k} {v}\n" for k, v in props.items()))
     return path
 
 

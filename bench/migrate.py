@@ -32,7 +32,7 @@ def contenders(a, ks: str, workdir: Path):
     out = [("zdm migrate", lambda table: run_zdm("migrate", cfg, ks, table, workdir, a.workers))]
     if a.cdm_jar:
         props = Path(a.cdm_properties) if a.cdm_properties else cdm_properties(workdir, a.origin_port,
-                                                                               a.target_port)
+                                                                               a.target_port, a.cdm_setting)
         out.append(("CDM Migrate", lambda table: run_cdm("Migrate", a.spark_submit, a.cdm_jar, props, ks,
                                                          table, workdir)))
     if a.dsbulk:
@@ -50,10 +50,13 @@ def main() -> None:
     ks = unique_keyspace()
     create_keyspace(o, t, ks)
     runs: list[dict] = []
+    cdm_text = None
     try:
         with tempfile.TemporaryDirectory(prefix="zdm-bench-migrate-") as tmp:
             workdir = Path(tmp)
             tools = contenders(a, ks, workdir)
+            if a.cdm_jar:
+                cdm_text = Path(a.cdm_properties or workdir / "cdm.properties").read_text()
             for shape in a.shapes:
                 loaded_at = time.monotonic()
                 load_shape(o, t, ks, shape, a.rows)
@@ -77,7 +80,8 @@ def main() -> None:
     print_summary(f"copy, {a.rows:,} rows per table", lines)
     if a.json_out:
         results = {"kind": "migrate", "machine": machine(a, release), "rows": a.rows, "runs": runs,
-                   "summary": lines, "keyspace": ks}
+                   "summary": lines, "keyspace": ks,
+                   "cdm_properties": cdm_text}
         Path(a.json_out).write_text(json.dumps(results, indent=2, default=str) + "\n")
         print(f"results written to {a.json_out}")
 

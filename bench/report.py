@@ -227,8 +227,16 @@ def copy_chart(all_results: list[dict], png: Path) -> None:
     fig.savefig(png, dpi=120)
 
 
+def cdm_properties_md(all_results: list[dict]) -> list[str]:
+    texts = list(dict.fromkeys(r["cdm_properties"] for r in all_results if r.get("cdm_properties")))
+    lines = []
+    for text in texts:
+        lines += ["", "with `cdm.properties`:", "", *(f"    {line}" for line in text.splitlines())]
+    return lines
+
+
 def copy_md(all_results: list[dict], image: str) -> str:
-    commands = [c for results in all_results for c in commands_md(results)]
+    commands = [c for results in all_results for c in commands_md(results)] + cdm_properties_md(all_results)
     jobs = [line for results in all_results for line in job_md(results)]
     return "\n".join(["## Copy and validation: zdm against CDM and DSBulk", "", *copy_machine_md(all_results),
                       "", "The commands (KS.TABLE is each table in turn):", "", *commands, *jobs, "",

@@ -31,12 +31,14 @@ def main() -> None:
     ks = unique_keyspace()
     create_keyspace(o, t, ks)
     runs: list[dict] = []
+    cdm_text = None
     try:
         with tempfile.TemporaryDirectory(prefix="zdm-bench-validate-") as tmp:
             workdir = Path(tmp)
             cfg = zdm_config(workdir, a.origin_port, a.target_port)
             props = (Path(a.cdm_properties) if a.cdm_properties else
-                     cdm_properties(workdir, a.origin_port, a.target_port)) if a.cdm_jar else None
+                     cdm_properties(workdir, a.origin_port, a.target_port, a.cdm_setting)) if a.cdm_jar else None
+            cdm_text = props.read_text() if props else None
             for shape in a.shapes:
                 load_shape(o, t, ks, shape, a.rows)
                 copy = run_zdm("migrate", cfg, ks, shape, workdir, a.workers)
@@ -67,7 +69,8 @@ def main() -> None:
     print_summary(f"validate, {a.rows:,} rows per table", lines)
     if a.json_out:
         results = {"kind": "validate", "machine": machine(a, release), "rows": a.rows, "runs": runs,
-                   "summary": lines, "keyspace": ks}
+                   "summary": lines, "keyspace": ks,
+                   "cdm_properties": cdm_text}
         Path(a.json_out).write_text(json.dumps(results, indent=2, default=str) + "\n")
         print(f"results written to {a.json_out}")
 
