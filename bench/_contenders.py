@@ -22,6 +22,7 @@ class Run:
     command: str  # as a user would type it (paths shortened to the tool's name)
     seconds: float
     returncode: int
+    load: tuple[float, float] = (0.0, 0.0)  # the machine's 1-minute load average before and after
     counters: dict = field(default_factory=dict)  # what the tool itself reported
     log: str = ""
 
@@ -38,12 +39,14 @@ def _shown(argv: list[str]) -> str:
 
 def timed(tool: str, argv: list[str] | str, log: Path, *, shown: str, env: dict | None = None,
           timeout: float = 1800) -> Run:
+    load0 = os.getloadavg()[0]
     t0 = time.monotonic()
     with open(log, "wb") as out:
         proc = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=timeout,
                               shell=isinstance(argv, str), executable="/bin/bash" if isinstance(argv, str) else None)
     seconds = time.monotonic() - t0
-    return Run(tool, shown, seconds, proc.returncode, log=log.read_text(errors="replace")[-4000:])
+    return Run(tool, shown, seconds, proc.returncode, (load0, os.getloadavg()[0]),
+               log=log.read_text(errors="replace")[-4000:])
 
 
 # --- zdm ------------------------------------------------------------------------------------

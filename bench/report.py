@@ -190,6 +190,10 @@ def job_md(results: dict) -> list[str]:
             lines.append(f"{head} {result} |")
     if any(r["runs"] > 1 for r in results["summary"]):
         lines += ["", "Seconds are the median of each tool's runs."]
+    loads = [x for r in results["runs"] for x in r.get("load", ())]
+    if loads:
+        lines += ["", f"The machine's 1-minute load average, before and after each command: "
+                      f"{min(loads):.1f} to {max(loads):.1f} (other work shared the cores)."]
     return lines
 
 

@@ -57,7 +57,7 @@ def main() -> None:
                         ok = run.ok and agree
                         runs.append({"shape": shape, "tool": name, "command": run.command,
                                      "seconds": run.seconds, "rows": a.rows, "ok": ok,
-                                     "returncode": run.returncode, "counters": c,
+                                     "returncode": run.returncode, "load": run.load, "counters": c,
                                      **({} if ok else {"log": run.log})})
                         print(f"{shape:<10} {name:<34} {run.seconds:7.1f} s  {a.rows / run.seconds:9,.0f} rows/s"
                               f"  {'ok' if ok else 'FAILED'}  {c}", flush=True)
