@@ -1,29 +1,73 @@
-"""Shared set-up for the migrate/validate benchmarks (a keyspace of its own on both sandbox clusters)."""
+"""Shared set-up for the migrate/validate benchmarks (a keyspace of its own on both sandbox clusters).
+
+A *shape* is one table layout filled on origin with known writetimes (and a TTL on every
+fourth row, long enough not to expire during a run), so a copy that keeps them is checkable:
+
+- ``single``: ``(k int PRIMARY KEY, v text)``, one row per partition;
+- ``clustered``: ``(pk, ck, v text, n bigint)``, 10 rows per partition;
+- ``wide``: ``(pk, ck, v text)``, 10,000 rows per partition.
+"""
 
 from __future__ import annotations
 
 import argparse
 import time
 import uuid
+from dataclasses import dataclass
+from typing import Callable
 
 from cassandra.cluster import Cluster
-from cassandra.concurrent import execute_concurrent_with_args
+from cassandra.concurrent import execute_concurrent
+from cassandra.query import BatchStatement, BatchType
 
 from zdm.config import ClusterConfig, Config
 
 TS = 1_700_000_000_000_000
+TTL_S = 30 * 86400  # on every fourth row
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    columns: str  # the CREATE TABLE body
+    insert: str  # INSERT ... with the row's values, then USING TIMESTAMP ? AND TTL ?
+    rows_per_partition: int
+    row: Callable[[int], tuple]  # row number -> bound values (without timestamp, TTL)
+
+
+SHAPES = {s.name: s for s in (
+    Shape("single", "k int PRIMARY KEY, v text", "(k, v) VALUES (?, ?)", 1,
+          lambda i: (i, f"value-{i}")),
+    Shape("clustered", "pk int, ck int, v text, n bigint, PRIMARY KEY (pk, ck)",
+          "(pk, ck, v, n) VALUES (?, ?, ?, ?)", 10, lambda i: (i // 10, i % 10, f"value-{i}", i)),
+    Shape("wide", "pk int, ck int, v text, PRIMARY KEY (pk, ck)", "(pk, ck, v) VALUES (?, ?, ?)",
+          10_000, lambda i: (i // 10_000, i % 10_000, f"value-{i}")),
+)}
 
 
 def args(description: str) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=description)
-    p.add_argument("--rows", type=int, default=1_000_000, help="rows in the table (default 1,000,000)")
-    p.add_argument("--baseline-rows", type=int, default=20_000,
-                   help="rows the naive baseline processes (its rate is measured on these)")
-    p.add_argument("--workers", type=int, default=2)
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", type=int, default=300_000, help="rows in each table (default 300,000)")
+    p.add_argument("--shapes", default="single,clustered,wide",
+                   help=f"tables to measure, comma-separated from {', '.join(SHAPES)}")
+    p.add_argument("--workers", type=int, default=None, help="zdm worker processes (default: zdm's)")
+    p.add_argument("--cdm-jar", help="Cassandra Data Migrator's jar: adds CDM as a baseline")
+    p.add_argument("--spark-submit", default="spark-submit", help="spark-submit to run CDM with")
+    p.add_argument("--cdm-properties", help="CDM properties file (default: one for the sandbox ports)")
+    p.add_argument("--cdm-setting", action="append", default=[], metavar="KEY=VALUE",
+                   help="a CDM property over the default file's (e.g. spark.cdm.perfops.numParts=256); repeatable")
+    p.add_argument("--dsbulk", help="DSBulk's launcher (bin/dsbulk): adds DSBulk as a baseline")
     p.add_argument("--origin-port", type=int, default=9042)
     p.add_argument("--target-port", type=int, default=9043)
+    p.add_argument("--repeat", type=int, default=1, help="run every contender this many times (median shown)")
+    p.add_argument("--json-out", help="write the results (machine, command, timings) as JSON here")
     p.add_argument("--keep", action="store_true", help="keep the keyspace afterwards")
-    return p.parse_args()
+    a = p.parse_args()
+    a.shapes = [s.strip() for s in a.shapes.split(",") if s.strip()]
+    unknown = [s for s in a.shapes if s not in SHAPES]
+    if unknown:
+        p.error(f"unknown shape(s): {', '.join(unknown)}")
+    return a
 
 
 def sessions(a):
@@ -32,22 +76,106 @@ def sessions(a):
     return o, t
 
 
-def setup(o, t, rows: int) -> str:
-    """A fresh keyspace with table ``data`` (10 rows per partition) filled on origin."""
-    ks = "bench_" + uuid.uuid4().hex[:8]
+def unique_keyspace() -> str:
+    return "bench_" + uuid.uuid4().hex[:8]
+
+
+def create_keyspace(o, t, ks: str) -> None:
     for s in (o, t):
-        s.execute(f"CREATE KEYSPACE {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}")
-        for name in ("data", "naive"):
-            s.execute(f"CREATE TABLE {ks}.{name} (pk int, ck int, v text, n bigint, PRIMARY KEY (pk, ck))")
-    ins = o.prepare(f"INSERT INTO {ks}.data (pk, ck, v, n) VALUES (?, ?, ?, ?) USING TIMESTAMP ?")
+        s.execute(f"CREATE KEYSPACE {ks} WITH replication = "
+                  "{'class': 'SimpleStrategy', 'replication_factor': 1}")
+
+
+def load_shape(o, t, ks: str, shape: str, rows: int) -> None:
+    """Create ``ks`` (if needed) and the shape's table on both clusters; fill origin's.
+
+    Rows go in as unlogged batches of one partition (or 10 single-row partitions), to load fast."""
+    s = SHAPES[shape]
+    if ks not in o.cluster.metadata.keyspaces:
+        create_keyspace(o, t, ks)
+    for session in (o, t):
+        session.execute(f"CREATE TABLE {ks}.{shape} ({s.columns})")
+    ins = o.prepare(f"INSERT INTO {ks}.{shape} {s.insert} USING TIMESTAMP ? AND TTL ?")
+    per_batch = max(10, min(s.rows_per_partition, 100))
     t0 = time.monotonic()
-    chunk = 20_000
-    for start in range(0, rows, chunk):
-        execute_concurrent_with_args(
-            o, ins, [(i // 10, i % 10, f"value-{i}", i, TS + i) for i in range(start, min(rows, start + chunk))],
-            concurrency=200)
-    print(f"loaded {rows:,} rows into origin in {time.monotonic() - t0:.1f} s")
-    return ks
+    batches = []
+    for start in range(0, rows, per_batch):
+        b = BatchStatement(BatchType.UNLOGGED)
+        for i in range(start, min(rows, start + per_batch)):
+            b.add(ins, (*s.row(i), TS + i, TTL_S if i % 4 == 0 else 0))
+        batches.append((b, ()))
+        if len(batches) == 500:
+            execute_concurrent(o, batches, concurrency=32)
+            batches = []
+    execute_concurrent(o, batches, concurrency=32)
+    print(f"loaded {rows:,} rows into origin {ks}.{shape} in {time.monotonic() - t0:.1f} s", flush=True)
+
+
+def key_columns(shape: str) -> str:
+    return "k" if shape == "single" else "pk, ck"
+
+
+def row_number(shape: str, key: tuple) -> int:
+    """The row number (see SHAPES) a key was made from."""
+    return key[0] if shape == "single" else key[0] * SHAPES[shape].rows_per_partition + key[1]
+
+
+def check_target(t, ks: str, shape: str, rows: int, loaded_at: float) -> dict:
+    """What target holds of a copied shape: its rows, and how many kept origin's writetime and
+    TTL (the TTL counted down since the load, within a few seconds, or none where origin had none)."""
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT
+    from cassandra.query import SimpleStatement, tuple_factory
+
+    keys = key_columns(shape)
+    query = SimpleStatement(f"SELECT {keys}, WRITETIME(v), TTL(v) FROM {ks}.{shape}", fetch_size=5000)
+    profile = t.execution_profile_clone_update(EXEC_PROFILE_DEFAULT, row_factory=tuple_factory,
+                                               request_timeout=120)
+    width = len(keys.split(","))
+    seen = writetimes = ttls = 0
+    since = time.monotonic() - loaded_at
+    for r in t.execute(query, execution_profile=profile):
+        seen += 1
+        if seen % 5000 == 0:  # a page: the scan itself takes seconds
+            since = time.monotonic() - loaded_at
+        i = row_number(shape, r[:width])
+        wt, ttl = r[width], r[width + 1]
+        writetimes += wt == TS + i
+        ttls += (ttl is None) if i % 4 else (ttl is not None and TTL_S - since - 5 <= ttl <= TTL_S)
+    return {"rows": seen, "expected_rows": rows, "writetimes_kept": writetimes, "ttls_kept": ttls}
+
+
+def summary(runs: list[dict]) -> list[dict]:
+    """One line per (shape, tool): the median wall time of its runs, rows/s, and how many
+    times faster zdm was (its rows/s over the tool's, on the same rows)."""
+    import statistics
+
+    lines: list[dict] = []
+    for shape in dict.fromkeys(r["shape"] for r in runs):
+        tools = dict.fromkeys(r["tool"] for r in runs if r["shape"] == shape)
+        for tool in tools:
+            mine = [r for r in runs if r["shape"] == shape and r["tool"] == tool]
+            seconds = statistics.median(r["seconds"] for r in mine)
+            rows = mine[0]["rows"]
+            lines.append({"shape": shape, "tool": tool, "rows": rows, "seconds": seconds,
+                          "rows_per_s": rows / seconds, "runs": len(mine),
+                          "ok": all(r["ok"] for r in mine), "check": mine[-1].get("check")})
+        zdm = next(ln for ln in lines if ln["shape"] == shape and ln["tool"].startswith("zdm"))
+        for ln in lines:
+            if ln["shape"] == shape:
+                ln["zdm_speedup"] = zdm["rows_per_s"] / ln["rows_per_s"]
+    return lines
+
+
+def print_summary(title: str, lines: list[dict]) -> None:
+    print(f"\n{title}")
+    head = f"  {'shape':<10}{'tool':<34}{'seconds':>9}{'rows/s':>10}{'zdm is':>9}  ok   on target"
+    print(head)
+    for ln in lines:
+        check = ln.get("check") or {}
+        target = (f"{check['rows']:,} rows, writetimes {check['writetimes_kept']:,}, "
+                  f"TTLs {check['ttls_kept']:,}") if "rows" in check else ""
+        print(f"  {ln['shape']:<10}{ln['tool']:<34}{ln['seconds']:>9.1f}{ln['rows_per_s']:>10,.0f}"
+              f"{ln['zdm_speedup']:>8.2f}x  {'yes' if ln['ok'] else 'NO ':<4} {target}")
 
 
 def config(a) -> Config:
@@ -56,15 +184,6 @@ def config(a) -> Config:
 
     return Config(origin=ClusterConfig(port=a.origin_port), target=ClusterConfig(port=a.target_port),
                   state_dir=Path(tempfile.mkdtemp(prefix="zdm-bench-")))
-
-
-def side_by_side(title: str, zdm_rows: int, zdm_s: float, base_rows: int, base_s: float, base_name: str) -> None:
-    z, b = zdm_rows / zdm_s, base_rows / base_s
-    print(f"\n{title}")
-    print(f"  {'':<28}{'rows':>12}{'seconds':>10}{'rows/s':>12}")
-    print(f"  {'zdm':<28}{zdm_rows:>12,}{zdm_s:>10.1f}{z:>12,.0f}")
-    print(f"  {base_name:<28}{base_rows:>12,}{base_s:>10.1f}{b:>12,.0f}")
-    print(f"  ratio zdm / baseline: {z / b:.1f}x")
 
 
 def teardown(o, t, ks: str, keep: bool) -> None:

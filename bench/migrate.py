@@ -1,45 +1,89 @@
-"""Benchmark: `zdm migrate` vs a naive cassandra-driver copy loop, same run, same table.
+"""Benchmark: `zdm migrate` side by side with Cassandra Data Migrator's Migrate job and DSBulk's
+unload | load, in one run, on the same tables: one per shape (single-row partitions, 10 rows per
+partition, wide partitions; see bench/_common.py).
 
-    python bench/migrate.py --rows 1000000 --workers 2
+    python bench/migrate.py [--rows 300000] [--shapes single,clustered,wide] [--workers N]
+        [--cdm-jar PATH --spark-submit PATH] [--dsbulk PATH] [--repeat N] [--json-out FILE]
+    python bench/report.py FILE [VALIDATE-FILE] --md OUT.md --png OUT.png   # docs/benchmarks.md
+
+Origin's table of each shape is filled once, every row with its own writetime and every fourth
+with a TTL. Then each contender copies it to target, target's table truncated before each; the
+wall time spans the whole command (Python, JVM and Spark start-up included). After each copy
+target is scanned: its rows, and how many kept origin's writetime and TTL. DSBulk runs twice:
+plain (cells get the load's time and no TTL) and with `-timestamp true -ttl true`, which keeps
+them. Needs the sandbox (origin 127.0.0.1:9042, target 127.0.0.1:9043) and the Python with zdm.
 """
 
 from __future__ import annotations
 
+import json
+import tempfile
 import time
+from pathlib import Path
 
-from _common import args, config, sessions, setup, side_by_side, teardown
+from _common import (args, check_target, create_keyspace, load_shape, print_summary, sessions,
+                     summary, teardown, unique_keyspace)
+from _contenders import cdm_properties, machine, run_cdm, run_dsbulk, run_zdm, zdm_config
 
-from zdm.migrate import MigrationSettings, RunSettings, Scope, migrate
 
-
-def naive_copy(o, t, ks: str, limit: int) -> int:
-    """The plain loop: page through origin, one synchronous INSERT per row (keeping writetime)."""
-    ins = t.prepare(f"INSERT INTO {ks}.naive (pk, ck, v, n) VALUES (?, ?, ?, ?) USING TIMESTAMP ?")
-    n = 0
-    for row in o.execute(f"SELECT pk, ck, v, n, WRITETIME(v) FROM {ks}.data LIMIT {limit}"):
-        t.execute(ins, tuple(row))
-        n += 1
-    return n
+def contenders(a, ks: str, workdir: Path):
+    """(name, run the copy of one table) in the order they run."""
+    cfg = zdm_config(workdir, a.origin_port, a.target_port)
+    out = [("zdm migrate", lambda table: run_zdm("migrate", cfg, ks, table, workdir, a.workers))]
+    if a.cdm_jar:
+        props = Path(a.cdm_properties) if a.cdm_properties else cdm_properties(workdir, a.origin_port,
+                                                                               a.target_port, a.cdm_setting)
+        out.append(("CDM Migrate", lambda table: run_cdm("Migrate", a.spark_submit, a.cdm_jar, props, ks,
+                                                         table, workdir)))
+    if a.dsbulk:
+        for preserve in (False, True):
+            out.append(("DSBulk" + (", writetimes and TTLs kept" if preserve else ""),
+                        lambda table, p=preserve: run_dsbulk(a.dsbulk, ks, table, workdir, a.origin_port,
+                                                             a.target_port, preserve=p)))
+    return out
 
 
 def main() -> None:
     a = args(__doc__)
     o, t = sessions(a)
-    ks = setup(o, t, a.rows)
+    release = o.execute("SELECT release_version FROM system.local").one()[0]
+    ks = unique_keyspace()
+    create_keyspace(o, t, ks)
+    runs: list[dict] = []
+    cdm_text = None
     try:
-        t0 = time.monotonic()
-        base_rows = naive_copy(o, t, ks, min(a.baseline_rows, a.rows))
-        base_s = time.monotonic() - t0
-        settings = MigrationSettings(scope=Scope(keyspaces=(ks,), tables=(f"{ks}.data",)),
-                                     run=RunSettings(workers=a.workers), record_evidence=False)
-        t0 = time.monotonic()
-        report = migrate(config(a), settings)
-        zdm_s = time.monotonic() - t0
-        assert report.complete
-        side_by_side(f"migrate ({a.rows:,} rows, {a.workers} workers)", report.rows_copied, zdm_s,
-                     base_rows, base_s, "naive copy loop")
+        with tempfile.TemporaryDirectory(prefix="zdm-bench-migrate-") as tmp:
+            workdir = Path(tmp)
+            tools = contenders(a, ks, workdir)
+            if a.cdm_jar:
+                cdm_text = Path(a.cdm_properties or workdir / "cdm.properties").read_text()
+            for shape in a.shapes:
+                loaded_at = time.monotonic()
+                load_shape(o, t, ks, shape, a.rows)
+                for _ in range(a.repeat):
+                    for name, copy in tools:
+                        t.execute(f"TRUNCATE {ks}.{shape}", timeout=120)
+                        run = copy(shape)
+                        check = check_target(t, ks, shape, a.rows, loaded_at)
+                        ok = run.ok and check["rows"] == a.rows
+                        runs.append({"shape": shape, "tool": name, "command": run.command,
+                                     "seconds": run.seconds, "rows": a.rows, "ok": ok,
+                                     "returncode": run.returncode, "load": run.load, "counters": run.counters,
+                                     "check": check, **({} if ok else {"log": run.log})})
+                        print(f"{shape:<10} {name:<34} {run.seconds:7.1f} s  {a.rows / run.seconds:9,.0f} rows/s"
+                              f"  {'ok' if ok else 'FAILED'}  target: {check}", flush=True)
+                        if not ok:
+                            print(run.log[-2000:])
     finally:
         teardown(o, t, ks, a.keep)
+    lines = summary(runs)
+    print_summary(f"copy, {a.rows:,} rows per table", lines)
+    if a.json_out:
+        results = {"kind": "migrate", "machine": machine(a, release), "rows": a.rows, "runs": runs,
+                   "summary": lines, "keyspace": ks,
+                   "cdm_properties": cdm_text}
+        Path(a.json_out).write_text(json.dumps(results, indent=2, default=str) + "\n")
+        print(f"results written to {a.json_out}")
 
 
 if __name__ == "__main__":

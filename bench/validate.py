@@ -1,51 +1,78 @@
-"""Benchmark: `zdm validate` (merge-join of range scans) vs per-row point reads, same run.
+"""Benchmark: `zdm validate` side by side with Cassandra Data Migrator's DiffData job, in one run,
+on the same tables: one per shape (single-row partitions, 10 rows per partition, wide
+partitions; see bench/_common.py), copied to target by `zdm migrate` first (not timed).
 
-    python bench/validate.py --rows 1000000 --workers 2
+    python bench/validate.py [--rows 300000] [--shapes single,clustered,wide] [--workers N]
+        [--cdm-jar PATH --spark-submit PATH] [--repeat N] [--json-out FILE]
+    python bench/report.py MIGRATE-FILE FILE --md OUT.md --png OUT.png   # docs/benchmarks.md
+
+Both compare every row of origin with target's, values, writetimes and TTLs; the wall time
+spans the whole command (Python, JVM and Spark start-up included). A contender counts as ok
+when it exits 0 and finds no difference (zdm: a clean report; CDM: every row valid). DSBulk
+has no comparison of two clusters. Needs the sandbox (origin 127.0.0.1:9042, target
+127.0.0.1:9043) and the Python with zdm.
 """
 
 from __future__ import annotations
 
-import time
+import json
+import tempfile
+from pathlib import Path
 
-from _common import args, config, sessions, setup, side_by_side, teardown
-
-from zdm.migrate import MigrationSettings, RunSettings, Scope, migrate
-from zdm.validate import ValidationSettings, validate
-
-
-def naive_validate(o, t, ks: str, limit: int) -> tuple[int, int]:
-    """The plain loop: scan origin, one point read of target per row, compare."""
-    get = t.prepare(f"SELECT v, n, WRITETIME(v) FROM {ks}.data WHERE pk = ? AND ck = ?")
-    n = bad = 0
-    for row in o.execute(f"SELECT pk, ck, v, n, WRITETIME(v) FROM {ks}.data LIMIT {limit}"):
-        other = t.execute(get, (row[0], row[1])).one()
-        bad += other is None or tuple(other) != tuple(row[2:])
-        n += 1
-    return n, bad
+from _common import (args, create_keyspace, load_shape, print_summary, sessions, summary, teardown,
+                     unique_keyspace)
+from _contenders import cdm_properties, machine, run_cdm, run_zdm, zdm_config
 
 
 def main() -> None:
     a = args(__doc__)
     o, t = sessions(a)
-    ks = setup(o, t, a.rows)
-    scope = Scope(keyspaces=(ks,), tables=(f"{ks}.data",))
+    release = o.execute("SELECT release_version FROM system.local").one()[0]
+    ks = unique_keyspace()
+    create_keyspace(o, t, ks)
+    runs: list[dict] = []
+    cdm_text = None
     try:
-        cfg = config(a)
-        assert migrate(cfg, MigrationSettings(scope=scope, run=RunSettings(workers=a.workers),
-                                              record_evidence=False)).complete
-        t0 = time.monotonic()
-        base_rows, bad = naive_validate(o, t, ks, min(a.baseline_rows, a.rows))
-        base_s = time.monotonic() - t0
-        assert bad == 0
-        t0 = time.monotonic()
-        report = validate(cfg, ValidationSettings(scope=scope, run=RunSettings(workers=a.workers),
-                                                  record_evidence=False))
-        zdm_s = time.monotonic() - t0
-        assert report.clean
-        side_by_side(f"validate ({a.rows:,} rows, {a.workers} workers)", report.tables[0].rows_origin,
-                     zdm_s, base_rows, base_s, "per-row point reads")
+        with tempfile.TemporaryDirectory(prefix="zdm-bench-validate-") as tmp:
+            workdir = Path(tmp)
+            cfg = zdm_config(workdir, a.origin_port, a.target_port)
+            props = (Path(a.cdm_properties) if a.cdm_properties else
+                     cdm_properties(workdir, a.origin_port, a.target_port, a.cdm_setting)) if a.cdm_jar else None
+            cdm_text = props.read_text() if props else None
+            for shape in a.shapes:
+                load_shape(o, t, ks, shape, a.rows)
+                copy = run_zdm("migrate", cfg, ks, shape, workdir, a.workers)
+                if not copy.ok:
+                    raise SystemExit(f"the copy before validating {shape} failed:\n{copy.log}")
+                for _ in range(a.repeat):
+                    tools = [("zdm validate", lambda: run_zdm("validate", cfg, ks, shape, workdir, a.workers))]
+                    if a.cdm_jar:
+                        tools.append(("CDM DiffData", lambda: run_cdm("DiffData", a.spark_submit, a.cdm_jar,
+                                                                      props, ks, shape, workdir)))
+                    for name, compare in tools:
+                        run = compare()
+                        c = run.counters
+                        agree = (c.get("clean") is True and c.get("rows") == a.rows) if name.startswith("zdm") \
+                            else c.get("valid") == a.rows
+                        ok = run.ok and agree
+                        runs.append({"shape": shape, "tool": name, "command": run.command,
+                                     "seconds": run.seconds, "rows": a.rows, "ok": ok,
+                                     "returncode": run.returncode, "load": run.load, "counters": c,
+                                     **({} if ok else {"log": run.log})})
+                        print(f"{shape:<10} {name:<34} {run.seconds:7.1f} s  {a.rows / run.seconds:9,.0f} rows/s"
+                              f"  {'ok' if ok else 'FAILED'}  {c}", flush=True)
+                        if not ok:
+                            print(run.log[-2000:])
     finally:
         teardown(o, t, ks, a.keep)
+    lines = summary(runs)
+    print_summary(f"validate, {a.rows:,} rows per table", lines)
+    if a.json_out:
+        results = {"kind": "validate", "machine": machine(a, release), "rows": a.rows, "runs": runs,
+                   "summary": lines, "keyspace": ks,
+                   "cdm_properties": cdm_text}
+        Path(a.json_out).write_text(json.dumps(results, indent=2, default=str) + "\n")
+        print(f"results written to {a.json_out}")
 
 
 if __name__ == "__main__":

@@ -34,10 +34,12 @@ def describe(cfg: ClusterConfig) -> str:
     return f"{where}, TLS{'' if cfg.tls.verify_hostname else ' without hostname verification'}"
 
 
-def make_cluster(cfg: ClusterConfig, *, name: str = "cluster", **overrides):
+def make_cluster(cfg: ClusterConfig, *, name: str = "cluster", token_aware: bool = False, **overrides):
+    """A driver Cluster for ``cfg``; ``token_aware``: each request with a routing key goes to
+    a replica of it (the copy's writes), else requests go round the nodes (of the local DC)."""
     from cassandra.auth import PlainTextAuthProvider
     from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-    from cassandra.policies import DCAwareRoundRobinPolicy, RoundRobinPolicy
+    from cassandra.policies import DCAwareRoundRobinPolicy, RoundRobinPolicy, TokenAwarePolicy
 
     kwargs = dict(connect_timeout=cfg.connect_timeout_s,
                   control_connection_timeout=cfg.connect_timeout_s)
@@ -60,6 +62,8 @@ def make_cluster(cfg: ClusterConfig, *, name: str = "cluster", **overrides):
 
             kwargs["ssl_context"] = client_context(cfg.tls, name=name)
     policy = DCAwareRoundRobinPolicy(local_dc) if local_dc else RoundRobinPolicy()
+    if token_aware:
+        policy = TokenAwarePolicy(policy)
     profile = ExecutionProfile(load_balancing_policy=policy, request_timeout=overrides.pop("request_timeout", 30.0))
     kwargs["execution_profiles"] = {EXEC_PROFILE_DEFAULT: profile}
     if cfg.credentials:

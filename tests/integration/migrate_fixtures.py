@@ -6,7 +6,12 @@ import dataclasses
 import uuid
 
 
+from cassandra.cluster import EXEC_PROFILE_DEFAULT
+from cassandra.query import tuple_factory
+
 from zdm.migrate import MigrationSettings, RunSettings, Scope
+from zdm.migrate.ring import FULL_RING
+from zdm.migrate.schema import Kind, tables_in_scope
 from zdm.validate import ValidationParams, ValidationSettings
 
 BIG_PARTITION_ROWS = 150
@@ -91,3 +96,39 @@ def validation(ks: str, *, autocorrect: bool = False, **kw) -> ValidationSetting
 
 def config_for(zdm_config, tmp_path):
     return dataclasses.replace(zdm_config, state_dir=tmp_path / "state")
+
+
+def scan(session, spec) -> dict:
+    """Every row of a table with its cell metadata, keyed by primary key."""
+    rows = session.execute(session.prepare(spec.range_select()), (FULL_RING.start, FULL_RING.end),
+                           execution_profile=session.execution_profile_clone_update(
+                               EXEC_PROFILE_DEFAULT, row_factory=tuple_factory))
+    return {spec.key_of(r): r for r in rows}
+
+
+def assert_exact_copy(origin_session, target_session, ks: str, elapsed_s: float) -> int:
+    specs = tables_in_scope(origin_session.cluster.metadata, (ks,))
+    compared = 0
+    for spec in specs:
+        o, t = scan(origin_session, spec), scan(target_session, spec)
+        assert o.keys() == t.keys(), spec.qualified
+        for key, orow in o.items():
+            trow = t[key]
+            for c in spec.columns:
+                assert orow[c.offset] == trow[c.offset], (spec.qualified, key, c.name)
+                if c.kind is Kind.COUNTER:
+                    continue
+                width = 2 * len(c.fields) if c.kind is Kind.UDT else 2
+                for i in range(0, width, 2):
+                    assert orow[c.offset + 1 + i] == trow[c.offset + 1 + i], ("writetime", key, c.name)
+                    ottl, tttl = orow[c.offset + 2 + i], trow[c.offset + 2 + i]
+                    if isinstance(ottl, list):
+                        assert [x is None for x in ottl] == [x is None for x in tttl], (key, c.name)
+                        pairs = [(a, b) for a, b in zip(ottl, tttl) if a is not None]
+                    else:
+                        assert (ottl is None) == (tttl is None), ("ttl", key, c.name)
+                        pairs = [(ottl, tttl)] if ottl is not None else []
+                    for a, b in pairs:
+                        assert -1 <= a - b <= elapsed_s + 1, ("ttl", key, c.name, a, b)
+            compared += 1
+    return compared

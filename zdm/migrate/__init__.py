@@ -19,6 +19,11 @@ Documented choices and caveats:
   not the other; copy counter tables while no increments run, or re-run migrate after.
 - List appends are made idempotent by reading target's list first; a live append
   racing the copy may end up ordered differently on target.
+- Writes travel in UNLOGGED batches of partitions with the same target replicas, within
+  target's warning thresholds (:mod:`zdm.migrate.batches`).  A batch is not atomic and
+  need not be: a range whose batch failed or timed out is copied again, and every write
+  but counters' and list appends' is idempotent by its timestamp (those two read target
+  first, as above).
 """
 
 from zdm.migrate.context import RunSettings

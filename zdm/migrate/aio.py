@@ -6,7 +6,8 @@ The cassandra-driver runs its own I/O thread and reports through callbacks on a
 consumer (the next page is requested when the current one is handed out), so reading
 overlaps processing without buffering a whole range; :func:`timed_pages` also says when
 each page arrived (a TTL read in it counts down from then).  :class:`WriteWindow` bounds the
-writes in flight and remembers the first failure.
+requests in flight (:meth:`~WriteWindow.acquire` a slot, then :meth:`~WriteWindow.send` in it) and
+remembers the first failure.
 """
 
 from __future__ import annotations
@@ -74,11 +75,23 @@ class WriteWindow:
         self.completed = 0
 
     async def submit(self, session, statement, params=None) -> None:
+        await self.acquire()
+        self.send(session, statement, params)
+
+    async def acquire(self) -> None:
+        """Take a slot (waiting for one); :meth:`send` uses it."""
         if self.error is not None:
             raise self.error
         await self._slots.acquire()
+
+    def send(self, session, statement, params=None) -> None:
+        """Send one request in the slot :meth:`acquire` took."""
         loop = asyncio.get_running_loop()
-        rf = session.execute_async(statement, params)
+        try:
+            rf = session.execute_async(statement, params)
+        except BaseException:
+            self._slots.release()
+            raise
         rf.add_callbacks(lambda _rows: loop.call_soon_threadsafe(self._done, None),
                          lambda exc: loop.call_soon_threadsafe(self._done, exc))
 

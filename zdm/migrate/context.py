@@ -1,4 +1,5 @@
-"""Per-process resources for range work: driver sessions, prepared statements, the rate limiter.
+"""Per-process resources for range work: driver sessions, prepared statements, the rate limiter,
+and what batching the copy's writes needs to know of target (its batch limits, its replicas).
 
 Also applies one driver workaround: the driver's compiled list decoder rejects null
 elements, and Cassandra 5.0's ``TTL(collection)`` returns ``list<int>`` with a null for
@@ -12,6 +13,7 @@ import os
 from dataclasses import dataclass
 
 from zdm.config import Config
+from zdm.migrate.batches import SETTINGS, BatchLimits, ReplicaGroups
 from zdm.migrate.ratelimit import RateLimiter
 
 
@@ -60,15 +62,24 @@ def consistency(name: str) -> int:
                           hint="use e.g. ONE, LOCAL_ONE, QUORUM, LOCAL_QUORUM, ALL") from None
 
 
-def connect(cfg, name: str, request_timeout: float):
-    """A (cluster, session) pair returning rows as plain tuples."""
+#: The newest native protocol range work asks for when the configuration pins none: the
+#: driver frames v5 in Python (a CRC24 and a CRC32 per segment, each way), which costs the
+#: copy about a fifth more CPU per row than v4, and v4 has all that range work uses.
+RANGE_WORK_PROTOCOL = 4
+
+
+def connect(cfg, name: str, request_timeout: float, *, token_aware: bool = False):
+    """A (cluster, session) pair returning rows as plain tuples; ``token_aware``: requests
+    with a routing key (a write, a batch: its first statement's) go to one of its replicas."""
     from cassandra.cluster import EXEC_PROFILE_DEFAULT, NoHostAvailable
     from cassandra.query import tuple_factory
 
     from zdm.connect import make_cluster
 
-    cluster = make_cluster(cfg, name=name, request_timeout=request_timeout)
+    cluster = make_cluster(cfg, name=name, request_timeout=request_timeout, token_aware=token_aware)
     cluster.profile_manager.profiles[EXEC_PROFILE_DEFAULT].row_factory = tuple_factory
+    if cfg.protocol_version is None and cluster.protocol_version > RANGE_WORK_PROTOCOL:
+        cluster.protocol_version = RANGE_WORK_PROTOCOL  # not pinned: still negotiated lower
     try:
         return cluster, cluster.connect()
     except NoHostAvailable as exc:
@@ -76,6 +87,20 @@ def connect(cfg, name: str, request_timeout: float):
         from zdm.connect import connect_error
 
         raise connect_error(exc, cfg, name) from None
+
+
+def target_batch_limits(session) -> BatchLimits:
+    """The batch limits of the cluster behind ``session``, from its settings table when it has
+    one (Cassandra 4.0+), else Cassandra's defaults."""
+    from cassandra.query import SimpleStatement
+
+    names = ", ".join(f"'{n}'" for n in SETTINGS)
+    query = SimpleStatement(f"SELECT name, value FROM system_views.settings WHERE name IN ({names})")
+    try:
+        rows = session.execute(query, timeout=10)
+    except Exception:  # noqa: BLE001 - no such table (before 4.0, some services): the defaults
+        return BatchLimits()
+    return BatchLimits.from_settings({r[0]: r[1] for r in rows})
 
 
 class WorkerContext:
@@ -86,7 +111,8 @@ class WorkerContext:
         self.run = run
         self._origin_cluster, self.origin = connect(config.origin, "origin", run.request_timeout_s)
         try:
-            self._target_cluster, self.target = connect(config.target, "target", run.request_timeout_s)
+            self._target_cluster, self.target = connect(config.target, "target", run.request_timeout_s,
+                                                        token_aware=True)
         except BaseException:
             self._origin_cluster.shutdown()
             raise
@@ -94,6 +120,9 @@ class WorkerContext:
         self.read_cl = consistency(run.read_consistency)
         self.write_cl = consistency(run.write_consistency)
         self._prepared: dict[tuple[str, str], object] = {}
+        self._by_shape: dict[tuple[str, tuple], object] = {}
+        self._groups: dict[str, ReplicaGroups] = {}
+        self.batch_limits = target_batch_limits(self.target)
         self._parent = os.getppid()
 
     def prepare(self, side: str, cql: str, *, write: bool = False):
@@ -106,6 +135,29 @@ class WorkerContext:
             stmt.fetch_size = self.run.fetch_size
             self._prepared[key] = stmt
         return stmt
+
+    def statement_for(self, spec, write):
+        """The prepared statement (on target) for a write of this shape."""
+        key = (spec.qualified, write.shape)
+        stmt = self._by_shape.get(key)
+        if stmt is None:
+            from zdm.migrate.statements import cql_for
+
+            stmt = self._by_shape[key] = self.prepare("target", cql_for(spec, write), write=True)
+        return stmt
+
+    def replica_groups(self, keyspace: str) -> ReplicaGroups:
+        """Which of target's token ranges of ``keyspace`` share replicas (one group when
+        origin's tokens are not target's: another partitioner)."""
+        groups = self._groups.get(keyspace)
+        if groups is None:
+            origin, target = self._origin_cluster.metadata, self._target_cluster.metadata
+            if origin.partitioner != target.partitioner:
+                groups = ReplicaGroups.single()
+            else:
+                groups = ReplicaGroups.from_token_map(target.token_map, keyspace)
+            self._groups[keyspace] = groups
+        return groups
 
     def close(self) -> None:
         self._origin_cluster.shutdown()

@@ -2,9 +2,11 @@
 
 Theory of operation: the range is scanned on origin in token order, a page at a time
 (one page read ahead).  Each row becomes writes (``plan.plan_row``), and a partition's
-static cells are written once, at its first row in the scan.  Writes go out through a
-bounded window; the function returns only when every write has been acknowledged, so a
-range reported done is durably on target.  All writes carry origin's writetimes, so
+static cells are written once, at its first row in the scan.  Writes go out in UNLOGGED
+batches of partitions that share target replicas, a bounded number in flight
+(:mod:`zdm.migrate.writer`; list appends of a chain alone and in order); the function
+returns only when every write has been acknowledged, so a range reported done is
+durably on target.  All writes carry origin's writetimes, so
 redoing a range is harmless, with two exceptions handled by reading target first:
 list appends (elements target already has are skipped) and counters (written as the
 delta ``origin - target``).  Columns origin cannot read cell by cell are written at the
@@ -25,6 +27,7 @@ from zdm.migrate.plan import plan_row, plan_static
 from zdm.migrate.ring import TokenRange
 from zdm.migrate.schema import TableSpec
 from zdm.migrate.statements import cql_for, values_for
+from zdm.migrate.writer import BatchWriter
 
 
 async def write_all(ctx: WorkerContext, spec: TableSpec, writes: list[Write], key: tuple,
@@ -62,49 +65,67 @@ async def copy_range(ctx: WorkerContext, spec: TableSpec, rng: TokenRange,
     """Copy ``rng`` of ``spec``; returns the number of origin rows read.  ``since``
     (microseconds): only the cells written at or after it (:mod:`zdm.migrate.plan`)."""
     select = ctx.prepare("origin", spec.range_select())
-    window = aio.WriteWindow(ctx.run.write_window)
+    writer = BatchWriter(ctx, spec)
     npk = len(spec.partition_key)
+    kw = spec.key_width
     needs_target = spec.is_counter or spec.has_lists()
     has_statics = bool(spec.statics)
     last_pk: tuple | None = None
     total = 0
     async for read_at, rows in aio.timed_pages(ctx.origin, select, (rng.start, rng.end)):
         await ctx.limiter.acquire(len(rows))
-        keys = [row[1:1 + spec.key_width] for row in rows]
+        keys = [row[1:1 + kw] for row in rows]
         existing = await target_rows(ctx, spec, keys) if needs_target else None
         for i, row in enumerate(rows):
             key = keys[i]
             pk = key[:npk]
+            token = row[0]
             if has_statics and pk != last_pk:
-                await _copy_statics(ctx, spec, row, key, existing[i] if existing else None, window,
-                                    read_at, since)
+                await _copy_statics(ctx, spec, row, key, token, existing[i] if existing else None,
+                                    writer, read_at, since)
             last_pk = pk
             if spec.is_counter:
                 if not spec.clustering_key or key[npk] is not None:
                     delta = counter_deltas(spec, row, existing[i], static=False)
                     if delta:
-                        await write_all(ctx, spec, [delta], key, window)
+                        await writer.add(delta, key, token)
                 continue
-            writes = plan_row(spec, row, existing[i] if existing else None, since=since)
-            if writes:
-                await write_all(ctx, spec, writes, key, window, read_at)
+            for w in plan_row(spec, row, existing[i] if existing else None, since=since):
+                if w.chain is None:
+                    await writer.add(w, key, token, read_at)
+                else:
+                    await _chained(ctx, spec, writer, w, key, read_at)
+        writer.flush()
         total += len(rows)
         if on_rows is not None:
             on_rows(len(rows))
-    await window.drain()
+    await writer.drain()
     return total
 
 
-async def _copy_statics(ctx: WorkerContext, spec: TableSpec, row: tuple, key: tuple,
-                        target_row: tuple | None, window: aio.WriteWindow, read_at: float,
+async def _chained(ctx: WorkerContext, spec: TableSpec, writer: BatchWriter, w: Write, key: tuple,
+                   read_at: float) -> None:
+    """A list append of a chain: alone, after the ones before it are acknowledged."""
+    writer.flush()
+    stmt = ctx.statement_for(spec, w)
+    elapsed = time.monotonic() - read_at if w.ttl else 0.0
+    await aio.execute(ctx.target, stmt, values_for(spec, w, key, elapsed_s=elapsed))
+
+
+async def _copy_statics(ctx: WorkerContext, spec: TableSpec, row: tuple, key: tuple, token: int,
+                        target_row: tuple | None, writer: BatchWriter, read_at: float,
                         since: int | None) -> None:
     if spec.is_counter or spec.has_lists():
         # the clustering row may be missing on target; read the static row by partition
+        writer.flush()
         (target_row,) = await target_rows(ctx, spec, [key], static_only=True)
     if spec.is_counter:
         delta = counter_deltas(spec, row, target_row, static=True)
         writes = [delta] if delta else []
     else:
         writes = plan_static(spec, row, target_row, since=since)
-    if writes:
-        await write_all(ctx, spec, writes, key, window, read_at)
+    for w in writes:
+        if w.chain is None:
+            await writer.add(w, key, token, read_at)
+        else:
+            await _chained(ctx, spec, writer, w, key, read_at)

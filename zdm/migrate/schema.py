@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Mapping
 
 from cassandra.metadata import protect_name
@@ -90,7 +91,7 @@ class TableSpec:
     def cql_name(self) -> str:
         return f"{protect_name(self.keyspace)}.{protect_name(self.name)}"
 
-    @property
+    @cached_property
     def is_counter(self) -> bool:
         return any(c.kind is Kind.COUNTER for c in self.columns)
 
@@ -98,13 +99,26 @@ class TableSpec:
     def key_width(self) -> int:
         return len(self.partition_key) + len(self.clustering_key)
 
-    @property
+    @cached_property
     def statics(self) -> tuple[Column, ...]:
         return tuple(c for c in self.columns if c.static)
 
-    @property
+    @cached_property
     def regulars(self) -> tuple[Column, ...]:
         return tuple(c for c in self.columns if not c.static)
+
+    @cached_property
+    def _simple(self) -> dict[bool, tuple[tuple[str, int], ...] | None]:
+        out: dict[bool, tuple[tuple[str, int], ...] | None] = {}
+        for static, cols in ((True, self.statics), (False, self.regulars)):
+            simple = all(c.kind is Kind.SIMPLE and c.exact for c in cols)
+            out[static] = tuple((c.name, c.offset) for c in cols) if simple else None
+        return out
+
+    def simple_offsets(self, *, static: bool) -> tuple[tuple[str, int], ...] | None:
+        """(name, scan row offset) of the static (or regular) columns when all of them are
+        simple and exact, else None."""
+        return self._simple[static]
 
     def pk_of(self, row: tuple) -> tuple:
         return tuple(row[1:1 + len(self.partition_key)])
