@@ -27,14 +27,14 @@ column, so that `replace_cql_functions=true` has work to do; after each write-no
 rows that path wrote last are read back from both clusters, to show whether origin and target
 stored the same timeuuid.
 
-Needs the sandbox (origin 127.0.0.1:9042, target 127.0.0.1:9043: `zdm sandbox up`) and Go; the
-load generator is built on first use into $XDG_CACHE_HOME/zdm/bench (default ~/.cache). Run it
-with the Python that has zdm installed:
+Needs the sandbox (origin 127.0.0.1:9042, target 127.0.0.1:9043: `zdm sandbox up`, or the pair
+--sandbox DIR names) and Go; the load generator is built on first use into
+$XDG_CACHE_HOME/zdm/bench (default ~/.cache). Run it with the Python that has zdm installed:
 
     python bench/proxy.py [--zdm-proxy PATH] [--seconds 10] [--warmup 3] [--concurrency 4,64,256]
                           [--workloads read,write,mixed] [--protocol 4] [--workers N]
-                          [--tls-sandbox DIR] [--feature KEY=VALUE ...] [--paths zdm,...]
-                          [--json-out results.json]
+                          [--sandbox DIR] [--tls-sandbox DIR] [--feature KEY=VALUE ...]
+                          [--paths zdm,...] [--rounds N] [--json-out results.json]
     python bench/report.py results.json      # markdown and a chart for docs/
 """
 
@@ -126,16 +126,17 @@ class Clusters:
 PLAINTEXT = Clusters(ORIGIN_PORT, TARGET_PORT)
 
 
-def tls_clusters(directory: Path) -> Clusters:
-    """The pair `zdm sandbox up --tls --dir DIRECTORY` started, as its sandbox.json records it."""
+def sandbox_clusters(directory: Path, tls: bool) -> Clusters:
+    """The pair `zdm sandbox up [--tls] --dir DIRECTORY` started, as its sandbox.json records it."""
     settings = saved_settings(directory.resolve())
-    if settings is None or not settings.tls:
-        raise BenchError(f"{directory} holds no TLS sandbox: start one with "
-                         f"`zdm sandbox up --tls --dir {directory} --origin-port P --target-port P+1`")
+    if settings is None or settings.tls != tls:
+        raise BenchError(f"{directory} holds no {'TLS' if tls else 'plaintext'} sandbox: start one with "
+                         f"`zdm sandbox up{' --tls' if tls else ''} --dir {directory} --origin-port P "
+                         "--target-port P+1` (and internode ports of its own)")
     if settings.auth:
         raise BenchError(f"the sandbox in {directory} requires logins; the benchmark runs without "
                          "(start one without --auth)")
-    return Clusters(settings.origin_port, settings.target_port, SandboxTls(settings.tls_dir),
+    return Clusters(settings.origin_port, settings.target_port, SandboxTls(settings.tls_dir) if tls else None,
                     tuple(settings.tls_client_auth))
 
 
@@ -602,6 +603,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--feature", action="append", default=[], metavar="KEY=VALUE",
                     help="also measure a zdm instance with this setting under proxy: (path `zdm KEY=VALUE`), "
                          "compared with zdm's defaults; repeatable")
+    ap.add_argument("--sandbox", type=Path, metavar="DIR",
+                    help="run the plaintext paths against the pair `zdm sandbox up --dir DIR` started "
+                         "(default: origin 9042, target 9043), e.g. one nothing else uses")
     ap.add_argument("--tls-sandbox", type=Path, metavar="DIR",
                     help="a `zdm sandbox up --tls --dir DIR` pair: also measure direct-tls, zdm-tls and "
                          "zdm-proxy-tls against it, every connection TLS")
@@ -638,21 +642,22 @@ def parse_args() -> argparse.Namespace:
 
 
 def start_endpoints(a: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack,
-                    tls: Clusters | None) -> list[Endpoint]:
+                    plain: Clusters, tls: Clusters | None) -> list[Endpoint]:
     """Every path asked for, in the order each cell measures them: the plaintext paths, the
     --feature instances, the TLS paths."""
     endpoints = []
     if "direct" in a.paths:
-        endpoints.append(Endpoint("direct", ORIGIN_PORT, None))
+        endpoints.append(Endpoint("direct", plain.origin_port, None, clusters=plain))
     if "zdm" in a.paths or a.feature:
-        endpoints.append(stack.enter_context(start_zdm(a.zdm_port, a.workers, workdir, a.zdm_setting)))
+        endpoints.append(stack.enter_context(start_zdm(a.zdm_port, a.workers, workdir, a.zdm_setting,
+                                                       clusters=plain)))
     if "zdm-proxy" in a.paths:
         endpoints.append(stack.enter_context(
-            start_zdm_proxy(a.zdm_proxy, a.zdm_proxy_port, a.zdm_proxy_metrics_port, workdir)))
+            start_zdm_proxy(a.zdm_proxy, a.zdm_proxy_port, a.zdm_proxy_metrics_port, workdir, plain)))
     for i, feature in enumerate(a.feature):
         port = a.feature_port + 2 * i
         endpoints.append(stack.enter_context(start_zdm(
-            port, a.workers, workdir, a.zdm_setting, port + 1, name=f"zdm {feature}", feature=feature)))
+            port, a.workers, workdir, a.zdm_setting, port + 1, plain, f"zdm {feature}", feature)))
     if "direct-tls" in a.paths:
         endpoints.append(Endpoint("direct-tls", tls.origin_port, None, clusters=tls, tls=tls.node_tls("origin")))
     if "zdm-tls" in a.paths:
@@ -666,14 +671,15 @@ def start_endpoints(a: argparse.Namespace, workdir: Path, stack: contextlib.Exit
 
 def run(a: argparse.Namespace, workdir: Path) -> dict:
     binary = loadgen_binary()
-    tls = tls_clusters(a.tls_sandbox) if a.tls_sandbox else None
+    plain = sandbox_clusters(a.sandbox, tls=False) if a.sandbox else PLAINTEXT
+    tls = sandbox_clusters(a.tls_sandbox, tls=True) if a.tls_sandbox else None
     plaintext = a.feature or any(not p.endswith("-tls") for p in a.paths)
-    for clusters in [*([PLAINTEXT] if plaintext else []), *([tls] if tls and any(
+    for clusters in [*([plain] if plaintext else []), *([tls] if tls and any(
             p.endswith("-tls") for p in a.paths) else [])]:
         for cluster in ("origin", "target"):
             setup_table(binary, clusters.port(cluster), a.rows, a.protocol, clusters.node_tls(cluster))
     with contextlib.ExitStack() as stack:
-        endpoints = start_endpoints(a, workdir, stack, tls)
+        endpoints = start_endpoints(a, workdir, stack, plain, tls)
         proxies = [e for e in endpoints if e.pid is not None]
         memory = [connection_memory(e, a.conn_memory, a.conn_rounds) for e in proxies] \
             if a.conn_memory else []
