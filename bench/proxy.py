@@ -18,7 +18,9 @@ With --tls-sandbox DIR (a `zdm sandbox up --tls --dir DIR` pair), three more pat
 that pair in the same run, every connection TLS: `direct-tls`, `zdm-tls` (`proxy.tls` for its
 clients, each cluster's `tls` for its own connections) and `zdm-proxy-tls` (its ZDM_PROXY_TLS_*
 and ZDM_ORIGIN/TARGET_TLS_* settings, the same certificates). Each TLS path is then also
-compared with its plaintext counterpart: the cost of TLS.
+compared with its plaintext counterpart: the cost of TLS. As gocql coalesces a connection's
+writes (waiting up to 200 µs for more) in plaintext only, every path of such a run is measured
+with coalescing off (--write-coalesce-us 0).
 
 With --feature KEY=VALUE (repeatable), another zdm instance runs beside the default one with
 that setting under `proxy:`, as path `zdm KEY=VALUE`, and is compared with it: the cost of the
@@ -210,6 +212,8 @@ def measure(binary: Path, endpoint: Endpoint, workload: str, conc: int, a: argpa
     cmd = [str(binary), "-hosts", f"{HOST}:{endpoint.port}", "-mode", workload, "-conc", str(conc),
            "-conns", str(a.conns), "-seconds", str(a.seconds), "-warmup", str(a.warmup),
            "-rows", str(a.rows), "-proto", str(a.protocol), "-label", endpoint.name, *tls_flags(endpoint.tls)]
+    if a.write_coalesce_us is not None:
+        cmd += ["-write-coalesce-us", str(a.write_coalesce_us)]
     counters_before = zdm_counters(endpoint)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     window_start: list[float] = []
@@ -596,6 +600,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--protocol", type=int, default=4, choices=(3, 4, 5))
     ap.add_argument("--rows", type=int, default=10_000, help="rows in the table on both clusters")
     ap.add_argument("--conns", type=int, default=4, help="load generator connections per endpoint")
+    ap.add_argument("--write-coalesce-us", type=int, metavar="US",
+                    help="the load generator's write coalescing wait (gocql's default: 200 µs; 0: off). "
+                         "gocql never coalesces over TLS, so --tls-sandbox makes it 0 for every path")
     ap.add_argument("--workers", type=int, help="write `workers: N` under `proxy:` in zdm.yaml")
     ap.add_argument("--zdm-setting", action="append", default=[], metavar="KEY=VALUE",
                     help="another zdm proxy setting (e.g. metrics_enabled=false, "
@@ -635,6 +642,8 @@ def parse_args() -> argparse.Namespace:
     a.paths = a.paths.split(",") if a.paths else available
     if not set(a.paths) <= set(available):
         ap.error(f"--paths {','.join(a.paths)}: the paths these options give are {', '.join(available)}")
+    if a.tls_sandbox and a.write_coalesce_us is None:
+        a.write_coalesce_us = 0  # like for like: gocql does not coalesce TLS connections' writes
     for feature in a.feature:
         if "=" not in feature:
             ap.error(f"--feature {feature}: KEY=VALUE, for example metrics_enabled=false")

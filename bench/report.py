@@ -62,6 +62,11 @@ def machine_md(results: dict) -> list[str]:
     if "zdm_proxy" in m:
         lines.append(f"- zdm-proxy: `{m['zdm_proxy']}`.")
     workers = f", zdm `workers: {s['workers']}`" if s.get("workers") else ""
+    if s.get("write_coalesce_us") is not None:  # gocql's default is 200 µs, and none over TLS
+        workers += (", gocql's write coalescing off" if s["write_coalesce_us"] == 0 else
+                    f", gocql's write coalescing {s['write_coalesce_us']} µs")
+    if s.get("rounds", 1) > 1:
+        workers += f"; each figure the median of {s['rounds']} rounds, every path measured in turn in each round"
     lines.append("- Paths: `direct` goes straight to origin (so its writes land on origin only); `zdm` and "
                  "`zdm-proxy` write to both clusters and read from origin.")
     if has_tls(results):
