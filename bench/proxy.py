@@ -594,7 +594,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--seconds", type=float, default=10, help="measured seconds per cell")
     ap.add_argument("--warmup", type=float, default=3, help="unmeasured seconds of load before each cell")
     ap.add_argument("--rounds", type=int, default=1,
-                    help="measure each cell this many times, every path in turn each round, and report "
+                    help="measure each cell this many times, every path in turn each round (each round "
+                         "beginning with another path), and report "
                          "each figure's median (on a shared machine, so that a burst of other load "
                          "does not decide a ratio)")
     ap.add_argument("--protocol", type=int, default=4, choices=(3, 4, 5))
@@ -700,7 +701,8 @@ def run(a: argparse.Namespace, workdir: Path) -> dict:
             for conc in a.concurrency:
                 rounds: dict[str, list[dict]] = {e.name: [] for e in endpoints}
                 for r in range(a.rounds):
-                    for endpoint in endpoints:
+                    start = r * len(endpoints) // a.rounds  # each round begins with another path
+                    for endpoint in endpoints[start:] + endpoints[:start]:
                         rounds[endpoint.name].append(measure(binary, endpoint, workload, conc, a))
                         if a.rounds > 1:
                             print(f"  round {r + 1}: " + row.format(*cell_fields(rounds[endpoint.name][-1])),

@@ -66,7 +66,7 @@ def machine_md(results: dict) -> list[str]:
         workers += (", gocql's write coalescing off" if s["write_coalesce_us"] == 0 else
                     f", gocql's write coalescing {s['write_coalesce_us']} µs")
     if s.get("rounds", 1) > 1:
-        workers += f"; each figure the median of {s['rounds']} rounds, every path measured in turn in each round"
+        workers += f"; each figure the median of {s['rounds']} rounds, every path measured in turn in each round, each round beginning with another path"
     lines.append("- Paths: `direct` goes straight to origin (so its writes land on origin only); `zdm` and "
                  "`zdm-proxy` write to both clusters and read from origin.")
     if has_tls(results):
