@@ -1,4 +1,4 @@
-"""Proxy benchmark: one workload three ways, side by side in one run.
+"""Proxy benchmark: one workload several ways, side by side in one run.
 
 The paths: `direct` (straight to origin), `zdm` (`zdm proxy start`, run as its own process the
 way an operator runs it) and `zdm-proxy` (DataStax's Go proxy, when --zdm-proxy gives its
@@ -14,13 +14,29 @@ write, mixed 80/20) and each concurrency (requests in flight), on every path:
 Before any load, each proxy's memory per client connection: the RSS growth of its process tree
 while --conn-memory raw connections that completed STARTUP are held, and its RSS after they close.
 
-Needs the sandbox (origin 127.0.0.1:9042, target 127.0.0.1:9043: `zdm sandbox up`) and Go; the
-load generator is built on first use into $XDG_CACHE_HOME/zdm/bench (default ~/.cache). Run it
-with the Python that has zdm installed:
+With --tls-sandbox DIR (a `zdm sandbox up --tls --dir DIR` pair), three more paths run against
+that pair in the same run, every connection TLS: `direct-tls`, `zdm-tls` (`proxy.tls` for its
+clients, each cluster's `tls` for its own connections) and `zdm-proxy-tls` (its ZDM_PROXY_TLS_*
+and ZDM_ORIGIN/TARGET_TLS_* settings, the same certificates). Each TLS path is then also
+compared with its plaintext counterpart: the cost of TLS. As gocql coalesces a connection's
+writes (waiting up to 200 µs for more) in plaintext only, every path of such a run is measured
+with coalescing off (--write-coalesce-us 0).
+
+With --feature KEY=VALUE (repeatable), another zdm instance runs beside the default one with
+that setting under `proxy:`, as path `zdm KEY=VALUE`, and is compared with it: the cost of the
+feature. Workload write-now inserts with `now()` in the statement, into a table with a timeuuid
+column, so that `replace_cql_functions=true` has work to do; after each write-now cell the
+rows that path wrote last are read back from both clusters, to show whether origin and target
+stored the same timeuuid.
+
+Needs the sandbox (origin 127.0.0.1:9042, target 127.0.0.1:9043: `zdm sandbox up`, or the pair
+--sandbox DIR names) and Go; the load generator is built on first use into
+$XDG_CACHE_HOME/zdm/bench (default ~/.cache). Run it with the Python that has zdm installed:
 
     python bench/proxy.py [--zdm-proxy PATH] [--seconds 10] [--warmup 3] [--concurrency 4,64,256]
                           [--workloads read,write,mixed] [--protocol 4] [--workers N]
-                          [--json-out results.json]
+                          [--sandbox DIR] [--tls-sandbox DIR] [--feature KEY=VALUE ...]
+                          [--paths zdm,...] [--rounds N] [--json-out results.json]
     python bench/report.py results.json      # markdown and a chart for docs/
 """
 
@@ -34,6 +50,8 @@ import os
 import platform
 import signal
 import socket
+import ssl
+import statistics
 import struct
 import subprocess
 import sys
@@ -43,6 +61,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
+from zdm.sandbox.local import saved_settings
+from zdm.sandbox.tls import SandboxTls
+
 HOST = "127.0.0.1"
 ORIGIN_PORT, TARGET_PORT = 9042, 9043
 REPO = Path(__file__).resolve().parent.parent
@@ -51,10 +74,72 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # CQL native protocol v4 frame header (spec section 2): version, flags, stream, opcode, length
 HEADER = struct.Struct(">BBhBi")
 STARTUP, READY = 0x01, 0x02
+WORKLOADS = ("read", "write", "mixed", "write-now")
+# each TLS path and the plaintext path it is compared with
+TLS_PAIRS = (("direct", "direct-tls"), ("zdm", "zdm-tls"), ("zdm-proxy", "zdm-proxy-tls"))
 
 
 class BenchError(Exception):
     """Something the benchmark cannot measure around; the message says what."""
+
+
+@dataclass(frozen=True)
+class ClientTls:
+    """What a client of a TLS-only endpoint needs: the CA to trust, a certificate if it asks one."""
+
+    ca_file: Path
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    def loadgen_flags(self) -> list[str]:
+        flags = ["-tls-ca", str(self.ca_file)]
+        if self.cert_file:
+            flags += ["-tls-cert", str(self.cert_file), "-tls-key", str(self.key_file)]
+        return flags
+
+    def context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        if self.cert_file:
+            context.load_cert_chain(self.cert_file, self.key_file)
+        return context
+
+
+@dataclass(frozen=True)
+class Clusters:
+    """The origin and target a path runs against: the plaintext sandbox or a TLS one."""
+
+    origin_port: int
+    target_port: int
+    tls: SandboxTls | None = None
+    client_auth: tuple[str, ...] = ()  # the clusters whose nodes require a client certificate
+
+    def node_tls(self, cluster: str) -> ClientTls | None:
+        """How the load generator and the proxies reach `cluster`'s node."""
+        if self.tls is None:
+            return None
+        if cluster in self.client_auth:
+            return ClientTls(self.tls.ca_file, self.tls.client_cert_file, self.tls.client_key_file)
+        return ClientTls(self.tls.ca_file)
+
+    def port(self, cluster: str) -> int:
+        return self.origin_port if cluster == "origin" else self.target_port
+
+
+PLAINTEXT = Clusters(ORIGIN_PORT, TARGET_PORT)
+
+
+def sandbox_clusters(directory: Path, tls: bool) -> Clusters:
+    """The pair `zdm sandbox up [--tls] --dir DIRECTORY` started, as its sandbox.json records it."""
+    settings = saved_settings(directory.resolve())
+    if settings is None or settings.tls != tls:
+        raise BenchError(f"{directory} holds no {'TLS' if tls else 'plaintext'} sandbox: start one with "
+                         f"`zdm sandbox up{' --tls' if tls else ''} --dir {directory} --origin-port P "
+                         "--target-port P+1` (and internode ports of its own)")
+    if settings.auth:
+        raise BenchError(f"the sandbox in {directory} requires logins; the benchmark runs without "
+                         "(start one without --auth)")
+    return Clusters(settings.origin_port, settings.target_port, SandboxTls(settings.tls_dir) if tls else None,
+                    tuple(settings.tls_client_auth))
 
 
 @dataclass(frozen=True)
@@ -63,6 +148,9 @@ class Endpoint:
     port: int
     pid: int | None  # the proxy's process, None when going straight to origin
     state_dir: Path | None = None  # zdm's: where its instance publishes its counters
+    clusters: Clusters = PLAINTEXT
+    tls: ClientTls | None = None  # how clients reach it, None for plaintext
+    feature: str | None = None  # a zdm instance with this setting ("key=value") beside the defaults
 
 
 def zdm_counters(endpoint: Endpoint) -> dict:
@@ -91,18 +179,41 @@ def loadgen_binary() -> Path:
     return binary
 
 
-def setup_table(binary: Path, port: int, rows: int, protocol: int) -> None:
+def tls_flags(tls: ClientTls | None) -> list[str]:
+    return tls.loadgen_flags() if tls else []
+
+
+def setup_table(binary: Path, port: int, rows: int, protocol: int, tls: ClientTls | None = None) -> None:
     result = subprocess.run([str(binary), "-hosts", f"{HOST}:{port}", "-mode", "setup", "-rows", str(rows),
-                             "-proto", str(protocol)], capture_output=True, text=True)
+                             "-proto", str(protocol), *tls_flags(tls)], capture_output=True, text=True, check=False)
     if result.returncode:
         raise BenchError(f"setting up the table on port {port} failed: {result.stderr.strip()}")
+
+
+def same_timeuuid_share(binary: Path, endpoint: Endpoint, protocol: int) -> float | None:
+    """Of the kv_now rows `endpoint` wrote last (origin's copy carries its label), the share
+    whose timeuuid target stored too: 1 when the proxy replaced now() with one value."""
+    dumps = {}
+    for cluster in ("origin", "target"):
+        c = endpoint.clusters
+        result = subprocess.run([str(binary), "-hosts", f"{HOST}:{c.port(cluster)}", "-mode", "dump-now",
+                                 "-proto", str(protocol), *tls_flags(c.node_tls(cluster))],
+                                capture_output=True, text=True, check=False)
+        if result.returncode:
+            raise BenchError(f"reading kv_now on {cluster} failed: {result.stderr.strip()}")
+        dumps[cluster] = json.loads(result.stdout)["rows"]
+    mine = [k for k, (_, label) in dumps["origin"].items() if label == endpoint.name]
+    same = sum(1 for k in mine if dumps["target"].get(k) == dumps["origin"][k])
+    return same / len(mine) if mine else None
 
 
 def measure(binary: Path, endpoint: Endpoint, workload: str, conc: int, a: argparse.Namespace) -> dict:
     """One cell: the load generator's result plus the proxy's CPU per request in its window."""
     cmd = [str(binary), "-hosts", f"{HOST}:{endpoint.port}", "-mode", workload, "-conc", str(conc),
            "-conns", str(a.conns), "-seconds", str(a.seconds), "-warmup", str(a.warmup),
-           "-rows", str(a.rows), "-proto", str(a.protocol), "-label", endpoint.name]
+           "-rows", str(a.rows), "-proto", str(a.protocol), "-label", endpoint.name, *tls_flags(endpoint.tls)]
+    if a.write_coalesce_us is not None:
+        cmd += ["-write-coalesce-us", str(a.write_coalesce_us)]
     counters_before = zdm_counters(endpoint)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     window_start: list[float] = []
@@ -135,7 +246,28 @@ def measure(binary: Path, endpoint: Endpoint, workload: str, conc: int, a: argpa
         executes = after.get("executes", 0) - counters_before.get("executes", 0)
         unknown = after.get("unknown_prepared", 0) - counters_before.get("unknown_prepared", 0)
         result["unprepared_share"] = unknown / executes if executes else None
+    if workload == "write-now" and endpoint.pid is not None:  # a proxy: it wrote both clusters
+        result["same_timeuuid_share"] = same_timeuuid_share(binary, endpoint, a.protocol)
+    if endpoint.feature is not None:
+        result["feature"] = endpoint.feature
     return {"workload": result.pop("mode"), "path": result.pop("label"), **result}
+
+
+def median_cell(rounds: list[dict]) -> dict:
+    """One cell from several rounds of it: each figure the median of its rounds, errors summed;
+    the rounds themselves kept under "rounds"."""
+    if len(rounds) == 1:
+        return rounds[0]
+    cell = dict(rounds[0])
+    for key, value in rounds[0].items():
+        if key == "errors":
+            cell[key] = sum(r[key] for r in rounds)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("conc", "conns", "proto"):
+            values = [r[key] for r in rounds if r.get(key) is not None]
+            cell[key] = statistics.median(values) if values else None
+    cell["first_error"] = next((r["first_error"] for r in rounds if r["first_error"]), None)
+    cell["rounds"] = rounds
+    return cell
 
 
 # --- a process tree in /proc ----------------------------------------------------------------
@@ -181,8 +313,10 @@ def tree_rss_kb(root: int) -> int:
 
 # --- memory per connection ------------------------------------------------------------------
 
-def open_ready_connection(port: int) -> socket.socket:
+def open_ready_connection(port: int, tls: ssl.SSLContext | None = None) -> socket.socket:
     sock = socket.create_connection((HOST, port), timeout=30)
+    if tls is not None:
+        sock = tls.wrap_socket(sock, server_hostname=HOST)
     body = struct.pack(">H", 1) + _string(b"CQL_VERSION") + _string(b"3.0.0")
     sock.sendall(HEADER.pack(4, 0, 0, STARTUP, len(body)) + body)
     return sock
@@ -209,12 +343,13 @@ def connection_memory(endpoint: Endpoint, count: int, rounds: int) -> dict:
     `count` READY connections, and after closing them.  A proxy that gives the memory of
     closed connections back has the same after-close RSS in the last round as in the first."""
     base = tree_rss_kb(endpoint.pid)
+    context = endpoint.tls.context() if endpoint.tls else None
     held, after = [], []
     for _ in range(rounds):
         socks = []
         try:
             for _ in range(count):
-                socks.append(open_ready_connection(endpoint.port))
+                socks.append(open_ready_connection(endpoint.port, context))
             for sock in socks:
                 expect_ready(sock)
             time.sleep(1.5)
@@ -234,7 +369,7 @@ def connection_memory(endpoint: Endpoint, count: int, rounds: int) -> dict:
 
 @contextlib.contextmanager
 def running(name: str, cmd: list[str], port: int, log_path: Path, env: dict | None = None,
-            state_dir: Path | None = None):
+            state_dir: Path | None = None, clusters: Clusters = PLAINTEXT, feature: str | None = None):
     """Start a proxy, wait until it listens, yield its Endpoint; SIGTERM and wait at the end."""
     if port_open(port):
         raise BenchError(f"port {port} is already in use: stop whatever listens there first")
@@ -246,7 +381,8 @@ def running(name: str, cmd: list[str], port: int, log_path: Path, env: dict | No
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise BenchError(f"{name} did not start listening on {port}:\n{log_path.read_text()[-2000:]}")
             time.sleep(0.2)
-        yield Endpoint(name, port, proc.pid, state_dir)
+        tls = ClientTls(clusters.tls.ca_file) if clusters.tls else None  # the proxies' certificate
+        yield Endpoint(name, port, proc.pid, state_dir, clusters, tls, feature)
     finally:
         stop(proc)
 
@@ -273,28 +409,58 @@ def port_open(port: int) -> bool:
         return False
 
 
+def proxy_settings(items: list[str]) -> dict:
+    """"key=value" items (YAML values) as the mapping they make under ``proxy:``."""
+    return {k.strip(): yaml.safe_load(v) for k, _, v in (item.partition("=") for item in items)}
+
+
 def start_zdm(port: int, workers: int | None, workdir: Path, settings: list[str] = (),
-              metrics_port: int = 14091):
-    """`zdm proxy start` with ``settings`` ("key=value", YAML values) under ``proxy:``."""
-    extra = "".join(f", {k.strip()}: {v.strip()}" for k, _, v in (item.partition("=") for item in settings))
-    proxy = f"listen_port: {port}, metrics_port: {metrics_port}" + \
-        (f", workers: {workers}" if workers else "") + extra
-    config = workdir / "zdm.yaml"
-    config.write_text(f"proxy: {{{proxy}}}\nstate_dir: {workdir / 'state'}\n")
-    cmd = [sys.executable, "-m", "zdm.cli.main", "proxy", "start", "--config", str(config),
+              metrics_port: int = 14091, clusters: Clusters = PLAINTEXT, name: str = "zdm",
+              feature: str | None = None):
+    """`zdm proxy start` with ``settings`` ("key=value", YAML values) under ``proxy:``, in a
+    directory of its own under ``workdir``; with TLS clusters, TLS on both legs with the
+    sandbox's certificates, the settings `zdm init --sandbox` writes."""
+    workdir = workdir / name.replace(" ", "_").replace("=", "-")
+    workdir.mkdir()
+    proxy = {"listen_port": port, "metrics_port": metrics_port, **({"workers": workers} if workers else {})}
+    if clusters.tls:
+        proxy["tls"] = {"cert_file": str(clusters.tls.proxy_cert_file),
+                        "key_file": str(clusters.tls.proxy_key_file), "ca_file": str(clusters.tls.ca_file)}
+    proxy.update(proxy_settings([*settings, *([feature] if feature else [])]))
+    config = {"proxy": proxy, "state_dir": str(workdir / "state")}
+    for cluster in ("origin", "target"):
+        tls = clusters.node_tls(cluster)
+        config[cluster] = {"contact_points": [HOST], "port": clusters.port(cluster)}
+        if tls:
+            config[cluster]["tls"] = {k: str(v) for k, v in vars(tls).items() if v is not None}
+    (workdir / "zdm.yaml").write_text(json.dumps(config, indent=2) + "\n")  # JSON is YAML
+    cmd = [sys.executable, "-m", "zdm.cli.main", "proxy", "start", "--config", str(workdir / "zdm.yaml"),
            "--log-level", "warning"]
-    return running("zdm", cmd, port, workdir / "zdm.log", state_dir=workdir / "state")
+    return running(name, cmd, port, workdir / "zdm.log", state_dir=workdir / "state", clusters=clusters,
+                   feature=feature)
 
 
-def start_zdm_proxy(binary: str, port: int, metrics_port: int, workdir: Path):
+def start_zdm_proxy(binary: str, port: int, metrics_port: int, workdir: Path,
+                    clusters: Clusters = PLAINTEXT, name: str = "zdm-proxy"):
     env = {**os.environ,
-           "ZDM_ORIGIN_CONTACT_POINTS": HOST, "ZDM_ORIGIN_PORT": str(ORIGIN_PORT),
-           "ZDM_TARGET_CONTACT_POINTS": HOST, "ZDM_TARGET_PORT": str(TARGET_PORT),
+           "ZDM_ORIGIN_CONTACT_POINTS": HOST, "ZDM_ORIGIN_PORT": str(clusters.origin_port),
+           "ZDM_TARGET_CONTACT_POINTS": HOST, "ZDM_TARGET_PORT": str(clusters.target_port),
            "ZDM_ORIGIN_USERNAME": "", "ZDM_ORIGIN_PASSWORD": "",
            "ZDM_TARGET_USERNAME": "", "ZDM_TARGET_PASSWORD": "",
            "ZDM_PROXY_LISTEN_ADDRESS": HOST, "ZDM_PROXY_LISTEN_PORT": str(port),
            "ZDM_METRICS_PORT": str(metrics_port), "ZDM_LOG_LEVEL": "WARN"}
-    return running("zdm-proxy", [binary], port, workdir / "zdm-proxy.log", env=env)
+    if clusters.tls:  # its proxy_tls_* and origin_/target_tls_* settings (proxy/pkg/config/config.go)
+        env.update({"ZDM_PROXY_TLS_CA_PATH": str(clusters.tls.ca_file),
+                    "ZDM_PROXY_TLS_CERT_PATH": str(clusters.tls.proxy_cert_file),
+                    "ZDM_PROXY_TLS_KEY_PATH": str(clusters.tls.proxy_key_file)})
+        for cluster in ("origin", "target"):
+            tls = clusters.node_tls(cluster)
+            prefix = f"ZDM_{cluster.upper()}_TLS_"
+            env[prefix + "SERVER_CA_PATH"] = str(tls.ca_file)
+            if tls.cert_file:
+                env[prefix + "CLIENT_CERT_PATH"] = str(tls.cert_file)
+                env[prefix + "CLIENT_KEY_PATH"] = str(tls.key_file)
+    return running(name, [binary], port, workdir / f"{name}.log", env=env, clusters=clusters)
 
 
 # --- the machine and the report -------------------------------------------------------------
@@ -307,7 +473,8 @@ def machine(zdm_proxy: str | None) -> dict:
     go = subprocess.run(["go", "env", "GOVERSION"], capture_output=True, text=True).stdout.strip()
     info = {"cores": os.cpu_count(), "cpu_model": cpu_model, "ram_gib": round(mem_kb / 2**20, 1),
             "kernel": platform.release(), "python": platform.python_version(),
-            "uvloop": importlib.util.find_spec("uvloop") is not None, "go": go}
+            "uvloop": importlib.util.find_spec("uvloop") is not None, "go": go,
+            "openssl": ssl.OPENSSL_VERSION}
     if zdm_proxy:
         info["zdm_proxy"] = subprocess.run([zdm_proxy, "--version"], capture_output=True,
                                            text=True).stdout.strip()
@@ -318,45 +485,101 @@ def fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-ROW = "{:<6} {:>5} {:<10} {:>9} {:>7} {:>7} {:>6} {:>12} {:>13}"
+def row_format(workloads: list[str], paths: list[str]) -> str:
+    """The cell line, its first columns as wide as the longest workload (6 at least) and path
+    name (10 at least)."""
+    load, path = max([6, *map(len, workloads)]), max([10, *map(len, paths)])
+    return f"{{:<{load}}} {{:>5}} {{:<{path}}} {{:>9}} {{:>7}} {{:>7}} {{:>6}} {{:>12}} {{:>13}}"
 
 
-def print_cell(c: dict) -> None:
-    print(ROW.format(c["workload"], c["conc"], c["path"], f"{c['ops_s']:.0f}", f"{c['p50_ms']:.2f}",
-                     f"{c['p99_ms']:.2f}", c["errors"], fmt(c["proxy_cpu_us_per_req"], ".1f"),
-                     f"{c['cpu_cores']:.2f}"), flush=True)
+def cell_fields(c: dict) -> list:
+    return [c["workload"], c["conc"], c["path"], f"{c['ops_s']:.0f}", f"{c['p50_ms']:.2f}", f"{c['p99_ms']:.2f}",
+            c["errors"], fmt(c["proxy_cpu_us_per_req"], ".1f"), f"{c['cpu_cores']:.2f}"]
 
 
-def ratios(cells: list[dict]) -> list[tuple[dict, float, float | None]]:
-    """(zdm's cell, zdm / zdm-proxy ops/s, zdm / zdm-proxy CPU per request) where both ran."""
+def print_cell(c: dict, row: str) -> None:
+    print(row.format(*cell_fields(c)), flush=True)
+
+
+def pairs(cells: list[dict], path: str, other: str) -> list[tuple[dict, dict, float, float | None]]:
+    """(path's cell, other's cell, ops/s ratio path / other, CPU per request ratio) for each
+    workload and concurrency where both ran."""
     by_key = {(c["workload"], c["conc"], c["path"]): c for c in cells}
     out = []
-    for (workload, conc, path), zdm in by_key.items():
-        other = by_key.get((workload, conc, "zdm-proxy"))
-        if path == "zdm" and other is not None:
-            a, b = zdm["proxy_cpu_us_per_req"], other["proxy_cpu_us_per_req"]
-            out.append((zdm, zdm["ops_s"] / other["ops_s"], a / b if a and b else None))
+    for (workload, conc, name), mine in by_key.items():
+        theirs = by_key.get((workload, conc, other))
+        if name == path and theirs is not None:
+            a, b = mine["proxy_cpu_us_per_req"], theirs["proxy_cpu_us_per_req"]
+            out.append((mine, theirs, mine["ops_s"] / theirs["ops_s"], a / b if a and b else None))
     return out
 
 
-def print_ratios(cells: list[dict]) -> None:
-    rows = ratios(cells)
+def ratios(cells: list[dict], path: str = "zdm", other: str = "zdm-proxy") -> list[tuple[dict, float, float | None]]:
+    """(zdm's cell, zdm / zdm-proxy ops/s, zdm / zdm-proxy CPU per request) where both ran."""
+    return [(mine, ops, cpu) for mine, _, ops, cpu in pairs(cells, path, other)]
+
+
+def tls_costs(cells: list[dict]) -> list[tuple[str, dict, dict, float, float | None]]:
+    """(plaintext path, its cell, the TLS path's cell, ops/s TLS / plaintext, CPU per request
+    TLS / plaintext) for each path measured both ways."""
+    return [(plain, p, t, ops, cpu) for plain, tls in TLS_PAIRS for t, p, ops, cpu in pairs(cells, tls, plain)]
+
+
+def feature_costs(cells: list[dict]) -> list[tuple[dict, dict, float, float | None]]:
+    """(the feature's cell, zdm's with the defaults, ops/s ratio, CPU per request difference in µs)."""
+    out = []
+    for feature in dict.fromkeys(c["path"] for c in cells if c.get("feature")):
+        for mine, base, ops, _ in pairs(cells, feature, "zdm"):
+            a, b = mine["proxy_cpu_us_per_req"], base["proxy_cpu_us_per_req"]
+            out.append((mine, base, ops, a - b if a is not None and b is not None else None))
+    return out
+
+
+def share_pct(value: float | None) -> str:
+    return fmt(None if value is None else value * 100, ".3f") + "%"
+
+
+def print_ratios(cells: list[dict], path: str = "zdm", other: str = "zdm-proxy") -> None:
+    rows = ratios(cells, path, other)
     if rows:
-        print("\nzdm / zdm-proxy    ops/s   CPU/request   EXECUTEs answered UNPREPARED by zdm")
+        title = f"{path} / {other}"
+        print(f"\n{title:<{max(18, len(title) + 1)}} ops/s   CPU/request   EXECUTEs answered UNPREPARED by zdm")
+    width = max([6, *(len(c["workload"]) for c in cells)])
     for zdm, ops, cpu in rows:
-        share = zdm.get("unprepared_share")
-        print(f"  {zdm['workload']:<6} {zdm['conc']:>5} {ops:>9.2f} {fmt(cpu, '.2f'):>13}   "
-              f"{fmt(None if share is None else share * 100, '.3f')}%")
+        print(f"  {zdm['workload']:<{width}} {zdm['conc']:>5} {ops:>9.2f} {fmt(cpu, '.2f'):>13}   "
+              f"{share_pct(zdm.get('unprepared_share'))}")
+
+
+def print_tls_costs(cells: list[dict]) -> None:
+    rows = tls_costs(cells)
+    if rows:
+        print("\nTLS / plaintext          ops/s   CPU/request   CPU µs/request, plaintext -> TLS")
+    for plain, p, t, ops, cpu in rows:
+        print(f"  {plain:<10} {t['workload']:<9} {t['conc']:>5} {ops:>6.2f} {fmt(cpu, '.2f'):>13}   "
+              f"{fmt(p['proxy_cpu_us_per_req'], '.1f')} -> {fmt(t['proxy_cpu_us_per_req'], '.1f')}")
+
+
+def print_feature_costs(cells: list[dict]) -> None:
+    rows = feature_costs(cells)
+    if rows:
+        print("\nfeature / defaults                        ops/s   CPU µs/request (defaults)   "
+              "same timeuuid on both clusters")
+    for mine, base, ops, delta in rows:
+        same = "" if mine["workload"] != "write-now" else \
+            f"{share_pct(mine.get('same_timeuuid_share'))} (defaults: {share_pct(base.get('same_timeuuid_share'))})"
+        print(f"  {mine['feature']:<30} {mine['workload']:<9} {mine['conc']:>5} {ops:>6.2f} "
+              f"{fmt(delta, '+.1f'):>8} ({fmt(base['proxy_cpu_us_per_req'], '.1f')})   {same}")
 
 
 def print_memory(memory: list[dict]) -> None:
     m0 = memory[0]
     print(f"\nmemory per client connection ({m0['rounds']} rounds of {m0['connections']} connections "
           "after STARTUP, opened and closed)")
-    print(f"  {'path':<10} {'idle MB':>8} {'kB/conn':>8} {'after close MB, first -> last round':>36}")
+    width = max([10, *(len(m["path"]) for m in memory)])
+    print(f"  {'path':<{width}} {'idle MB':>8} {'kB/conn':>8} {'after close MB, first -> last round':>36}")
     for m in memory:
         first, last = m["after_close_rss_kb"][0], m["after_close_rss_kb"][-1]
-        print(f"  {m['path']:<10} {m['base_rss_kb'] / 1024:>8.1f} {m['kb_per_conn']:>8.1f} "
+        print(f"  {m['path']:<{width}} {m['base_rss_kb'] / 1024:>8.1f} {m['kb_per_conn']:>8.1f} "
               f"{first / 1024:>20.1f} -> {last / 1024:.1f} ({m['after_close_growth']:+.1%})")
 
 
@@ -365,17 +588,38 @@ def print_memory(memory: list[dict]) -> None:
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--zdm-proxy", metavar="PATH", help="zdm-proxy binary; measured too when given")
-    ap.add_argument("--workloads", default="read,write,mixed", help="comma-separated: read, write, mixed")
+    ap.add_argument("--workloads", default="read,write,mixed",
+                    help="comma-separated: read, write, mixed, write-now (INSERT with now())")
     ap.add_argument("--concurrency", default="4,64,256", help="requests in flight, comma-separated")
     ap.add_argument("--seconds", type=float, default=10, help="measured seconds per cell")
     ap.add_argument("--warmup", type=float, default=3, help="unmeasured seconds of load before each cell")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="measure each cell this many times, every path in turn each round (each round "
+                         "beginning with another path), and report "
+                         "each figure's median (on a shared machine, so that a burst of other load "
+                         "does not decide a ratio)")
     ap.add_argument("--protocol", type=int, default=4, choices=(3, 4, 5))
     ap.add_argument("--rows", type=int, default=10_000, help="rows in the table on both clusters")
     ap.add_argument("--conns", type=int, default=4, help="load generator connections per endpoint")
+    ap.add_argument("--write-coalesce-us", type=int, metavar="US",
+                    help="the load generator's write coalescing wait (gocql's default: 200 µs; 0: off). "
+                         "gocql never coalesces over TLS, so --tls-sandbox makes it 0 for every path")
     ap.add_argument("--workers", type=int, help="write `workers: N` under `proxy:` in zdm.yaml")
     ap.add_argument("--zdm-setting", action="append", default=[], metavar="KEY=VALUE",
                     help="another zdm proxy setting (e.g. metrics_enabled=false, "
                          "replace_cql_functions=true, secondary_write_failure=record); repeatable")
+    ap.add_argument("--feature", action="append", default=[], metavar="KEY=VALUE",
+                    help="also measure a zdm instance with this setting under proxy: (path `zdm KEY=VALUE`), "
+                         "compared with zdm's defaults; repeatable")
+    ap.add_argument("--sandbox", type=Path, metavar="DIR",
+                    help="run the plaintext paths against the pair `zdm sandbox up --dir DIR` started "
+                         "(default: origin 9042, target 9043), e.g. one nothing else uses")
+    ap.add_argument("--tls-sandbox", type=Path, metavar="DIR",
+                    help="a `zdm sandbox up --tls --dir DIR` pair: also measure direct-tls, zdm-tls and "
+                         "zdm-proxy-tls against it, every connection TLS")
+    ap.add_argument("--paths", metavar="NAMES",
+                    help="measure only these paths, comma-separated (direct, zdm, zdm-proxy, direct-tls, "
+                         "zdm-tls, zdm-proxy-tls); --feature paths are always measured")
     ap.add_argument("--conn-memory", type=int, default=500, metavar="N",
                     help="connections held to measure memory per connection (0: skip)")
     ap.add_argument("--conn-rounds", type=int, default=5, metavar="R",
@@ -383,36 +627,89 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--zdm-port", type=int, default=14092)
     ap.add_argument("--zdm-proxy-port", type=int, default=14200)
     ap.add_argument("--zdm-proxy-metrics-port", type=int, default=14201)
+    ap.add_argument("--zdm-tls-port", type=int, default=14094, help="zdm-tls's port; its metrics on the next")
+    ap.add_argument("--zdm-proxy-tls-port", type=int, default=14210,
+                    help="zdm-proxy-tls's port; its metrics on the next")
+    ap.add_argument("--feature-port", type=int, default=14300,
+                    help="the first --feature instance's port, its metrics on the next, the next instance's after")
     ap.add_argument("--json-out", type=Path, metavar="PATH", help="write the results as JSON")
     a = ap.parse_args()
     a.workloads = a.workloads.split(",")
     a.concurrency = [int(c) for c in a.concurrency.split(",")]
-    if not set(a.workloads) <= {"read", "write", "mixed"}:
+    if not set(a.workloads) <= set(WORKLOADS):
         ap.error(f"unknown workload in {a.workloads}")
+    names = ["direct", "zdm", *(["zdm-proxy"] if a.zdm_proxy else [])]
+    available = names + [f"{name}-tls" for name in names] if a.tls_sandbox else names
+    a.paths = a.paths.split(",") if a.paths else available
+    if not set(a.paths) <= set(available):
+        ap.error(f"--paths {','.join(a.paths)}: the paths these options give are {', '.join(available)}")
+    if a.tls_sandbox and a.write_coalesce_us is None:
+        a.write_coalesce_us = 0  # like for like: gocql does not coalesce TLS connections' writes
+    for feature in a.feature:
+        if "=" not in feature:
+            ap.error(f"--feature {feature}: KEY=VALUE, for example metrics_enabled=false")
     return a
+
+
+def start_endpoints(a: argparse.Namespace, workdir: Path, stack: contextlib.ExitStack,
+                    plain: Clusters, tls: Clusters | None) -> list[Endpoint]:
+    """Every path asked for, in the order each cell measures them: the plaintext paths, the
+    --feature instances, the TLS paths."""
+    endpoints = []
+    if "direct" in a.paths:
+        endpoints.append(Endpoint("direct", plain.origin_port, None, clusters=plain))
+    if "zdm" in a.paths or a.feature:
+        endpoints.append(stack.enter_context(start_zdm(a.zdm_port, a.workers, workdir, a.zdm_setting,
+                                                       clusters=plain)))
+    if "zdm-proxy" in a.paths:
+        endpoints.append(stack.enter_context(
+            start_zdm_proxy(a.zdm_proxy, a.zdm_proxy_port, a.zdm_proxy_metrics_port, workdir, plain)))
+    for i, feature in enumerate(a.feature):
+        port = a.feature_port + 2 * i
+        endpoints.append(stack.enter_context(start_zdm(
+            port, a.workers, workdir, a.zdm_setting, port + 1, plain, f"zdm {feature}", feature)))
+    if "direct-tls" in a.paths:
+        endpoints.append(Endpoint("direct-tls", tls.origin_port, None, clusters=tls, tls=tls.node_tls("origin")))
+    if "zdm-tls" in a.paths:
+        endpoints.append(stack.enter_context(start_zdm(
+            a.zdm_tls_port, a.workers, workdir, a.zdm_setting, a.zdm_tls_port + 1, tls, "zdm-tls")))
+    if "zdm-proxy-tls" in a.paths:
+        endpoints.append(stack.enter_context(start_zdm_proxy(
+            a.zdm_proxy, a.zdm_proxy_tls_port, a.zdm_proxy_tls_port + 1, workdir, tls, "zdm-proxy-tls")))
+    return endpoints
 
 
 def run(a: argparse.Namespace, workdir: Path) -> dict:
     binary = loadgen_binary()
-    for port in (ORIGIN_PORT, TARGET_PORT):
-        setup_table(binary, port, a.rows, a.protocol)
+    plain = sandbox_clusters(a.sandbox, tls=False) if a.sandbox else PLAINTEXT
+    tls = sandbox_clusters(a.tls_sandbox, tls=True) if a.tls_sandbox else None
+    plaintext = a.feature or any(not p.endswith("-tls") for p in a.paths)
+    for clusters in [*([plain] if plaintext else []), *([tls] if tls and any(
+            p.endswith("-tls") for p in a.paths) else [])]:
+        for cluster in ("origin", "target"):
+            setup_table(binary, clusters.port(cluster), a.rows, a.protocol, clusters.node_tls(cluster))
     with contextlib.ExitStack() as stack:
-        endpoints = [Endpoint("direct", ORIGIN_PORT, None),
-                     stack.enter_context(start_zdm(a.zdm_port, a.workers, workdir, a.zdm_setting))]
-        if a.zdm_proxy:
-            endpoints.append(stack.enter_context(
-                start_zdm_proxy(a.zdm_proxy, a.zdm_proxy_port, a.zdm_proxy_metrics_port, workdir)))
+        endpoints = start_endpoints(a, workdir, stack, plain, tls)
         proxies = [e for e in endpoints if e.pid is not None]
         memory = [connection_memory(e, a.conn_memory, a.conn_rounds) for e in proxies] \
             if a.conn_memory else []
-        print(ROW.format("load", "conc", "path", "ops/s", "p50 ms", "p99 ms", "errors", "proxy µs/req",
+        row = row_format(a.workloads, [e.name for e in endpoints])
+        print(row.format("load", "conc", "path", "ops/s", "p50 ms", "p99 ms", "errors", "proxy µs/req",
                          "loadgen cores"))
         cells = []
         for workload in a.workloads:
             for conc in a.concurrency:
+                rounds: dict[str, list[dict]] = {e.name: [] for e in endpoints}
+                for r in range(a.rounds):
+                    start = r * len(endpoints) // a.rounds  # each round begins with another path
+                    for endpoint in endpoints[start:] + endpoints[:start]:
+                        rounds[endpoint.name].append(measure(binary, endpoint, workload, conc, a))
+                        if a.rounds > 1:
+                            print(f"  round {r + 1}: " + row.format(*cell_fields(rounds[endpoint.name][-1])),
+                                  file=sys.stderr, flush=True)
                 for endpoint in endpoints:
-                    cells.append(measure(binary, endpoint, workload, conc, a))
-                    print_cell(cells[-1])
+                    cells.append(median_cell(rounds[endpoint.name]))
+                    print_cell(cells[-1], row)
     settings = {k: v for k, v in vars(a).items() if k not in ("json_out", "zdm_proxy")}
     return {"machine": machine(a.zdm_proxy), "settings": settings, "cells": cells, "memory": memory}
 
@@ -428,6 +725,9 @@ def main() -> None:
     if results["memory"]:
         print_memory(results["memory"])
     print_ratios(results["cells"])
+    print_ratios(results["cells"], "zdm-tls", "zdm-proxy-tls")
+    print_tls_costs(results["cells"])
+    print_feature_costs(results["cells"])
     m = results["machine"]
     print(f"\n{m['cores']} cores ({m['cpu_model']}), {m['ram_gib']} GiB, Python {m['python']}, "
           f"uvloop {'yes' if m['uvloop'] else 'no'}; protocol v{a.protocol}, {a.seconds:g} s per cell "

@@ -4,15 +4,29 @@
 //
 //	loadgen -hosts 127.0.0.1:9042 -mode setup -rows 10000
 //	loadgen -hosts 127.0.0.1:14092 -mode mixed -conc 256 -seconds 10 -warmup 3 -label zdm
+//	loadgen -hosts 127.0.0.1:9342 -tls-ca ca.pem -mode write -conc 64      # a TLS-only endpoint
 //
 // Reads and writes carry bound values, which gocql prepares, so a proxy sees EXECUTE as it does
 // from a real application. Peer discovery and topology events are off: exactly the given hosts
 // are used, whatever system.peers says. When the measured window starts (after -warmup seconds
 // of unmeasured load) the line "measuring" goes to stderr, so that a caller can sample a
 // server's CPU over the same window the results cover.
+//
+// Mode write-now inserts into kv_now (k int, t timeuuid, v text) with t = now() in the statement
+// text, so that a proxy's replacement of CQL functions has work to do; its v is -label padded to
+// the length of the other modes' values, so that a caller can tell which endpoint wrote a row last.
+// Mode dump-now prints kv_now instead, one JSON line {"rows": {"k": ["t", "v"], ...}}, so that a
+// caller can compare the timeuuids origin and target stored for the same write.
+//
+// -tls-ca (the CA that signed the endpoint's certificate), -tls-cert and -tls-key (a client
+// certificate) make every connection TLS; the endpoint's certificate must be valid for the host
+// dialled, or for -tls-server-name. gocql coalesces a connection's writes (waiting up to 200 µs
+// for more) in plaintext only, so a comparison of TLS with plaintext runs both with
+// -write-coalesce-us 0.
 package main
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -29,9 +43,10 @@ import (
 )
 
 type options struct {
-	hosts, mode, ks, label, user, pass string
-	conc, conns, rows, proto           int
-	seconds, warmup                    float64
+	hosts, mode, ks, label, user, pass   string
+	tlsCA, tlsCert, tlsKey, tlsName      string
+	conc, conns, rows, proto, coalesceUs int
+	seconds, warmup                      float64
 }
 
 // result is the one JSON line printed; the CPU figures cover the measured window only.
@@ -66,8 +81,12 @@ func main() {
 		fail("connect", err)
 	}
 	defer s.Close()
-	if o.mode == "setup" {
+	switch o.mode {
+	case "setup":
 		setup(s, o)
+		return
+	case "dump-now":
+		dumpNow(s, o)
 		return
 	}
 	if o.warmup > 0 {
@@ -84,7 +103,8 @@ func main() {
 func parseFlags() options {
 	var o options
 	flag.StringVar(&o.hosts, "hosts", "127.0.0.1:9042", "comma-separated host:port list, used as given")
-	flag.StringVar(&o.mode, "mode", "read", "setup | read | write | mixed (80% reads, 20% writes)")
+	flag.StringVar(&o.mode, "mode", "read",
+		"setup | read | write | mixed (80% reads, 20% writes) | write-now (INSERT ... now() into kv_now) | dump-now")
 	flag.IntVar(&o.conc, "conc", 64, "requests in flight")
 	flag.IntVar(&o.conns, "conns", 2, "connections per host")
 	flag.Float64Var(&o.seconds, "seconds", 10, "length of the measured window")
@@ -94,9 +114,15 @@ func parseFlags() options {
 	flag.StringVar(&o.user, "user", "", "username (no authentication when empty)")
 	flag.StringVar(&o.pass, "pass", "", "password")
 	flag.StringVar(&o.label, "label", "", "label copied into the result")
-	flag.StringVar(&o.ks, "ks", "zdm_bench", "keyspace of table kv")
+	flag.StringVar(&o.ks, "ks", "zdm_bench", "keyspace of tables kv and kv_now")
+	flag.StringVar(&o.tlsCA, "tls-ca", "", "connect with TLS, trusting this CA (PEM)")
+	flag.StringVar(&o.tlsCert, "tls-cert", "", "client certificate (PEM), with -tls-key")
+	flag.StringVar(&o.tlsKey, "tls-key", "", "the client certificate's key (PEM)")
+	flag.StringVar(&o.tlsName, "tls-server-name", "", "the name the endpoint's certificate must have (default: the host dialled)")
+	flag.IntVar(&o.coalesceUs, "write-coalesce-us", -1,
+		"gocql's write coalescing wait in µs, 0: off (default: gocql's, 200 µs; gocql never coalesces over TLS)")
 	flag.Parse()
-	if !slices.Contains([]string{"setup", "read", "write", "mixed"}, o.mode) {
+	if !slices.Contains([]string{"setup", "read", "write", "mixed", "write-now", "dump-now"}, o.mode) {
 		usage("unknown -mode %q", o.mode)
 	}
 	if o.proto < 3 || o.proto > 5 {
@@ -104,6 +130,12 @@ func parseFlags() options {
 	}
 	if o.conc < 1 || o.conns < 1 || o.rows < 1 {
 		usage("-conc, -conns and -rows must be positive")
+	}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		usage("-tls-cert and -tls-key go together")
+	}
+	if o.tlsCA == "" && (o.tlsCert != "" || o.tlsName != "") {
+		usage("-tls-cert, -tls-key and -tls-server-name need -tls-ca")
 	}
 	return o
 }
@@ -118,8 +150,21 @@ func connect(o options) (*gocql.Session, error) {
 	c.Timeout = 10 * time.Second
 	c.ConnectTimeout = 10 * time.Second
 	c.Consistency = gocql.One
+	if o.coalesceUs >= 0 {
+		c.WriteCoalesceWaitTime = time.Duration(o.coalesceUs) * time.Microsecond
+	}
 	if o.user != "" {
 		c.Authenticator = gocql.PasswordAuthenticator{Username: o.user, Password: o.pass}
+	}
+	if o.tlsCA != "" {
+		c.SslOpts = &gocql.SslOptions{
+			Config:   &tls.Config{MinVersion: tls.VersionTLS12, ServerName: o.tlsName},
+			CaPath:   o.tlsCA,
+			CertPath: o.tlsCert,
+			KeyPath:  o.tlsKey,
+			// verify the certificate and its name: what an application should do
+			EnableHostVerification: true,
+		}
 	}
 	return c.CreateSession()
 }
@@ -130,6 +175,7 @@ func setup(s *gocql.Session, o options) {
 		"CREATE KEYSPACE IF NOT EXISTS " + o.ks +
 			" WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
 		"CREATE TABLE IF NOT EXISTS " + o.ks + ".kv (k int PRIMARY KEY, v text)",
+		"CREATE TABLE IF NOT EXISTS " + o.ks + ".kv_now (k int PRIMARY KEY, t timeuuid, v text)",
 	}
 	for _, q := range ddl {
 		if err := s.Query(q).Exec(); err != nil {
@@ -158,6 +204,25 @@ func setup(s *gocql.Session, o options) {
 	fmt.Printf("{\"setup\":\"ok\",\"ks\":%q,\"rows\":%d}\n", o.ks, o.rows)
 }
 
+// dumpNow prints every row of kv_now: its timeuuid and the label of the endpoint that wrote it.
+func dumpNow(s *gocql.Session, o options) {
+	rows := map[string][2]string{}
+	it := s.Query("SELECT k, t, v FROM " + o.ks + ".kv_now").PageSize(5000).Iter()
+	var (
+		k int
+		t gocql.UUID
+		v string
+	)
+	for it.Scan(&k, &t, &v) {
+		rows[fmt.Sprint(k)] = [2]string{t.String(), strings.TrimRight(v, " ")}
+	}
+	if err := it.Close(); err != nil {
+		fail("dump-now", err)
+	}
+	out, _ := json.Marshal(map[string]any{"rows": rows})
+	fmt.Println(string(out))
+}
+
 // run keeps o.conc requests in flight for the given seconds.
 func run(s *gocql.Session, o options, seconds float64) *window {
 	w := &window{latencies: make([][]time.Duration, o.conc)}
@@ -178,14 +243,20 @@ func run(s *gocql.Session, o options, seconds float64) *window {
 func worker(s *gocql.Session, o options, seed uint64, deadline time.Time, w *window) []time.Duration {
 	sel := "SELECT v FROM " + o.ks + ".kv WHERE k = ?"
 	ins := "INSERT INTO " + o.ks + ".kv (k, v) VALUES (?, ?)"
+	if o.mode == "write-now" {
+		ins = "INSERT INTO " + o.ks + ".kv_now (k, t, v) VALUES (?, now(), ?)"
+	}
+	tagged := fmt.Sprintf("%-*s", len(value(0)), o.label)
 	r := rand.New(rand.NewPCG(seed, uint64(time.Now().UnixNano())))
 	var latencies []time.Duration
 	for time.Now().Before(deadline) {
 		k := r.IntN(o.rows)
-		write := o.mode == "write" || (o.mode == "mixed" && r.IntN(5) == 0)
+		write := o.mode != "read" && (o.mode != "mixed" || r.IntN(5) == 0)
 		t0 := time.Now()
 		var err error
-		if write {
+		if o.mode == "write-now" {
+			err = s.Query(ins, k, tagged).Exec()
+		} else if write {
 			err = s.Query(ins, k, value(k)).Exec()
 		} else {
 			var v string
