@@ -29,6 +29,8 @@ from tests.support.hosts import HOSTS, proxy_hosts, wait_for, zdm
 
 OLD_ROWS = 3000
 THREADS = 4
+#: how long each step may take at most (a bound, not a measure: shared machines are slow)
+PATIENCE = 180.0
 SPARK = importlib.util.find_spec("pyspark") is not None
 
 
@@ -156,13 +158,13 @@ def test_a_migration_in_the_field_loses_nothing_and_the_application_never_notice
 
     for host in HOSTS:
         field["start"](host)
-    wait_for(lambda: running() == names, what="both proxies registered and running")
+    wait_for(lambda: running() == names, timeout=PATIENCE, what="both proxies registered and running")
 
     zdm(operator, "preflight")
     zdm(operator, "phase", "advance")  # 0 -> 1: dual writes
     app = App(ks, port)
     app.start()
-    wait_for(lambda: app.ops >= 200, timeout=60, what="the application under way")
+    wait_for(lambda: app.ops >= 200, timeout=PATIENCE, what="the application under way")
     zdm(operator, "phase", "advance", "--confirm-clients-on-proxy")  # 1 -> 2
     engine = ["--engine", "spark", "--master", "local[2]"] if SPARK else []
     zdm(operator, "migrate", *engine, "--no-progress")
@@ -170,10 +172,10 @@ def test_a_migration_in_the_field_loses_nothing_and_the_application_never_notice
 
     zdm(operator, "phase", "advance")  # 2 -> 3: async dual reads
     wait_for(lambda: ((status(operator)["async_reads"] or {}).get("requests", 0) >= 150),
-             timeout=120, what="async reads compared")
+             timeout=PATIENCE, what="async reads compared")
     zdm(operator, "phase", "advance")  # 3 -> 4: reads from target
     ops = app.ops
-    wait_for(lambda: app.ops >= ops + 100, what="the application reading from target")
+    wait_for(lambda: app.ops >= ops + 100, timeout=PATIENCE, what="the application reading from target")
     zdm(operator, "rollback", "--to", "2")  # something looked wrong: reads back on origin
     zdm(operator, "phase", "advance", "--skip-async-reads")  # 2 -> 4
     busy = {p["name"]: p for p in status(operator)["proxies"]}
@@ -185,14 +187,14 @@ def test_a_migration_in_the_field_loses_nothing_and_the_application_never_notice
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
         field["start"](host)
-        wait_for(lambda: running() == names, timeout=60, what=f"{host} back and running")
+        wait_for(lambda: running() == names, timeout=PATIENCE, what=f"{host} back and running")
         ops = app.ops
-        wait_for(lambda: app.ops >= ops + 50, what="the application after the restart")
+        wait_for(lambda: app.ops >= ops + 50, timeout=PATIENCE, what="the application after the restart")
 
     zdm(operator, "validate", "--final", "--no-progress")
     app.switch_to(["127.0.0.1"], zdm_config.target.port)  # the cutover: straight to target
     ops = app.ops
-    wait_for(lambda: app.ops >= ops + 100, what="the application on target")
+    wait_for(lambda: app.ops >= ops + 100, timeout=PATIENCE, what="the application on target")
     zdm(operator, "phase", "advance", "--confirm-clients-on-target")  # 4 -> 5
     app.stop()
     assert status(operator)["phase"] == 5

@@ -73,7 +73,8 @@ def proxy_hosts(tmp_path, zdm_config, origin_session, target_session, *, prefix:
     procs: dict = {}
 
     def start(host):
-        procs[host] = start_proxy_process(dirs[host] / "zdm.yaml", port, host=host, cwd=dirs[host])
+        procs[host] = start_proxy_process(dirs[host] / "zdm.yaml", port, timeout=90, host=host,
+                                          cwd=dirs[host])
 
     yield {"keyspace": keyspace, "port": port, "dirs": dirs, "operator": operator, "start": start,
            "procs": procs, "state_keyspace": state_keyspace}
