@@ -184,3 +184,20 @@ def _spark_version(spark_submit: str) -> str:
                          env=spark_env(spark_submit))
     m = re.search(r"version (\d+\.\d+\.\d+)", out.stdout + out.stderr)
     return f"Spark {m.group(1)}" if m else "?"
+
+
+def publish(kind: str, a, release, runs: list[dict], keyspace: str, cdm_text) -> None:
+    """Print the run's summary and, with --json-out, write its results for bench/report.py."""
+    import json
+    from pathlib import Path
+
+    from _common import print_summary, summary
+
+    lines = summary(runs)
+    job = "copy" if kind == "migrate" else "validate"
+    print_summary(f"{job}, {a.rows:,} rows per table", lines)
+    if a.json_out:
+        results = {"kind": kind, "machine": machine(a, release), "rows": a.rows, "runs": runs,
+                   "summary": lines, "keyspace": keyspace, "cdm_properties": cdm_text}
+        Path(a.json_out).write_text(json.dumps(results, indent=2, default=str) + "\n")
+        print(f"results written to {a.json_out}")

@@ -16,14 +16,13 @@ them. Needs the sandbox (origin 127.0.0.1:9042, target 127.0.0.1:9043) and the P
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
 
-from _common import (args, check_target, create_keyspace, load_shape, print_summary, sessions,
-                     summary, teardown, unique_keyspace)
-from _contenders import cdm_properties, machine, run_cdm, run_dsbulk, run_zdm, zdm_config
+from _common import (args, check_target, create_keyspace, load_shape, sessions,
+                     teardown, unique_keyspace)
+from _contenders import cdm_properties, publish, run_cdm, run_dsbulk, run_zdm, zdm_config
 
 
 def contenders(a, ks: str, workdir: Path):
@@ -76,14 +75,7 @@ def main() -> None:
                             print(run.log[-2000:])
     finally:
         teardown(o, t, ks, a.keep)
-    lines = summary(runs)
-    print_summary(f"copy, {a.rows:,} rows per table", lines)
-    if a.json_out:
-        results = {"kind": "migrate", "machine": machine(a, release), "rows": a.rows, "runs": runs,
-                   "summary": lines, "keyspace": ks,
-                   "cdm_properties": cdm_text}
-        Path(a.json_out).write_text(json.dumps(results, indent=2, default=str) + "\n")
-        print(f"results written to {a.json_out}")
+    publish("migrate", a, release, runs, ks, cdm_text)
 
 
 if __name__ == "__main__":

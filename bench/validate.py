@@ -15,13 +15,12 @@ has no comparison of two clusters. Needs the sandbox (origin 127.0.0.1:9042, tar
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
-from _common import (args, create_keyspace, load_shape, print_summary, sessions, summary, teardown,
+from _common import (args, create_keyspace, load_shape, sessions, teardown,
                      unique_keyspace)
-from _contenders import cdm_properties, machine, run_cdm, run_zdm, zdm_config
+from _contenders import cdm_properties, publish, run_cdm, run_zdm, zdm_config
 
 
 def main() -> None:
@@ -65,14 +64,7 @@ def main() -> None:
                             print(run.log[-2000:])
     finally:
         teardown(o, t, ks, a.keep)
-    lines = summary(runs)
-    print_summary(f"validate, {a.rows:,} rows per table", lines)
-    if a.json_out:
-        results = {"kind": "validate", "machine": machine(a, release), "rows": a.rows, "runs": runs,
-                   "summary": lines, "keyspace": ks,
-                   "cdm_properties": cdm_text}
-        Path(a.json_out).write_text(json.dumps(results, indent=2, default=str) + "\n")
-        print(f"results written to {a.json_out}")
+    publish("validate", a, release, runs, ks, cdm_text)
 
 
 if __name__ == "__main__":
