@@ -32,7 +32,8 @@ def live_objects() -> dict[str, int]:
     gc.collect()
     counts = {t.__name__: 0 for t in TRACKED}
     for obj in gc.get_objects():
-        if isinstance(obj, TRACKED):
+        # type(), not isinstance(): a dead weakref.proxy (the driver leaves some) raises on the latter
+        if type(obj) in TRACKED:
             counts[type(obj).__name__] += 1
     return counts
 

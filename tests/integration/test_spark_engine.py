@@ -18,10 +18,10 @@ from migrate_fixtures import config_for, migration, run_settings, validation
 from zdm.errors import ZdmError
 from zdm.migrate import engine as engines
 from zdm.migrate import migrate
-from zdm.migrate.checkpoint import CheckpointStore
+from zdm.migrate.checkpoint import FileCheckpointStore
 from zdm.migrate.pool import Job
 from zdm.migrate.report import RangeDone
-from zdm.migrate.run import Scope, copy_job, plan_tables
+from zdm.migrate.run import CopyParams, Scope, copy_job, plan_tables
 from zdm.validate import validate
 
 ROWS = 600
@@ -74,7 +74,7 @@ def test_a_run_resumed_on_the_other_engine_skips_what_the_first_finished(kv, zdm
     part = migrate(config, migration(kv, run={**on(first, request), "splits": SPLITS}),
                    on_event=stop_after(5))
     assert part.interrupted and not part.complete
-    done_before = set(CheckpointStore(config.state_dir).load(table).done)
+    done_before = set(FileCheckpointStore(config.state_dir).load(table).done)
     assert len(done_before) == 5  # each range checkpointed as it finished, none after the stop
 
     rest = migrate(config, migration(kv, resume=True, run={**on(then, request), "splits": SPLITS}))
@@ -96,14 +96,14 @@ async def copy_unless_failing(ctx, spec, rng, params, on_rows):
     mode, bad = params
     if rng == bad or (mode == "always" and bad.start <= rng.start and rng.end <= bad.end):
         raise RuntimeError(f"injected failure of {rng.key()}")
-    return await copy_job(ctx, spec, rng, None, on_rows)
+    return await copy_job(ctx, spec, rng, CopyParams(), on_rows)
 
 
 async def copy_unless_crashing(ctx, spec, rng, params, on_rows):
     """``copy_job``, except that the Python worker running the range ``params`` dies."""
     if rng == params:
         os._exit(3)
-    return await copy_job(ctx, spec, rng, None, on_rows)
+    return await copy_job(ctx, spec, rng, CopyParams(), on_rows)
 
 
 def run_with_retries(config, run, keyspace, job_fn, params_of, *, max_attempts=2):
@@ -218,5 +218,5 @@ def test_the_readme_spark_submit_line_copies_through_the_same_entry_point(kv, zd
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Migration complete" in done.stdout
-    assert CheckpointStore(config.state_dir).load(f"{kv}.kv").complete
+    assert FileCheckpointStore(config.state_dir).load(f"{kv}.kv").complete
     assert validate(config, validation(kv)).clean
