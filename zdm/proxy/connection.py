@@ -52,14 +52,19 @@ class _Output:
 
     Frames produced while handling one ``data_received`` (a burst of requests or
     answers) leave in a single send instead of one system call each; in v5 they
-    share self-contained segments.
+    share self-contained segments.  Over TLS they leave as one joined buffer: an
+    SSL transport encrypts each buffer it is given as TLS records of its own, so a
+    gathering write of headers and bodies would cost a record (and an encryption
+    call) per part.
     """
 
-    __slots__ = ("transport", "segmented", "_parts", "_scheduled", "_loop")
+    __slots__ = ("transport", "segmented", "joined", "_parts", "_scheduled", "_loop")
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.segmented = False
+        #: join the parts into one buffer before writing (TLS transports)
+        self.joined = False
         self._parts: list[bytes] = []
         self._scheduled = False
         self._loop = asyncio.get_running_loop()
@@ -73,6 +78,10 @@ class _Output:
             self._scheduled = True
             self._loop.call_soon(self.flush)
 
+    def attach(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.joined = transport.get_extra_info("ssl_object") is not None
+
     def flush(self) -> None:
         self._scheduled = False
         parts = self._parts
@@ -84,6 +93,8 @@ class _Output:
             return
         if self.segmented:
             transport.write(encode_segments(b"".join(parts)))
+        elif self.joined:
+            transport.write(parts[0] if len(parts) == 1 else b"".join(parts))
         else:
             transport.writelines(parts)  # one gathering write, no joined copy
 
@@ -120,7 +131,7 @@ class BackendConnection(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------
     def connection_made(self, transport) -> None:
         self.transport = transport
-        self.out.transport = transport
+        self.out.attach(transport)
         if not self.connected.done():
             self.connected.set_result(None)
 
@@ -245,7 +256,7 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_made(self, transport) -> None:
         self.transport = transport
-        self.out.transport = transport
+        self.out.attach(transport)
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.make_owner(self)
