@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import importlib.util
 import json
 import os
@@ -164,18 +165,23 @@ def zdm_counters(endpoint: Endpoint) -> dict:
 # --- the load generator ---------------------------------------------------------------------
 
 def loadgen_binary() -> Path:
-    """bench/loadgen built into the cache directory, rebuilt when its sources are newer."""
+    """bench/loadgen built into the cache directory, one binary per version of its sources (so
+    checkouts of different versions never run each other's build)."""
+    digest = hashlib.sha256()
+    for name in ("main.go", "go.mod", "go.sum"):
+        digest.update((LOADGEN_SRC / name).read_bytes())
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "zdm" / "bench"
-    binary = cache / "loadgen"
-    newest = max((LOADGEN_SRC / name).stat().st_mtime for name in ("main.go", "go.mod", "go.sum"))
-    if not binary.exists() or binary.stat().st_mtime < newest:
+    binary = cache / f"loadgen-{digest.hexdigest()[:16]}"
+    if not binary.exists():
         cache.mkdir(parents=True, exist_ok=True)
         print(f"building bench/loadgen into {binary}", file=sys.stderr)
+        partial = binary.with_suffix(".partial")
         try:
-            subprocess.run(["go", "build", "-buildvcs=false", "-o", str(binary), "."], cwd=LOADGEN_SRC,
+            subprocess.run(["go", "build", "-buildvcs=false", "-o", str(partial), "."], cwd=LOADGEN_SRC,
                            check=True)
         except (OSError, subprocess.CalledProcessError) as e:
             raise BenchError(f"could not build bench/loadgen with Go ({e}); is `go` on PATH?") from e
+        partial.replace(binary)
     return binary
 
 
