@@ -80,12 +80,13 @@ class App:
 
     def _connect(self):
         from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-        from cassandra.policies import RoundRobinPolicy
+        from cassandra.policies import ConstantReconnectionPolicy, RoundRobinPolicy
 
         hosts, port = self.contact
         profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=20)
         cluster = Cluster(hosts, port=port, execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-                          connect_timeout=10, idle_heartbeat_interval=5)
+                          connect_timeout=10, idle_heartbeat_interval=5,
+                          reconnection_policy=ConstantReconnectionPolicy(1.0, max_attempts=None))
         session = cluster.connect(self.keyspace)
         write = session.prepare("INSERT INTO t (k, v) VALUES (?, ?)")
         write.is_idempotent = True
@@ -159,6 +160,10 @@ def test_a_migration_in_the_field_loses_nothing_and_the_application_never_notice
     def running() -> set[str]:
         return {p["name"] for p in status(operator)["proxies"] if p["running"]}
 
+    def clients_on(host: str) -> int:
+        return next((p["client_connections"] or 0 for p in status(operator)["proxies"]
+                     if p["name"] == f"{host}:{port}" and p["running"]), 0)
+
     for host in HOSTS:
         field["start"](host)
     wait_for(lambda: running() == names, timeout=PATIENCE, what="both proxies registered and running")
@@ -191,6 +196,9 @@ def test_a_migration_in_the_field_loses_nothing_and_the_application_never_notice
         proc.wait(60)
         field["start"](host)
         wait_for(lambda: running() == names, timeout=PATIENCE, what=f"{host} back and running")
+        # as an operator does: the next proxy goes down only once every driver is back on this one
+        wait_for(lambda: clients_on(host) >= THREADS, timeout=PATIENCE,
+                 what=f"the application's drivers reconnected to {host}")
         ops = app.ops
         wait_for(lambda: app.ops >= ops + 50, timeout=PATIENCE, what="the application after the restart")
 
