@@ -518,3 +518,154 @@ def test_a_batch_with_functions_is_built_for_each_cluster_from_the_same_values()
     queries = [m.decode_batch(s.body, 4).children[0].query for s in (origin, target)]
     assert queries[0] == queries[1] and "uuid()" not in queries[0]
     assert m.request_timestamp(Opcode.BATCH, origin.body, 4) == NOW
+
+
+# -- UNPREPARED: the client sees what the cluster would show it ------------------------------
+def _unprepared_reply(chart):
+    _, frame = chart.reply()
+    info = m.decode_error(frame.body)
+    assert info.code == ErrorCode.UNPREPARED
+    return info.unprepared_id
+
+
+def test_a_read_the_primary_forgot_is_answered_unprepared_for_the_driver_to_prepare_again():
+    """After ALTER TABLE the node drops the statement; the driver must prepare it again to
+    learn the new columns.  The proxy preparing it on its own hid that: a driver that skips
+    result metadata decoded the new rows against the old columns."""
+    chart = Chart()
+    pid = prepare_through(chart, "SELECT * FROM ks.t WHERE k = ?")
+    chart.request(Opcode.EXECUTE, m.encode_execute(pid, [b"\x00\x00\x00\x01"], 4, skip_metadata=True))
+    (origin,) = chart.take()
+    origin.answer(unprepared(origin.frame, pid))
+    assert chart.take() == []  # no PREPARE of the proxy's own
+    assert _unprepared_reply(chart) == pid
+    assert chart.ctx.stats.reprepares == 0 and chart.handler.in_flight == 0
+
+
+def test_in_phase_4_targets_unprepared_names_the_id_the_client_knows():
+    chart = Chart(phase=Phase.TARGET_READS)
+    pid = prepare_through(chart, "SELECT * FROM ks.t WHERE k = ?", b"\x01" * 16, b"\x02" * 16)
+    chart.request(Opcode.EXECUTE, m.encode_execute(pid, [b"\x00\x00\x00\x01"], 4))
+    (target,) = chart.take()
+    assert target.cluster is T and m.decode_execute(target.body, 4).prepared_id == b"\x02" * 16
+    target.answer(unprepared(target.frame, b"\x02" * 16))
+    assert chart.take() == []
+    assert _unprepared_reply(chart) == b"\x01" * 16
+
+
+@pytest.mark.parametrize("first", [O, T], ids=["origin-first", "target-first"])
+def test_a_write_both_clusters_forgot_goes_back_to_the_driver_and_runs_nowhere(first):
+    """DROP and CREATE with another column type: both clusters forget the INSERT; only the
+    driver, preparing again, learns the new bind types."""
+    chart = Chart()
+    pid = prepare_through(chart, "INSERT INTO ks.t (k, v) VALUES (?, ?)")
+    chart.request(Opcode.EXECUTE, m.encode_execute(pid, [b"\x00\x00\x00\x01", b"\x00\x00\x00\x02"], 4))
+    sent = {s.cluster: s for s in chart.take()}
+    second = T if first is O else O
+    sent[first].answer(unprepared(sent[first].frame, pid))
+    assert chart.take() == [] and chart.replies == []  # it waits for the other cluster
+    sent[second].answer(unprepared(sent[second].frame, pid))
+    assert chart.take() == []  # nothing prepared or resent by the proxy
+    assert _unprepared_reply(chart) == pid
+
+
+@pytest.mark.parametrize("phase", [Phase.PROXY, Phase.TARGET_READS], ids=["origin-primary", "target-primary"])
+def test_a_write_the_secondary_already_applied_is_recovered_by_the_proxy(phase):
+    """The secondary took the write: a retry by the client would apply it twice there (a
+    counter would count twice), so the proxy prepares the primary again and resends."""
+    chart = Chart(phase=phase)
+    pid = prepare_through(chart, "UPDATE ks.c SET n = n + 1 WHERE k = ?")
+    chart.request(Opcode.EXECUTE, m.encode_execute(pid, [b"\x00\x00\x00\x01"], 4))
+    sent = {s.cluster: s for s in chart.take()}
+    primary = chart.ctx.routing.primary
+    secondary = T if primary is O else O
+    sent[primary].answer(unprepared(sent[primary].frame, pid))
+    sent[secondary].answer(void(sent[secondary].frame))
+    (prepare,) = chart.take()
+    assert (prepare.cluster, prepare.opcode) == (primary, Opcode.PREPARE)
+    prepare.answer(response(prepare.frame, Opcode.RESULT, prepared_result(4, pid)))
+    (again,) = chart.take()
+    assert again.cluster is primary and again.opcode == Opcode.EXECUTE
+    again.answer(void(again.frame))
+    _, frame = chart.reply()
+    assert frame.opcode == Opcode.RESULT and chart.ctx.stats.reprepares == 1
+
+
+def test_a_write_the_primary_refused_otherwise_is_not_recovered_on_the_secondary():
+    """Origin failed the write: the client gets origin's error and retries it; target's
+    UNPREPARED is not worth a PREPARE of the proxy's own."""
+    chart = Chart()
+    pid = prepare_through(chart, "INSERT INTO ks.t (k) VALUES (?)")
+    chart.request(Opcode.EXECUTE, m.encode_execute(pid, [b"\x00\x00\x00\x01"], 4))
+    origin, target = chart.take()
+    target.answer(unprepared(target.frame, pid))
+    origin.answer(error(origin.frame, ErrorCode.INVALID, "bad"))
+    assert chart.take() == []
+    _, frame = chart.reply()
+    assert m.decode_error(frame.body).code == ErrorCode.INVALID
+
+
+def test_a_batch_target_forgot_in_phase_4_goes_back_under_the_clients_ids():
+    chart = Chart(phase=Phase.TARGET_READS)
+    pid = prepare_through(chart, "INSERT INTO ks.t (k) VALUES (?)", b"\x01" * 16, b"\x02" * 16)
+    chart.request(Opcode.BATCH, _batch_body([pid]))
+    origin, target = chart.take()
+    origin.answer(unprepared(origin.frame, b"\x01" * 16))
+    target.answer(unprepared(target.frame, b"\x02" * 16))
+    assert chart.take() == []
+    assert _unprepared_reply(chart) == b"\x01" * 16
+
+
+def test_async_reads_answer_the_primarys_unprepared_and_prepare_the_secondary_again():
+    chart = Chart(phase=Phase.ASYNC_READS)
+    pid = prepare_through(chart, "SELECT v FROM ks.t WHERE k = ?")
+    chart.request(Opcode.EXECUTE, m.encode_execute(pid, [b"\x00\x00\x00\x01"], 4))
+    origin, target = chart.take()
+    origin.answer(unprepared(origin.frame, pid))
+    assert _unprepared_reply(chart) == pid
+    target.answer(unprepared(target.frame, pid))
+    (prepare,) = chart.take()  # the compared read is the proxy's own: it recovers
+    assert (prepare.cluster, prepare.opcode) == (T, Opcode.PREPARE)
+
+
+def test_a_statement_the_proxy_rewrote_is_prepared_again_by_the_proxy():
+    """With function replacement the clusters run the proxy's statement, which the driver
+    cannot prepare: the proxy recovers both clusters itself."""
+    chart = Chart()
+    chart.ctx.replace_functions = True
+    chart.request(Opcode.PREPARE, m.encode_prepare("INSERT INTO ks.t (k, v) VALUES (now(), ?)", 4), stream=1)
+    client, origin, target = chart.take()
+    client.answer(response(client.frame, Opcode.RESULT, prepared_result(4, b"\x01" * 16, binds=("v",))))
+    origin.answer(response(origin.frame, Opcode.RESULT, prepared_result(4, b"\x02" * 16, binds=("k", "v"))))
+    target.answer(response(target.frame, Opcode.RESULT, prepared_result(4, b"\x03" * 16, binds=("k", "v"))))
+    chart.reply()
+    chart.request(Opcode.EXECUTE, m.encode_execute(b"\x01" * 16, [b"hello"], 4))
+    origin, target = chart.take()
+    origin.answer(unprepared(origin.frame, b"\x02" * 16))
+    target.answer(unprepared(target.frame, b"\x03" * 16))
+    prepares = chart.take()
+    assert sorted((s.cluster.value, s.opcode) for s in prepares) == [("origin", Opcode.PREPARE),
+                                                                     ("target", Opcode.PREPARE)]
+    for s, new in zip(prepares, (b"\x04" * 16, b"\x05" * 16)):
+        s.answer(response(s.frame, Opcode.RESULT, prepared_result(4, new, binds=("k", "v"))))
+    resent = chart.take()
+    assert len(resent) == 2 and all(s.opcode == Opcode.EXECUTE for s in resent)
+    for s in resent:
+        s.answer(void(s.frame))
+    _, frame = chart.reply()
+    assert frame.opcode == Opcode.RESULT and chart.ctx.stats.reprepares == 2
+
+
+def test_v5_execute_on_target_keeps_the_clients_result_metadata_id():
+    """Cassandra derives the id from the result columns: target answers METADATA_CHANGED
+    exactly when the columns the client holds are stale, as it would directly."""
+    chart = Chart(phase=Phase.TARGET_READS, version=5)
+    chart.request(Opcode.PREPARE, m.encode_prepare("SELECT * FROM ks.t WHERE k = ?", 5), stream=1)
+    for sent, pid, mid in zip(chart.take(), (b"\x01" * 16, b"\x02" * 16), (b"\x11" * 16, b"\x12" * 16)):
+        sent.answer(Frame(5, True, 0, sent.frame.stream, Opcode.RESULT,
+                          prepared_result(5, pid, metadata_id=mid)))
+    chart.reply()
+    chart.request(Opcode.EXECUTE, m.encode_execute(b"\x01" * 16, [b"\x00\x00\x00\x01"], 5, b"\x99" * 16))
+    (target,) = chart.take()
+    info = m.decode_execute(target.body, 5)
+    assert (info.prepared_id, info.result_metadata_id) == (b"\x02" * 16, b"\x99" * 16)

@@ -408,7 +408,8 @@ class RequestHandler:
             if cluster is Cluster.ORIGIN:
                 return m.replace_execute_id(body, frame.version, entry.origin_exec_id,
                                             entry.origin_exec_metadata_id, flags=frame.flags)
-            return m.replace_execute_id(body, frame.version, entry.target_id, entry.target_metadata_id,
+            return m.replace_execute_id(body, frame.version, entry.target_id,
+                                        entry.target_metadata_id if entry.exec_query else None,
                                         flags=frame.flags)
         plan = getattr(pending, "plan", None)
         if plan is not None:
@@ -421,7 +422,10 @@ class RequestHandler:
 
 
 def _for_target(frame: Frame, entry: PreparedEntry) -> bytes:
-    if entry.target_id == entry.origin_id and entry.target_metadata_id == entry.origin_metadata_id:
+    """The client's EXECUTE under target's prepared id.  Its v5 result metadata id stays the
+    client's: Cassandra derives that id from the result columns themselves, so target answers
+    METADATA_CHANGED (with the columns) exactly when what the client holds is not what target
+    returns, as it would to the client directly."""
+    if entry.target_id == entry.origin_id:
         return frame.body
-    return m.replace_execute_id(frame.body, frame.version, entry.target_id, entry.target_metadata_id,
-                                flags=frame.flags)
+    return m.replace_execute_id(frame.body, frame.version, entry.target_id, flags=frame.flags)

@@ -8,8 +8,15 @@ what its answer needs and calls back into the handler, which it knows only by th
 methods it uses (``answer``, ``send_to``, ``reprepare``, ``resend_body``, ...): nothing here
 imports asyncio, the handler, or the server.
 
-A cluster that forgot a prepared statement answers UNPREPARED; a pending request prepares
-it there again and resends (:class:`_Recovering`), at most once per statement and cluster.
+A cluster that forgot a prepared statement answers UNPREPARED (:class:`_Recovering`).  The
+client sees exactly what the cluster would have shown it: when the cluster whose answer the
+client receives (the primary, or origin for what only origin runs) forgets a statement the
+client wrote, the client gets that UNPREPARED, under the id it knows, and its driver prepares
+again -- reading the new result metadata and bind types after a schema change, as it would
+directly.  The proxy prepares again and resends on its own only where the client cannot: on
+the secondary cluster (whose answer the client never sees), for statements the proxy rewrote
+(function replacement), and on the primary of a write the secondary has already applied (a
+retry by the client would apply it there twice).  Each at most once per statement and cluster.
 """
 
 from __future__ import annotations
@@ -71,21 +78,47 @@ def is_outage(outcome: Outcome) -> bool:
 
 
 class _Recovering:
-    """Resend once a cluster that answered UNPREPARED has the statement again."""
+    """Resend once a cluster that answered UNPREPARED has the statement again, or hand the
+    UNPREPARED to the client when its driver is the one to prepare again."""
 
     __slots__ = ()
+
+    def client_prepares(self) -> bool:
+        """True when an UNPREPARED from the cluster whose answer the client gets goes to the
+        client: it runs the statements the client prepared (not a rewrite of the proxy's)."""
+        if self.frame.opcode == Opcode.EXECUTE:
+            return self.entry is not None and self.entry.exec_query is None
+        return getattr(self, "plan", None) is None
+
+    def for_client(self, cluster: Cluster, outcome: Outcome) -> Outcome:
+        """``outcome``, with the prepared id of an UNPREPARED from ``cluster`` turned into the
+        id the client knows (target may run a statement under an id of its own)."""
+        pid = unprepared_id(outcome)
+        if pid is None:
+            return outcome
+        entry = self.handler.ctx.prepared.on_cluster(cluster, pid)
+        if entry is None or entry.origin_id == pid:
+            return outcome
+        message = m.decode_error(outcome.body, flags=outcome.flags).message
+        return error_frame(outcome.version, outcome.stream, ErrorCode.UNPREPARED, message,
+                           unprepared_id=entry.origin_id)
+
+    def _forgotten(self, cluster: Cluster, outcome: Outcome) -> PreparedEntry | None:
+        """The statement ``cluster`` forgot, when ``outcome`` is an UNPREPARED this request
+        may still recover from; else None."""
+        pid = unprepared_id(outcome)
+        if pid is None or self.retries_left <= 0:
+            return None
+        return self.entry if self.frame.opcode == Opcode.EXECUTE else \
+            self.handler.ctx.prepared.on_cluster(cluster, pid)
 
     def recover(self, cluster: Cluster, outcome: Frame, body: bytes, done: Callback) -> bool:
         """True when the ERROR ``outcome`` is an UNPREPARED this request recovers from (``done``
         will get the resent request's outcome); False to take ``outcome`` as it is."""
-        pid = unprepared_id(outcome)
-        if pid is None or self.retries_left <= 0:
-            return False
-        handler = self.handler
-        entry = self.entry if self.frame.opcode == Opcode.EXECUTE else \
-            handler.ctx.prepared.on_cluster(cluster, pid)
+        entry = self._forgotten(cluster, outcome)
         if entry is None:
             return False
+        handler = self.handler
         self.retries_left -= 1
         frame = self.frame
 
@@ -122,9 +155,11 @@ class Single(_Recovering):
         self.handler.send_to(self.cluster, self.frame.flags, self.frame.opcode, self.body, self.done)
 
     def done(self, outcome: Outcome) -> None:
-        if self.retries_left and outcome.__class__ is Frame and outcome.opcode == Opcode.ERROR and \
-                self.recover(self.cluster, outcome, self.body, self.done):
-            return
+        if outcome.__class__ is Frame and outcome.opcode == Opcode.ERROR and unprepared_id(outcome):
+            if self.client_prepares():
+                outcome = self.for_client(self.cluster, outcome)
+            elif self.retries_left and self.recover(self.cluster, outcome, self.body, self.done):
+                return
         frame = self.frame
         failed = aggregate.failed(outcome)
         if self.on_success is not None and not failed:
@@ -170,24 +205,48 @@ class Dual(_Recovering):
                         wait if self.primary is Cluster.ORIGIN else None)
 
     def origin_done(self, outcome: Outcome) -> None:
-        if self.retries_left and outcome.__class__ is Frame and outcome.opcode == Opcode.ERROR and \
-                self.recover(Cluster.ORIGIN, outcome, self.origin_body, self.origin_done):
-            return
         self.origin = outcome
         if self.target is not None:
             self._complete()
 
     def target_done(self, outcome: Outcome) -> None:
-        if self.retries_left and outcome.__class__ is Frame and outcome.opcode == Opcode.ERROR and \
-                self.recover(Cluster.TARGET, outcome, self.target_body, self.target_done):
-            return
         self.target = outcome
         if self.origin is not None:
             self._complete()
 
+    def _recoveries(self, p: Outcome, s: Outcome) -> list[Cluster]:
+        """The clusters whose UNPREPARED the proxy recovers from itself, once both answered.
+        The primary's goes to the client (whose driver prepares again) unless the proxy
+        rewrote the statement, or the secondary applied the request already; the secondary's
+        is recovered only if the primary took the request (otherwise the client retries it)."""
+        secondary = Cluster.TARGET if self.primary is Cluster.ORIGIN else Cluster.ORIGIN
+        p_unprepared = self._forgotten(self.primary, p) is not None
+        s_unprepared = self._forgotten(secondary, s) is not None
+        if not p_unprepared and not s_unprepared:
+            return []
+        if not self.client_prepares():
+            return [c for c, u in ((self.primary, p_unprepared), (secondary, s_unprepared)) if u]
+        if p_unprepared:
+            return [self.primary] if not aggregate.failed(s) else []
+        return [secondary] if not aggregate.failed(p) else []
+
     def _complete(self) -> None:
         handler, frame = self.handler, self.frame
         p, s = (self.origin, self.target) if self.primary is Cluster.ORIGIN else (self.target, self.origin)
+        if (p.__class__ is Frame and p.opcode == Opcode.ERROR) or \
+                (s.__class__ is Frame and s.opcode == Opcode.ERROR):
+            recover = self._recoveries(p, s)
+            if recover:
+                for cluster in recover:  # both unset first: a recovery may finish at once
+                    setattr(self, cluster.value, None)
+                for cluster in recover:
+                    outcome = p if cluster is self.primary else s
+                    if cluster is Cluster.ORIGIN:
+                        self.recover(cluster, outcome, self.origin_body, self.origin_done)
+                    else:
+                        self.recover(cluster, outcome, self.target_body, self.target_done)
+                return
+            p = self.for_client(self.primary, p)
         if self.recordable and not aggregate.failed(p) and is_outage(s):
             handler.record_secondary_failure(self, p, s)  # answers once the record is durable
             return
@@ -231,25 +290,32 @@ class AsyncRead(_Recovering):
         handler.send_to(Cluster.TARGET, frame.flags, frame.opcode, self.target_body, self.target_done)
 
     def origin_done(self, outcome: Outcome) -> None:
-        if self.retries_left and outcome.__class__ is Frame and outcome.opcode == Opcode.ERROR and \
-                self.recover(Cluster.ORIGIN, outcome, self.origin_body, self.origin_done):
+        if self._recovered(Cluster.ORIGIN, outcome, self.origin_body, self.origin_done):
             return
         self.origin = outcome
         self._record(Cluster.ORIGIN, outcome)
 
     def target_done(self, outcome: Outcome) -> None:
-        if self.retries_left and outcome.__class__ is Frame and outcome.opcode == Opcode.ERROR and \
-                self.recover(Cluster.TARGET, outcome, self.target_body, self.target_done):
+        if self._recovered(Cluster.TARGET, outcome, self.target_body, self.target_done):
             return
         self.target = outcome
         self._record(Cluster.TARGET, outcome)
+
+    def _recovered(self, cluster: Cluster, outcome: Outcome, body: bytes, done: Callback) -> bool:
+        """The primary's UNPREPARED goes to the client; the compared read prepares again."""
+        if not self.retries_left or outcome.__class__ is not Frame or outcome.opcode != Opcode.ERROR:
+            return False
+        if cluster is self.primary and self.client_prepares():
+            return False
+        return self.recover(cluster, outcome, body, done)
 
     def _record(self, cluster: Cluster, outcome: Outcome) -> None:
         handler, frame = self.handler, self.frame
         if cluster is self.primary:
             if self.t0 and aggregate.failed(outcome):
                 handler.ctx.stats.failed_reads[cluster.value] += 1
-            handler.answer(frame.stream, failure_frame(frame.version, frame.stream, outcome), self)
+            handler.answer(frame.stream, failure_frame(frame.version, frame.stream,
+                                                       self.for_client(cluster, outcome)), self)
         elif self.t0:  # the async read's own latency and failures, per node
             node = handler.ctx.stats.node(cluster.value, handler.nodes.get(cluster, "?"), async_reads=True)
             if isinstance(outcome, Frame):
