@@ -29,6 +29,10 @@ column, so that `replace_cql_functions=true` has work to do; after each write-no
 rows that path wrote last are read back from both clusters, to show whether origin and target
 stored the same timeuuid.
 
+With --compression none,lz4 (or snappy, v3/v4), every path runs again with the load generator
+compressing its frames (`zdm+lz4`, `zdm-proxy+lz4`, `direct+lz4`): the cost of compression,
+and zdm against zdm-proxy with the same compression, in one run.
+
 Needs the sandbox (origin 127.0.0.1:9042, target 127.0.0.1:9043: `zdm sandbox up`, or the pair
 --sandbox DIR names) and Go; the load generator is built on first use into
 $XDG_CACHE_HOME/zdm/bench (default ~/.cache). Run it with the Python that has zdm installed:
@@ -44,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -152,6 +157,7 @@ class Endpoint:
     clusters: Clusters = PLAINTEXT
     tls: ClientTls | None = None  # how clients reach it, None for plaintext
     feature: str | None = None  # a zdm instance with this setting ("key=value") beside the defaults
+    compression: str = "none"  # the load generator's frame compression on this path
 
 
 def zdm_counters(endpoint: Endpoint) -> dict:
@@ -217,7 +223,8 @@ def measure(binary: Path, endpoint: Endpoint, workload: str, conc: int, a: argpa
     """One cell: the load generator's result plus the proxy's CPU per request in its window."""
     cmd = [str(binary), "-hosts", f"{HOST}:{endpoint.port}", "-mode", workload, "-conc", str(conc),
            "-conns", str(a.conns), "-seconds", str(a.seconds), "-warmup", str(a.warmup),
-           "-rows", str(a.rows), "-proto", str(a.protocol), "-label", endpoint.name, *tls_flags(endpoint.tls)]
+           "-rows", str(a.rows), "-proto", str(a.protocol), "-label", endpoint.name, *tls_flags(endpoint.tls),
+           "-compression", endpoint.compression]
     if a.write_coalesce_us is not None:
         cmd += ["-write-coalesce-us", str(a.write_coalesce_us)]
     counters_before = zdm_counters(endpoint)
@@ -591,6 +598,22 @@ def print_memory(memory: list[dict]) -> None:
 
 # --- main -----------------------------------------------------------------------------------
 
+def _compressions(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = sorted(set(names) - {"none", "lz4", "snappy"})
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown compression {', '.join(unknown) or '(none given)'}; "
+                                         "choose from none, lz4, snappy")
+    return names
+
+
+def with_compressions(endpoints: list[Endpoint], compressions: list[str]) -> list[Endpoint]:
+    """Each path once per compression: ``zdm``, ``zdm+lz4``... (the same process, another
+    load generator setting)."""
+    return [e if c == "none" else dataclasses.replace(e, name=f"{e.name}+{c}", compression=c)
+            for c in compressions for e in endpoints]
+
+
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--zdm-proxy", metavar="PATH", help="zdm-proxy binary; measured too when given")
@@ -605,6 +628,9 @@ def parse_args() -> argparse.Namespace:
                          "each figure's median (on a shared machine, so that a burst of other load "
                          "does not decide a ratio)")
     ap.add_argument("--protocol", type=int, default=4, choices=(3, 4, 5))
+    ap.add_argument("--compression", default="none", type=_compressions, metavar="NAMES",
+                    help="comma-separated frame compressions of the load generator (none, lz4, snappy: "
+                         "v3/v4 only); each one other than none adds every path again as PATH+NAME")
     ap.add_argument("--rows", type=int, default=10_000, help="rows in the table on both clusters")
     ap.add_argument("--conns", type=int, default=4, help="load generator connections per endpoint")
     ap.add_argument("--write-coalesce-us", type=int, metavar="US",
@@ -695,8 +721,9 @@ def run(a: argparse.Namespace, workdir: Path) -> dict:
         for cluster in ("origin", "target"):
             setup_table(binary, clusters.port(cluster), a.rows, a.protocol, clusters.node_tls(cluster))
     with contextlib.ExitStack() as stack:
-        endpoints = start_endpoints(a, workdir, stack, plain, tls)
-        proxies = [e for e in endpoints if e.pid is not None]
+        started = start_endpoints(a, workdir, stack, plain, tls)
+        proxies = [e for e in started if e.pid is not None]
+        endpoints = with_compressions(started, a.compression)
         memory = [connection_memory(e, a.conn_memory, a.conn_rounds) for e in proxies] \
             if a.conn_memory else []
         row = row_format(a.workloads, [e.name for e in endpoints])
@@ -732,11 +759,15 @@ def main() -> None:
         print_memory(results["memory"])
     print_ratios(results["cells"])
     print_ratios(results["cells"], "zdm-tls", "zdm-proxy-tls")
+    for c in a.compression:
+        if c != "none":
+            print_ratios(results["cells"], f"zdm+{c}", f"zdm-proxy+{c}")
+            print_ratios(results["cells"], f"zdm+{c}", "zdm")
     print_tls_costs(results["cells"])
     print_feature_costs(results["cells"])
     m = results["machine"]
     print(f"\n{m['cores']} cores ({m['cpu_model']}), {m['ram_gib']} GiB, Python {m['python']}, "
-          f"uvloop {'yes' if m['uvloop'] else 'no'}; protocol v{a.protocol}, {a.seconds:g} s per cell "
+          f"uvloop {'yes' if m['uvloop'] else 'no'}; protocol v{a.protocol}, compression {','.join(a.compression)}, {a.seconds:g} s per cell "
           f"after {a.warmup:g} s warm-up, loadgen {a.conns} connections")
     if a.json_out:
         a.json_out.write_text(json.dumps(results, indent=2, default=str) + "\n")

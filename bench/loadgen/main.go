@@ -39,12 +39,16 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/apache/cassandra-gocql-driver/v2/lz4"
+	"github.com/apache/cassandra-gocql-driver/v2/snappy"
+
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 )
 
 type options struct {
 	hosts, mode, ks, label, user, pass   string
 	tlsCA, tlsCert, tlsKey, tlsName      string
+	compression                          string
 	conc, conns, rows, proto, coalesceUs int
 	seconds, warmup                      float64
 }
@@ -121,7 +125,11 @@ func parseFlags() options {
 	flag.StringVar(&o.tlsName, "tls-server-name", "", "the name the endpoint's certificate must have (default: the host dialled)")
 	flag.IntVar(&o.coalesceUs, "write-coalesce-us", -1,
 		"gocql's write coalescing wait in µs, 0: off (default: gocql's, 200 µs; gocql never coalesces over TLS)")
+	flag.StringVar(&o.compression, "compression", "none", "frame compression: none | lz4 | snappy (v3/v4 only)")
 	flag.Parse()
+	if !slices.Contains([]string{"none", "lz4", "snappy"}, o.compression) {
+		usage("unknown -compression %q", o.compression)
+	}
 	if !slices.Contains([]string{"setup", "read", "write", "mixed", "write-now", "dump-now"}, o.mode) {
 		usage("unknown -mode %q", o.mode)
 	}
@@ -152,6 +160,12 @@ func connect(o options) (*gocql.Session, error) {
 	c.Consistency = gocql.One
 	if o.coalesceUs >= 0 {
 		c.WriteCoalesceWaitTime = time.Duration(o.coalesceUs) * time.Microsecond
+	}
+	switch o.compression {
+	case "lz4":
+		c.Compressor = lz4.LZ4Compressor{}
+	case "snappy":
+		c.Compressor = snappy.SnappyCompressor{}
 	}
 	if o.user != "" {
 		c.Authenticator = gocql.PasswordAuthenticator{Username: o.user, Password: o.pass}
