@@ -129,7 +129,7 @@ def old_config(old_origin, sandbox, tmp_path_factory) -> Config:
 
 @pytest.fixture(scope="session")
 def old_origin_session(old_config):
-    from zdm.connect import session
+    from zdm.clusters.connect import session
 
     with session(old_config.origin, name="origin") as s:
         yield s
@@ -144,7 +144,7 @@ def zdm_config(sandbox, tmp_path_factory) -> Config:
 
 @pytest.fixture(scope="session")
 def origin_session(zdm_config):
-    from zdm.connect import session
+    from zdm.clusters.connect import session
 
     with session(zdm_config.origin, name="origin") as s:
         yield s
@@ -152,7 +152,7 @@ def origin_session(zdm_config):
 
 @pytest.fixture(scope="session")
 def target_session(zdm_config):
-    from zdm.connect import session
+    from zdm.clusters.connect import session
 
     with session(zdm_config.target, name="target") as s:
         yield s
@@ -266,7 +266,7 @@ def astra(tls_config, sandbox_tls):
     ``astra.bundle(path)`` writes a bundle for it; ``astra.host_ids``, ``metadata_port``,
     ``sni_port``, ``connections`` (per host id)."""
     from tests.support.astra import AstraStandIn
-    from zdm.connect import session
+    from zdm.clusters.connect import session
     from zdm.sandbox.tls import client_context
 
     with session(tls_config.target, name="target") as s:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from zdm.config import ClusterConfig, Config, ScopeConfig
-from zdm.connect import describe, session
+from zdm.clusters.connect import describe, session
 from zdm.errors import ZdmError
 
 DEMO_KEYSPACE = "zdm_demo"
@@ -198,7 +198,7 @@ def origin_of_release(config: Config, version: str, port: int, *,
     .zdm/demo-origin-VERSION).  Returns (config, the node if started here, else None)."""
     from pathlib import Path
 
-    from zdm.connect import ConnectError
+    from zdm.clusters.connect import ConnectError
     from zdm.sandbox import local
 
     try:

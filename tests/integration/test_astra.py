@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from zdm.cli.main import app
-from zdm.connect import session
+from zdm.clusters.connect import session
 
 
 def _auth():
@@ -44,7 +44,7 @@ def test_the_drivers_own_bundle_support_connects_through_the_stand_in(astra, ast
 
 
 def test_an_sni_name_that_is_no_node_is_refused(astra, astra_config):
-    from zdm.bundle import read_bundle
+    from zdm.clusters.bundle import read_bundle
 
     ctx = read_bundle(astra_config.target.secure_connect_bundle).ssl_context("127.0.0.1")
     with socket.create_connection(("127.0.0.1", astra.sni_port), timeout=5) as raw:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.net import answers_plaintext_startup, answers_tls_startup, free_port, listening_ports
-from zdm.connect import session
+from zdm.clusters.connect import session
 from zdm.sandbox import node
 from zdm.sandbox.tls import client_context
 

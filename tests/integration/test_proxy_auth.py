@@ -40,7 +40,7 @@ def auth_node(sandbox):
     else:
         node.wait_ready(spec, None, timeout=60)
     cfg = ClusterConfig(port=AUTH_PORT, username="cassandra", password="cassandra")
-    from zdm.connect import session
+    from zdm.clusters.connect import session
 
     with session(cfg, name="auth") as s:
         s.execute("CREATE ROLE IF NOT EXISTS app WITH PASSWORD = 'app-pw' AND LOGIN = true")
@@ -135,7 +135,7 @@ def test_forwarding_client_credentials_to_origin(zdm_config, auth_node):
         proxy = RunningProxy(config)
         try:
             cluster, session = _login(proxy.port, "app", "app-pw")
-            from zdm.connect import session as direct
+            from zdm.clusters.connect import session as direct
 
             with direct(auth_node, name="auth") as admin:  # the node's own view, as a superuser
                 users = {r.port: r.username for r in admin.execute(

@@ -16,7 +16,7 @@ import pytest
 from tests.support.harness import RunningProxy
 from tests.support.net import free_port
 from zdm.config import ClusterConfig, ProxyConfig, ProxyTlsConfig, TlsConfig
-from zdm.connect import session
+from zdm.clusters.connect import session
 from zdm.errors import ZdmError
 from zdm.sandbox import certs
 

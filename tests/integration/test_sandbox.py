@@ -8,7 +8,7 @@ import json
 from typer.testing import CliRunner
 
 from zdm.cli.main import app
-from zdm.connect import ConnectError, session
+from zdm.clusters.connect import ConnectError, session
 from zdm.config import ClusterConfig
 
 import pytest

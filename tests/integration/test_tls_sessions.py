@@ -15,7 +15,7 @@ import pytest
 from tests.support.net import answers_plaintext_startup, answers_tls_startup
 from tests.support.tlsfront import TlsFront
 from zdm.config import ClusterConfig, TlsConfig
-from zdm.connect import ConnectError, session
+from zdm.clusters.connect import ConnectError, session
 from zdm.sandbox import certs
 from zdm.sandbox.tls import SERVER_NAMES, client_context
 

@@ -1,4 +1,4 @@
-"""zdm.bundle against the Astra stand-in's metadata service (no Cassandra needed): what a bundle
+"""zdm.clusters.bundle against the Astra stand-in's metadata service (no Cassandra needed): what a bundle
 and the service yield, and every way a bundle or the service can be wrong, each a BundleError
 naming the setting, saying what to do, and quoting nothing of the bundle."""
 
@@ -12,7 +12,7 @@ import zipfile
 import pytest
 
 from tests.support.astra import HOST, AstraStandIn, make_bundle
-from zdm import bundle
+from zdm.clusters import bundle
 from zdm.sandbox import certs
 
 KEY = "target.secure_connect_bundle"
@@ -159,10 +159,10 @@ def test_make_bundle_writes_what_the_drivers_read(stand_in, tmp_path):
 
 
 def test_every_driver_session_reads_its_bundle_first(stand_in, tmp_path):
-    """zdm.connect.session (preflight, migrate, validate, the demo) meets a bad bundle before
+    """zdm.clusters.connect.session (preflight, migrate, validate, the demo) meets a bad bundle before
     any node: the same BundleError, naming its cluster's key."""
     from zdm.config import ClusterConfig
-    from zdm.connect import session
+    from zdm.clusters.connect import session
 
     path = stand_in.bundle(tmp_path / "scb.zip", port=_free_port())
     with pytest.raises(bundle.BundleError) as info:
@@ -180,6 +180,6 @@ def test_every_driver_session_reads_its_bundle_first(stand_in, tmp_path):
     ("node-a.example:9142", ("node-a.example", 9142, None)),
 ], ids=["ipv4", "sni", "ipv6", "dns"])
 def test_the_drivers_error_keys_are_read_as_endpoints(key, expected):
-    from zdm.connect import _endpoint
+    from zdm.clusters.connect import _endpoint
 
     assert _endpoint(key) == expected

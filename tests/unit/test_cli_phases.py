@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from zdm.cli.main import app
-from zdm.connect import ConnectError
+from zdm.clusters.connect import ConnectError
 from zdm.phases import MigrationState, Phase, FileStateStore, StateStore
 from zdm.phases.evidence import iso, utcnow
 from zdm.phases.preflight import ClockSample, ClusterProbe

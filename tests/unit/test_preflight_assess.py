@@ -142,7 +142,7 @@ def test_nothing_in_scope_is_a_warning():
 
 def test_run_preflight_reports_an_unreachable_cluster_as_a_failed_check(monkeypatch):
     from zdm.config import Config
-    from zdm.connect import ConnectError
+    from zdm.clusters.connect import ConnectError
     from zdm.phases import preflight
 
     def fake_probe(cfg, name, **kw):

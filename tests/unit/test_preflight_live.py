@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from zdm.config import Config
-from zdm.connect import ConnectError
+from zdm.clusters.connect import ConnectError
 from zdm.phases import (AsyncReadStats, FileStateStore, MigrationState, Phase, ProxyHealth, StateStore,
                         UnknownProxy)
 from zdm.phases.evidence import iso

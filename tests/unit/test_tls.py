@@ -1,4 +1,4 @@
-"""zdm.tls without Cassandra: contexts from the configuration (and the errors naming the key),
+"""zdm.clusters.tls and tls_diagnosis without Cassandra: contexts from the configuration (and the errors naming the key),
 certificate name matching, the pinned-name context over blocking sockets and asyncio, and
 the classification of failures as OpenSSL and the driver word them."""
 
@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from zdm import tls
+from zdm.clusters import tls, tls_diagnosis
 from zdm.config import TlsConfig
 from zdm.errors import ConfigError
 from zdm.sandbox import certs
@@ -167,7 +167,7 @@ def test_pinned_context_checks_its_name_not_the_sni_name(tmp_path, ca, server_ce
             with pytest.raises(ssl.SSLCertVerificationError) as info:
                 _pinned(ca, "astra.example").wrap_socket(raw, server_hostname="node.example")
         assert "Hostname mismatch, certificate is not valid for 'astra.example'" in str(info.value)
-        assert tls.classify(info.value) == tls.Failure.NAME_MISMATCH
+        assert tls_diagnosis.classify(info.value) == tls_diagnosis.Failure.NAME_MISMATCH
     finally:
         server.close()
 
@@ -197,22 +197,22 @@ def test_pinned_context_checks_its_name_under_asyncio(tmp_path, ca, server_cert)
 DRIVER = "Tried connecting to [('127.0.0.1', 9242)]. Last error: "
 FAILURES = [
     ("untrusted", DRIVER + "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable to get "
-                           "local issuer certificate (_ssl.c:1006)", tls.Failure.UNTRUSTED),
+                           "local issuer certificate (_ssl.c:1006)", tls_diagnosis.Failure.UNTRUSTED),
     ("self-signed", "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed "
-                    "certificate (_ssl.c:1006)", tls.Failure.UNTRUSTED),
+                    "certificate (_ssl.c:1006)", tls_diagnosis.Failure.UNTRUSTED),
     ("expired", DRIVER + "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: certificate "
-                         "has expired (_ssl.c:1006)", tls.Failure.EXPIRED),
+                         "has expired (_ssl.c:1006)", tls_diagnosis.Failure.EXPIRED),
     ("not-yet-valid", "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: certificate is "
-                      "not yet valid (_ssl.c:1006)", tls.Failure.NOT_YET_VALID),
+                      "not yet valid (_ssl.c:1006)", tls_diagnosis.Failure.NOT_YET_VALID),
     ("hostname", "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: Hostname mismatch, "
-                 "certificate is not valid for 'x'. (_ssl.c:1006)", tls.Failure.NAME_MISMATCH),
+                 "certificate is not valid for 'x'. (_ssl.c:1006)", tls_diagnosis.Failure.NAME_MISMATCH),
     ("tls-to-plaintext", DRIVER + "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)",
-     tls.Failure.NOT_TLS),
+     tls_diagnosis.Failure.NOT_TLS),
     ("client-cert-required", "[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] tlsv13 alert certificate "
-                             "required (_ssl.c:2580)", tls.Failure.CLIENT_CERT_REQUIRED),
+                             "required (_ssl.c:2580)", tls_diagnosis.Failure.CLIENT_CERT_REQUIRED),
     ("client-cert-unknown-ca", "[SSL: TLSV1_ALERT_UNKNOWN_CA] tlsv1 alert unknown ca (_ssl.c:2580)",
-     tls.Failure.CLIENT_CERT_REJECTED),
-    ("plaintext-to-tls", ConnectionResetError(104, "Connection reset by peer"), tls.Failure.CLOSED),
+     tls_diagnosis.Failure.CLIENT_CERT_REJECTED),
+    ("plaintext-to-tls", ConnectionResetError(104, "Connection reset by peer"), tls_diagnosis.Failure.CLOSED),
     ("refused", ConnectionRefusedError(111, "Connection refused"), None),
     ("timeout", "OperationTimedOut('errors=Timed out creating connection (5 seconds)')", None),
 ]
@@ -220,7 +220,7 @@ FAILURES = [
 
 @pytest.mark.parametrize("error, failure", [f[1:] for f in FAILURES], ids=[f[0] for f in FAILURES])
 def test_failures_are_classified_from_their_text(error, failure):
-    assert tls.classify(error) is failure
+    assert tls_diagnosis.classify(error) is failure
 
 
 def test_verify_hostname_off_is_an_insecure_setting(tmp_path, ca):
@@ -229,9 +229,9 @@ def test_verify_hostname_off_is_an_insecure_setting(tmp_path, ca):
     ca_file, _, _ = _files(tmp_path, ca)
     config = Config(origin=ClusterConfig(tls=TlsConfig(ca_file=ca_file, verify_hostname=False)),
                     target=ClusterConfig(port=9043, tls=TlsConfig(ca_file=ca_file)))
-    (warning,) = tls.insecure_settings(config)
+    (warning,) = tls_diagnosis.insecure_settings(config)
     assert warning["key"] == "origin.tls.verify_hostname"
-    assert tls.insecure_settings(Config()) == []
+    assert tls_diagnosis.insecure_settings(Config()) == []
 
 
 def test_explanations_name_the_certificate_and_the_fix(tmp_path, ca):
@@ -243,16 +243,16 @@ def test_explanations_name_the_certificate_and_the_fix(tmp_path, ca):
     config = TlsConfig(ca_file=ca_file)
     try:
         error = DRIVER + "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: certificate has expired"
-        why = tls.explain(error, name="target", tls=config, host="127.0.0.1", port=server.port)
-        assert why.failure == tls.Failure.EXPIRED
+        why = tls_diagnosis.explain(error, name="target", tls=config, host="127.0.0.1", port=server.port)
+        assert why.failure == tls_diagnosis.Failure.EXPIRED
         assert f"127.0.0.1:{server.port}'s certificate (CN=old node, issued by CN=test CA) expired on " \
                f"{(NOW - dt.timedelta(days=1)).strftime('%Y-%m-%d')}" in why.message
         assert "renew" in why.hint
-        mismatch = tls.explain("Hostname mismatch, certificate is not valid for '127.0.0.1'",
+        mismatch = tls_diagnosis.explain("Hostname mismatch, certificate is not valid for '127.0.0.1'",
                                name="target", tls=config, host="127.0.0.1", port=server.port)
         assert "is valid for old.example, not for 127.0.0.1" in mismatch.message
         assert "target.contact_points" in mismatch.hint and "target.tls.verify_hostname" in mismatch.hint
-        assert tls.explain(ConnectionRefusedError(111, "refused"), name="target", tls=config,
+        assert tls_diagnosis.explain(ConnectionRefusedError(111, "refused"), name="target", tls=config,
                            host="127.0.0.1", port=server.port) is None
     finally:
         server.close()

@@ -143,7 +143,7 @@ def status(config: ConfigPath = DEFAULT_CONFIG, json_out: JsonOption = False) ->
     state = store.load()
     facts = gather_facts(cfg, store, state=state, on_problem=_warn)
     doc = build_status(state, facts, store.proxy_records())
-    from zdm.tls import insecure_settings
+    from zdm.clusters.tls_diagnosis import insecure_settings
 
     doc["insecure_settings"] = insecure_settings(cfg)
     if json_out:

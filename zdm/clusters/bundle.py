@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zdm.errors import ZdmError
-from zdm.tls import PinnedNameContext, load_ca, load_cert_chain, pinned_context
+from zdm.clusters.tls import PinnedNameContext, load_ca, load_cert_chain, pinned_context
+from zdm.clusters.tls_diagnosis import Failure, classify
 
 #: the files a bundle must hold (the drivers read these names)
 CONFIG, CA, CERT, KEY = "config.json", "ca.crt", "cert", "key"
@@ -174,8 +175,6 @@ def fetch_metadata(bundle: Bundle, *, timeout: float = 10.0) -> dict:
                                f"parked or terminated database has no nodes); else {_DOWNLOAD}") from None
     except (urllib.error.URLError, OSError, ssl.SSLError) as exc:
         reason = getattr(exc, "reason", exc)
-        from zdm.tls import Failure, classify
-
         failure = classify(reason if isinstance(reason, BaseException) else str(reason))
         if failure in (Failure.UNTRUSTED, Failure.NAME_MISMATCH, Failure.EXPIRED,
                        Failure.NOT_YET_VALID, Failure.CLIENT_CERT_REJECTED):

@@ -3,8 +3,8 @@
 zdm's own reads and writes of the clusters (preflight, copy, validation, the demo) use the
 DataStax cassandra-driver; the proxy does not (it speaks the protocol itself).  Every
 session goes through :func:`make_cluster`, so each of them speaks what the configuration
-says: plaintext, TLS (``tls``: :func:`zdm.tls.client_context`), or an Astra DB secure
-connect bundle (``secure_connect_bundle``: :func:`zdm.bundle.resolve`, then one SNI
+says: plaintext, TLS (``tls``: :func:`zdm.clusters.tls.client_context`), or an Astra DB secure
+connect bundle (``secure_connect_bundle``: :func:`zdm.clusters.bundle.resolve`, then one SNI
 endpoint per node, as the driver's own ``cloud=`` support makes them).  A failure to
 connect becomes one :class:`ConnectError` naming the cluster, what went wrong and the
 setting that fixes it (:func:`connect_error`).
@@ -16,6 +16,14 @@ import re
 from contextlib import contextmanager
 from typing import Iterator
 
+from cassandra import AuthenticationFailed
+from cassandra.auth import PlainTextAuthProvider
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
+from cassandra.connection import SniEndPointFactory
+from cassandra.policies import DCAwareRoundRobinPolicy, RoundRobinPolicy, TokenAwarePolicy
+
+from zdm.clusters import tls_diagnosis
+from zdm.clusters.bundle import resolve
 from zdm.config import ClusterConfig
 from zdm.errors import ZdmError
 
@@ -37,17 +45,12 @@ def describe(cfg: ClusterConfig) -> str:
 def make_cluster(cfg: ClusterConfig, *, name: str = "cluster", token_aware: bool = False, **overrides):
     """A driver Cluster for ``cfg``; ``token_aware``: each request with a routing key goes to
     a replica of it (the copy's writes), else requests go round the nodes (of the local DC)."""
-    from cassandra.auth import PlainTextAuthProvider
-    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-    from cassandra.policies import DCAwareRoundRobinPolicy, RoundRobinPolicy, TokenAwarePolicy
 
     kwargs = dict(connect_timeout=cfg.connect_timeout_s,
                   control_connection_timeout=cfg.connect_timeout_s)
     local_dc = cfg.local_dc
     if cfg.secure_connect_bundle is not None:
-        from cassandra.connection import SniEndPointFactory
 
-        from zdm.bundle import resolve
 
         astra = resolve(cfg.secure_connect_bundle, key=f"{name}.secure_connect_bundle",
                         timeout=cfg.connect_timeout_s)
@@ -58,7 +61,7 @@ def make_cluster(cfg: ClusterConfig, *, name: str = "cluster", token_aware: bool
     else:
         kwargs.update(contact_points=list(cfg.contact_points), port=cfg.port)
         if cfg.tls is not None:
-            from zdm.tls import client_context
+            from zdm.clusters.tls import client_context
 
             kwargs["ssl_context"] = client_context(cfg.tls, name=name)
     policy = DCAwareRoundRobinPolicy(local_dc) if local_dc else RoundRobinPolicy()
@@ -78,9 +81,7 @@ def connect_error(exc: Exception, cfg: ClusterConfig, name: str) -> ConnectError
     """The ConnectError for a driver's failure to connect (``NoHostAvailable``): the TLS
     failure explained with its fix when it is one, else a refused login or an unreachable
     cluster."""
-    from cassandra import AuthenticationFailed
 
-    from zdm import tls
 
     errors = dict(getattr(exc, "errors", None) or {})
     where = describe(cfg)
@@ -90,19 +91,19 @@ def connect_error(exc: Exception, cfg: ClusterConfig, name: str) -> ConnectError
         if host is None or isinstance(err, AuthenticationFailed):
             continue
         if bundle:
-            failure = tls.classify(err)
-            if failure is not None and failure is not tls.Failure.CLOSED:
+            failure = tls_diagnosis.classify(err)
+            if failure is not None and failure is not tls_diagnosis.Failure.CLOSED:
                 return ConnectError(
                     f"{name} ({where}): TLS to the SNI proxy {host}:{port} (node {sni}) failed: "
-                    f"{failure.value} ({tls.short_error(err)})",
+                    f"{failure.value} ({tls_diagnosis.short_error(err)})",
                     hint=f"the bundle does not match this database: download its secure connect "
                          f"bundle again and set {name}.secure_connect_bundle")
             continue
-        explanation = tls.explain(err, name=name, tls=cfg.tls, host=host, port=port,
+        explanation = tls_diagnosis.explain(err, name=name, tls=cfg.tls, host=host, port=port,
                                   server_hostname=sni, timeout=min(cfg.connect_timeout_s, 5.0))
         if explanation is not None:
             return ConnectError(f"{name}: {explanation.message}", hint=explanation.hint)
-    detail = "; ".join(f"{host}: {tls.short_error(err)}" for host, err in errors.items()) or str(exc)
+    detail = "; ".join(f"{host}: {tls_diagnosis.short_error(err)}" for host, err in errors.items()) or str(exc)
     auth = any(isinstance(e, AuthenticationFailed) for e in errors.values())
     if auth:
         return ConnectError(f"{name} ({where}): login refused: {detail}",
@@ -131,7 +132,6 @@ def _endpoint(endpoint) -> tuple[str | None, int | None, str | None]:
 def session(cfg: ClusterConfig, *, name: str = "cluster", keyspace: str | None = None,
             **overrides) -> Iterator:
     """A connected driver Session; a failure to connect becomes a ConnectError naming the cluster."""
-    from cassandra.cluster import NoHostAvailable
 
     cluster = make_cluster(cfg, name=name, **overrides)
     try:

@@ -74,7 +74,7 @@ def connect(cfg, name: str, request_timeout: float, *, token_aware: bool = False
     from cassandra.cluster import EXEC_PROFILE_DEFAULT, NoHostAvailable
     from cassandra.query import tuple_factory
 
-    from zdm.connect import make_cluster
+    from zdm.clusters.connect import make_cluster
 
     cluster = make_cluster(cfg, name=name, request_timeout=request_timeout, token_aware=token_aware)
     cluster.profile_manager.profiles[EXEC_PROFILE_DEFAULT].row_factory = tuple_factory
@@ -84,7 +84,7 @@ def connect(cfg, name: str, request_timeout: float, *, token_aware: bool = False
         return cluster, cluster.connect()
     except NoHostAvailable as exc:
         cluster.shutdown()
-        from zdm.connect import connect_error
+        from zdm.clusters.connect import connect_error
 
         raise connect_error(exc, cfg, name) from None
 

@@ -84,7 +84,7 @@ class CassandraStateStore(StateStore):
         """target's session, connected (and the keyspace made) on first use."""
         with self._lock:
             if self._session is None:
-                from zdm.connect import session
+                from zdm.clusters.connect import session
 
                 stack = ExitStack()
                 try:

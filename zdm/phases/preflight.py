@@ -153,8 +153,8 @@ class PreflightReport:
 
 def probe_cluster(cfg: ClusterConfig, name: str, *, clock: bool = True,
                   samples: int = 3) -> ClusterProbe:
-    """Connect (raising :class:`~zdm.connect.ConnectError`) and read what preflight needs."""
-    from zdm.connect import describe, session
+    """Connect (raising :class:`~zdm.clusters.connect.ConnectError`) and read what preflight needs."""
+    from zdm.clusters.connect import describe, session
 
     with session(cfg, name=name) as sess:
         local = sess.execute("SELECT * FROM system.local").one()
@@ -431,7 +431,7 @@ def run_preflight(config: Config, *,
 def encryption_checks(config: Config) -> tuple[Check, ...]:
     """How zdm's connections to each cluster are protected; a warning, with the fix, for TLS
     whose host names are not verified."""
-    from zdm.tls import insecure_settings
+    from zdm.clusters.tls_diagnosis import insecure_settings
 
     insecure = {w["key"]: w for w in insecure_settings(config)}
     out = []

@@ -32,7 +32,8 @@ from zdm.proxy.handler import Context
 from zdm.proxy.refusal import Refusal
 from zdm.proxy.session import ClientSession
 from zdm.proxy.topology import Instance, VirtualTopology
-from zdm.tls import classify, server_context, short_error
+from zdm.clusters.tls import server_context
+from zdm.clusters.tls_diagnosis import classify, short_error
 from zdm.scope import Scope
 
 log = logging.getLogger("zdm.proxy")

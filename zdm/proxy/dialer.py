@@ -4,12 +4,12 @@ Theory of operation: each cluster has a :class:`Route`, made once, on the first 
 
 * contact points (``origin.contact_points`` / ``port``), in turn, so the connections of many
   clients spread over the cluster's coordinators; with ``<cluster>.tls`` every connection is
-  TLS with the context :func:`zdm.tls.client_context` makes, checking the node's name;
+  TLS with the context :func:`zdm.clusters.tls.client_context` makes, checking the node's name;
 * a secure connect bundle (``<cluster>.secure_connect_bundle``, Astra DB): the metadata
   service names one SNI proxy and every node's host id; each connection goes to the SNI
   proxy with the next host id as its SNI name, over the bundle's mutual TLS.
 
-A connection that fails is explained: a TLS failure with :func:`zdm.tls.explain` (on a
+A connection that fails is explained: a TLS failure with :func:`zdm.clusters.tls_diagnosis.explain` (on a
 thread, since it may look at the port again), naming the setting that fixes it; no key or
 password is ever part of a message.
 """
@@ -55,14 +55,14 @@ class Route:
     def of(cls, cfg: ClusterConfig, name: str) -> "Route":
         """The route for ``cfg`` (may call a bundle's metadata service: blocking)."""
         if cfg.secure_connect_bundle is not None:
-            from zdm.bundle import resolve
+            from zdm.clusters.bundle import resolve
 
             astra = resolve(cfg.secure_connect_bundle, key=f"{name}.secure_connect_bundle")
             return cls([Endpoint(astra.sni_host, astra.sni_port, host_id, host_id)
                         for host_id in astra.host_ids], astra.ssl_context)
         tls = None
         if cfg.tls is not None:
-            from zdm.tls import client_context
+            from zdm.clusters.tls import client_context
 
             tls = client_context(cfg.tls, name=name)
         return cls([Endpoint(host, port, host if tls is not None and tls.check_hostname else None,
@@ -133,7 +133,7 @@ class Dialer:
         """A connection lost before its first answer: the TLS failure it was (TLS 1.3 sends a
         refused client certificate's alert only after the handshake; a TLS node resets a
         plaintext client), or None."""
-        from zdm.tls import classify
+        from zdm.clusters.tls_diagnosis import classify
 
         route = self._routes.get(backend.cluster)
         endpoint = getattr(backend, "endpoint", None)
@@ -152,7 +152,7 @@ class Dialer:
         where = f"{name} ({endpoint.host}:{endpoint.port}" + \
             (f", node {endpoint.server_name})" if cfg.secure_connect_bundle else ")")
         error = exc if str(exc) else f"{type(exc).__name__}: timed out"
-        from zdm.tls import classify, explain
+        from zdm.clusters.tls_diagnosis import classify, explain
 
         if cfg.secure_connect_bundle is not None:
             tls = " (TLS)" if classify(error) is not None else ""
