@@ -197,8 +197,7 @@ MAPPED = [
      {"target.secure_connect_bundle": "/scb-t.zip"}),
     ("proxy-tls", {"ZDM_PROXY_TLS_CA_PATH": "/p-ca.pem", "ZDM_PROXY_TLS_CERT_PATH": "/p.crt",
                    "ZDM_PROXY_TLS_KEY_PATH": "/p.key"},
-     {"proxy.tls.ca_file": "/p-ca.pem", "proxy.tls.cert_file": "/p.crt", "proxy.tls.key_file": "/p.key",
-      "proxy.tls.require_client_auth": None}),
+     {"proxy.tls.ca_file": "/p-ca.pem", "proxy.tls.cert_file": "/p.crt", "proxy.tls.key_file": "/p.key"}),
     ("proxy-tls-client-auth", {**PROXY_TLS, "ZDM_PROXY_TLS_REQUIRE_CLIENT_AUTH": "true"},
      {"proxy.tls.require_client_auth": True}),
     ("metrics-enabled", {"ZDM_METRICS_ENABLED": "true"}, {"proxy.metrics_enabled": True}),
@@ -231,7 +230,7 @@ DEFAULTS = [
 def test_a_setting_maps_to_its_zdm_key(env, expected):
     raw = from_env(env).raw
     for key, value in expected.items():
-        assert nested(raw, key, missing=None) == value, key
+        assert nested(raw, key) == value, key
 
 
 def test_the_proxys_tls_settings_make_its_listener_tls(tmp_path):
