@@ -1,7 +1,8 @@
 """zdm-proxy's reference configuration, whole, runs a proxy: `zdm proxy start --zdm-proxy-config`
-with every key zdm-proxy's reference documents (tests/support/zdm-proxy-reference.yml), in an
-empty working directory, and a DataStax driver application writes and reads through it; every
-write lands on both clusters, and each key zdm ignores is said in the proxy's log.
+with every key zdm-proxy's reference documents (tests/support/zdm-proxy-reference.yml), or the
+same settings as its ZDM_* variables alone, in an empty working directory, and a DataStax driver
+application writes and reads through it; every write lands on both clusters, and each key zdm
+ignores is said in the proxy's log.
 
 The copy keeps each documented value but these, which cannot work on this machine as documented:
 - origin_contact_points / origin_port, target_contact_points / target_port: the sandbox's nodes
@@ -23,8 +24,11 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import pytest
+import yaml
+
 from tests.support.net import driver_cluster, free_port, start_proxy_process
-from zdm.zdmproxy_settings import read
+from zdm.zdmproxy_settings import BY_NAME, read
 
 REFERENCE = Path(__file__).parents[1] / "support" / "zdm-proxy-reference.yml"
 
@@ -38,20 +42,33 @@ def _sandbox_copy(path: Path, changes: dict[str, object]) -> None:
     path.write_text(text)
 
 
+def _as_variables(path: Path) -> dict[str, str]:
+    """The file's settings as zdm-proxy's ZDM_* variables (a key with no value: set, empty)."""
+    def text(value) -> str:
+        return "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    return {BY_NAME[key].env: text(value) for key, value in yaml.safe_load(path.read_text()).items()}
+
+
+@pytest.mark.parametrize("source", ["zdm-proxy-file", "environment"])
 def test_proxy_started_from_zdm_proxys_whole_reference_serves_an_application(
-        tmp_path, sandbox, origin_session, target_session):
+        source, tmp_path, sandbox, origin_session, target_session):
     port, metrics_port = free_port(), free_port()
     theirs = tmp_path / "zdm-config.yml"
     _sandbox_copy(theirs, {"origin_contact_points": "127.0.0.1", "origin_port": sandbox.origin_port,
                            "target_contact_points": "127.0.0.1", "target_port": sandbox.target_port,
                            "proxy_listen_port": port, "metrics_port": metrics_port})
-    ignored = read(theirs, {}).ignored()
-    assert len(ignored) == 11  # the keys zdm has no equivalent of, each with its note
     env = {k: v for k, v in os.environ.items() if not k.startswith("ZDM_")}
+    if source == "environment":
+        variables = _as_variables(theirs)
+        env.update(variables)
+        ignored, args, described = read(None, variables).ignored(), [], "zdm-proxy's environment variables"
+    else:
+        ignored, args = read(theirs, {}).ignored(), ["--zdm-proxy-config", str(theirs)]
+        described = f"zdm-proxy config {theirs}"
+    assert len(ignored) == 11  # the keys zdm has no equivalent of, each with its note
     workdir = tmp_path / "run"
     workdir.mkdir()
-    proc = start_proxy_process(None, port, env=env, cwd=workdir,
-                               args=["--zdm-proxy-config", str(theirs)])
+    proc = start_proxy_process(None, port, env=env, cwd=workdir, args=args)
     ks = "zr_" + uuid.uuid4().hex[:10]
     cluster = driver_cluster(port)
     try:
@@ -87,7 +104,7 @@ def test_proxy_started_from_zdm_proxys_whole_reference_serves_an_application(
             s.execute(f"DROP KEYSPACE IF EXISTS {ks}", timeout=60)
     assert proc.returncode == 0, output
     said = " ".join(output.split())
-    assert f"Configured from zdm-proxy config {theirs}" in said, output
+    assert f"Configured from {described}" in said, output
     for note in ignored:  # each ignored key is said, not silently dropped
         assert f"zdm.config: zdm-proxy setting {note}" in said, note
     assert "pass1" not in output and "pass2" not in output
