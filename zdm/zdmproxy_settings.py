@@ -10,13 +10,21 @@ says what zdm does with it:
   10 s), it listens on ``localhost``.  An empty value is unset, as in zdm-proxy; empty
   credentials mean "no login".
 * **default only**: a zdm-proxy knob zdm has no equivalent for (buffer and queue sizes,
-  worker pools, stream ids, tracing, ...): its default is accepted, any other value is
-  refused, naming the setting and why.
+  worker pools, stream ids, tracing, ...): its default is accepted and ignored (with a note
+  saying why, logged when the proxy starts and written into ``zdm init``'s zdm.yaml), any
+  other value is refused, naming the setting and why.
 * **routing** (``primary_cluster``, ``read_mode``): in zdm the migration's phase decides
   where reads go, not a setting.  When either is given, :func:`check_routing` compares the
   routing they mean with the stored phase's when the proxy starts, and refuses a mismatch.
 * **topology** (``proxy_topology_addresses``, ``proxy_topology_index``): every instance's
   ``IP:listen port`` becomes ``proxy.instances``, the indexed one ``proxy.advertise_host``.
+
+TLS follows zdm-proxy's rules (its ``config.go``), not each path on its own: a cluster's TLS
+is off, one-way (its CA alone) or mutual (CA, certificate and key); the proxy's listener is
+plaintext or TLS with CA, certificate and key all set.  Any other mix zdm-proxy refuses to
+start with, and so does zdm.  ``proxy_tls_require_client_auth`` without the listener's paths
+does nothing in zdm-proxy (it starts, plaintext): zdm ignores it too, with a note
+(:attr:`Setting.needs`).
 
 The environment and the file go through the same table (:func:`read`; a variable wins over
 the file's key) into :class:`Translation`, whose ``raw`` mapping is exactly what
@@ -160,6 +168,7 @@ ROUTING, TOPOLOGY = "routing", "topology"
 TUNING = "an internal tuning knob of zdm-proxy that zdm does not have"
 _NO_TRACING = "zdm has no request tracing"
 _NO_HISTOGRAMS = "zdm's latency histograms have zdm-proxy's default buckets, and only those"
+_RETRIES = "zdm retries a lost control connection once a second, with no back-off to tune"
 
 
 @dataclass(frozen=True)
@@ -181,6 +190,9 @@ class Setting:
     hint: str | None = None        # what to do instead of a refused value
     role: str | None = None        # ROUTING or TOPOLOGY: handled by its own rule
     secret: bool = False
+    #: mapped only when these settings are given too; without them zdm-proxy ignores it, and
+    #: so does zdm (``reason`` says why)
+    needs: tuple[str, ...] = ()
 
     @property
     def env(self) -> str:
@@ -224,6 +236,8 @@ def _cluster(c: str) -> tuple[Setting, ...]:
     )
 
 
+#: zdm-proxy's listener is TLS only with all three (config.go's ParseProxyTlsConfig)
+_PROXY_TLS = ("proxy_tls_ca_path", "proxy_tls_cert_path", "proxy_tls_key_path")
 _DEFAULT_BUCKETS = (1.0, 4.0, 7.0, 10.0, 25.0, 40.0, 60.0, 80.0, 100.0, 150.0, 250.0, 500.0,
                     1000.0, 2500.0, 5000.0, 10000.0, 15000.0)
 _WORKERS_HINT = "remove it; zdm's `proxy.workers` (or `zdm proxy start --workers N`) sets its processes"
@@ -262,7 +276,9 @@ SETTINGS: tuple[Setting, ...] = (
     _maps("proxy_tls_cert_path", TEXT, None, "proxy.tls.cert_file"),
     _maps("proxy_tls_key_path", TEXT, None, "proxy.tls.key_file"),
     _maps("proxy_tls_require_client_auth", FLAG, False, "proxy.tls.require_client_auth",
-          write_default=False),
+          write_default=False, needs=_PROXY_TLS,
+          reason="without proxy_tls_ca_path, proxy_tls_cert_path and proxy_tls_key_path zdm-proxy's "
+                 "listener is plaintext, and so is zdm's"),
     # metrics
     _maps("metrics_enabled", FLAG, True, "proxy.metrics_enabled"),
     _maps("metrics_address", TEXT, "localhost", "proxy.metrics_address"),
@@ -273,9 +289,9 @@ SETTINGS: tuple[Setting, ...] = (
     _fixed("metrics_async_read_latency_buckets_ms", BUCKETS, _DEFAULT_BUCKETS, _NO_HISTOGRAMS),
     # heartbeats
     _maps("heartbeat_interval_ms", MILLIS, 30000, "proxy.heartbeat_interval_s", _seconds),
-    _fixed("heartbeat_retry_interval_min_ms", WHOLE, 250),
-    _fixed("heartbeat_retry_interval_max_ms", WHOLE, 30000),
-    _fixed("heartbeat_retry_backoff_factor", NUMBER, 2.0),
+    _fixed("heartbeat_retry_interval_min_ms", WHOLE, 250, _RETRIES),
+    _fixed("heartbeat_retry_interval_max_ms", WHOLE, 30000, _RETRIES),
+    _fixed("heartbeat_retry_backoff_factor", NUMBER, 2.0, _RETRIES),
     _fixed("heartbeat_failure_threshold", WHOLE, 1),
     # zdm-proxy's own "unsupported" settings
     _fixed("system_queries_mode", _choice("ORIGIN", "TARGET"), "ORIGIN",
@@ -391,7 +407,8 @@ class Translation:
     sources: dict[str, Given | Setting]
     file: Path | None = None
     given: dict[str, Given] = field(default_factory=dict)
-    #: given settings that need no zdm key: zdm-proxy's default, or what zdm does anyway
+    #: given settings that need no zdm key (each Setting's ``reason`` says why): zdm-proxy's
+    #: default of a knob zdm does not have, or a setting zdm-proxy itself ignores there
     accepted: list[Given] = field(default_factory=list)
     #: the routing ``primary_cluster`` / ``read_mode`` ask for, and those given
     routing: Routing | None = None
@@ -412,6 +429,15 @@ class Translation:
         if self.file is not None:
             return f"zdm-proxy config {self.file}", setting.name
         return setting.env, None
+
+    def label(self, setting: Setting) -> str:
+        """A setting's name where it was given, or would be: its file key or its variable."""
+        g = self.given.get(setting.name)
+        return g.label if g is not None else (self.locate(setting)[1] or setting.env)
+
+    def ignored(self) -> list[str]:
+        """One note per given setting zdm has no equivalent of, saying why that is fine."""
+        return [f"{g.label}: {_show(g.value)} is ignored: {g.setting.reason}" for g in self.accepted]
 
     def _restate(self, exc: ConfigError) -> ConfigError:
         key = re.sub(r"\[\d+\]$", "", exc.key or "")
@@ -475,6 +501,9 @@ def translate(given: Mapping[str, Given], *, file: Path | None = None,
                 put(s.key, s.convert(s.default), s)
             continue
         value = values[s.name]
+        if s.needs and not all(n in given for n in s.needs):
+            t.accepted.append(g)  # as zdm-proxy, which ignores it without them
+            continue
         if s.key is None:
             if not (s.accepts(value) if s.accepts else value == s.default):
                 default = f", {_show(s.default)}," if s.default not in (None, ()) else ""
@@ -486,6 +515,7 @@ def translate(given: Mapping[str, Given], *, file: Path | None = None,
             put(s.key, s.convert(value), g)
             for key, implied in s.also:
                 put(key, implied, g)
+    _tls_complete(t, given)
     for cluster in ("origin", "target"):
         if f"{cluster}_contact_points" not in given and f"{cluster}_secure_connect_bundle_path" not in given:
             path, key = t.locate(BY_NAME[f"{cluster}_contact_points"])
@@ -495,6 +525,36 @@ def translate(given: Mapping[str, Given], *, file: Path | None = None,
     _topology(t, given, values, resolve or first_ipv4)
     _routing(t, given, values)
     return t
+
+
+def _tls_complete(t: Translation, given: Mapping[str, Given]) -> None:
+    """Refuse the TLS paths zdm-proxy refuses: a client certificate or key without the CA
+    and its pair (a cluster's TLS is the CA alone, or all three), and some of the listener's
+    three without the others."""
+    for side in ("origin", "target"):
+        paths = (f"{side}_tls_server_ca_path", f"{side}_tls_client_cert_path", f"{side}_tls_client_key_path")
+        if paths[1] in given or paths[2] in given:
+            _all_or_refuse(t, given, paths, f"zdm-proxy's TLS to {side} is one-way ({paths[0]} alone) "
+                           f"or mutual ({paths[0]}, {paths[1]} and {paths[2]}); it refuses other mixes",
+                           "" if paths[0] in given else f"{paths[0]} is the CA that signed {side}'s "
+                           "node certificates")
+    if any(n in given for n in _PROXY_TLS):
+        _all_or_refuse(t, given, _PROXY_TLS, "zdm-proxy's listener is TLS only with proxy_tls_ca_path, "
+                       "proxy_tls_cert_path and proxy_tls_key_path all set; it refuses some without "
+                       "the others", "or remove the ones given for a plaintext listener")
+
+
+def _all_or_refuse(t: Translation, given: Mapping[str, Given], names: tuple[str, ...], rule: str,
+                   advice: str) -> None:
+    missing = [n for n in names if n not in given]
+    if not missing:
+        return
+    present = [given[n].label for n in names if n in given]
+    path, key = t.locate(BY_NAME[missing[0]])
+    raise ConfigError(f"not set, while {' and '.join(present)} {'is' if len(present) == 1 else 'are'}: "
+                      f"{rule}", path=path, key=key,
+                      hint=f"set {' and '.join(t.label(BY_NAME[n]) for n in missing)} "
+                           f"(PEM files){'; ' + advice if advice else ''}")
 
 
 def _topology(t: Translation, given: Mapping[str, Given], values: dict, resolve) -> None:
@@ -651,8 +711,9 @@ def zdm_yaml(t: Translation) -> str:
         lines += [f"# {asked}: in zdm the migration's phase decides the routing, not a setting.",
                   f"# This routing ({describe_routing(t.routing)}) is that of phase(s): {phases}.", ""]
     if t.accepted:
-        lines.append("# Given, with no zdm key needed (zdm-proxy's default, or what zdm does anyway):")
-        lines += [f"#   {g.label}: {_show(g.value)}" for g in t.accepted]
+        lines.append("# Given, and ignored: zdm has no equivalent, and needs none (zdm-proxy's default, or")
+        lines.append("# a setting zdm-proxy ignores there too):")
+        lines += [f"#   {g.label}: {_show(g.value)}  # {g.setting.reason}" for g in t.accepted]
         lines.append("")
     lines += ["scope:                       # what to migrate and validate; empty = every non-system keyspace",
               "  keyspaces: []", "",

@@ -3,14 +3,17 @@ and the refusals of `zdm proxy start` (each before anything listens or connects)
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from zdm.cli.main import app
 from zdm.config import load_config
-from zdm.zdmproxy_settings import is_zdm_proxy_variable
+from zdm.zdmproxy_settings import is_zdm_proxy_variable, read
 
 runner = CliRunner()
 
@@ -54,6 +57,25 @@ def test_init_from_zdm_proxy_writes_the_equivalent(tmp_path):
     assert config.target.endpoints() == [("127.0.0.2", 9042)]
     assert config.target.credentials == ("user2", "pass2")
     assert config.origin.connect_timeout_s == 30.0 and config.proxy.advertise_host == "127.0.0.1"
+
+
+def test_init_converts_zdm_proxys_whole_reference_configuration(tmp_path):
+    """Every key zdm-proxy's reference documents, at its documented value: the written zdm.yaml
+    is the same configuration, and it lists, with the reason, each key zdm ignores."""
+    reference = Path(__file__).parents[1] / "support" / "zdm-proxy-reference.yml"
+    shutil.copy(reference, tmp_path / "zdm-config.yml")
+    result = runner.invoke(app, ["init", "--from-zdm-proxy", "zdm-config.yml"])
+    assert result.exit_code == 0, result.output
+    t = read(Path("zdm-config.yml"), {})
+    assert f"{len(t.accepted)} of its settings have no zdm equivalent and are ignored" in _said(result)
+    config = load_config("zdm.yaml", environ={"ZDM_ORIGIN_PASSWORD": "pass1", "ZDM_TARGET_PASSWORD": "pass2"})
+    expected = t.config()
+    for name in ("origin", "target"):
+        assert dataclasses.replace(getattr(config, name), password_env=None) == getattr(expected, name)
+    assert config.proxy == expected.proxy and config.proxy.tls is None
+    text = (tmp_path / "zdm.yaml").read_text()
+    for g in t.accepted:
+        assert f"#   {g.key}: " in text and g.setting.reason in text
 
 
 def test_init_from_zdm_proxy_refuses_to_overwrite(tmp_path):

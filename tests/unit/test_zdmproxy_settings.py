@@ -174,27 +174,31 @@ def test_values_are_read_as_zdm_proxy_reads_them():
          "ZDM_METRICS_ORIGIN_LATENCY_BUCKETS_MS"])
 
 
-# -- settings whose zdm key is being added: refused now, mapped once supported ------------------
+# -- the other settings that map, from the environment ------------------------------------------
 
+PROXY_TLS = {"ZDM_PROXY_TLS_CA_PATH": "/p-ca.pem", "ZDM_PROXY_TLS_CERT_PATH": "/p.crt",
+             "ZDM_PROXY_TLS_KEY_PATH": "/p.key"}
 MAPPED = [
     ("origin-tls-ca", {"ZDM_ORIGIN_TLS_SERVER_CA_PATH": "/etc/zdm/origin-ca.pem"},
      {"origin.tls.ca_file": "/etc/zdm/origin-ca.pem", "origin.tls.verify_hostname": False}),
-    ("origin-tls-cert", {"ZDM_ORIGIN_TLS_CLIENT_CERT_PATH": "/etc/zdm/origin.crt"},
-     {"origin.tls.cert_file": "/etc/zdm/origin.crt"}),
-    ("origin-tls-key", {"ZDM_ORIGIN_TLS_CLIENT_KEY_PATH": "/etc/zdm/origin.key"},
-     {"origin.tls.key_file": "/etc/zdm/origin.key"}),
+    ("origin-tls-mutual", {"ZDM_ORIGIN_TLS_SERVER_CA_PATH": "/ca.pem",
+                           "ZDM_ORIGIN_TLS_CLIENT_CERT_PATH": "/etc/zdm/origin.crt",
+                           "ZDM_ORIGIN_TLS_CLIENT_KEY_PATH": "/etc/zdm/origin.key"},
+     {"origin.tls.ca_file": "/ca.pem", "origin.tls.cert_file": "/etc/zdm/origin.crt",
+      "origin.tls.key_file": "/etc/zdm/origin.key", "origin.tls.verify_hostname": False}),
     ("target-tls-ca", {"ZDM_TARGET_TLS_SERVER_CA_PATH": "/etc/zdm/target-ca.pem"},
      {"target.tls.ca_file": "/etc/zdm/target-ca.pem", "target.tls.verify_hostname": False}),
-    ("target-tls-cert", {"ZDM_TARGET_TLS_CLIENT_CERT_PATH": "/t.crt"}, {"target.tls.cert_file": "/t.crt"}),
-    ("target-tls-key", {"ZDM_TARGET_TLS_CLIENT_KEY_PATH": "/t.key"}, {"target.tls.key_file": "/t.key"}),
+    ("target-tls-mutual", {"ZDM_TARGET_TLS_SERVER_CA_PATH": "/t-ca.pem", "ZDM_TARGET_TLS_CLIENT_CERT_PATH": "/t.crt",
+                           "ZDM_TARGET_TLS_CLIENT_KEY_PATH": "/t.key"},
+     {"target.tls.ca_file": "/t-ca.pem", "target.tls.cert_file": "/t.crt", "target.tls.key_file": "/t.key"}),
     ("origin-bundle", {"ZDM_ORIGIN_CONTACT_POINTS": "", "ZDM_ORIGIN_SECURE_CONNECT_BUNDLE_PATH": "/scb-o.zip"},
      {"origin.secure_connect_bundle": "/scb-o.zip"}),
     ("target-bundle", {"ZDM_TARGET_CONTACT_POINTS": "", "ZDM_TARGET_SECURE_CONNECT_BUNDLE_PATH": "/scb-t.zip"},
      {"target.secure_connect_bundle": "/scb-t.zip"}),
-    ("proxy-tls-ca", {"ZDM_PROXY_TLS_CA_PATH": "/p-ca.pem"}, {"proxy.tls.ca_file": "/p-ca.pem"}),
-    ("proxy-tls-cert", {"ZDM_PROXY_TLS_CERT_PATH": "/p.crt"}, {"proxy.tls.cert_file": "/p.crt"}),
-    ("proxy-tls-key", {"ZDM_PROXY_TLS_KEY_PATH": "/p.key"}, {"proxy.tls.key_file": "/p.key"}),
-    ("proxy-tls-client-auth", {"ZDM_PROXY_TLS_REQUIRE_CLIENT_AUTH": "true"},
+    ("proxy-tls", {"ZDM_PROXY_TLS_CA_PATH": "/p-ca.pem", "ZDM_PROXY_TLS_CERT_PATH": "/p.crt",
+                   "ZDM_PROXY_TLS_KEY_PATH": "/p.key"},
+     {"proxy.tls.ca_file": "/p-ca.pem", "proxy.tls.cert_file": "/p.crt", "proxy.tls.key_file": "/p.key"}),
+    ("proxy-tls-client-auth", {**PROXY_TLS, "ZDM_PROXY_TLS_REQUIRE_CLIENT_AUTH": "true"},
      {"proxy.tls.require_client_auth": True}),
     ("metrics-enabled", {"ZDM_METRICS_ENABLED": "true"}, {"proxy.metrics_enabled": True}),
     ("metrics-address", {"ZDM_METRICS_ADDRESS": "0.0.0.0"}, {"proxy.metrics_address": "0.0.0.0"}),
@@ -216,7 +220,8 @@ DEFAULTS = [
     ("no-function-replacement", {"ZDM_REPLACE_CQL_FUNCTIONS": "false"}, {"proxy.replace_cql_functions": False}),
     ("no-credential-forwarding", {"ZDM_FORWARD_CLIENT_CREDENTIALS_TO_ORIGIN": "false"},
      {"proxy.forward_client_credentials_to_origin": False}),
-    ("no-client-auth", {"ZDM_PROXY_TLS_REQUIRE_CLIENT_AUTH": "false"}, {"proxy.tls.require_client_auth": False}),
+    ("no-client-auth", {**PROXY_TLS, "ZDM_PROXY_TLS_REQUIRE_CLIENT_AUTH": "false"},
+     {"proxy.tls.require_client_auth": False}),
 ]
 
 
@@ -236,6 +241,47 @@ def test_the_proxys_tls_settings_make_its_listener_tls(tmp_path):
                        "ZDM_PROXY_TLS_CA_PATH": str(ca), "ZDM_PROXY_TLS_REQUIRE_CLIENT_AUTH": "true"}).config()
     assert (config.proxy.tls.cert_file, config.proxy.tls.key_file, config.proxy.tls.ca_file,
             config.proxy.tls.require_client_auth) == (cert, key, ca, True)
+
+
+# zdm-proxy's TLS rules (config.go): a cluster's TLS is off, one-way (the CA alone) or mutual
+# (all three); the listener is TLS with all three paths and plaintext with none, whatever
+# proxy_tls_require_client_auth says.  Each mix it refuses to start with, zdm refuses too.
+TLS_MIXES = [
+    ("client-auth-false-alone", {"ZDM_PROXY_TLS_REQUIRE_CLIENT_AUTH": "false"}, None),
+    ("client-auth-true-alone", {"ZDM_PROXY_TLS_REQUIRE_CLIENT_AUTH": "true"}, None),
+    ("empty-paths-client-auth", {"ZDM_PROXY_TLS_REQUIRE_CLIENT_AUTH": "true", "ZDM_PROXY_TLS_CA_PATH": "",
+                                 "ZDM_PROXY_TLS_CERT_PATH": "", "ZDM_PROXY_TLS_KEY_PATH": " "}, None),
+    ("listener-cert-alone", {"ZDM_PROXY_TLS_CERT_PATH": "/p.crt"},
+     "ZDM_PROXY_TLS_CA_PATH: not set, while ZDM_PROXY_TLS_CERT_PATH is: zdm-proxy's listener is TLS only"),
+    ("listener-without-ca", {"ZDM_PROXY_TLS_CERT_PATH": "/p.crt", "ZDM_PROXY_TLS_KEY_PATH": "/p.key",
+                             "ZDM_PROXY_TLS_REQUIRE_CLIENT_AUTH": "false"},
+     "ZDM_PROXY_TLS_CA_PATH: not set, while ZDM_PROXY_TLS_CERT_PATH and ZDM_PROXY_TLS_KEY_PATH are"),
+    ("listener-ca-alone", {"ZDM_PROXY_TLS_CA_PATH": "/ca.pem"}, "ZDM_PROXY_TLS_CERT_PATH: not set, while "
+     "ZDM_PROXY_TLS_CA_PATH is"),
+    ("cluster-cert-without-ca", {"ZDM_ORIGIN_TLS_CLIENT_CERT_PATH": "/o.crt", "ZDM_ORIGIN_TLS_CLIENT_KEY_PATH": "/o.key"},
+     "ZDM_ORIGIN_TLS_SERVER_CA_PATH: not set, while ZDM_ORIGIN_TLS_CLIENT_CERT_PATH and "
+     "ZDM_ORIGIN_TLS_CLIENT_KEY_PATH are: zdm-proxy's TLS to origin is one-way"),
+    ("cluster-cert-without-key", {"ZDM_TARGET_TLS_SERVER_CA_PATH": "/ca.pem", "ZDM_TARGET_TLS_CLIENT_CERT_PATH": "/t.crt"},
+     "ZDM_TARGET_TLS_CLIENT_KEY_PATH: not set, while ZDM_TARGET_TLS_SERVER_CA_PATH and "
+     "ZDM_TARGET_TLS_CLIENT_CERT_PATH are"),
+]
+
+
+@pytest.mark.parametrize("env, refusal", [m[1:] for m in TLS_MIXES], ids=[m[0] for m in TLS_MIXES])
+def test_tls_is_on_as_zdm_proxy_turns_it_on(env, refusal):
+    if refusal is not None:
+        with pytest.raises(ConfigError) as info:
+            from_env(env)
+        assert str(info.value).startswith(refusal)
+        assert "(PEM files)" in info.value.hint
+        return
+    t = from_env(env)
+    config = t.config()
+    assert config.proxy.tls is None and config == from_env({}).config()  # plaintext, as zdm-proxy
+    assert [g.setting.name for g in t.accepted] == ["proxy_tls_require_client_auth"]
+    assert t.ignored() == [f"ZDM_PROXY_TLS_REQUIRE_CLIENT_AUTH: {env['ZDM_PROXY_TLS_REQUIRE_CLIENT_AUTH']} is "
+                           "ignored: without proxy_tls_ca_path, proxy_tls_cert_path and proxy_tls_key_path "
+                           "zdm-proxy's listener is plaintext, and so is zdm's"]
 
 
 # -- refusals --------------------------------------------------------------------------------
@@ -442,7 +488,8 @@ FILE_ERRORS = [
     ("refused-knob", REFERENCE + "request_write_buffer_size_bytes: 65536\n",
      "request_write_buffer_size_bytes: 65536 is refused: an internal tuning knob", None),
     ("proxy-tls-half", REFERENCE + "proxy_tls_cert_path: /etc/proxy.crt\n",
-     "proxy_tls_key_path: a certificate needs its key, and a key its certificate", None),
+     "proxy_tls_ca_path: not set, while proxy_tls_cert_path is: zdm-proxy's listener is TLS only with",
+     "set proxy_tls_ca_path and proxy_tls_key_path (PEM files); or remove the ones given"),
     ("missing-contact-points", "origin_contact_points: 10.0.0.1\n", "target_contact_points: not set", None),
     ("list-of-mappings", "origin_contact_points: [{a: 1}]\ntarget_contact_points: x\n",
      "origin_contact_points: must be a string, not a mapping", None),

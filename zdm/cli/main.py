@@ -85,6 +85,10 @@ def init(
         return
     console.print(f"Wrote {config}, the equivalent of {from_zdm_proxy}; each key names the zdm-proxy "
                   "setting it came from.")
+    if translation.accepted:
+        console.print(f"{len(translation.accepted)} of its settings have no zdm equivalent and are "
+                      "ignored, each at zdm-proxy's default or without effect there too; zdm.yaml "
+                      "lists them at its end, with the reason.")
     if secrets:
         console.print(f"Passwords are not copied into it: export {' and '.join(secrets)} (the "
                       "passwords of that file) before running zdm.")

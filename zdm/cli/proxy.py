@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from pathlib import Path
 from typing import Annotated
@@ -66,6 +67,8 @@ def start(
     store = open_store(cfg)
     if from_zdm_proxy is not None:
         check_routing(from_zdm_proxy, store.load())
+        for note in from_zdm_proxy.ignored():  # known, and said: never silently dropped
+            logging.getLogger("zdm.config").info("zdm-proxy setting %s", note)
     source = f" Configured from {escape(from_zdm_proxy.describe())}." if from_zdm_proxy else ""
 
     def ready(srv) -> None:
