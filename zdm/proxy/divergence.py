@@ -4,13 +4,17 @@ Theory of operation: two disagreements are tracked, and both leave a record (see
 :mod:`zdm.phases.divergences`) that validation re-checks and repair fixes:
 
 * a lightweight transaction (``INSERT ... IF NOT EXISTS``, ``UPDATE ... IF``) that one
-  cluster applied and the other did not, or that returned different rows
-  (:func:`compare_lwt`): the client already has the primary's answer;
+  cluster applied and the other did not -- ``[applied]`` differs (:func:`compare_lwt`): the
+  client already has the primary's answer.  Both deciding the same way with different
+  current values wrote nothing anywhere: that is only counted
+  (``lwt_same_decision_different_values``);
 * in record mode, a write the primary took and the secondary missed in an outage
   (:func:`record_secondary_failure`): the client gets the primary's answer only once the
   record -- keys and the writetime used -- is durable.
 
-The rows are named by :mod:`~zdm.proxy.keys` from the request itself.  Functions here take
+The rows are named by :mod:`~zdm.proxy.keys` from the request itself -- its text, with a
+prepared statement's markers as origin described them -- and by the table's primary key in
+the worker's schema snapshot (``ctx.schema``, :mod:`~zdm.proxy.schema`).  Functions here take
 the worker's :class:`~zdm.proxy.handler.Context` and the connection's keyspace; they do no
 I/O of their own (``ctx.divergences`` keeps records, off the event loop).
 """
