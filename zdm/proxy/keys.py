@@ -18,7 +18,9 @@ and the row's primary key.  The key is read from the statement's text in two ste
    condition, a partition delete) is keyed by its partition.  Without the table's key (the
    proxy has not read it), every pinned column is kept and ``primary_key`` is None: the
    reader of the record picks the key out by its own schema, and a record without the
-   partition key covers the whole table.
+   partition key covers the whole table.  A key is not ``exact`` when the statement
+   restricted its rows further than the key says (``c > 5``, ``IN ?``): comparing by it is
+   right, deleting by it would be too wide.
 
 A value is ``{"cql": literal}`` (a term as written) or ``{"hex": bytes}`` (a bound value,
 with its ``"type"`` when the PREPARED metadata gave it); :func:`render` shows either for
@@ -47,8 +49,15 @@ _NAMED_MARKER = re.compile(r":[A-Za-z_][A-Za-z0-9_]*\Z")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 
 Value = dict[str, str]
-#: column -> the values it is pinned to (several for IN); None: pinned to what cannot be read
-Pinned = dict[str, list[Value] | None]
+
+
+class Pinned(NamedTuple):
+    """What a statement pins."""
+
+    #: column -> the values it is pinned to (several for IN); None: to what cannot be read
+    columns: dict[str, list[Value] | None]
+    #: False when the WHERE clause also has relations that pin nothing (a range, token())
+    complete: bool = True
 
 
 class RowKey(NamedTuple):
@@ -59,12 +68,18 @@ class RowKey(NamedTuple):
     #: the table's primary key as the proxy knew it; None: unknown, ``columns`` is all that
     #: the statement pinned
     primary_key: TableKey | None = None
+    #: False when the statement restricted its rows further than ``columns`` says (a range
+    #: on a clustering column, ``IN ?``, a value that could not be read): the key is wider
+    #: than what the statement touched -- right for comparing, too wide to delete by
+    exact: bool = True
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"keyspace": self.keyspace, "table": self.table, "columns": self.columns}
         if self.primary_key is not None:
             out["partition_key"] = list(self.primary_key.partition)
             out["clustering_key"] = list(self.primary_key.clustering)
+        if not self.exact:
+            out["exact"] = False
         return out
 
 
@@ -86,18 +101,22 @@ def from_text(query: str, values: Sequence[bytes | None] = (), *, binds: Sequenc
 def row_key(keyspace: str | None, table: str, found: Pinned, primary_key: TableKey | None) -> RowKey:
     """The primary key among the pinned columns: the partition key, then the clustering
     columns pinned in order (stopping at the first one not pinned)."""
+    pins = found.columns
     if primary_key is None:
-        return RowKey(keyspace, table, {n: v for n, v in found.items() if v})
+        columns = {n: v for n, v in pins.items() if v}
+        return RowKey(keyspace, table, columns, None, found.complete and len(columns) == len(pins))
     columns: dict[str, list[Value]] = {}
     for name in primary_key.partition:
-        if not found.get(name):
-            return RowKey(keyspace, table, columns, primary_key)  # the partition is unknown
-        columns[name] = found[name]
+        if not pins.get(name):
+            return RowKey(keyspace, table, columns, primary_key, False)  # the partition is unknown
+        columns[name] = pins[name]
     for name in primary_key.clustering:
-        if not found.get(name):
+        if not pins.get(name):
             break
-        columns[name] = found[name]
-    return RowKey(keyspace, table, columns, primary_key)
+        columns[name] = pins[name]
+    key_columns = set(primary_key.partition + primary_key.clustering)
+    exact = found.complete and all(n in columns for n in pins if n in key_columns)
+    return RowKey(keyspace, table, columns, primary_key, exact)
 
 
 def complete_partition(key: RowKey | dict | None) -> bool:
@@ -171,6 +190,8 @@ class _Statement:
         self.tokens = _tokens(query)
         self.values = values
         self.binds = binds
+        #: False once a relation is met that pins nothing (a range, token(), CONTAINS)
+        self.complete = True
         #: token index -> the marker's number; a named marker may be ``:"Name"`` (two tokens)
         self.markers: dict[int, int] = {}
         for i, tok in enumerate(self.tokens):
@@ -249,13 +270,14 @@ def pinned(query: str, values: Sequence[bytes | None] = (), binds: Sequence[Colu
     if where == len(st.tokens) or st.tokens[where].text == ";":
         return None
     end = st.find(where + 1, "if", "limit", "allow", "order", "group", "per")
-    found: Pinned = {}
+    found: dict[str, list[Value] | None] = {}
     for start, stop in st.split(where + 1, end, "and"):
-        _relation(st, start, stop, found)
-    return found
+        if not _relation(st, start, stop, found):
+            st.complete = False
+    return Pinned(found, st.complete)
 
 
-def _pin(found: Pinned, name: str, values: list[Value | None]) -> None:
+def _pin(found: dict, name: str, values: list[Value | None]) -> None:
     if name in found and found[name] is None:
         return
     if any(v is None for v in values) or not values:
@@ -265,26 +287,26 @@ def _pin(found: Pinned, name: str, values: list[Value | None]) -> None:
     known.extend(v for v in values if v not in known)
 
 
-def _relation(st: _Statement, start: int, stop: int, found: Pinned) -> None:
+def _relation(st: _Statement, start: int, stop: int, found: dict) -> bool:
     """One relation of a WHERE clause: ``c = t``, ``c IN (t, ...)``, ``(a, b) = (x, y)``,
-    ``(a, b) IN ((x, y), ...)``; others (ranges, token(), CONTAINS) pin nothing."""
+    ``(a, b) IN ((x, y), ...)``; others (ranges, token(), CONTAINS) pin nothing: False."""
     tokens = st.tokens
     if stop - start < 3:
-        return
+        return False
     if tokens[start].text == "(":
         close = st.closing(start)
         names = [_name(tokens[a]) if b - a == 1 else None for a, b in st.split(start + 1, close, ",")]
         if close + 1 >= stop or None in names:
-            return
+            return False
         op, rest = tokens[close + 1], close + 2
         if rest >= stop:
-            return
+            return False
         if op.text == "=":
             tuples = [(rest, stop)]
         elif _is(op, "in") and tokens[rest].text == "(" and st.closing(rest) == stop - 1:
             tuples = st.split(rest + 1, stop - 1, ",")
         else:
-            return
+            return False
         per_name: list[list[Value | None]] = [[] for _ in names]
         for a, b in tuples:
             if tokens[a].text != "(" or st.closing(a) != b - 1:
@@ -296,11 +318,11 @@ def _relation(st: _Statement, start: int, stop: int, found: Pinned) -> None:
                 column.append(st.term(ta, tb))
         for name, column in zip(names, per_name):
             _pin(found, name, column)
-        return
+        return True
     name = _name(tokens[start])
     op = tokens[start + 1]
     if name is None or tokens[start + 1].text == "(":
-        return  # token(...) and other functions
+        return False  # token(...) and other functions
     if op.text == "=":
         _pin(found, name, [st.term(start + 2, stop)])
     elif _is(op, "in"):
@@ -309,6 +331,9 @@ def _relation(st: _Statement, start: int, stop: int, found: Pinned) -> None:
             _pin(found, name, [st.term(a, b) for a, b in st.split(rest + 1, stop - 1, ",")])
         else:
             _pin(found, name, [None])  # IN ?: one marker for the whole list
+    else:
+        return False  # a range, CONTAINS, LIKE...
+    return True
 
 
 def _insert(st: _Statement) -> Pinned | None:
@@ -329,10 +354,10 @@ def _insert(st: _Statement) -> Pinned | None:
     terms = st.split(close + 3, vclose, ",")
     if len(terms) != len(names) or None in names:
         return None
-    found: Pinned = {}
+    found: dict[str, list[Value] | None] = {}
     for name, (a, b) in zip(names, terms):
         _pin(found, name, [st.term(a, b)])
-    return found
+    return Pinned(found)
 
 
 def _insert_json(st: _Statement, i: int) -> Pinned | None:
@@ -355,12 +380,12 @@ def _insert_json(st: _Statement, i: int) -> Pinned | None:
         return None
     if not isinstance(data, dict):
         return None
-    found: Pinned = {}
+    found: dict[str, list[Value] | None] = {}
     for key, value in data.items():
         # JSON keys are case-insensitive names unless they carry quotes of their own
         name = key[1:-1] if len(key) > 1 and key[0] == key[-1] == '"' else key.lower()
         _pin(found, name, [_json_term(value)])
-    return found
+    return Pinned(found)
 
 
 def _json_term(value: Any) -> Value | None:
