@@ -147,6 +147,44 @@ def test_a_table_created_while_the_proxy_runs_is_keyed_by_its_schema(proxied, ta
     assert target_session.execute(f"SELECT st FROM {table}.s WHERE p = 1").one().st == 11
 
 
+def test_repair_applies_a_missed_delete_by_its_key_and_never_wider(zdm_config, tmp_path, table, origin_session,
+                                                                    target_session):
+    """Records of deletes target missed, keyed as the proxy keys them: the row delete is applied
+    on target at its writetime; a range delete's key (its partition) is wider than what it
+    removed, so repair leaves it to a person rather than deleting the partition."""
+    from zdm.phases.divergences import new_record
+    from zdm.proxy import keys
+    from zdm.proxy.schema import TableKey
+    from zdm.validate import repair
+
+    config = dataclasses.replace(zdm_config, state_dir=tmp_path / "state")
+    t = f"{table}.t"
+    for s in (origin_session, target_session):
+        for k, c in ((1, "a"), (1, "b"), (2, "b"), (2, "n"), (2, "z")):
+            s.execute(f"INSERT INTO {t} (k, c, v) VALUES ({k}, '{c}', 'x') USING TIMESTAMP 1000")
+    deletes = [f"DELETE FROM {t} USING TIMESTAMP 2000 WHERE k = 1 AND c = 'a'",
+               f"DELETE FROM {t} USING TIMESTAMP 2000 WHERE k = 2 AND c > 'm'"]
+    writer = DivergenceLog(config.state_dir).writer("test")
+    for statement in deletes:
+        origin_session.execute(statement)  # target missed them
+        key = keys.from_text(statement, primary_key=TableKey(("k",), ("c",)))
+        writer.append(new_record("secondary_write", table, "t", key.to_json(), source="origin", proxy="test",
+                                 writetime=2000, detail="target: no answer"))
+    writer.close()
+    row_delete, range_delete = sorted(DivergenceLog(config.state_dir).pending(), key=lambda r: r["key"]["columns"]["k"][0]["cql"])
+    assert "exact" not in row_delete["key"] and range_delete["key"]["exact"] is False
+
+    report = repair(config)
+    states = {c.key: (c.state, c.detail) for c in report.checks}
+    assert states[f"{t}: k=1, c='a'"][0] == "fixed"
+    state, detail = states[f"{t}: k=2"]
+    assert state == "differs" and "wider than what it removed: not applied" in detail
+    assert [r.c for r in target_session.execute(f"SELECT c FROM {t} WHERE k = 1")] == ["b"]
+    # the partition was not deleted: b, older than the delete but outside its range, is still there
+    assert [r.c for r in target_session.execute(f"SELECT c FROM {t} WHERE k = 2")] == ["b", "n", "z"]
+    assert [r["id"] for r in DivergenceLog(config.state_dir).pending()] == [range_delete["id"]]
+
+
 class Writer:
     """An application thread writing verifiable rows through the proxy, one at a time."""
 
