@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 from zdm.cql.classify import StatementKind, classify
 from zdm.cql.messages import ColumnSpec

@@ -14,7 +14,8 @@ build snapshots by hand and need no cluster.
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, NamedTuple
+from collections.abc import Iterable, Mapping
+from typing import NamedTuple
 
 
 class TableKey(NamedTuple):
@@ -43,8 +44,8 @@ class KeySchema:
     def __init__(self, tables: Mapping[tuple[str, str], TableKey] | None = None) -> None:
         self.tables: dict[tuple[str, str], TableKey] = dict(tables or {})
 
-    def replaced(self, fresh: "KeySchema", *, keyspace: str | None = None,
-                 table: str | None = None) -> "KeySchema":
+    def replaced(self, fresh: KeySchema, *, keyspace: str | None = None,
+                 table: str | None = None) -> KeySchema:
         """A new snapshot: this one with what ``fresh`` says about ``keyspace`` (or only its
         ``table``; both None: everything) taking the place of what was known -- a table
         ``fresh`` lacks was dropped."""
