@@ -29,7 +29,8 @@ def table(origin_session, target_session):
 
 
 @pytest.fixture()
-def proxied(zdm_config, tmp_path):
+def proxied(zdm_config, tmp_path, table):
+    """A proxy started once ``table`` exists: it knows the table's primary key from the start."""
     config = dataclasses.replace(zdm_config, state_dir=tmp_path / "state",
                                  proxy=ProxyConfig(listen_port=free_port()))
     proxy = RunningProxy(config)
@@ -64,12 +65,124 @@ def test_lwts_the_clusters_decide_differently_are_recorded_with_their_keys(proxi
     assert {(r["kind"], r["keyspace"], r["table"], r["source"]) for r in records} == {
         ("lwt", table, "t", "origin")}
     text, prepared = sorted(records, key=lambda r: "type" in str(r["key"]))
-    assert text["key"]["columns"] == {"k": [{"cql": "1"}], "c": [{"cql": "'a'"}], "v": [{"cql": "'new'"}]}
-    assert prepared["key"]["columns"]["k"] == [{"type": "int", "hex": "00000001"}]
-    assert prepared["key"]["columns"]["c"] == [{"type": "text", "hex": "61"}]
+    # the row's primary key, exactly: not the values written, not the IF clause's
+    assert text["key"]["columns"] == {"k": [{"cql": "1"}], "c": [{"cql": "'a'"}]}
+    assert prepared["key"]["columns"] == {"k": [{"type": "int", "hex": "00000001"}],
+                                          "c": [{"type": "text", "hex": "61"}]}
+    assert prepared["key"]["partition_key"] == ["k"] and prepared["key"]["clustering_key"] == ["c"]
     assert log.summary() == {f"{table}.t": {"lwt": 2}}
     stats = proxy.server.stats
     assert stats.lwt_divergences == 2 and stats.tables[f"{table}.t"].lwt_divergences == 2
+
+
+def test_an_lwt_divergence_names_its_row_and_repair_fixes_that_row(proxied, table, origin_session,
+                                                                   target_session):
+    import urllib.request
+
+    from zdm.validate import repair
+
+    config, proxy, session = proxied
+    t = f"{table}.t"
+    # target's row differs before the LWT; so does a row nobody touches through the proxy
+    origin_session.execute(f"INSERT INTO {t} (k, c, v) VALUES (7, 'a', 'same')")
+    target_session.execute(f"INSERT INTO {t} (k, c, v) VALUES (7, 'a', 'differs')")
+    origin_session.execute(f"INSERT INTO {t} (k, c, v) VALUES (8, 'b', 'on origin')")
+    target_session.execute(f"INSERT INTO {t} (k, c, v) VALUES (8, 'b', 'on target')")
+    origin_session.execute(f"INSERT INTO {t} (k, c, v) VALUES (100, 'z', 'only on origin')")
+
+    # literal key in WHERE, a bound value in IF: applied on origin only
+    update = session.prepare(f"UPDATE {t} SET v = 'new' WHERE k = 7 AND c = 'a' IF v = ?")
+    assert session.execute(update, ("same",)).one().applied is True
+    # both decide "not applied", each showing its own current value: no divergence
+    bound = session.prepare(f"UPDATE {t} SET v = 'x' WHERE k = ? AND c = ? IF v = ?")
+    assert session.execute(bound, (8, "b", "neither")).one().applied is False
+
+    log = DivergenceLog(config.state_dir)
+    (record,) = wait_for(lambda: log.pending(), what="the LWT record")
+    assert record["key"] == {"keyspace": table, "table": "t", "columns": {"k": [{"cql": "7"}], "c": [{"cql": "'a'"}]},
+                             "partition_key": ["k"], "clustering_key": ["c"]}
+    assert record["detail"] == "applied on origin: yes, on target: no"
+    stats = proxy.server.stats
+    assert (stats.lwt_divergences, stats.lwt_same_decision_different_values) == (1, 1)
+    assert stats.tables[t].lwt_same_decision_different_values == 1
+    scrape = urllib.request.urlopen(f"http://127.0.0.1:{proxy.server.metrics_port}/metrics", timeout=10).read()
+    assert (f'zdm_lwt_same_decision_different_values_total{{keyspace="{table}",table="t"}} 1.0'
+            in scrape.decode())
+    time.sleep(1.5)  # nothing else comes: the second LWT was counted, not recorded
+    assert len(log.pending()) == 1
+
+    report = repair(config)
+    assert [(c.key, c.state) for c in report.checks] == [(f"{t}: k=7, c='a'", "fixed")]
+    assert log.pending() == []
+    assert target_session.execute(f"SELECT v FROM {t} WHERE k = 7 AND c = 'a'").one().v == "new"
+    # the record named one partition: repair compared that one, not the table
+    assert target_session.execute(f"SELECT v FROM {t} WHERE k = 100").one() is None
+    assert target_session.execute(f"SELECT v FROM {t} WHERE k = 8").one().v == "on target"
+
+
+def test_a_table_created_while_the_proxy_runs_is_keyed_by_its_schema(proxied, table, origin_session,
+                                                                       target_session):
+    """Origin's SCHEMA_CHANGE event makes the proxy read the new table's key; an LWT on a static
+    column that pins only the partition is recorded under the partition key."""
+    from zdm.proxy.schema import TableKey, key_of
+    from zdm.validate import repair
+
+    config, proxy, session = proxied
+    for s in (origin_session, target_session):
+        s.execute(f"CREATE TABLE {table}.s (p int, q int, st int static, v int, PRIMARY KEY (p, q))")
+    plane = proxy.server.workers[0].plane
+    wait_for(lambda: key_of(plane.ctx.schema, table, "s"), what="the new table's key in the worker")
+    assert key_of(plane.ctx.schema, table, "s") == TableKey(("p",), ("q",))
+    origin_session.execute(f"INSERT INTO {table}.s (p, q, st, v) VALUES (1, 1, 10, 1)")
+    target_session.execute(f"INSERT INTO {table}.s (p, q, st, v) VALUES (1, 1, 20, 1)")
+    update = session.prepare(f"UPDATE {table}.s SET st = ? WHERE p = ? IF st = ?")
+    assert session.execute(update, (11, 1, 10)).one().applied is True
+
+    log = DivergenceLog(config.state_dir)
+    (record,) = wait_for(lambda: log.pending(), what="the LWT record")
+    assert record["key"] == {"keyspace": table, "table": "s", "columns": {"p": [{"type": "int", "hex": "00000001"}]},
+                             "partition_key": ["p"], "clustering_key": ["q"]}
+    report = repair(config)
+    assert [(c.key, c.state) for c in report.checks] == [(f"{table}.s: p=1", "fixed")]
+    assert target_session.execute(f"SELECT st FROM {table}.s WHERE p = 1").one().st == 11
+
+
+def test_repair_applies_a_missed_delete_by_its_key_and_never_wider(zdm_config, tmp_path, table, origin_session,
+                                                                    target_session):
+    """Records of deletes target missed, keyed as the proxy keys them: the row delete is applied
+    on target at its writetime; a range delete's key (its partition) is wider than what it
+    removed, so repair leaves it to a person rather than deleting the partition."""
+    from zdm.phases.divergences import new_record
+    from zdm.proxy import keys
+    from zdm.proxy.schema import TableKey
+    from zdm.validate import repair
+
+    config = dataclasses.replace(zdm_config, state_dir=tmp_path / "state")
+    t = f"{table}.t"
+    for s in (origin_session, target_session):
+        for k, c in ((1, "a"), (1, "b"), (2, "b"), (2, "n"), (2, "z")):
+            s.execute(f"INSERT INTO {t} (k, c, v) VALUES ({k}, '{c}', 'x') USING TIMESTAMP 1000")
+    deletes = [f"DELETE FROM {t} USING TIMESTAMP 2000 WHERE k = 1 AND c = 'a'",
+               f"DELETE FROM {t} USING TIMESTAMP 2000 WHERE k = 2 AND c > 'm'"]
+    writer = DivergenceLog(config.state_dir).writer("test")
+    for statement in deletes:
+        origin_session.execute(statement)  # target missed them
+        key = keys.from_text(statement, primary_key=TableKey(("k",), ("c",)))
+        writer.append(new_record("secondary_write", table, "t", key.to_json(), source="origin", proxy="test",
+                                 writetime=2000, detail="target: no answer"))
+    writer.close()
+    row_delete, range_delete = sorted(DivergenceLog(config.state_dir).pending(), key=lambda r: r["key"]["columns"]["k"][0]["cql"])
+    assert "exact" not in row_delete["key"] and range_delete["key"]["exact"] is False
+
+    report = repair(config)
+    states = {c.key: (c.state, c.detail) for c in report.checks}
+    assert states[f"{t}: k=1, c='a'"][0] == "fixed"
+    state, detail = states[f"{t}: k=2"]
+    assert state == "differs" and "wider than what it removed: not applied" in detail
+    assert [r.c for r in target_session.execute(f"SELECT c FROM {t} WHERE k = 1")] == ["b"]
+    # the partition was not deleted: b, older than the delete but outside its range, is still there
+    assert [r.c for r in target_session.execute(f"SELECT c FROM {t} WHERE k = 2")] == ["b", "n", "z"]
+    assert [r["id"] for r in DivergenceLog(config.state_dir).pending()] == [range_delete["id"]]
 
 
 class Writer:
@@ -221,8 +334,7 @@ def test_validate_rechecks_recorded_rows_first_and_autocorrect_repairs_them(prox
     settings = ValidationSettings(scope=Scope(keyspaces=(table,)), run=RunSettings(workers=0),
                                   record_evidence=False)
     report = validate(config, settings)
-    assert not report.clean and [c.key for c in report.recorded.pending] == [
-        f"{table}.t: k=7, c='x', v='proxy'"]
+    assert not report.clean and [c.key for c in report.recorded.pending] == [f"{table}.t: k=7, c='x'"]
     assert log.pending()  # a plain validation only re-checks
     fixed = validate(config, dataclasses.replace(settings, params=ValidationParams(autocorrect=True)))
     assert fixed.recorded.resolved == 1 and fixed.clean

@@ -140,6 +140,31 @@ def test_the_driver_keeps_its_prepared_statements_across_workers(instance, origi
     assert 1 <= counters["unknown_prepared"] <= 2  # once per statement and worker that lacked it
 
 
+def test_each_worker_records_lwt_divergences_under_the_primary_key_the_instance_read(instance, origin_session,
+                                                                                    target_session):
+    """The instance reads origin's primary keys and hands them to its worker processes: an
+    LWT divergence through either worker names the row by its key, never by the IF value."""
+    from zdm.phases.divergences import DivergenceLog
+
+    config, port, ks = instance
+    for k in (1, 2):
+        origin_session.execute(f"INSERT INTO {ks}.t (k, v) VALUES ({k}, 'old')")
+        target_session.execute(f"INSERT INTO {ks}.t (k, v) VALUES ({k}, 'other')")
+    first, second = two_clients(port)
+    pid = m.decode_prepared_result(first.prepare(f"UPDATE {ks}.t SET v = 'new' WHERE k = 1 IF v = ?").body,
+                                   4).prepared_id
+    assert first.execute(pid, [b"old"]).opcode == Opcode.RESULT
+    assert second.query(f"UPDATE {ks}.t SET v = 'new' WHERE k = 2 IF v = 'old'").opcode == Opcode.RESULT
+    log = DivergenceLog(config.parent / "state")
+    records = wait_for(lambda: len(p := log.pending()) == 2 and p, what="a record from each worker")
+    assert len({r["proxy"] for r in records}) == 2  # one per worker process
+    keys = sorted((r["key"] for r in records), key=lambda key: key["columns"]["k"][0]["cql"])
+    assert [(key["columns"], key["partition_key"]) for key in keys] == [
+        ({"k": [{"cql": "1"}]}, ["k"]), ({"k": [{"cql": "2"}]}, ["k"])]
+    for c in (first, second):
+        c.close()
+
+
 def test_status_sums_the_workers(instance):
     config, port, _ = instance
     clients = two_clients(port)

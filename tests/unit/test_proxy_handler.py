@@ -19,6 +19,7 @@ from zdm.cql.frame import Frame
 from zdm.phases.model import Cluster, Phase, routing_for
 from zdm.proxy.aggregate import Failure
 from zdm.proxy.handler import Context, RequestHandler
+from zdm.proxy.schema import KeySchema, TableKey
 from zdm.proxy.topology import Instance, VirtualTopology
 
 O, T = Cluster.ORIGIN, Cluster.TARGET
@@ -368,7 +369,44 @@ def test_a_prepared_conditional_update_records_its_bound_key():
     target.answer(response(target.frame, Opcode.RESULT, lwt_rows(False)))
     chart.reply()
     (record,) = chart.records
-    assert record["key"]["columns"]["k"] == [{"type": "int", "hex": "00000002"}]
+    # the IF clause's marker (named v too) is not the row's: only WHERE's k is
+    assert record["key"]["columns"] == {"k": [{"type": "int", "hex": "00000002"}]}
+
+
+@pytest.mark.parametrize("text, binds, values, key", [
+    ("UPDATE ks.t SET v = 2 WHERE pk = 7 AND ck = 8 IF v = ?", ("v",), [b"\x00\x00\x00\x01"],
+     {"pk": [{"cql": "7"}], "ck": [{"cql": "8"}]}),
+    ("UPDATE ks.t SET v = ? WHERE pk = ? AND ck = ? IF v = ?", ("v", "pk", "ck", "v"),
+     [b"\x00\x00\x00\x02", b"\x00\x00\x00\x07", b"\x00\x00\x00\x08", b"\x00\x00\x00\x01"],
+     {"pk": [{"type": "int", "hex": "00000007"}], "ck": [{"type": "int", "hex": "00000008"}]}),
+], ids=["literal-where", "bound-where"])
+def test_an_lwt_divergence_is_recorded_under_the_rows_primary_key(text, binds, values, key):
+    chart = Chart()
+    chart.ctx.schema = KeySchema({("ks", "t"): TableKey(("pk",), ("ck",))})
+    pid = prepare_through(chart, text, binds=binds)
+    chart.request(Opcode.EXECUTE, m.encode_execute(pid, values, 4))
+    origin, target = chart.take()
+    origin.answer(response(origin.frame, Opcode.RESULT, lwt_rows(True)))
+    target.answer(response(target.frame, Opcode.RESULT, lwt_rows(False, "other")))
+    chart.reply()
+    (record,) = chart.records
+    assert record["key"] == {"keyspace": "ks", "table": "t", "columns": key,
+                             "partition_key": ["pk"], "clustering_key": ["ck"]}
+    assert record["detail"] == "applied on origin: yes, on target: no"
+
+
+def test_an_lwt_decided_the_same_way_with_different_current_values_is_counted_not_recorded():
+    chart = Chart()
+    chart.request(Opcode.QUERY, query("UPDATE ks.t SET v = 'new' WHERE k = 5 IF v = 'expected'"))
+    origin, target = chart.take()
+    origin.answer(response(origin.frame, Opcode.RESULT, lwt_rows(False, "on origin")))
+    target.answer(response(target.frame, Opcode.RESULT, lwt_rows(False, "on target")))
+    _, frame = chart.reply()
+    assert m.decode_rows(frame.body, 4).rows[0][1] == b"on origin"  # the primary's answer
+    stats = chart.ctx.stats
+    assert chart.records == [] and stats.lwt_divergences == 0
+    assert stats.lwt_same_decision_different_values == 1
+    assert stats.table("ks.t").lwt_same_decision_different_values == 1
 
 
 def test_async_mismatches_are_counted_per_table_with_the_key_that_differed():

@@ -14,8 +14,10 @@ Layout under ``state_dir/divergences/``::
     resolved.jsonl   one {"id", "how", "at"} line per resolved record
 
 A record: ``{"id", "kind", "keyspace", "table", "key", "source", "writetime", "at",
-"proxy", "detail"}``, where ``key`` is :meth:`zdm.proxy.keys.RowKey.to_json` (or None: the
-whole table) and ``writetime`` the write's timestamp in microseconds (secondary writes).
+"proxy", "detail"}``, where ``key`` is :meth:`zdm.proxy.keys.RowKey.to_json` -- the row's
+primary key columns, with ``partition_key``/``clustering_key`` when the proxy knew the
+table's key -- (or None: the whole table) and ``writetime`` the write's timestamp in
+microseconds (secondary writes).
 
 Invariants: a record reported durable (the writer's ``done`` callback) has been written and
 fsynced; records are group-committed, so a burst costs one fsync; a torn last line (a

@@ -5,6 +5,14 @@ cluster, proving both reachable, learning which of them require a login, and rea
 origin's ``system.local`` for the virtual topology.  The connections stay open: the
 instance's tick reconnects a lost one and keeps idle ones alive with heartbeats, and
 :attr:`ControlPlane.connected` is what the instance reports as its health.
+
+Origin's connection also owns the proxy's knowledge of the tables' primary keys
+(:mod:`~zdm.proxy.schema`): read from ``system_schema.columns`` once connected, it follows
+origin's SCHEMA_CHANGE events, re-reading the keyspace or table an event names at that
+moment (everything after a reconnect, as events may have been missed; a failed read is
+tried again at the next tick), and hands each new snapshot to ``on_schema`` (the instance
+publishes it to its workers).  A failed read keeps the last snapshot: the records of a
+table it lacks name every column their statement pins (:mod:`~zdm.proxy.keys`).
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Callable
 
 from zdm.config import Config
 from zdm.cql import messages as m
@@ -24,6 +33,7 @@ from zdm.proxy.auth import login
 from zdm.proxy.connection import BackendConnection
 from zdm.proxy.dialer import Dialer
 from zdm.proxy.dataplane import keep_alive
+from zdm.proxy.schema import COLUMNS_QUERY, EMPTY, LEGACY_COLUMNS_QUERY, KeySchema, from_rows
 from zdm.proxy.topology import CLUSTER_FACTS
 
 log = logging.getLogger("zdm.proxy")
@@ -47,6 +57,13 @@ class ControlPlane:
         self.heartbeats = 0
         self._reconnecting: set[Cluster] = set()
         self.closing = False
+        #: origin's primary keys; on_schema(snapshot) is told of each new one
+        self.schema: KeySchema = EMPTY
+        self.on_schema: Callable[[KeySchema], None] | None = None
+        #: (keyspace, table) to read again; (None, None): everything; table None: the keyspace
+        self._stale: set[tuple[str | None, str | None]] = set()
+        self._schema_task: asyncio.Future | None = None
+        self._schema_failing = False
 
     @property
     def connected(self) -> dict[Cluster, bool]:
@@ -56,7 +73,12 @@ class ControlPlane:
         """Open both control connections; origin's cluster facts (its system.local)."""
         for cluster in Cluster:
             await self._open(cluster)
-        return await self._read_local(self.connections[Cluster.ORIGIN], self.versions[Cluster.ORIGIN])
+        facts = await self._read_local(self.connections[Cluster.ORIGIN], self.versions[Cluster.ORIGIN])
+        await self._watch_schema()
+        self._stale.add((None, None))
+        self._schema_task = asyncio.ensure_future(self._refresh_schema())  # the one reader
+        await self._schema_task
+        return facts
 
     @property
     def max_client_version(self) -> int:
@@ -107,6 +129,9 @@ class ControlPlane:
         try:
             await self._open(cluster)
             log.info("control connection to %s restored", cluster.value)
+            if cluster is Cluster.ORIGIN:
+                await self._watch_schema()
+                self._stale.add((None, None))  # events may have been missed meanwhile
         except Exception as exc:  # noqa: BLE001 - retried on a later tick
             log.warning("control connection to %s: %s", cluster.value, exc)
         finally:
@@ -127,9 +152,106 @@ class ControlPlane:
         return {spec.name: deserialize(spec.type, raw) for spec, raw in zip(rows.columns, rows.rows[0])
                 if spec.name in CLUSTER_FACTS}
 
+    # -- origin's schema ---------------------------------------------------------------
+    async def _watch_schema(self) -> None:
+        """Have origin send its SCHEMA_CHANGE events on the control connection."""
+        backend, version = self.connections[Cluster.ORIGIN], self.versions[Cluster.ORIGIN]
+        backend.on_event = self._event
+        answer = await backend.request(version, Opcode.REGISTER, m.encode_register(["SCHEMA_CHANGE"]))
+        if not isinstance(answer, Frame) or answer.opcode != Opcode.READY:
+            log.warning("origin did not accept the proxy's REGISTER for schema events; the "
+                        "tables' keys are read again only after a reconnect")
+
+    def _event(self, frame: Frame) -> None:
+        try:
+            info = m.decode_event(frame.body, flags=frame.flags)
+        except Exception:  # noqa: BLE001 - an event we cannot read changes nothing
+            return
+        if info.event_type != "SCHEMA_CHANGE":
+            return
+        if info.target == "KEYSPACE":
+            self._stale.add((info.keyspace, None))
+        elif info.target == "TABLE":
+            self._stale.add((info.keyspace, info.name))
+        else:
+            return
+        self._start_refresh()  # now, not at the next tick: a new table's first LWT may be near
+
+    def _start_refresh(self) -> None:
+        if self._stale and (self._schema_task is None or self._schema_task.done()) and \
+                self.connected[Cluster.ORIGIN] and Cluster.ORIGIN not in self._reconnecting:
+            self._schema_task = asyncio.ensure_future(self._refresh_schema())
+
+    async def _refresh_schema(self) -> None:
+        """Read again what events (or a reconnect) made stale; publish a new snapshot if it
+        changed anything."""
+        schema = self.schema
+        while self._stale:  # events that arrive while reading are read too
+            stale, self._stale = self._stale, set()
+            try:
+                if (None, None) in stale:
+                    schema = await self._read_schema()
+                else:
+                    for keyspace, table in stale:
+                        schema = schema.replaced(await self._read_schema(keyspace, table),
+                                                 keyspace=keyspace, table=table)
+            except Exception as exc:  # noqa: BLE001 - tried again on a later tick
+                self._stale |= stale
+                if not self._schema_failing:
+                    log.warning("cannot read origin's table definitions (%s); divergence records of "
+                                "tables not known yet name every column their statement pins; "
+                                "trying again each second", exc)
+                self._schema_failing = True
+                return
+        if self._schema_failing:
+            log.info("origin's table definitions read again")
+            self._schema_failing = False
+        if schema != self.schema:
+            self.schema = schema
+            log.debug("origin's primary keys: %d tables", len(schema))
+            if self.on_schema is not None:
+                self.on_schema(schema)
+
+    async def _read_schema(self, keyspace: str | None = None, table: str | None = None) -> KeySchema:
+        """Origin's primary key columns: every table's, or one keyspace's, or one table's."""
+        try:
+            return from_rows(await self._columns(COLUMNS_QUERY, "table_name", keyspace, table))
+        except _NoSuchTable:  # Cassandra 2.x
+            return from_rows(await self._columns(LEGACY_COLUMNS_QUERY, "columnfamily_name", keyspace, table))
+
+    async def _columns(self, query: str, table_column: str, keyspace: str | None,
+                       table: str | None) -> list[list]:
+        backend, version = self.connections[Cluster.ORIGIN], self.versions[Cluster.ORIGIN]
+        values = []
+        if keyspace is not None:
+            query += " WHERE keyspace_name = ?"
+            values.append(keyspace.encode())
+            if table is not None:
+                query += f" AND {table_column} = ?"
+                values.append(table.encode())
+        rows, paging_state = [], None
+        while True:
+            answer = await backend.request(version, Opcode.QUERY, m.encode_query(
+                query, version=version, values=values or None, page_size=5000, paging_state=paging_state))
+            if not isinstance(answer, Frame):
+                raise ProxyError(answer.message)
+            if answer.opcode != Opcode.RESULT:
+                error = m.decode_error(answer.body, flags=answer.flags)
+                if error.code == ErrorCode.INVALID:
+                    raise _NoSuchTable(error.message)
+                raise ProxyError(error.message)
+            result = m.decode_rows(answer.body, version, flags=answer.flags)
+            rows.extend([deserialize(spec.type, cell) if cell is not None else None
+                         for spec, cell in zip(result.columns, row)] for row in result.rows)
+            if result.paging_state is None:
+                return rows
+            paging_state = result.paging_state
+
     def tick(self, now: float | None = None) -> None:
-        """Reconnect a lost control connection; heartbeats on idle ones."""
+        """Reconnect a lost control connection; heartbeats on idle ones; read again the
+        tables whose schema changed."""
         now = time.monotonic() if now is None else now
+        self._start_refresh()
         for cluster, backend in list(self.connections.items()):
             if backend.closed:
                 if cluster not in self._reconnecting and not self.closing:
@@ -142,6 +264,10 @@ class ControlPlane:
         self.closing = True
         for backend in self.connections.values():
             backend.close()
+
+
+class _NoSuchTable(Exception):
+    """The schema table asked for does not exist on this Cassandra version."""
 
 
 def _unsupported_version(answer: Frame) -> bool:

@@ -4,13 +4,17 @@ Theory of operation: two disagreements are tracked, and both leave a record (see
 :mod:`zdm.phases.divergences`) that validation re-checks and repair fixes:
 
 * a lightweight transaction (``INSERT ... IF NOT EXISTS``, ``UPDATE ... IF``) that one
-  cluster applied and the other did not, or that returned different rows
-  (:func:`compare_lwt`): the client already has the primary's answer;
+  cluster applied and the other did not -- ``[applied]`` differs (:func:`compare_lwt`): the
+  client already has the primary's answer.  Both deciding the same way with different
+  current values wrote nothing anywhere: that is only counted
+  (``lwt_same_decision_different_values``);
 * in record mode, a write the primary took and the secondary missed in an outage
   (:func:`record_secondary_failure`): the client gets the primary's answer only once the
   record -- keys and the writetime used -- is durable.
 
-The rows are named by :mod:`~zdm.proxy.keys` from the request itself.  Functions here take
+The rows are named by :mod:`~zdm.proxy.keys` from the request itself -- its text, with a
+prepared statement's markers as origin described them -- and by the table's primary key in
+the worker's schema snapshot (``ctx.schema``, :mod:`~zdm.proxy.schema`).  Functions here take
 the worker's :class:`~zdm.proxy.handler.Context` and the connection's keyspace; they do no
 I/O of their own (``ctx.divergences`` keeps records, off the event loop).
 """
@@ -30,6 +34,7 @@ from zdm.proxy import keys
 from zdm.proxy.aggregate import Outcome
 from zdm.proxy.keys import RowKey, render
 from zdm.proxy.pending import failure_frame
+from zdm.proxy.schema import key_of
 
 log = logging.getLogger("zdm.proxy")
 
@@ -44,18 +49,18 @@ def request_keys(ctx, keyspace: str | None, frame: Frame, entry, body: bytes | N
     version, flags = frame.version, frame.flags
     body = frame.body if body is None else body
     if frame.opcode == Opcode.EXECUTE and entry is not None:
-        return [_entry_key(entry, m.execute_values(body, version, flags=flags), keyspace)]
+        return [_entry_key(ctx, entry, m.execute_values(body, version, flags=flags), keyspace)]
     if frame.opcode == Opcode.QUERY:
         info = m.decode_query(body, version, flags=flags)
-        return [_text_key(info.query, m.query_values(body, version, flags=flags), keyspace)]
+        return [_text_key(ctx, info.query, m.query_values(body, version, flags=flags), keyspace)]
     if frame.opcode == Opcode.BATCH:
         out = []
         for child in m.decode_batch(body, version, flags=flags).children:
             child_entry = ctx.prepared.on_cluster(cluster, child.prepared_id) if child.kind == 1 else None
             if child_entry is not None:
-                out.append(_entry_key(child_entry, list(child.values), keyspace))
+                out.append(_entry_key(ctx, child_entry, list(child.values), keyspace))
             elif child.kind == 0:
-                out.append(_text_key(child.query, list(child.values), keyspace))
+                out.append(_text_key(ctx, child.query, list(child.values), keyspace))
         return out
     return []
 
@@ -73,18 +78,35 @@ def describe(ctx, keyspace: str | None, frame: Frame, entry) -> str:
 
 
 def compare_lwt(ctx, keyspace: str | None, dual) -> None:
-    """Both clusters ran a conditional write: if they decided differently, the rows now
-    differ -- count it, and keep the keys durably for validation to re-check and repair."""
+    """Both clusters ran a conditional write.  If they decided differently (``[applied]``
+    differs), the rows now differ: count it, and keep the keys durably for validation to
+    re-check and repair.  If they decided the same way but answered with different current
+    values (neither applied, and the row differs already), nothing was written on either
+    side: that is counted apart, as ``lwt_same_decision_different_values``, and not recorded
+    -- validation finds such a row like any other difference."""
     frame, origin, target = dual.frame, dual.origin, dual.target
     version = frame.version
-    if _lwt_outcome(origin, version) == _lwt_outcome(target, version):
+    origin_outcome, target_outcome = _lwt_outcome(origin, version), _lwt_outcome(target, version)
+    if origin_outcome == target_outcome:
         return
-    detail = f"applied on origin: {_applied(origin, version)}, on target: {_applied(target, version)}"
+    applied = _applied(origin_outcome), _applied(target_outcome)
+    if applied[0] == applied[1] != "?":
+        ctx.stats.lwt_same_decision_different_values += 1
+        for ks, table, key in request_keys(ctx, keyspace, frame, dual.entry, dual.origin_body):
+            per_table = ctx.stats.table(f"{ks}.{table}")
+            per_table.lwt_same_decision_different_values += 1
+            if per_table.lwt_same_decision_different_values == 1:
+                log.info("LWT on %s: both clusters decided the same way (applied: %s) but hold "
+                         "different current values (lwt_same_decision_different_values); "
+                         "not a divergence, nothing recorded", _shown(ks, table, key), applied[0],
+                         extra=dual.handler.who)
+        return
+    detail = f"applied on origin: {applied[0]}, on target: {applied[1]}"
     ctx.stats.lwt_divergences += 1
     for ks, table, key in request_keys(ctx, keyspace, frame, dual.entry, dual.origin_body):
         per_table = ctx.stats.table(f"{ks}.{table}")
         per_table.lwt_divergences += 1
-        shown = render(key) if key is not None else f"{ks}.{table} (key unknown)"
+        shown = _shown(ks, table, key)
         if shown not in per_table.samples:
             log.warning("LWT divergence on %s: %s; recorded for `zdm validate`", shown, detail,
                         extra=dual.handler.who)
@@ -93,6 +115,10 @@ def compare_lwt(ctx, keyspace: str | None, dual) -> None:
             ctx.divergences(new_record("lwt", ks, table, key.to_json() if key else None,
                                        source=ctx.routing.primary.value, proxy=ctx.name,
                                        detail=detail), None)
+
+
+def _shown(ks: str | None, table: str | None, key: RowKey | None) -> str:
+    return render(key) if key is not None else f"{ks}.{table} (key unknown)"
 
 
 def record_secondary_failure(ctx, keyspace: str | None, dual, primary: Frame, secondary: Outcome,
@@ -128,19 +154,21 @@ def record_secondary_failure(ctx, keyspace: str | None, dual, primary: Frame, se
                                    detail=f"{secondary_name}: {reason}"), durable)
 
 
-def _entry_key(entry, values: list, keyspace: str | None):
+def _entry_key(ctx, entry, values: list, keyspace: str | None):
+    """A prepared statement's key: its text read with the markers origin described (in
+    order: a marker's position, not its name, says whether it is in WHERE or IF)."""
     stmt = entry.statement
     ks = stmt.keyspace or entry.keyspace or keyspace
-    if not entry.binds:
-        return _text_key(entry.query, values, ks)
-    return ks, stmt.table, keys.from_bound_values(ks, stmt.table, entry.binds, values)
+    key = keys.from_text(entry.run_query, values, binds=entry.binds,
+                         primary_key=key_of(ctx.schema, ks, stmt.table), keyspace=ks)
+    return ks, stmt.table, key
 
 
-def _text_key(query: str, values: list, keyspace: str | None):
+def _text_key(ctx, query: str, values: list, keyspace: str | None):
     stmt = classify(query)
     ks = stmt.keyspace or keyspace
-    key = keys.from_text(query, values)
-    return ks, stmt.table, (key._replace(keyspace=ks) if key is not None else None)
+    key = keys.from_text(query, values, primary_key=key_of(ctx.schema, ks, stmt.table), keyspace=ks)
+    return ks, stmt.table, key
 
 
 def _lwt_outcome(frame: Frame, version: int):
@@ -152,8 +180,9 @@ def _lwt_outcome(frame: Frame, version: int):
     return m.decode_rows(frame.body, version, flags=frame.flags).rows
 
 
-def _applied(frame: Frame, version: int) -> str:
-    rows = _lwt_outcome(frame, version)
+def _applied(rows) -> str:
+    """``yes``/``no`` from a conditional write's outcome (:func:`_lwt_outcome`); ``?`` when it
+    has no [applied] column."""
     if isinstance(rows, list) and rows and rows[0] and rows[0][0] is not None:
         return "yes" if rows[0][0] != b"\x00" else "no"
     return "?"

@@ -38,6 +38,7 @@ from zdm.proxy.aggregate import Outcome
 from zdm.proxy.pending import AsyncRead, Dual, Single, error_frame, failure_frame
 from zdm.proxy.prepared import PreparedCache, PreparedEntry
 from zdm.proxy.routing import Destination, decide
+from zdm.proxy.schema import KeySchema
 from zdm.proxy.stats import ProxyStats
 from zdm.proxy.topology import Instance, VirtualTopology
 from zdm.scope import Scope
@@ -67,14 +68,15 @@ class Context:
 
     __slots__ = ("routing", "scope", "prepared", "stats", "topology", "me", "clock", "draining",
                  "name", "divergences", "secondary_timeout", "replace_functions", "max_version",
-                 "supported_body", "metrics")
+                 "supported_body", "metrics", "schema")
 
     def __init__(self, *, routing: Routing, topology: VirtualTopology, me: Instance,
                  scope: Scope = Scope(), prepared: PreparedCache | None = None,
                  stats: ProxyStats | None = None, clock: Callable[[], int] = now_us,
                  name: str = "zdm-proxy", divergences: Record | None = None,
                  secondary_timeout: float | None = None, replace_functions: bool = False,
-                 max_version: int = MAX_VERSION, metrics: bool = True) -> None:
+                 max_version: int = MAX_VERSION, metrics: bool = True,
+                 schema: KeySchema | None = None) -> None:
         self.routing = routing
         self.scope = scope  # statements outside it go to origin only
         self.topology = topology
@@ -96,6 +98,9 @@ class Context:
         self.supported_body = supported_body(max_version)
         #: time every request (and count its failures) for the metrics
         self.metrics = metrics
+        #: origin's primary keys (zdm.proxy.schema.KeySchema), as the instance last published
+        #: them: only the records of divergences read it
+        self.schema = schema
 
 
 class RequestHandler:

@@ -15,7 +15,8 @@ Shared with zdm-proxy (``proxy/pkg/metrics``): ``proxy_request_duration_seconds{
 ``{origin,target}_connections_total{node}``.
 
 zdm's own, per ``keyspace``/``table``: async reads, their mismatches, errors and skipped later
-pages; LWT divergences; writes recorded in record mode; recorded rows pending and resolved.
+pages; LWT divergences (``[applied]`` differed: recorded for repair) and LWTs decided the
+same way with different current values (counted only); writes recorded in record mode; recorded rows pending and resolved.
 And the migration: ``phase``, ``routing_primary{cluster}``, ``routing_async_reads``,
 ``routing_revision``, ``cluster_connected{cluster}``, ``workers``.
 """
@@ -38,7 +39,8 @@ NAMES = (
     "origin_connections_total", "target_connections_total",
     "requests_total", "reprepares_total", "refused_connections_total",
     "async_reads_total", "async_read_mismatches_total", "async_read_errors_total", "async_reads_skipped_total",
-    "lwt_divergences_total", "secondary_writes_recorded_total", "divergences_pending", "divergences_resolved_total",
+    "lwt_divergences_total", "lwt_same_decision_different_values_total",
+    "secondary_writes_recorded_total", "divergences_pending", "divergences_resolved_total",
     "phase", "routing_primary", "routing_async_reads", "routing_revision", "cluster_connected", "workers",
 )
 
@@ -115,6 +117,8 @@ class Collector:
                 ("async_read_errors", "async_errors", "Async reads target failed"),
                 ("async_reads_skipped", "async_skipped", "Async-mode reads not compared (later pages)"),
                 ("lwt_divergences", "lwt_divergences", "Conditional writes the clusters decided differently"),
+                ("lwt_same_decision_different_values", "lwt_same_decision_different_values",
+                 "Conditional writes both clusters decided the same way, answering different current values"),
                 ("secondary_writes_recorded", "secondary_writes_recorded",
                  "Writes the secondary missed, recorded for repair")):
             yield _counter(f"{p}_{name}", text, ["keyspace", "table"],

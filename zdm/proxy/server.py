@@ -104,6 +104,7 @@ class ProxyServer:
             self._listener.close()
             await self._stop_workers()
             raise
+        self.control.on_schema = self._publish_schema  # each worker started with the first one
         if change is not None:  # every worker started with it
             self.routing_revision = change[1]
             await asyncio.to_thread(self.registration.ack, change[1])
@@ -153,6 +154,7 @@ class ProxyServer:
             self.workers = [LocalWorker(DataPlane(self.config, self.topology, self.me, self._routing,
                                                   name=self.name,
                                                   max_version=self.control.max_client_version))]
+            self.workers[0].set_schema(self.control.schema)
             self.workers[0].plane.start()
             return
         self.workers = [self._worker_process(i) for i in range(self.worker_count)]
@@ -160,7 +162,13 @@ class ProxyServer:
 
     def _worker_process(self, index: int) -> WorkerProcess:
         return WorkerProcess(index, self.config, self.topology, self.me, self._routing, name=self.name,
-                             max_version=self.control.max_client_version, on_exit=self._worker_exited)
+                             max_version=self.control.max_client_version, on_exit=self._worker_exited,
+                             schema=self.control.schema)
+
+    def _publish_schema(self, schema) -> None:
+        """Origin's primary keys changed: every worker names divergent rows by the new ones."""
+        for worker in self.workers:
+            worker.set_schema(schema)
 
     def describe_workers(self) -> str:
         if self.worker_count is None:

@@ -4,7 +4,8 @@ Theory of operation: every worker process (and an in-process proxy's one loop) c
 its own :class:`ProxyStats` with plain integer attributes (an increment is the cheapest
 thing Python does), instance-wide and per ``keyspace.table`` (:class:`TableStats`, for
 what an operator must act on: async-read mismatches, LWT divergences, writes the
-secondary did not take, each with a few sample keys).  :meth:`ProxyStats.snapshot` turns
+secondary did not take, each with a few sample keys; and LWTs both clusters decided the
+same way whose answers still differed, which are no divergence but show rows that differ).  :meth:`ProxyStats.snapshot` turns
 them into a dict that crosses the worker channel; :func:`merge` sums snapshots into the
 instance's view, which the state store, `zdm status` and the metrics publish.
 
@@ -36,7 +37,8 @@ COUNTERS = (
     "async_errors",
     "async_mismatches",
     "async_skipped",        # reads in async mode that could not be compared (later pages)
-    "lwt_divergences",      # conditional writes whose result differed between the clusters
+    "lwt_divergences",      # conditional writes the clusters decided differently ([applied])
+    "lwt_same_decision_different_values",  # decided the same, answered different current values
     "secondary_writes_recorded",  # record mode: rows written to the primary only, recorded
 )
 #: latency buckets, seconds (zdm-proxy's defaults: 1 ms ... 15 s)
@@ -51,7 +53,7 @@ NODE_ERRORS = {0x1200: "read_timeout", 0x1300: "read_failure", 0x1100: "write_ti
 
 #: the counters kept per keyspace.table
 TABLE_COUNTERS = ("async_requests", "async_errors", "async_mismatches", "async_skipped",
-                  "lwt_divergences", "secondary_writes_recorded")
+                  "lwt_divergences", "lwt_same_decision_different_values", "secondary_writes_recorded")
 ASYNC_COUNTERS = ("async_requests", "async_errors", "async_mismatches", "async_skipped")
 MAX_SAMPLES = 5
 

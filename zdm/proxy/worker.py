@@ -10,7 +10,8 @@ operations: hand over a socket, apply a routing (returning once the worker route
 report counters, drain.
 
 The channel's messages, instance -> worker: ``init`` (config, topology, routing), ``conn``
-(with the socket), ``routing`` (routing, revision), ``stats?``, ``drain`` (timeout);
+(with the socket), ``routing`` (routing, revision), ``schema`` (origin's primary keys, in
+parts of :data:`SCHEMA_PART` tables, the last one flagged), ``stats?``, ``drain`` (timeout);
 worker -> instance: ``ready``, ``closed`` (how many connections ended), ``ack``
 (revision), ``stats`` (snapshot), ``drained``.
 """
@@ -30,12 +31,15 @@ from zdm.config import Config
 from zdm.phases.model import Routing
 from zdm.proxy import channel
 from zdm.proxy.dataplane import DataPlane
+from zdm.proxy.schema import KeySchema
 from zdm.proxy.topology import Instance, VirtualTopology
 
 log = logging.getLogger("zdm.proxy")
 
 START_TIMEOUT = 30.0
 ACK_TIMEOUT = 10.0
+#: tables per ``schema`` message: a channel message must stay well below its size limit
+SCHEMA_PART = 2000
 
 
 class LocalWorker:
@@ -56,6 +60,9 @@ class LocalWorker:
     async def set_routing(self, routing: Routing, revision: int | None) -> None:
         self.plane.set_routing(routing)
 
+    def set_schema(self, schema: KeySchema) -> None:
+        self.plane.ctx.schema = schema
+
     async def refresh_stats(self) -> None:
         pass
 
@@ -70,7 +77,8 @@ class WorkerProcess:
     """A worker process, seen from the instance."""
 
     def __init__(self, index: int, config: Config, topology: VirtualTopology, me: Instance,
-                 routing: Routing, *, name: str, max_version: int, on_exit=None) -> None:
+                 routing: Routing, *, name: str, max_version: int, on_exit=None,
+                 schema: KeySchema | None = None) -> None:
         self.index = index
         self.max_version = max_version
         self.name = f"{name}.w{index}"
@@ -78,6 +86,7 @@ class WorkerProcess:
         self.topology = topology
         self.me = me
         self.routing = routing
+        self.schema = schema
         self.on_exit = on_exit
         self.connections = 0
         self.alive = False
@@ -98,6 +107,8 @@ class WorkerProcess:
         self._channel = channel.Channel(mine, self._message, self._closed)
         self._channel.send("init", self.index, self.name, self.config, self.topology, self.me,
                            self.routing, self.max_version)
+        if self.schema is not None:
+            self._send_schema(self.schema)
         try:
             await self._wait("ready", None, START_TIMEOUT)
         except asyncio.TimeoutError:
@@ -108,6 +119,16 @@ class WorkerProcess:
     def hand(self, sock: socket.socket) -> None:
         self.connections += 1
         self._channel.send("conn", sock=sock)
+
+    def set_schema(self, schema: KeySchema) -> None:
+        self.schema = schema
+        if self._channel is not None:
+            self._send_schema(schema)
+
+    def _send_schema(self, schema: KeySchema) -> None:
+        items = list(schema.tables.items())
+        for start in range(0, max(len(items), 1), SCHEMA_PART):
+            self._channel.send("schema", items[start:start + SCHEMA_PART], start + SCHEMA_PART >= len(items))
 
     async def set_routing(self, routing: Routing, revision: int | None) -> None:
         self.routing = routing
@@ -223,6 +244,8 @@ async def _serve(sock: socket.socket, name: str, config: Config, topology: Virtu
         await plane.drain(timeout)
         stopped.set()
 
+    schema_parts: list = []
+
     def message(msg: tuple, conn: socket.socket | None) -> None:
         kind = msg[0]
         if kind == "conn" and conn is not None:
@@ -230,6 +253,11 @@ async def _serve(sock: socket.socket, name: str, config: Config, topology: Virtu
         elif kind == "routing":
             plane.set_routing(msg[1])
             link.send("ack", msg[2])
+        elif kind == "schema":
+            schema_parts.extend(msg[1])
+            if msg[2]:  # the last part: swap in the whole snapshot at once
+                plane.ctx.schema = KeySchema(dict(schema_parts))
+                schema_parts.clear()
         elif kind == "stats?":
             link.send("stats", plane.snapshot())
         elif kind == "drain" and not plane.ctx.draining:

@@ -9,9 +9,13 @@ clusters scanned, suspects re-read so live writes are not taken for differences,
 and TTLs, so a newer live write always wins.  When the source is target (records made in
 phase 4), the comparison runs the other way round.
 
-A recorded write the destination missed is thereby copied; a recorded *delete* it missed
-leaves the row on the destination only, and is applied there as a delete at the record's
-writetime -- removing only what is older than the delete itself.  An LWT the destination
+A record's key (:mod:`zdm.proxy.keys`) is the row's primary key as the statement gave it:
+the partition key and the clustering columns it pinned.  A recorded write the destination
+missed is thereby copied; a recorded *delete* it missed leaves the row on the destination
+only, and is applied there as a delete of what the key names (the row, a clustering prefix,
+the partition) at the record's writetime -- removing only what is older than the delete
+itself; a delete whose key is wider than what it removed (``exact: false``: a range on a
+clustering column, an ``IN``) is left pending for a person.  An LWT the destination
 applied alone wrote there with the transaction's own (Paxos) timestamp, newer than the
 source's cells, so the source's row is written again, to both clusters, just above the
 destination's newest cell of the row: both then hold the same values with the same
@@ -130,6 +134,7 @@ async def _check_one(ctx: WorkerContext, spec: TableSpec, record: dict, params) 
         ranges = [TokenRange(token - 1, token)] if token > MIN_TOKEN else [TokenRange(token, token + 1)]
     found = fixed = 0
     extra = False
+    wider = ""
     for rng in ranges:
         result = await compare_range(side, spec, rng, params)
         found += result.total
@@ -139,12 +144,17 @@ async def _check_one(ctx: WorkerContext, spec: TableSpec, record: dict, params) 
         check.state = "agree"
     elif params.autocorrect and extra and record.get("writetime") is not None and terms is not None:
         # rows only on the destination: a delete it missed; apply it, as the client wrote it
-        # (the row or the whole partition), at the delete's own writetime
-        clustering = _terms(ctx, spec, record["key"], spec.clustering_key) or []
-        await _delete_at(side, spec, terms + clustering, record["writetime"])
-        again = sum([(await compare_range(side, spec, rng, ValidationParams(params.ttl_tolerance_s))).total
-                     for rng in ranges])
-        check.state = "fixed" if again == 0 else "differs"
+        # (the row, a clustering prefix or the whole partition), at the delete's own writetime
+        # -- unless the key is wider than what the delete removed (a range, IN): then a
+        # person decides
+        clustering = _clustering_prefix(ctx, spec, record["key"])
+        if clustering is not None and record["key"].get("exact", True):
+            await _delete_at(side, spec, terms + clustering, record["writetime"])
+            again = sum([(await compare_range(side, spec, rng, ValidationParams(params.ttl_tolerance_s))).total
+                         for rng in ranges])
+            check.state = "fixed" if again == 0 else "differs"
+        else:
+            wider = "; the missed delete's key is wider than what it removed: not applied"
     elif params.autocorrect and fixed == found:
         check.state = "fixed"
     elif params.autocorrect and record.get("kind") == "lwt":
@@ -153,7 +163,7 @@ async def _check_one(ctx: WorkerContext, spec: TableSpec, record: dict, params) 
         again = sum([(await compare_range(side, spec, rng, ValidationParams(params.ttl_tolerance_s))).total
                      for rng in ranges])
         check.state = "fixed" if again == 0 else "differs"
-    check.detail = f"{found} difference(s), {fixed} fixed" if found else ""
+    check.detail = f"{found} difference(s), {fixed} fixed{wider}" if found else ""
     return check
 
 
@@ -178,6 +188,20 @@ def _terms(ctx, spec: TableSpec, key: dict | None, names: tuple[str, ...]) -> li
             return None
         terms.append(f"blobAs{cql_type.capitalize()}(0x{value['hex']})")
     return terms
+
+
+def _clustering_prefix(ctx, spec: TableSpec, key: dict) -> list[str] | None:
+    """The values of the clustering columns the key gives, in order up to the first it
+    lacks, as CQL terms; None when one has several (IN)."""
+    out = []
+    for name in spec.clustering_key:
+        if not key.get("columns", {}).get(name):
+            break
+        term = _terms(ctx, spec, key, (name,))
+        if term is None:
+            return None
+        out.extend(term)
+    return out
 
 
 async def _token(side, spec: TableSpec, terms: list[str]) -> int | None:
