@@ -110,12 +110,31 @@ def test_a_batch_goes_to_target_only_if_it_touches_the_scope(children, dest):
 
 
 @pytest.mark.parametrize("opcode, dest", [
-    (Opcode.OPTIONS, Destination.PROXY), (Opcode.REGISTER, Destination.ORIGIN),
-    (Opcode.PREPARE, Destination.BOTH), (Opcode.BATCH, Destination.BOTH),
-], ids=["options", "register", "prepare", "batch"])
+    (Opcode.REGISTER, Destination.ORIGIN), (Opcode.PREPARE, Destination.BOTH), (Opcode.BATCH, Destination.BOTH),
+], ids=["register", "prepare", "batch"])
 @pytest.mark.parametrize("routing", [ORIGIN_PRIMARY, ASYNC, TARGET_PRIMARY], ids=["p1", "p3", "p4"])
 def test_routing_of_opcodes_that_carry_no_statement(opcode, dest, routing):
     assert decide(opcode, None, "ks", False, routing) == (dest, False, False)
+
+
+@pytest.mark.parametrize("opcode, query", [
+    (Q, "INSERT INTO ks.t (k) VALUES (1)"), (X, "SELECT v FROM ks.t"), (Opcode.PREPARE, "SELECT v FROM ks.t"),
+    (Q, "SELECT * FROM system.local"), (Opcode.REGISTER, None), (Opcode.BATCH, None),
+], ids=["write", "read", "prepare", "virtual-table", "register", "batch"])
+def test_a_draining_proxy_refuses_every_request(opcode, query):
+    stmt = classify(query) if query else None
+    assert decide(opcode, stmt, "ks", paged=False, routing=ASYNC, draining=True).destination \
+        is Destination.DRAINING
+
+
+@pytest.mark.parametrize("table, dest", [
+    ("peers_v2", Destination.NO_SUCH_TABLE), ("peers", Destination.PROXY), ("local", Destination.PROXY),
+], ids=["peers_v2", "peers", "local"])
+def test_a_virtual_table_origins_release_lacks_is_refused_as_origin_would(table, dest):
+    before_4 = frozenset({"local", "peers"})
+    decision = decide(Q, classify(f"SELECT * FROM system.{table}"), None, paged=False,
+                      routing=ORIGIN_PRIMARY, virtual_tables=before_4)
+    assert decision.destination is dest
 
 
 def _ok() -> Frame:

@@ -37,7 +37,7 @@ from zdm.proxy import divergence, functions
 from zdm.proxy.aggregate import Outcome
 from zdm.proxy.pending import AsyncRead, Dual, Single, error_frame, failure_frame
 from zdm.proxy.prepared import PreparedCache, PreparedEntry
-from zdm.proxy.routing import Destination, decide
+from zdm.proxy.routing import REFUSALS, Destination, decide
 from zdm.proxy.schema import KeySchema
 from zdm.proxy.stats import ProxyStats
 from zdm.proxy.topology import Instance, VirtualTopology
@@ -155,8 +155,6 @@ class RequestHandler:
             raise ProtocolError(f"frame of protocol v{frame.version} on a v{self.version} connection")
         if op == Opcode.OPTIONS:
             self._local(frame, Opcode.SUPPORTED, self.ctx.supported_body)
-        elif self.ctx.draining:
-            self._error(frame, ErrorCode.OVERLOADED, "zdm proxy is shutting down; retry on another node")
         elif op == Opcode.EXECUTE:
             self._execute(frame)
         elif op == Opcode.QUERY:
@@ -166,11 +164,24 @@ class RequestHandler:
         elif op == Opcode.PREPARE:
             self._prepare(frame)
         elif op == Opcode.REGISTER:
-            self._forward(frame, decide(op, None, None, False, self.ctx.routing), frame.body, frame.body)
+            self._forward(frame, self._decide(op), frame.body, frame.body)
         elif op in (Opcode.STARTUP, Opcode.AUTH_RESPONSE):
             raise ProtocolError(f"{op.name} after the handshake completed")
         else:
             raise ProtocolError(f"unexpected {getattr(op, 'name', op)} request")
+
+    def _decide(self, opcode: int, stmt: Statement | None = None, keyspace: str | None = None,
+                paged: bool = False, children: tuple[Statement, ...] = ()):
+        """:func:`~zdm.proxy.routing.decide` with what this worker knows right now."""
+        ctx = self.ctx
+        return decide(opcode, stmt, session_keyspace=keyspace, paged=paged, routing=ctx.routing, scope=ctx.scope,
+                      children=children, draining=ctx.draining, virtual_tables=ctx.topology.tables)
+
+    def _refuse(self, frame: Frame, dest: Destination, stmt: Statement | None) -> None:
+        if dest is Destination.DRAINING:
+            self._error(frame, ErrorCode.OVERLOADED, "zdm proxy is shutting down; retry on another node")
+        else:  # a virtual system table origin's release lacks (peers_v2 before 4.0)
+            self._error(frame, ErrorCode.INVALID, f"unconfigured table {stmt.table}")
 
     def _local(self, frame: Frame, opcode: int, body: bytes) -> None:
         self.in_flight += 1
@@ -186,9 +197,12 @@ class RequestHandler:
         """Send a request where ``decision`` says (not PROXY), with each cluster's body.
         ``statements``: how many prepared statements it uses (an UNPREPARED answer is
         recovered from once per statement and cluster); ``stmt``: what it runs."""
+        dest = decision.destination
+        if dest in REFUSALS:
+            self._refuse(frame, dest, stmt)
+            return
         self.in_flight += 1
         ctx = self.ctx
-        dest = decision.destination
         retries = statements or (1 if entry is not None else 0)
         if dest is Destination.BOTH:
             pending = Dual(self, frame, origin_body, target_body, entry, 2 * retries, on_success)
@@ -226,12 +240,9 @@ class RequestHandler:
         info = m.decode_query(frame.body, frame.version, flags=frame.flags)
         stmt = classify(info.query)
         ctx = self.ctx
-        decision = decide(Opcode.QUERY, stmt, self.keyspace, bool(info.flags & WITH_PAGING_STATE),
-                          ctx.routing, ctx.scope)
+        decision = self._decide(Opcode.QUERY, stmt, keyspace=self.keyspace,
+                                paged=bool(info.flags & WITH_PAGING_STATE))
         if decision.destination is Destination.PROXY:
-            if not ctx.topology.has(stmt.table):  # peers_v2 on a release before 4.0
-                self._error(frame, ErrorCode.INVALID, f"unconfigured table {stmt.table}")
-                return
             self._local(frame, Opcode.RESULT, ctx.topology.answer(stmt.table, info.query, ctx.me))
             return
         body = frame.body
@@ -255,7 +266,7 @@ class RequestHandler:
         keyspace = info.keyspace or self.keyspace
         stmt = classify(info.query)
         ctx = self.ctx
-        decision = decide(Opcode.PREPARE, stmt, keyspace, False, ctx.routing, ctx.scope)
+        decision = self._decide(Opcode.PREPARE, stmt, keyspace=keyspace)
         if ctx.replace_functions and stmt.is_write and decision.destination is Destination.BOTH \
                 and (found := functions.calls(info.query)):
             rewritten = functions.with_markers(info.query, found)
@@ -271,8 +282,8 @@ class RequestHandler:
             po = m.decode_prepared_result(o.body, version, flags=o.flags)
             pt = m.decode_prepared_result(t.body, version, flags=t.flags) if t is not None else None
             meta = m.decode_prepared_metadata(o.body, version, flags=o.flags)
-            virtual = decide(Opcode.EXECUTE, stmt, keyspace, False, ctx.routing).destination \
-                is Destination.PROXY
+            virtual = decide(Opcode.EXECUTE, stmt, session_keyspace=keyspace, paged=False,
+                             routing=ctx.routing).destination is Destination.PROXY
             ctx.prepared.put(PreparedEntry(info.query, keyspace, stmt, po.prepared_id,
                                            pt.prepared_id if pt else None, po.result_metadata_id,
                                            pt.result_metadata_id if pt else None,
@@ -298,8 +309,8 @@ class RequestHandler:
             return
         stmt = entry.statement
         query_flags = m.execute_query_flags(body, version, flags=frame.flags) if stmt.is_read else 0
-        decision = decide(Opcode.EXECUTE, stmt, entry.keyspace, bool(query_flags & WITH_PAGING_STATE),
-                          ctx.routing, ctx.scope)
+        decision = self._decide(Opcode.EXECUTE, stmt, keyspace=entry.keyspace,
+                                paged=bool(query_flags & WITH_PAGING_STATE))
         dest = decision.destination
         if dest is Destination.PROXY:
             self._local(frame, Opcode.RESULT, self._virtual_answer(entry, query_flags))
@@ -341,7 +352,7 @@ class RequestHandler:
                 return
         statements = tuple(classify(c.query) if c.kind == 0 else ctx.prepared.get(c.prepared_id).statement
                            for c in info.children)
-        decision = decide(Opcode.BATCH, None, self.keyspace, False, ctx.routing, ctx.scope, statements)
+        decision = self._decide(Opcode.BATCH, keyspace=self.keyspace, children=statements)
         ts = None if info.has_timestamp else ctx.clock()
         plan = functions.BatchPlan.of(self, frame, info, ts) \
             if ctx.replace_functions and decision.destination is Destination.BOTH else None

@@ -8,8 +8,11 @@ topology and the migration's scope):
 =========================================  ==========================  ===============
 request                                    destination                 async secondary
 =========================================  ==========================  ===============
-OPTIONS                                    the proxy (SUPPORTED)       -
+anything, while the proxy drains           refused: OVERLOADED (the    -
+                                           driver retries elsewhere)
 REGISTER                                   origin (its schema events)  -
+SELECT from system.peers_v2 when origin's  refused: INVALID, as        -
+release has none (before 4.0)              origin would answer
 SELECT from system.local / peers /         the proxy (virtual          -
 peers_v2                                   topology)
 SELECT from another system keyspace        origin                      -
@@ -27,6 +30,9 @@ SELECT, a later page (paging state)        the primary cluster         no: a pag
 SELECT                                     the primary cluster         in async-read
                                                                        mode
 =========================================  ==========================  ===============
+
+OPTIONS never reaches this table: the connection answers it (SUPPORTED) before anything is
+decided, in the handshake and after it.
 """
 
 from __future__ import annotations
@@ -48,6 +54,10 @@ class Destination(enum.Enum):
     TARGET = "target"
     BOTH = "both"
     PROXY = "proxy"  # answered by the proxy itself
+    #: refused by the proxy, which is draining: OVERLOADED, and the driver retries elsewhere
+    DRAINING = "draining"
+    #: refused: a virtual system table origin's release does not have (INVALID, as origin)
+    NO_SUCH_TABLE = "no such table"
 
 
 class Decision(NamedTuple):
@@ -65,18 +75,25 @@ _PRIMARY = {  # (primary, async reads, later page)
     (cluster, dual, paged): Decision(Destination[cluster.name], dual and not paged, dual and paged)
     for cluster in Cluster for dual in (False, True) for paged in (False, True)
 }
-_FIXED = {Opcode.OPTIONS: PROXY, Opcode.REGISTER: ORIGIN}
+DRAINING = Decision(Destination.DRAINING)
+NO_SUCH_TABLE = Decision(Destination.NO_SUCH_TABLE)
+#: the destinations that are refusals: the client gets an error, no cluster the request
+REFUSALS = frozenset({Destination.DRAINING, Destination.NO_SUCH_TABLE})
 _EVERYWHERE = Scope()
 
 
 def decide(opcode: int, stmt: Statement | None, session_keyspace: str | None, paged: bool,
-           routing: Routing, scope: Scope = _EVERYWHERE, children: tuple[Statement, ...] = ()) -> Decision:
+           routing: Routing, scope: Scope = _EVERYWHERE, children: tuple[Statement, ...] = (), *,
+           draining: bool = False, virtual_tables: frozenset[str] = VIRTUAL_TABLES) -> Decision:
     """Where a request goes.  ``stmt`` is the classified query of a QUERY or PREPARE, or of the
     statement an EXECUTE runs; ``paged``: the request carries a paging state; ``children``:
-    the statements of a BATCH (only consulted when the scope is narrowed)."""
-    fixed = _FIXED.get(opcode)
-    if fixed is not None:
-        return fixed
+    the statements of a BATCH (only consulted when the scope is narrowed); ``draining``: the
+    proxy is shutting down; ``virtual_tables``: the system tables origin's release has among
+    those the proxy answers."""
+    if draining:
+        return DRAINING
+    if opcode == Opcode.REGISTER:
+        return ORIGIN
     if opcode == Opcode.BATCH:
         if scope.everything or any(_covered(c, session_keyspace, scope) for c in children):
             return BOTH
@@ -88,7 +105,9 @@ def decide(opcode: int, stmt: Statement | None, session_keyspace: str | None, pa
     if stmt.kind is StatementKind.SELECT and system:
         if opcode == Opcode.PREPARE:  # executed by origin or the proxy, never by target
             return ORIGIN
-        return PROXY if keyspace == "system" and stmt.table in VIRTUAL_TABLES else ORIGIN
+        if keyspace != "system" or stmt.table not in VIRTUAL_TABLES:
+            return ORIGIN
+        return PROXY if stmt.table in virtual_tables else NO_SUCH_TABLE
     if not system and not scope.everything and not scope.covers(keyspace, stmt.table):
         return ORIGIN
     if stmt.kind is not StatementKind.SELECT or opcode == Opcode.PREPARE:
@@ -99,6 +118,3 @@ def decide(opcode: int, stmt: Statement | None, session_keyspace: str | None, pa
 def _covered(stmt: Statement, session_keyspace: str | None, scope: Scope) -> bool:
     return scope.covers(stmt.keyspace or session_keyspace, stmt.table)
 
-
-def other(cluster: Cluster) -> Cluster:
-    return Cluster.TARGET if cluster is Cluster.ORIGIN else Cluster.ORIGIN

@@ -79,6 +79,8 @@ class VirtualTopology:
         release = parse_version(self.facts.get("release_version"))
         self.columns = _COLUMNS if release is None or release >= PORTS_IN_SYSTEM_TABLES_SINCE \
             else _COLUMNS_BEFORE_4
+        #: the virtual system tables origin's release has (what routing answers, not refuses)
+        self.tables = frozenset(self.columns)
         step = 2**64 // len(instances)
         self._tokens = {inst: str(-2**63 + i * step) for i, inst in enumerate(instances)}
 
@@ -113,7 +115,7 @@ class VirtualTopology:
 
     def has(self, table: str) -> bool:
         """Whether origin's release has ``system.<table>`` (the proxy answers as it would)."""
-        return table in self.columns
+        return table in self.tables
 
     def _rows(self, table: str, me: Instance) -> list[dict]:
         return [self.local_row(me)] if table == "local" else self.peer_rows(me)
