@@ -7,9 +7,9 @@
 // It connects to exactly that contact point at exactly that protocol version, creates the
 // keyspace, runs the scenarios in order, drops the keyspace and prints one JSON line per
 // scenario: {"scenario", "result"} or, when it failed, {"scenario", "error", "message"}. The
-// scenarios and the JSON shape of values are the driver matrix's contract (the README's testing
-// section); the runner compares a run through the zdm proxy with a direct run line by line, so
-// nothing here is random.
+// scenarios and the JSON shape of values are the driver matrix's contract
+// (tests/drivers/README.md); the runner compares a run through the zdm proxy with a direct run
+// line by line, so nothing here is random.
 //
 // gocql prepares every SELECT/INSERT/UPDATE/DELETE it sends, bound values or not, and caches the
 // prepared statement (and its result metadata) per statement text: executing "the same prepared
