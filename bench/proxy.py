@@ -49,7 +49,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import hashlib
 import importlib.util
 import json
 import os
@@ -172,23 +171,14 @@ def zdm_counters(endpoint: Endpoint) -> dict:
 
 def loadgen_binary() -> Path:
     """bench/loadgen built into the cache directory, one binary per version of its sources (so
-    checkouts of different versions never run each other's build)."""
-    digest = hashlib.sha256()
-    for name in ("main.go", "go.mod", "go.sum"):
-        digest.update((LOADGEN_SRC / name).read_bytes())
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "zdm" / "bench"
-    binary = cache / f"loadgen-{digest.hexdigest()[:16]}"
-    if not binary.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        print(f"building bench/loadgen into {binary}", file=sys.stderr)
-        partial = binary.with_suffix(".partial")
-        try:
-            subprocess.run(["go", "build", "-buildvcs=false", "-o", str(partial), "."], cwd=LOADGEN_SRC,
-                           check=True)
-        except (OSError, subprocess.CalledProcessError) as e:
-            raise BenchError(f"could not build bench/loadgen with Go ({e}); is `go` on PATH?") from e
-        partial.replace(binary)
-    return binary
+    checkouts of different versions never run each other's build): scripts/go-binary, which
+    builds the driver matrix's Go program too."""
+    try:
+        built = subprocess.run(["bash", str(REPO / "scripts" / "go-binary"), str(LOADGEN_SRC), "bench/loadgen"],
+                               check=True, stdout=subprocess.PIPE, text=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise BenchError(f"could not build bench/loadgen with Go ({e}); is Go installed?") from e
+    return Path(built.stdout.strip())
 
 
 def tls_flags(tls: ClientTls | None) -> list[str]:
