@@ -113,9 +113,26 @@ function rowsSortedBy(rows, ...keys) {
   });
 }
 
-/** A step expected to fail records the error's class name instead of failing the scenario. */
-function stepError(error) {
-  return { error: error.constructor.name };
+/**
+ * The kind of a driver error: its class name, and for an error the node (or proxy) answered
+ * with, the protocol error code too (the driver has one class, ResponseError, for all of them).
+ */
+function errorKind(error) {
+  const name = error.constructor.name;
+  return typeof error.code === 'number' && ERROR_CODE_NAMES[error.code]
+    ? `${name}:${ERROR_CODE_NAMES[error.code]}` : name;
+}
+
+const ERROR_CODE_NAMES = {};
+for (const [name, code] of Object.entries(types.responseErrorCodes)) ERROR_CODE_NAMES[code] = name;
+
+/**
+ * A step expected to fail records its error's kind instead of failing the scenario; the message
+ * goes to stderr, for diagnosis only.
+ */
+function stepError(error, step) {
+  process.stderr.write(`matrix.js: ${step}: ${errorKind(error)}: ${error.message}\n`);
+  return { error: errorKind(error) };
 }
 
 /** The CQL text of a type as the driver describes it (code and info). */
@@ -161,7 +178,7 @@ const SCENARIOS = {
       await client.execute(insert, [2, 20], prepared);
       second = 'ok';
     } catch (error) {
-      second = stepError(error);
+      second = stepError(error, 'prepared_type_change: second insert');
     }
     const rows = (await client.execute('SELECT pk, v FROM t2')).rows.map(row);
     return { second_insert: second, rows: rowsSortedBy(rows, 'pk') };
@@ -189,10 +206,10 @@ const SCENARIOS = {
     await client.execute('CREATE TABLE uc (pk int PRIMARY KEY, l list<int>, s set<text>,' +
       ' m map<text, int>, a frozen<addr>, la list<frozen<addr>>, tu tuple<int, text>)');
     await client.execute("INSERT INTO uc (pk, l, s, m, a, la, tu) VALUES (1, [1, 2, 3], {'b', 'a'}," +
-      " {'x': 1, 'y': 2}, {street: 'Main', zip: 12345}," +
+      " {'x': 1, 'y': 2}, {street: 'Main St', zip: 12345}," +
       " [{street: 'A', zip: 1}, {street: 'B', zip: 2}], (7, 'seven'))");
     await client.execute('INSERT INTO uc (pk, l, s, m, a, la, tu) VALUES (?, ?, ?, ?, ?, ?, ?)',
-      [2, [4, 5], ['c'], { z: 3 }, { street: 'Side', zip: 54321 }, [{ street: 'C', zip: 3 }],
+      [2, [4, 5], ['c'], { z: 26 }, { street: 'Side St', zip: 54321 }, [{ street: 'C', zip: 3 }],
         new types.Tuple(8, 'eight')],
       prepared);
     await client.execute('UPDATE uc SET l = l + [9] WHERE pk = 1');
@@ -316,7 +333,7 @@ async function run(options) {
         try {
           line = { scenario: name, result: await SCENARIOS[name](client, options.keyspace) };
         } catch (error) {
-          line = { scenario: name, error: error.constructor.name, message: String(error.message) };
+          line = { scenario: name, error: errorKind(error), message: String(error.message) };
         }
         process.stdout.write(JSON.stringify(line) + '\n');
       }
