@@ -72,15 +72,3 @@ def has_element_metadata(release: str | None, dse: str | None = None) -> bool:
         return False
     version = parse_version(release)
     return version is not None and version >= ELEMENT_METADATA_SINCE
-
-
-def max_protocol(release: str | None, dse: str | None = None) -> int:
-    """The highest native protocol version a release speaks (not counting beta versions)."""
-    version = parse_version(release) or (0,)
-    if dse:
-        return 4  # DSE also speaks DSE_V1/V2, which zdm's proxy does not
-    if version >= (4, 0):
-        return 5
-    if version >= (2, 2):
-        return 4
-    return 3

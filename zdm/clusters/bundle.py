@@ -111,10 +111,6 @@ class Astra:
     #: for every connection to the SNI proxy: pass ``server_hostname=<a host id>``
     ssl_context: ssl.SSLContext = field(repr=False)
 
-    @property
-    def sni_address(self) -> str:
-        return _host_port(self.sni_host, self.sni_port)
-
 
 def read_bundle(path: Path | str, *, key: str = "secure_connect_bundle") -> Bundle:
     """Read a bundle (raises BundleError naming ``key``)."""
