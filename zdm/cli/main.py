@@ -12,6 +12,9 @@ from zdm.cli import data, phases, proxy, sandbox
 from zdm.cli.common import DEFAULT_CONFIG, ConfigPath, command, config_from, console, flags
 from zdm.config import TEMPLATE, load_config
 from zdm.errors import ConfigError, ZdmError
+from zdm import demo as demo_mod
+from zdm import zdmproxy_settings
+from zdm.sandbox import local, node
 
 app = typer.Typer(
     name="zdm",
@@ -53,16 +56,12 @@ def init(
                           hint="edit it, or pass --force to replace it")
     sandbox = None
     if from_zdm_proxy is None:
-        from zdm.sandbox import local
-
         sandbox = local.saved_settings(sandbox_dir)
         text, secrets = TEMPLATE, []
         if sandbox is not None:
             text = local.zdm_yaml(sandbox, config.parent)
             secrets = ["ZDM_ORIGIN_PASSWORD", "ZDM_TARGET_PASSWORD"] if sandbox.auth else []
     else:
-        from zdm import zdmproxy_settings
-
         translation = zdmproxy_settings.read(from_zdm_proxy, environ={})
         translation.config()  # refuse what zdm cannot do before writing anything
         text, secrets = zdmproxy_settings.zdm_yaml(translation), zdmproxy_settings.secret_variables(translation)
@@ -114,8 +113,6 @@ def demo(
 ) -> None:
     """A whole zero-downtime migration on the configured clusters (the sandbox, by default),
     with an application writing and reading through it all."""
-    from zdm import demo as demo_mod
-
     cfg = config_from(config)
     started = None
     if origin_version is not None:
@@ -128,8 +125,6 @@ def demo(
                               rows=rows, rate=rate)
     finally:
         if started is not None and not keep_origin:
-            from zdm.sandbox import node
-
             node.stop(started)
             console.print(f"Stopped the Cassandra {origin_version} origin started for the demo "
                           f"(`--keep-origin` leaves it running in {started.directory}).")

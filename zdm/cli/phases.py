@@ -24,6 +24,7 @@ from zdm.phases import (MigrationState, RoutingPending, StateStore, advance, con
 from zdm.phases.live import build_status, gather_facts
 from zdm.phases.preflight import (DEFAULT_MAX_CLOCK_SKEW_S, PreflightReport, Status,
                                   record_preflight, run_preflight)
+from zdm.clusters.tls_diagnosis import insecure_settings
 
 phase_app = typer.Typer(help="Move the migration between phases.", no_args_is_help=True)
 
@@ -143,8 +144,6 @@ def status(config: ConfigPath = DEFAULT_CONFIG, json_out: JsonOption = False) ->
     state = store.load()
     facts = gather_facts(cfg, store, state=state, on_problem=_warn)
     doc = build_status(state, facts, store.proxy_records())
-    from zdm.clusters.tls_diagnosis import insecure_settings
-
     doc["insecure_settings"] = insecure_settings(cfg)
     if json_out:
         typer.echo(json.dumps(doc, indent=2, sort_keys=True, default=str))

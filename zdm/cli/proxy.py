@@ -14,6 +14,9 @@ from rich.markup import escape
 from zdm.cli.common import DEFAULT_CONFIG, ConfigPath, command, config_from, console
 from zdm import logs
 from zdm.errors import ConfigError
+from zdm.phases import open_store
+from zdm.proxy import server
+from zdm.zdmproxy_settings import check_routing, proxy_config
 
 app = typer.Typer(help="The dual-writing CQL proxy applications connect to.", no_args_is_help=True)
 
@@ -43,10 +46,6 @@ def start(
 
     Runs until SIGTERM or Ctrl-C, then drains in-flight requests and stops.
     """
-    from zdm.phases import open_store
-    from zdm.proxy import server
-    from zdm.zdmproxy_settings import check_routing, proxy_config
-
     cfg, from_zdm_proxy = proxy_config(config, zdm_proxy_config, os.environ)
     proxy = cfg.proxy
     if listen_port is not None and not 1 <= listen_port <= 65535:
@@ -89,8 +88,6 @@ def deregister(
     config: ConfigPath = DEFAULT_CONFIG,
 ) -> None:
     """Forget a proxy that is gone for good, so it no longer holds up routing changes."""
-    from zdm.phases import open_store
-
     with open_store(config_from(config)) as store:
         known = store.routing_acks()
         if name not in known:

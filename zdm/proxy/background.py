@@ -11,6 +11,7 @@ import threading
 from concurrent.futures import Future
 
 from zdm.config import Config
+from zdm.proxy.server import ProxyServer
 
 
 class LoopThread:
@@ -50,8 +51,6 @@ class BackgroundProxy:
     def __init__(self, config: Config, *, store=None, name: str | None = None,
                  metrics_port: int = 0) -> None:
         import dataclasses
-
-        from zdm.proxy.server import ProxyServer
 
         config = dataclasses.replace(config, proxy=dataclasses.replace(config.proxy, metrics_port=metrics_port))
         self.thread = LoopThread()

@@ -28,6 +28,9 @@ from zdm.cql.frame import Frame
 from zdm.errors import ZdmError
 from zdm.phases.model import Cluster
 from zdm.proxy.connection import BackendConnection
+from zdm.clusters.bundle import resolve
+from zdm.clusters.tls import client_context
+from zdm.clusters.tls_diagnosis import classify, explain
 
 
 @dataclass(frozen=True)
@@ -55,15 +58,11 @@ class Route:
     def of(cls, cfg: ClusterConfig, name: str) -> "Route":
         """The route for ``cfg`` (may call a bundle's metadata service: blocking)."""
         if cfg.secure_connect_bundle is not None:
-            from zdm.clusters.bundle import resolve
-
             astra = resolve(cfg.secure_connect_bundle, key=f"{name}.secure_connect_bundle")
             return cls([Endpoint(astra.sni_host, astra.sni_port, host_id, host_id)
                         for host_id in astra.host_ids], astra.ssl_context)
         tls = None
         if cfg.tls is not None:
-            from zdm.clusters.tls import client_context
-
             tls = client_context(cfg.tls, name=name)
         return cls([Endpoint(host, port, host if tls is not None and tls.check_hostname else None,
                              f"{host}:{port}") for host, port in cfg.endpoints()], tls)
@@ -133,8 +132,6 @@ class Dialer:
         """A connection lost before its first answer: the TLS failure it was (TLS 1.3 sends a
         refused client certificate's alert only after the handshake; a TLS node resets a
         plaintext client), or None."""
-        from zdm.clusters.tls_diagnosis import classify
-
         route = self._routes.get(backend.cluster)
         endpoint = getattr(backend, "endpoint", None)
         if route is None or endpoint is None or classify(reason) is None:
@@ -152,8 +149,6 @@ class Dialer:
         where = f"{name} ({endpoint.host}:{endpoint.port}" + \
             (f", node {endpoint.server_name})" if cfg.secure_connect_bundle else ")")
         error = exc if str(exc) else f"{type(exc).__name__}: timed out"
-        from zdm.clusters.tls_diagnosis import classify, explain
-
         if cfg.secure_connect_bundle is not None:
             tls = " (TLS)" if classify(error) is not None else ""
             return ZdmError(f"{where} is not reachable{tls}: {error}",

@@ -17,6 +17,8 @@ import logging
 
 from zdm.phases.divergences import DivergenceLog, Divergences
 from zdm.phases.model import Phase, Routing
+from zdm.errors import ZdmError
+from zdm.phases import UnknownProxy
 
 log = logging.getLogger("zdm.proxy")
 
@@ -54,8 +56,6 @@ class Registration:
     def ship_divergences(self) -> int:
         """Copy this host's new divergence records to the store; returns how many are not
         there yet (the store could not be written)."""
-        from zdm.errors import ZdmError
-
         new = [r for r in self.local.records() if r.get("id") not in self._shipped]
         shipped = 0
         try:
@@ -79,8 +79,6 @@ class Registration:
         self.store.deregister_proxy(self.name)
 
     def _write(self, write, *args, **fields) -> None:
-        from zdm.phases import UnknownProxy
-
         try:
             write(*args, **fields)
         except UnknownProxy:

@@ -22,6 +22,8 @@ from zdm.releases import fmt, parse_version
 from zdm.sandbox import node
 from zdm.sandbox.jars import (CASSANDRA_VERSION, ensure_jars, find_java, jars_cached,
                               java_majors)
+from zdm.config import TEMPLATE
+from zdm.sandbox.tls import SandboxTls
 
 DEFAULT_DIR = Path(".zdm/sandbox")
 #: Cassandra reads PEM keystores from 4.1 on (3.11 and 4.0 only JKS)
@@ -168,8 +170,6 @@ def up(settings: SandboxSettings, *, timeout: float = 240.0, java: str | None = 
         libs[version] = ensure_jars(version)
     save_settings(settings)
     if settings.tls:
-        from zdm.sandbox.tls import SandboxTls
-
         SandboxTls(settings.tls_dir).ensure(tuple(s.name for s in specs))
 
     def bring_up(spec: node.NodeSpec) -> None:
@@ -321,9 +321,6 @@ def zdm_yaml(settings: SandboxSettings, config_dir: Path) -> str:
     Paths are relative to ``config_dir`` (where zdm.yaml goes).  The default sandbox gets the
     plain template."""
     import os
-
-    from zdm.config import TEMPLATE
-    from zdm.sandbox.tls import SandboxTls
 
     def rel(path: Path) -> str:
         return os.path.relpath(path.resolve(), config_dir.resolve())

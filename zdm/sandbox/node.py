@@ -30,6 +30,7 @@ from pathlib import Path
 from zdm.errors import SandboxError
 from zdm.releases import DEFAULT_SANDBOX_RELEASE, parse_version
 from zdm.sandbox.jars import jamm_jar, java_major
+from zdm.sandbox.tls import SandboxTls, client_context, yaml_block
 
 READY_LINE = "Starting listening for CQL clients"
 DEFAULT_CREDENTIALS = ("cassandra", "cassandra")
@@ -68,8 +69,6 @@ class NodeSpec:
         """The sandbox's TLS material (None: plaintext)."""
         if self.tls_dir is None:
             return None
-        from zdm.sandbox.tls import SandboxTls
-
         return SandboxTls(self.tls_dir)
 
     @property
@@ -148,8 +147,6 @@ def yaml_text(spec: NodeSpec, data: Path) -> str:
     if spec.release < (4, 0):
         text += "start_rpc: false\n"  # 3.11 still has Thrift
     if spec.tls is not None:
-        from zdm.sandbox.tls import yaml_block
-
         text += yaml_block(spec.tls, spec.name, client_auth=spec.tls_client_auth)
     return text
 
@@ -332,8 +329,6 @@ def cql_login(spec: NodeSpec, timeout: float = 10.0) -> str:
     auth = PlainTextAuthProvider(*DEFAULT_CREDENTIALS) if spec.auth else None
     tls = {}
     if spec.tls is not None:
-        from zdm.sandbox.tls import client_context
-
         tls["ssl_context"] = client_context(spec.tls, client_cert=spec.tls_client_auth)
     cluster = Cluster(["127.0.0.1"], port=spec.native_port, auth_provider=auth,
                       connect_timeout=timeout, control_connection_timeout=timeout,

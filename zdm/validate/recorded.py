@@ -45,6 +45,7 @@ from zdm.migrate.ring import FULL_RING, MIN_TOKEN, TokenRange
 from zdm.migrate.schema import TableSpec
 from zdm.phases.store import open_store
 from zdm.validate.compare import EXTRA, ValidationParams, compare_range
+from zdm.proxy.keys import render
 
 _BLOB_AS = {"ascii", "bigint", "blob", "boolean", "date", "decimal", "double", "float", "inet", "int",
             "smallint", "text", "time", "timestamp", "timeuuid", "tinyint", "uuid", "varchar", "varint"}
@@ -248,7 +249,5 @@ def _flipped(side):
 
 
 def _show_key(record: dict) -> str:
-    from zdm.proxy.keys import render
-
     key = record.get("key")
     return render(key) if key else f"{record.get('keyspace')}.{record.get('table')} (whole table)"
