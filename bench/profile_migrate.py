@@ -22,10 +22,10 @@ import time
 
 from _common import SHAPES, config, load_shape, sessions, teardown, unique_keyspace
 
-from zdm.migrate.batches import BatchLimits
-from zdm.migrate.context import RunSettings, WorkerContext
+from zdm.ranges.batches import BatchLimits
+from zdm.ranges.context import RunSettings, WorkerContext
 from zdm.migrate.copy import copy_range
-from zdm.migrate.ring import FULL_RING, split_ring
+from zdm.ranges.ring import FULL_RING, split_ring
 from zdm.migrate.schema import tables_in_scope
 
 

@@ -58,8 +58,8 @@ def _fallback_note(tables) -> str | None:
 def _run_settings(engine, master, workers, concurrency, fetch_size, rate_limit, read_cl, write_cl,
                   splits):
     from zdm.errors import ConfigError
-    from zdm.migrate import engine as engines
-    from zdm.migrate.context import RunSettings, consistency
+    from zdm.ranges import engine as engines
+    from zdm.ranges.context import RunSettings, consistency
 
     if engine == "spark":
         for name, value in (("--workers", workers), ("--concurrency", concurrency)):

@@ -1,7 +1,7 @@
 """``migrate(config, settings) -> MigrationReport``: copy every table in scope, range by range.
 
 The coordinator plans ranges (ring cut at origin's ownership boundaries), skips those
-its checkpoints show done (``--resume``), hands the rest to the engine (:mod:`zdm.migrate.engine`:
+its checkpoints show done (``--resume``), hands the rest to the engine (:mod:`zdm.ranges.engine`:
 local worker processes or Spark executors),
 checkpoints each range as it completes, and retries a failing range in smaller pieces
 (``retry_splits``) up to ``max_attempts``.  A range that still fails is reported and
@@ -23,14 +23,14 @@ from typing import Callable
 from zdm.config import Config
 from zdm.errors import ZdmError
 from zdm.migrate.checkpoint import TableCheckpoint, checkpoint_store
-from zdm.migrate.context import RunSettings, WorkerContext, connect
+from zdm.ranges.context import RunSettings, WorkerContext, connect
 from zdm.migrate.copy import copy_range
 from zdm.migrate.fallback import fallback_timestamp
-from zdm.migrate import engine
-from zdm.migrate.pool import Job
+from zdm.ranges import engine
+from zdm.ranges.pool import Job
 from zdm.migrate.report import (MigrationReport, RangeDone, RangeFailed, RowsCopied, TablePlanned,
                                 TableResult)
-from zdm.migrate.ring import TokenRange, cluster_boundaries, split_ring
+from zdm.ranges.ring import TokenRange, cluster_boundaries, split_ring
 from zdm.migrate.schema import TableSpec, tables_in_scope
 from zdm.releases import has_element_metadata, parse_version
 

@@ -20,10 +20,10 @@ from typing import Any
 
 from zdm.migrate import aio
 from zdm.migrate.cells import counter_deltas, hashable
-from zdm.migrate.context import WorkerContext
+from zdm.ranges.context import WorkerContext
 from zdm.migrate.copy import write_all
 from zdm.migrate.plan import plan_row, plan_static
-from zdm.migrate.ring import TokenRange
+from zdm.ranges.ring import TokenRange
 from zdm.migrate.schema import TableSpec
 from zdm.validate.diff import CellDiff, _jsonable, diff_row
 from zdm.validate.merge import ORIGIN, MergeJoin

@@ -34,10 +34,10 @@ from cassandra.metadata import protect_name
 from zdm.config import Config
 from zdm.migrate import aio
 from zdm.migrate.cells import cells_of
-from zdm.migrate.context import RunSettings, WorkerContext
+from zdm.ranges.context import RunSettings, WorkerContext
 from zdm.migrate.copy import write_all
 from zdm.migrate.plan import plan_row, plan_static
-from zdm.migrate.ring import FULL_RING, MIN_TOKEN, TokenRange
+from zdm.ranges.ring import FULL_RING, MIN_TOKEN, TokenRange
 from zdm.migrate.schema import TableSpec
 from zdm.phases.store import open_store
 from zdm.validate.compare import EXTRA, ValidationParams, compare_range

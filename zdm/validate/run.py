@@ -24,10 +24,10 @@ from typing import Callable
 from zdm.config import Config
 from zdm.errors import ZdmError
 from zdm.migrate.checkpoint import TableCheckpoint, checkpoint_store
-from zdm.migrate.context import RunSettings, WorkerContext
-from zdm.migrate import engine
-from zdm.migrate.pool import Job
-from zdm.migrate.ring import TokenRange
+from zdm.ranges.context import RunSettings, WorkerContext
+from zdm.ranges import engine
+from zdm.ranges.pool import Job
+from zdm.ranges.ring import TokenRange
 from zdm.migrate.run import Scope, operator, plan_tables, with_fallback_timestamp
 from zdm.migrate.schema import TableSpec
 from zdm.validate.compare import RangeComparison, ValidationParams, compare_range
