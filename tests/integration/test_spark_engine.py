@@ -20,8 +20,9 @@ from zdm.ranges import engine as engines
 from zdm.migrate import migrate
 from zdm.migrate.checkpoint import FileCheckpointStore
 from zdm.ranges.pool import Job
-from zdm.migrate.report import RangeDone
-from zdm.migrate.run import CopyParams, Scope, copy_job, plan_tables
+from zdm.migrate.run import CopyParams, Scope, copy_job
+from zdm.migrate.tables import plan_tables
+from zdm.ranges.events import RangeDone
 from zdm.validate import validate
 
 ROWS = 600
