@@ -26,10 +26,9 @@ from zdm.migrate.checkpoint import TableCheckpoint, checkpoint_store
 from zdm.migrate.copy import copy_range
 from zdm.migrate.report import MigrationReport, TableResult
 from zdm.migrate.schema import TableSpec
-from zdm.migrate.tables import plan_tables, with_fallback_timestamp
+from zdm.migrate.tables import plan_run
 from zdm.phases import MigrationEvidence, open_store, record_evidence
 from zdm.phases.evidence import as_utc, operator_name, parse_time, utcnow
-from zdm.ranges import engine
 from zdm.ranges.context import RunSettings, WorkerContext
 from zdm.ranges.coordinator import run_ranges
 from zdm.ranges.events import RangeDone, RangeFailed
@@ -85,12 +84,9 @@ def migrate(config: Config, settings: MigrationSettings,
             on_event: Callable[[object], None] | None = None) -> MigrationReport:
     emit = on_event or (lambda _e: None)
     started = utcnow()
-    run = engine.prepare(settings.run)
-    specs, plan = plan_tables(config, settings.scope, run)
-    if not specs:
-        raise ZdmError("no tables in scope", hint="check scope.keyspaces in zdm.yaml or --keyspace")
-    specs, since = with_fallback_timestamp(config, specs, settings.dual_writes_since,
-                                           needed_for="copying")
+    run, specs, plan, since = plan_run(config, settings.scope, settings.run,
+                                       dual_writes_since=settings.dual_writes_since,
+                                       needed_for="copying")
     # a catch-up keeps checkpoints of its own: the full copy's stay as they were
     with checkpoint_store(config, "catchup" if settings.since else "migrate") as store:
         return _migrate(config, settings, run, emit, started, specs, plan, since, store)

@@ -19,6 +19,7 @@ from zdm.errors import ZdmError
 from zdm.migrate.fallback import fallback_timestamp
 from zdm.migrate.schema import TableSpec, tables_in_scope
 from zdm.phases import open_store
+from zdm.ranges import engine
 from zdm.ranges.context import RunSettings, connect
 from zdm.ranges.ring import TokenRange, cluster_boundaries, split_ring
 from zdm.releases import has_element_metadata, parse_version
@@ -66,6 +67,20 @@ def plan_tables(config: Config, scope, run: RunSettings) -> tuple[list[TableSpec
     finally:
         tcluster.shutdown()
     return specs, plan
+
+
+def plan_run(config: Config, scope, run: RunSettings, *, dual_writes_since: datetime | None,
+             needed_for: str | None
+             ) -> tuple[RunSettings, list[TableSpec], list[TokenRange], datetime | None]:
+    """What a copy or a validation works on: ``run`` ready on its engine
+    (:func:`zdm.ranges.engine.prepare`), the tables in scope (none is refused) with the
+    fallback's timestamp (:func:`with_fallback_timestamp`), and the range plan."""
+    run = engine.prepare(run)
+    specs, plan = plan_tables(config, scope, run)
+    if not specs:
+        raise ZdmError("no tables in scope", hint="check scope.keyspaces in zdm.yaml or --keyspace")
+    specs, since = with_fallback_timestamp(config, specs, dual_writes_since, needed_for=needed_for)
+    return run, specs, plan, since
 
 
 def with_fallback_timestamp(config: Config, specs: list[TableSpec], since: datetime | None, *,

@@ -28,10 +28,9 @@ from zdm.errors import ZdmError
 from zdm.migrate import Scope
 from zdm.migrate.checkpoint import TableCheckpoint, checkpoint_store
 from zdm.migrate.schema import TableSpec
-from zdm.migrate.tables import plan_tables, with_fallback_timestamp
+from zdm.migrate.tables import plan_run, plan_tables, with_fallback_timestamp
 from zdm.phases import ValidationEvidence, open_store, record_evidence
 from zdm.phases.evidence import operator_name, parse_time, utcnow
-from zdm.ranges import engine
 from zdm.ranges.context import RunSettings, WorkerContext
 from zdm.ranges.coordinator import run_ranges
 from zdm.ranges.events import RangeDone, RangeFailed
@@ -124,12 +123,8 @@ def validate(config: Config, settings: ValidationSettings,
     range work's (:mod:`zdm.ranges.events`)."""
     emit = on_event or (lambda _e: None)
     started = utcnow()
-    run = engine.prepare(settings.run)
-    specs, plan = plan_tables(config, settings.scope, run)
-    if not specs:
-        raise ZdmError("no tables in scope", hint="check scope.keyspaces in zdm.yaml or --keyspace")
-    specs, _since = with_fallback_timestamp(
-        config, specs, settings.dual_writes_since,
+    run, specs, plan, _since = plan_run(
+        config, settings.scope, settings.run, dual_writes_since=settings.dual_writes_since,
         needed_for="repairing" if settings.params.autocorrect else None)
     tables = {s.qualified: TableValidation(table=s.qualified,
                                            contents_only=[c.name for c in s.fallback_columns])
