@@ -11,8 +11,8 @@ from zdm.ranges.batches import (DEFAULT_PARTITIONS_WARN, DEFAULT_WARN_BYTES, Bat
                                  ReplicaGroups, estimate_size, parse_size)
 from zdm.migrate.cells import cells_of, group
 from zdm.migrate.plan import plan_row, plan_simple, plan_static
-from zdm.ranges.ring import MAX_TOKEN, MIN_TOKEN
 from zdm.migrate.schema import Column, Kind, TableSpec
+from zdm.ranges.ring import MAX_TOKEN, MIN_TOKEN
 
 
 @pytest.mark.parametrize("text, expected", [

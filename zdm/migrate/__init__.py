@@ -26,8 +26,8 @@ Documented choices and caveats:
   first, as above).
 """
 
-from zdm.ranges.context import RunSettings
 from zdm.migrate.report import MigrationReport
 from zdm.migrate.run import MigrationSettings, Scope, migrate
+from zdm.ranges.context import RunSettings
 
 __all__ = ["MigrationReport", "MigrationSettings", "RunSettings", "Scope", "migrate"]

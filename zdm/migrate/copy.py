@@ -22,12 +22,12 @@ from typing import Callable
 
 from zdm.migrate import aio
 from zdm.migrate.cells import Write, counter_deltas
-from zdm.ranges.context import WorkerContext
 from zdm.migrate.plan import plan_row, plan_static
-from zdm.ranges.ring import TokenRange
 from zdm.migrate.schema import TableSpec
 from zdm.migrate.statements import cql_for, statement_for, values_for
 from zdm.migrate.writer import BatchWriter
+from zdm.ranges.context import WorkerContext
+from zdm.ranges.ring import TokenRange
 
 
 async def write_all(ctx: WorkerContext, spec: TableSpec, writes: list[Write], key: tuple,

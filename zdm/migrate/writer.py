@@ -16,10 +16,10 @@ from __future__ import annotations
 import time
 
 from zdm.migrate import aio
-from zdm.ranges.batches import Batcher, estimate_size
 from zdm.migrate.cells import Op, Write
 from zdm.migrate.schema import Kind, TableSpec
 from zdm.migrate.statements import statement_for, values_for
+from zdm.ranges.batches import Batcher, estimate_size
 
 
 class BatchWriter:

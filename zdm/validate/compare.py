@@ -20,11 +20,11 @@ from typing import Any
 
 from zdm.migrate import aio
 from zdm.migrate.cells import counter_deltas, hashable
-from zdm.ranges.context import WorkerContext
 from zdm.migrate.copy import write_all
 from zdm.migrate.plan import plan_row, plan_static
-from zdm.ranges.ring import TokenRange
 from zdm.migrate.schema import TableSpec
+from zdm.ranges.context import WorkerContext
+from zdm.ranges.ring import TokenRange
 from zdm.validate.diff import CellDiff, _jsonable, diff_row
 from zdm.validate.findings import Difference, Findings
 from zdm.validate.merge import ORIGIN, MergeJoin

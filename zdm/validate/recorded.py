@@ -34,13 +34,13 @@ from cassandra.metadata import protect_name
 from zdm.config import Config
 from zdm.migrate import aio
 from zdm.migrate.cells import cells_of
-from zdm.ranges.context import RunSettings, WorkerContext
 from zdm.migrate.copy import write_all
 from zdm.migrate.plan import plan_row, plan_static
-from zdm.ranges.ring import FULL_RING, MIN_TOKEN, TokenRange
 from zdm.migrate.schema import TableSpec
 from zdm.phases.store import open_store
 from zdm.proxy.keys import render
+from zdm.ranges.context import RunSettings, WorkerContext
+from zdm.ranges.ring import FULL_RING, MIN_TOKEN, TokenRange
 from zdm.validate.compare import EXTRA, ValidationParams, compare_range
 
 _BLOB_AS = {"ascii", "bigint", "blob", "boolean", "date", "decimal", "double", "float", "inet", "int",

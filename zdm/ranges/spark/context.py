@@ -148,7 +148,6 @@ def ship_zdm(sc) -> None:
     _shipped[id(sc)] = path.name
 
 
-
 def failure_reason(text: str) -> str:
     """One line out of a Spark failure's (Java and Python) stack traces."""
     lines = text.splitlines()
