@@ -10,8 +10,8 @@ from cassandra.cluster import EXEC_PROFILE_DEFAULT
 from cassandra.query import tuple_factory
 
 from zdm.migrate import MigrationSettings, RunSettings, Scope
-from zdm.migrate.ring import FULL_RING
 from zdm.migrate.schema import Kind, tables_in_scope
+from zdm.ranges.ring import FULL_RING
 from zdm.validate import ValidationParams, ValidationSettings
 
 BIG_PARTITION_ROWS = 150

@@ -20,14 +20,14 @@ Documented choices and caveats:
 - List appends are made idempotent by reading target's list first; a live append
   racing the copy may end up ordered differently on target.
 - Writes travel in UNLOGGED batches of partitions with the same target replicas, within
-  target's warning thresholds (:mod:`zdm.migrate.batches`).  A batch is not atomic and
+  target's warning thresholds (:mod:`zdm.ranges.batches`).  A batch is not atomic and
   need not be: a range whose batch failed or timed out is copied again, and every write
   but counters' and list appends' is idempotent by its timestamp (those two read target
   first, as above).
 """
 
-from zdm.migrate.context import RunSettings
 from zdm.migrate.report import MigrationReport
 from zdm.migrate.run import MigrationSettings, Scope, migrate
+from zdm.ranges.context import RunSettings
 
 __all__ = ["MigrationReport", "MigrationSettings", "RunSettings", "Scope", "migrate"]

@@ -23,7 +23,7 @@ import json
 import uuid
 
 from zdm.migrate.checkpoint import FORMAT, CheckpointStore, TableCheckpoint, fresh
-from zdm.migrate.ring import TokenRange
+from zdm.ranges.ring import TokenRange
 
 
 class CassandraCheckpointStore(CheckpointStore):

@@ -38,14 +38,14 @@ from cassandra.metadata import protect_name
 from zdm.config import Config
 from zdm.migrate import aio
 from zdm.migrate.cells import cells_of
-from zdm.migrate.context import RunSettings, WorkerContext
 from zdm.migrate.copy import write_all
 from zdm.migrate.plan import plan_row, plan_static
-from zdm.migrate.ring import FULL_RING, MIN_TOKEN, TokenRange
 from zdm.migrate.schema import TableSpec
 from zdm.phases.store import open_store
-from zdm.validate.compare import EXTRA, ValidationParams, compare_range
 from zdm.proxy.keys import render
+from zdm.ranges.context import RunSettings, WorkerContext
+from zdm.ranges.ring import FULL_RING, MIN_TOKEN, TokenRange
+from zdm.validate.compare import EXTRA, ValidationParams, compare_range
 
 _BLOB_AS = {"ascii", "bigint", "blob", "boolean", "date", "decimal", "double", "float", "inet", "int",
             "smallint", "text", "time", "timestamp", "timeuuid", "tinyint", "uuid", "varchar", "varint"}
@@ -138,7 +138,7 @@ async def _check_one(ctx: WorkerContext, spec: TableSpec, record: dict, params) 
     wider = ""
     for rng in ranges:
         result = await compare_range(side, spec, rng, params)
-        found += result.total
+        found += result.found
         fixed += result.fixed
         extra = extra or any(d.kind == EXTRA for d in result.differences)
     if found == 0:
@@ -151,7 +151,7 @@ async def _check_one(ctx: WorkerContext, spec: TableSpec, record: dict, params) 
         clustering = _clustering_prefix(ctx, spec, record["key"])
         if clustering is not None and record["key"].get("exact", True):
             await _delete_at(side, spec, terms + clustering, record["writetime"])
-            again = sum([(await compare_range(side, spec, rng, ValidationParams(params.ttl_tolerance_s))).total
+            again = sum([(await compare_range(side, spec, rng, ValidationParams(params.ttl_tolerance_s))).found
                          for rng in ranges])
             check.state = "fixed" if again == 0 else "differs"
         else:
@@ -161,7 +161,7 @@ async def _check_one(ctx: WorkerContext, spec: TableSpec, record: dict, params) 
     elif params.autocorrect and record.get("kind") == "lwt":
         for rng in ranges:
             await _overwrite_newer(side, spec, rng)
-        again = sum([(await compare_range(side, spec, rng, ValidationParams(params.ttl_tolerance_s))).total
+        again = sum([(await compare_range(side, spec, rng, ValidationParams(params.ttl_tolerance_s))).found
                      for rng in ranges])
         check.state = "fixed" if again == 0 else "differs"
     check.detail = f"{found} difference(s), {fixed} fixed{wider}" if found else ""
