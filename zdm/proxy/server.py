@@ -152,7 +152,8 @@ class ProxyServer:
         if self.worker_count is None:
             self.workers = [LocalWorker(DataPlane(self.config, self.topology, self.me, self._routing,
                                                   name=self.name,
-                                                  max_version=self.control.max_client_version))]
+                                                  max_version=self.control.max_client_version,
+                                                  compression=self.control.compression))]
             self.workers[0].plane.start()
             return
         self.workers = [self._worker_process(i) for i in range(self.worker_count)]
@@ -160,7 +161,8 @@ class ProxyServer:
 
     def _worker_process(self, index: int) -> WorkerProcess:
         return WorkerProcess(index, self.config, self.topology, self.me, self._routing, name=self.name,
-                             max_version=self.control.max_client_version, on_exit=self._worker_exited)
+                             max_version=self.control.max_client_version,
+                             compression=self.control.compression, on_exit=self._worker_exited)
 
     def describe_workers(self) -> str:
         if self.worker_count is None:
