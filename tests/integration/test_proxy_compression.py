@@ -133,3 +133,31 @@ def test_what_cannot_be_given_is_refused_as_cassandra_refuses_it(proxy, sandbox,
     node, proxied = answers
     assert proxied.code == node.code == ErrorCode.PROTOCOL_ERROR
     assert proxied.message == node.message
+
+
+def test_a_cluster_that_does_not_offer_it_gets_an_uncompressed_leg(proxy, keyspace, origin_session,
+                                                                   target_session):
+    """The client's leg and each cluster's are independent: with target offering only Snappy,
+    an LZ4 client still writes to both (target's leg plain, origin's LZ4)."""
+    ctx = proxy.server.workers[0].plane.ctx
+    offered = ctx.compression[Cluster.TARGET]
+    for direct in (origin_session, target_session):
+        direct.execute(f"CREATE TABLE {keyspace}.t (k int PRIMARY KEY, v text)")
+    ctx.compression[Cluster.TARGET] = frozenset({"snappy"})
+    try:
+        with RawClient(proxy.port) as client:
+            assert client.request(Opcode.STARTUP, m.encode_startup(
+                {"CQL_VERSION": "3.0.0", "COMPRESSION": "lz4"})).opcode == Opcode.READY
+            mine = [s for s in _sessions(proxy) if s.codec is not None and s.backends
+                    and s.backends[Cluster.TARGET].codec is None]
+            assert len(mine) == 1 and mine[0].backends[Cluster.ORIGIN].codec.name == "lz4"
+            query = m.encode_query(f"INSERT INTO {keyspace}.t (k, v) VALUES (7, '{LARGE}')", version=4)
+            client.sock.sendall(encode_frame(4, Opcode.QUERY, CODECS["lz4"].compress(query), stream=9,
+                                             flags=COMPRESSION))
+            answer = client.receive()
+            assert answer.stream == 9 and answer.flags & COMPRESSION
+            assert m.result_kind(inflate_frame(answer, CODECS["lz4"], 1 << 20).body) == ResultKind.VOID
+    finally:
+        ctx.compression[Cluster.TARGET] = offered
+    for direct in (origin_session, target_session):
+        assert direct.execute(f"SELECT v FROM {keyspace}.t WHERE k = 7").one().v == LARGE
