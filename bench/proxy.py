@@ -29,6 +29,10 @@ column, so that `replace_cql_functions=true` has work to do; after each write-no
 rows that path wrote last are read back from both clusters, to show whether origin and target
 stored the same timeuuid.
 
+With --compression lz4 (or snappy) the load generator compresses every connection's frames,
+on every path: run once with it and once without to see what compression costs the proxy per
+request (the proxy decompresses what it reads and compresses what it writes on each leg).
+
 Needs the sandbox (origin 127.0.0.1:9042, target 127.0.0.1:9043: `zdm sandbox up`, or the pair
 --sandbox DIR names) and Go; the load generator is built on first use into
 $XDG_CACHE_HOME/zdm/bench (default ~/.cache). Run it with the Python that has zdm installed:
@@ -36,6 +40,7 @@ $XDG_CACHE_HOME/zdm/bench (default ~/.cache). Run it with the Python that has zd
     python bench/proxy.py [--zdm-proxy PATH] [--seconds 10] [--warmup 3] [--concurrency 4,64,256]
                           [--workloads read,write,mixed] [--protocol 4] [--workers N]
                           [--sandbox DIR] [--tls-sandbox DIR] [--feature KEY=VALUE ...]
+                          [--compression lz4|snappy]
                           [--paths zdm,...] [--rounds N] [--json-out results.json]
     python bench/report.py results.json      # markdown and a chart for docs/
 """
@@ -220,6 +225,8 @@ def measure(binary: Path, endpoint: Endpoint, workload: str, conc: int, a: argpa
            "-rows", str(a.rows), "-proto", str(a.protocol), "-label", endpoint.name, *tls_flags(endpoint.tls)]
     if a.write_coalesce_us is not None:
         cmd += ["-write-coalesce-us", str(a.write_coalesce_us)]
+    if a.compression:
+        cmd += ["-compressor", a.compression]
     counters_before = zdm_counters(endpoint)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     window_start: list[float] = []
@@ -610,6 +617,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--write-coalesce-us", type=int, metavar="US",
                     help="the load generator's write coalescing wait (gocql's default: 200 µs; 0: off). "
                          "gocql never coalesces over TLS, so --tls-sandbox makes it 0 for every path")
+    ap.add_argument("--compression", choices=("lz4", "snappy"),
+                    help="the load generator compresses frames (gocql's Compressor) on every path; "
+                         "run once with and once without to see what compression costs the proxy")
     ap.add_argument("--workers", type=int, help="write `workers: N` under `proxy:` in zdm.yaml")
     ap.add_argument("--zdm-setting", action="append", default=[], metavar="KEY=VALUE",
                     help="another zdm proxy setting (e.g. metrics_enabled=false, "
@@ -737,7 +747,8 @@ def main() -> None:
     m = results["machine"]
     print(f"\n{m['cores']} cores ({m['cpu_model']}), {m['ram_gib']} GiB, Python {m['python']}, "
           f"uvloop {'yes' if m['uvloop'] else 'no'}; protocol v{a.protocol}, {a.seconds:g} s per cell "
-          f"after {a.warmup:g} s warm-up, loadgen {a.conns} connections")
+          f"after {a.warmup:g} s warm-up, loadgen {a.conns} connections"
+          + (f", {a.compression} compression" if a.compression else ""))
     if a.json_out:
         a.json_out.write_text(json.dumps(results, indent=2, default=str) + "\n")
         print(f"results written to {a.json_out}")

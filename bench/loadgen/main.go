@@ -40,11 +40,14 @@ import (
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
+	"github.com/apache/cassandra-gocql-driver/v2/lz4"
+	"github.com/apache/cassandra-gocql-driver/v2/snappy"
 )
 
 type options struct {
 	hosts, mode, ks, label, user, pass   string
 	tlsCA, tlsCert, tlsKey, tlsName      string
+	compressor                           string
 	conc, conns, rows, proto, coalesceUs int
 	seconds, warmup                      float64
 }
@@ -121,6 +124,7 @@ func parseFlags() options {
 	flag.StringVar(&o.tlsName, "tls-server-name", "", "the name the endpoint's certificate must have (default: the host dialled)")
 	flag.IntVar(&o.coalesceUs, "write-coalesce-us", -1,
 		"gocql's write coalescing wait in µs, 0: off (default: gocql's, 200 µs; gocql never coalesces over TLS)")
+	flag.StringVar(&o.compressor, "compressor", "", "compress frames: lz4 or snappy (default: none)")
 	flag.Parse()
 	if !slices.Contains([]string{"setup", "read", "write", "mixed", "write-now", "dump-now"}, o.mode) {
 		usage("unknown -mode %q", o.mode)
@@ -130,6 +134,9 @@ func parseFlags() options {
 	}
 	if o.conc < 1 || o.conns < 1 || o.rows < 1 {
 		usage("-conc, -conns and -rows must be positive")
+	}
+	if !slices.Contains([]string{"", "lz4", "snappy"}, o.compressor) {
+		usage("-compressor must be lz4 or snappy, not %q", o.compressor)
 	}
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		usage("-tls-cert and -tls-key go together")
@@ -152,6 +159,12 @@ func connect(o options) (*gocql.Session, error) {
 	c.Consistency = gocql.One
 	if o.coalesceUs >= 0 {
 		c.WriteCoalesceWaitTime = time.Duration(o.coalesceUs) * time.Microsecond
+	}
+	switch o.compressor {
+	case "lz4":
+		c.Compressor = &lz4.LZ4Compressor{}
+	case "snappy":
+		c.Compressor = &snappy.SnappyCompressor{}
 	}
 	if o.user != "" {
 		c.Authenticator = gocql.PasswordAuthenticator{Username: o.user, Password: o.pass}
