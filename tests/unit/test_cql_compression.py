@@ -90,6 +90,20 @@ def test_unchanged_body_passes_through_compressed(name):
     assert codec.decompress(deflate_body(codec, changed), 101) == changed
 
 
+@pytest.mark.parametrize("name", CODEC_IDS)
+def test_one_body_sent_to_both_clusters_is_compressed_once(name, monkeypatch):
+    codec = CODECS[name]
+    calls = []
+    real = type(codec).compress
+    monkeypatch.setattr(type(codec), "compress", lambda self, body: calls.append(body) or real(self, body))
+    body = b"rewritten with a timestamp " * 50
+    first = deflate_body(codec, body)
+    assert deflate_body(codec, body) is first and len(calls) == 1
+    equal_but_another = bytes(bytearray(body))
+    assert deflate_body(codec, equal_but_another) == first and len(calls) == 2  # identity, not equality
+    assert codec.decompress(first, len(body)) == body
+
+
 def test_declared_size_above_the_limit_is_refused_before_decompressing():
     packed = LZ4.compress(b"\x00" * 100_000)
     with pytest.raises(FrameTooLarge, match="decompresses to 100000 bytes") as info:

@@ -17,7 +17,8 @@ Invariant (pass-through): a body inflated here is an :class:`Inflated` ``bytes``
 remembers the compressed bytes it came from and the codec that made them.  Routing code
 sees plain ``bytes``; rewriting a body (a slice, a splice) yields a plain ``bytes``
 again, so :func:`deflate_body` can send an unchanged body in its original compressed
-form without compressing it again, and compresses only what was changed or made here.
+form without compressing it again, and compresses only what was changed or made here
+(once, when the same body goes to both clusters).
 
 A declared uncompressed size above the frame limit is refused before any work is done,
 so a small compressed frame cannot make the proxy allocate a huge buffer.
@@ -37,6 +38,8 @@ from zdm.cql.errors import FrameTooLarge, ProtocolError
 if TYPE_CHECKING:  # frame.py imports segment.py, which imports this module
     from zdm.cql.frame import Frame
 
+
+_new_frame = tuple.__new__
 _LENGTH = struct.Struct(">I")  # the uncompressed length before an LZ4 frame body
 _lz4_compress = lz4.block.compress
 _lz4_decompress = lz4.block.decompress
@@ -56,12 +59,16 @@ class Inflated(bytes):
 class Codec:
     """One compression algorithm, as the CQL protocol frames it."""
 
-    __slots__ = ("name", "segments")
+    __slots__ = ("name", "segments", "last")
 
     def __init__(self, name: str, *, segments: bool) -> None:
         self.name = name
         #: usable for v5 segment payloads (LZ4 only)
         self.segments = segments
+        #: (body, compressed) of the last body :func:`deflate_body` compressed: a write sent
+        #: to both clusters is one body object sent twice, compressed once (one tuple, so a
+        #: reader on another thread never pairs one body with another's bytes)
+        self.last: tuple[bytes, bytes] = (b"", b"")
 
     def __repr__(self) -> str:
         return f"Codec({self.name!r})"
@@ -185,13 +192,13 @@ def negotiate(requested: str | None, version: int) -> Codec | None:
 
 def inflate_frame(frame: Frame, codec: Codec | None, max_bytes: int) -> Frame:
     """``frame`` (its COMPRESSION flag set) with its body decompressed and the flag cleared."""
-    if frame.version >= 5:
+    version, is_response, flags, stream, opcode, packed = frame
+    if version >= 5:
         raise ProtocolError("COMPRESSION flag on a v5 frame: v5 compresses segments, not frames",
-                            stream=frame.stream, version=frame.version)
+                            stream=stream, version=version)
     if codec is None:
         raise ProtocolError("compressed frame on a connection that negotiated no compression",
-                            stream=frame.stream, version=frame.version)
-    packed = frame.body
+                            stream=stream, version=version)
     try:
         size = codec.uncompressed_size(packed)
         if size > max_bytes:
@@ -199,16 +206,23 @@ def inflate_frame(frame: Frame, codec: Codec | None, max_bytes: int) -> Frame:
                                 f"{max_bytes} bytes")
         body = Inflated(codec.decompress(packed, size))
     except ProtocolError as exc:
-        exc.stream, exc.version = frame.stream, frame.version
+        exc.stream, exc.version = stream, version
         raise
     body.packed = packed
     body.codec = codec
-    return frame._replace(flags=frame.flags & ~COMPRESSION, body=body)
+    # tuple.__new__: a Frame without NamedTuple's argument handling (this is per frame)
+    return _new_frame(type(frame), (version, is_response, flags & ~COMPRESSION, stream, opcode, body))
 
 
 def deflate_body(codec: Codec, body: bytes) -> bytes:
     """``body`` compressed by ``codec``: the bytes it arrived as when it is unchanged."""
     if type(body) is Inflated and body.codec is codec:
         return body.packed
-    return codec.compress(body)
+    last = codec.last
+    if last[0] is body:
+        return last[1]
+    packed = codec.compress(body)
+    if type(body) is bytes:  # immutable: the same object always holds the same bytes
+        codec.last = (body, packed)
+    return packed
 
