@@ -84,6 +84,25 @@ def test_driver_with_compression_writes_both_and_reads_back(proxy, version, algo
         cluster.shutdown()
 
 
+@pytest.mark.parametrize("version,algorithm", [(5, "lz4"), (4, "snappy")], ids=["v5-lz4", "v4-snappy"])
+def test_a_value_larger_than_a_segment(proxy, version, algorithm, keyspace, origin_session,
+                                       target_session):
+    """Above 128 KiB a v5 frame spans several compressed segments (section 2.2), both ways."""
+    huge = "".join(f"{i:07d}-{(i * 7919) % 100003:05d};" for i in range(25_000))  # 350 kB
+    for direct in (origin_session, target_session):
+        direct.execute(f"CREATE TABLE {keyspace}.t (k int PRIMARY KEY, v text)")
+    cluster = driver_cluster(proxy.port, version, compression=algorithm)
+    session = cluster.connect()
+    try:
+        insert = session.prepare(f"INSERT INTO {keyspace}.t (k, v) VALUES (?, ?)")
+        session.execute(insert, (1, huge))
+        for direct in (origin_session, target_session):
+            assert direct.execute(f"SELECT v FROM {keyspace}.t WHERE k = 1").one().v == huge
+        assert session.execute(f"SELECT v FROM {keyspace}.t WHERE k = 1").one().v == huge
+    finally:
+        cluster.shutdown()
+
+
 @pytest.mark.parametrize("algorithm", ["lz4", "snappy"])
 def test_raw_compressed_frames_both_ways(proxy, algorithm, keyspace, origin_session, target_session):
     """What the driver hides: requests arrive compressed (a write goes on to both clusters
