@@ -40,6 +40,7 @@ $XDG_CACHE_HOME/zdm/bench (default ~/.cache). Run it with the Python that has zd
     python bench/proxy.py [--zdm-proxy PATH] [--seconds 10] [--warmup 3] [--concurrency 4,64,256]
                           [--workloads read,write,mixed] [--protocol 4] [--workers N]
                           [--sandbox DIR] [--tls-sandbox DIR] [--feature KEY=VALUE ...]
+                          [--compression none,lz4]
                           [--paths zdm,...] [--rounds N] [--json-out results.json]
     python bench/report.py results.json      # markdown and a chart for docs/
 """

@@ -77,6 +77,8 @@ def machine_md(results: dict) -> list[str]:
     if s.get("write_coalesce_us") is not None:  # gocql's default is 200 µs, and none over TLS
         workers += (", gocql's write coalescing off" if s["write_coalesce_us"] == 0 else
                     f", gocql's write coalescing {s['write_coalesce_us']} µs")
+    if s.get("compression"):
+        workers += f", every connection {s['compression']}-compressed"
     if s.get("rounds", 1) > 1:
         workers += f"; each figure the median of {s['rounds']} rounds, every path measured in turn in each round, each round beginning with another path"
     lines.append("- Paths: `direct` goes straight to origin (so its writes land on origin only); `zdm` and "

@@ -56,8 +56,12 @@ def test_control_connections_negotiate_each_clusters_newest_version(old_origin_p
     from zdm.phases.model import Cluster
 
     assert proxy.server.control.versions == {Cluster.ORIGIN: 4, Cluster.TARGET: 5}
+    # asks OPTIONS (the cluster's compression) at v5 first, as a driver does, then one lower
+    options = [f.version for f in origin.received if f.opcode == Opcode.OPTIONS]
+    assert options[:2] == [5, 4]
     startups = [f.version for f in origin.received if f.opcode == Opcode.STARTUP]
-    assert startups[:2] == [5, 4]  # tried v5 first, as a driver does, then one lower
+    assert startups[:1] == [4]  # the STARTUP goes at the version the node speaks
+    assert proxy.server.control.compression == {Cluster.ORIGIN: (), Cluster.TARGET: ()}
 
 
 def test_a_client_newer_than_one_cluster_is_told_to_downgrade(old_origin_proxy):

@@ -28,6 +28,10 @@ Invariants:
   (:func:`starts_segment_framing`), on the client->server reader when that
   answer to its STARTUP is seen.  Bytes already buffered past the switch point
   are decoded as segments.
+* Compression: the reader hands out frames as they are on the wire, a v3/v4
+  frame's COMPRESSION flag still set (``zdm.cql.compression.inflate_frame``
+  decompresses it); v5 segments are decompressed by the segment reader when
+  :meth:`FrameReader.start_segments` is given the negotiated codec.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import struct
 from typing import NamedTuple
 
 from zdm.cql.buffer import ReceiveBuffer
+from zdm.cql.compression import Codec
 from zdm.cql.constants import (MAX_FRAME_BYTES_DEFAULT, MAX_VERSION, MIN_VERSION, RESPONSE_BIT,
                                SUPPORTED_VERSIONS, VERSION_MASK, ErrorCode, Opcode)
 from zdm.cql.errors import FrameTooLarge, ProtocolError, UnsupportedVersion
@@ -134,11 +139,12 @@ class FrameReader:
         else:
             self._segments.receive_data(data)
 
-    def start_segments(self) -> None:
-        """From now on decode v5 segments; already buffered bytes are segment bytes."""
+    def start_segments(self, codec: Codec | None = None) -> None:
+        """From now on decode v5 segments, compressed by ``codec`` (an LZ4 codec) if given;
+        already buffered bytes are segment bytes."""
         if self._segments is not None:
             return
-        self._segments = SegmentReader()
+        self._segments = SegmentReader(codec=codec)
         self._frames = ReceiveBuffer()
         if self._raw:
             self._segments.receive_data(self._raw.consume_all())

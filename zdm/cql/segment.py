@@ -13,8 +13,19 @@ A self-contained payload holds one or more whole envelopes (the pre-v5
 non-self-contained segments.  :class:`SegmentReader` only validates and
 unwraps; turning payloads back into frames is ``frame.FrameReader``'s job.
 
-Only the uncompressed format is implemented: the proxy never lets LZ4 be
-negotiated, so a reader asked for compression refuses up front.
+With LZ4 negotiated (section 2.2) the header grows to 5 bytes::
+
+    header  5 bytes  little-endian: payload length (17 bits) |
+                     uncompressed length (17 bits) | self-contained (bit 34)
+    crc24   3 bytes  of the 5 header bytes
+    payload n bytes  one raw LZ4 block (its CRC32 is of these compressed bytes)
+
+An uncompressed length of 0 means the payload was sent as it is: the writer does so
+whenever compressing would not make it smaller (as Cassandra and the drivers do), and
+for an empty payload.  Both lengths stay within 131071 bytes, so a payload is split on
+the uncompressed size exactly as without compression.  Whether a connection's segments
+are compressed is fixed by its STARTUP: the reader and writer are given the codec
+(``zdm.cql.compression``), or None.
 """
 
 from __future__ import annotations
@@ -23,13 +34,16 @@ import struct
 import zlib
 
 from zdm.cql.buffer import ReceiveBuffer
+from zdm.cql.compression import Codec
 from zdm.cql.constants import MAX_SEGMENT_PAYLOAD
 from zdm.cql.errors import ProtocolError
 
 HEADER_SIZE = 3
+COMPRESSED_HEADER_SIZE = 5
 HEADER_CRC_SIZE = 3
 TRAILER_SIZE = 4
 _SELF_CONTAINED = 1 << 17
+_SELF_CONTAINED_COMPRESSED = 1 << 34
 _UINT32_LE = struct.Struct("<I")
 _FRAME_LENGTH = struct.Struct(">I")  # the [int] length at offset 5 of a frame header
 
@@ -73,18 +87,31 @@ def crc32(data: bytes | memoryview) -> int:
     return zlib.crc32(data, _CRC32_SEED)
 
 
-def encode_segment(payload: bytes | memoryview, self_contained: bool) -> bytes:
-    """One uncompressed segment around ``payload`` (at most 131071 bytes)."""
+def encode_segment(payload: bytes | memoryview, self_contained: bool,
+                   codec: Codec | None = None) -> bytes:
+    """One segment around ``payload`` (at most 131071 bytes), compressed by ``codec``
+    (an LZ4 codec: ``codec.segments``) when it makes the payload smaller."""
     n = len(payload)
     if n > MAX_SEGMENT_PAYLOAD:
         raise ValueError(f"segment payload of {n} bytes exceeds {MAX_SEGMENT_PAYLOAD}")
-    header = (n | (_SELF_CONTAINED if self_contained else 0)).to_bytes(3, "little")
+    if codec is None:
+        header = (n | (_SELF_CONTAINED if self_contained else 0)).to_bytes(3, "little")
+    else:
+        packed = codec.compress_block(payload) if n else b""
+        if len(packed) < n:
+            header_bits = len(packed) | (n << 17)
+            payload = packed
+        else:  # uncompressed length 0: the payload as it is
+            header_bits = n
+        if self_contained:
+            header_bits |= _SELF_CONTAINED_COMPRESSED
+        header = header_bits.to_bytes(COMPRESSED_HEADER_SIZE, "little")
     return b"".join((header, crc24(header).to_bytes(3, "little"), payload,
                      _UINT32_LE.pack(crc32(payload))))
 
 
-def encode_segments(frames_bytes: bytes) -> bytes:
-    """Wrap whole frames (concatenated) into uncompressed segments.
+def encode_segments(frames_bytes: bytes, codec: Codec | None = None) -> bytes:
+    """Wrap whole frames (concatenated) into segments, compressed by ``codec`` if given.
 
     Consecutive frames are packed into self-contained segments of at most
     131071 bytes; a frame larger than that goes alone into a run of
@@ -103,38 +130,39 @@ def encode_segments(frames_bytes: bytes) -> bytes:
             raise ProtocolError("encode_segments: trailing bytes are not a whole frame")
         if size > MAX_SEGMENT_PAYLOAD:
             if pos > group_start:
-                out.append(encode_segment(view[group_start:pos], True))
+                out.append(encode_segment(view[group_start:pos], True, codec))
             for chunk in range(pos, pos + size, MAX_SEGMENT_PAYLOAD):
                 out.append(encode_segment(view[chunk:min(chunk + MAX_SEGMENT_PAYLOAD, pos + size)],
-                                          False))
+                                          False, codec))
             group_start = pos + size
         elif pos + size - group_start > MAX_SEGMENT_PAYLOAD:
-            out.append(encode_segment(view[group_start:pos], True))
+            out.append(encode_segment(view[group_start:pos], True, codec))
             group_start = pos
         pos += size
     if pos > group_start:
-        out.append(encode_segment(view[group_start:pos], True))
+        out.append(encode_segment(view[group_start:pos], True, codec))
     return b"".join(out)
 
 
 class SegmentReader:
-    """Sans-I/O decoder of uncompressed v5 segments.
+    """Sans-I/O decoder of v5 segments, uncompressed or (``codec``) compressed.
 
     ``receive_data`` buffers; ``next_payload`` returns ``(payload,
-    self_contained)`` for the next complete segment, or ``None`` when more bytes
-    are needed.  A CRC mismatch raises :class:`ProtocolError` and poisons the
-    reader: every later call re-raises it.
+    self_contained)`` for the next complete segment (its payload decompressed), or
+    ``None`` when more bytes are needed.  A CRC mismatch or a corrupt compressed
+    payload raises :class:`ProtocolError` and poisons the reader: every later call
+    re-raises it.
     """
 
-    __slots__ = ("_buf", "_max_payload", "_error")
+    __slots__ = ("_buf", "_max_payload", "_error", "_codec")
 
-    def __init__(self, max_payload: int = MAX_SEGMENT_PAYLOAD, *, compressed: bool = False) -> None:
-        if compressed:
-            raise ProtocolError("compressed v5 segments are not supported",
-                                hint="do not negotiate COMPRESSION through the proxy")
+    def __init__(self, max_payload: int = MAX_SEGMENT_PAYLOAD, *, codec: Codec | None = None) -> None:
+        if codec is not None and not codec.segments:
+            raise ValueError(f"{codec.name} cannot compress v5 segments")
         self._buf = ReceiveBuffer()
         self._max_payload = max_payload
         self._error: ProtocolError | None = None
+        self._codec = codec
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         self._buf.feed(data)
@@ -153,6 +181,8 @@ class SegmentReader:
             raise
 
     def _next_payload(self) -> tuple[bytes, bool] | None:
+        if self._codec is not None:
+            return self._next_compressed()
         head = self._buf.peek(HEADER_SIZE + HEADER_CRC_SIZE)
         if head is None:
             return None
@@ -175,3 +205,31 @@ class SegmentReader:
             raise ProtocolError(f"segment payload CRC32 mismatch: received {expected:08x}, "
                                 f"computed {actual:08x}")
         return payload, bool(header & _SELF_CONTAINED)
+
+    def _next_compressed(self) -> tuple[bytes, bool] | None:
+        head = self._buf.peek(COMPRESSED_HEADER_SIZE + HEADER_CRC_SIZE)
+        if head is None:
+            return None
+        header = int.from_bytes(head[:COMPRESSED_HEADER_SIZE], "little")
+        expected = int.from_bytes(head[COMPRESSED_HEADER_SIZE:], "little")
+        actual = crc24(head[:COMPRESSED_HEADER_SIZE])
+        if actual != expected:
+            raise ProtocolError(f"segment header CRC24 mismatch: received {expected:06x}, "
+                                f"computed {actual:06x}")
+        length = header & MAX_SEGMENT_PAYLOAD
+        size = (header >> 17) & MAX_SEGMENT_PAYLOAD
+        if max(length, size) > self._max_payload:
+            raise ProtocolError(f"segment payload of {max(length, size)} bytes exceeds "
+                                f"{self._max_payload}")
+        if len(self._buf) < COMPRESSED_HEADER_SIZE + HEADER_CRC_SIZE + length + TRAILER_SIZE:
+            return None
+        self._buf.discard(COMPRESSED_HEADER_SIZE + HEADER_CRC_SIZE)
+        payload = self._buf.consume_exactly(length)
+        (expected,) = _UINT32_LE.unpack(self._buf.consume_exactly(TRAILER_SIZE))
+        actual = crc32(payload)
+        if actual != expected:
+            raise ProtocolError(f"segment payload CRC32 mismatch: received {expected:08x}, "
+                                f"computed {actual:08x}")
+        if size:  # 0: sent uncompressed
+            payload = self._codec.decompress_block(payload, size)
+        return payload, bool(header & _SELF_CONTAINED_COMPRESSED)

@@ -18,6 +18,13 @@ whole frames to its owner's callbacks; nothing here decides routing.
   handshake is done.
 * Protocol v5 wraps frames in segments once the handshake is done (spec v5 section
   2.3.1); both classes switch their reader and writer at exactly that frame.
+* Compression (:mod:`zdm.cql.compression`): each connection has its own, the one its
+  STARTUP negotiated (``codec``; None: none).  Frames are handed on plain: a v3/v4
+  frame with the COMPRESSION flag is inflated as it is read, and v5 segments are
+  decompressed by the reader.  Writes compress again once the handshake answer is out
+  (``deflate`` for v3/v4 frames; the segment writer for v5); a body forwarded unchanged
+  leaves as the compressed bytes it arrived as when the algorithm is the same.  With no
+  compression the cost is one flag test per frame read and one ``None`` test per write.
 
 Buffers are created empty and grow with the traffic; a connection that only ever
 holds a few requests costs a few kilobytes.
@@ -32,7 +39,8 @@ import struct
 import time
 from typing import Callable
 
-from zdm.cql.constants import COMPRESSION, Opcode
+from zdm.cql.compression import Codec, deflate_body, inflate_frame
+from zdm.cql.constants import COMPRESSION, RESPONSE_BIT, Opcode
 from zdm.cql.errors import ProtocolError
 from zdm.cql.frame import Frame, FrameReader, starts_segment_framing
 from zdm.cql.segment import encode_segments
@@ -58,11 +66,13 @@ class _Output:
     call) per part.
     """
 
-    __slots__ = ("transport", "segmented", "joined", "_parts", "_scheduled", "_loop")
+    __slots__ = ("transport", "segmented", "codec", "joined", "_parts", "_scheduled", "_loop")
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.segmented = False
+        #: the LZ4 codec compressing v5 segments (None: uncompressed segments)
+        self.codec: Codec | None = None
         #: join the parts into one buffer before writing (TLS transports)
         self.joined = False
         self._parts: list[bytes] = []
@@ -92,7 +102,7 @@ class _Output:
         if transport is None or transport.is_closing():
             return
         if self.segmented:
-            transport.write(encode_segments(b"".join(parts)))
+            transport.write(encode_segments(b"".join(parts), self.codec))
         elif self.joined:
             transport.write(parts[0] if len(parts) == 1 else b"".join(parts))
         else:
@@ -102,7 +112,7 @@ class _Output:
 class BackendConnection(asyncio.Protocol):
     __slots__ = ("cluster", "address", "name", "reader", "streams", "request_timeout", "on_event",
                  "on_lost", "transport", "out", "in_handshake", "version", "closed", "last_activity",
-                 "connected", "node_stats", "endpoint")
+                 "connected", "node_stats", "endpoint", "max_frame_bytes", "codec", "deflate")
 
     def __init__(self, cluster: Cluster, address: tuple[str, int], *, max_frame_bytes: int,
                  request_timeout: float, on_event: Callable[[Frame], None] | None = None,
@@ -112,6 +122,11 @@ class BackendConnection(asyncio.Protocol):
         self.address = address
         self.name = f"{cluster.value} {address[0]}:{address[1]}"
         self.reader = FrameReader(max_frame_bytes, expect_response=True)
+        self.max_frame_bytes = max_frame_bytes
+        #: the compression the STARTUP sent on this connection asks for (set before sending it)
+        self.codec: Codec | None = None
+        #: compresses v3/v4 request bodies, once the handshake is done (start_compression)
+        self.deflate: Codec | None = None
         self.streams = StreamIds()
         self.request_timeout = request_timeout
         self.on_event = on_event
@@ -144,11 +159,14 @@ class BackendConnection(asyncio.Protocol):
                 frame = reader.next_frame()
                 if frame is None:
                     return
+                if frame.flags & COMPRESSION:  # Cassandra compresses even its READY
+                    frame = inflate_frame(frame, self.codec, self.max_frame_bytes)
                 if self.in_handshake and starts_segment_framing(frame):
                     # everything after this frame, both ways, is inside segments
-                    reader.start_segments()
+                    reader.start_segments(self.codec)
                     self.out.flush()  # anything queued before the switch goes out bare
                     self.out.segmented = True
+                    self.out.codec = self.codec
                 self._dispatch(frame)
         except ProtocolError as exc:
             self._fail(f"malformed data from {self.name}: {exc.message}")
@@ -198,7 +216,16 @@ class BackendConnection(asyncio.Protocol):
         except StreamsExhausted:
             callback(Failure(f"too many requests in flight on {self.name}"))
             return
+        if self.deflate is not None and body:
+            body = deflate_body(self.deflate, body)
+            flags |= COMPRESSION
         self.write(_HEADER.pack(version, flags, stream, opcode, len(body)), body)
+
+    def start_compression(self) -> None:
+        """The handshake is done: v3/v4 requests from now on are compressed as negotiated
+        (v5 compresses segments, switched on by the handshake answer)."""
+        if self.codec is not None and self.version < 5:
+            self.deflate = self.codec
 
     def sender(self, version: int) -> Callable[[int, int, bytes, Callback], None]:
         """``send`` bound to ``version``: what a request handler is given."""
@@ -241,11 +268,16 @@ class ClientConnection(asyncio.Protocol):
     """One application connection; its owner decides, this class moves bytes."""
 
     __slots__ = ("reader", "make_owner", "on_frame", "on_protocol_error", "on_lost", "transport",
-                 "out", "peer")
+                 "out", "peer", "max_frame_bytes", "codec", "deflate")
 
     def __init__(self, make_owner: Callable[["ClientConnection"], object], *,
                  max_frame_bytes: int) -> None:
         self.reader = FrameReader(max_frame_bytes, expect_response=False)
+        self.max_frame_bytes = max_frame_bytes
+        #: the compression the client's STARTUP negotiated (frames read are inflated with it)
+        self.codec: Codec | None = None
+        #: compresses v3/v4 answers, once the handshake answer is out
+        self.deflate: Codec | None = None
         self.make_owner = make_owner
         self.on_frame: Callable[[Frame], None] | None = None
         self.on_protocol_error: Callable[[ProtocolError], None] | None = None
@@ -271,8 +303,7 @@ class ClientConnection(asyncio.Protocol):
                 if frame is None:
                     return
                 if frame.flags & COMPRESSION:
-                    raise ProtocolError("compressed frames are not supported: the proxy offers "
-                                        "no compression", stream=frame.stream, version=frame.version)
+                    frame = inflate_frame(frame, self.codec, self.max_frame_bytes)
                 on_frame = self.on_frame
                 if on_frame is None:  # closed while handling this burst
                     return
@@ -287,18 +318,33 @@ class ClientConnection(asyncio.Protocol):
         if on_lost is not None:
             on_lost()
 
-    def start_segments(self) -> None:
-        """Call right after writing the v5 READY/AUTHENTICATE that ends the bare handshake."""
-        self.reader.start_segments()
+    def start_segments(self, codec: Codec | None = None) -> None:
+        """Call right after writing the v5 READY/AUTHENTICATE that ends the bare handshake;
+        ``codec``: the compression its STARTUP negotiated."""
+        self.codec = codec
+        self.reader.start_segments(codec)
         self.out.flush()  # the READY/AUTHENTICATE itself goes out bare
         self.out.segmented = True
+        self.out.codec = codec
+
+    def start_compression(self, codec: Codec) -> None:
+        """Call right after writing the v3/v4 READY/AUTHENTICATE answering a STARTUP that
+        negotiated ``codec``: later frames both ways may be compressed."""
+        self.codec = self.deflate = codec
 
     def write(self, header: bytes, body: bytes = b"") -> None:
+        """Write bytes as they are (frames of the handshake, before any compression)."""
         self.out.write(header, body)
 
     def reply(self, stream: int, frame: Frame) -> None:
-        """Write ``frame`` as the answer on ``stream``."""
-        self.out.write(frame.header(stream), frame.body)
+        """Write ``frame`` as the answer on ``stream`` (compressed as negotiated)."""
+        body = frame.body
+        if self.deflate is None or not body:
+            self.out.write(frame.header(stream), body)
+            return
+        body = deflate_body(self.deflate, body)
+        self.out.write(_HEADER.pack(frame.version | RESPONSE_BIT, frame.flags | COMPRESSION, stream,
+                                    frame.opcode, len(body)), body)
 
     def close(self) -> None:
         self.out.flush()

@@ -1,8 +1,9 @@
 """The proxy instance's own connections to the clusters (its control connections).
 
 Theory of operation: before a proxy instance listens it opens one connection to each
-cluster, proving both reachable, learning which of them require a login, and reading
-origin's ``system.local`` for the virtual topology.  The connections stay open: the
+cluster, proving both reachable, learning which of them require a login and which
+compression algorithms each offers (its answer to OPTIONS, asked first, as drivers do),
+and reading origin's ``system.local`` for the virtual topology.  The connections stay open: the
 instance's tick reconnects a lost one and keeps idle ones alive with heartbeats, and
 :attr:`ControlPlane.connected` is what the instance reports as its health.
 
@@ -25,6 +26,7 @@ from typing import Callable
 from zdm.config import Config
 from zdm.cql import messages as m
 from zdm.cql.constants import ErrorCode, Opcode, ResultKind
+from zdm.cql.errors import ProtocolError
 from zdm.cql.frame import Frame
 from zdm.cql.types import deserialize
 from zdm.errors import ZdmError
@@ -54,6 +56,8 @@ class ControlPlane:
         self.requires_auth: dict[Cluster, bool] = {}
         #: the highest protocol version each cluster speaks (negotiated as a driver does)
         self.versions: dict[Cluster, int] = {}
+        #: the compression algorithms each cluster offers (the COMPRESSION of its SUPPORTED)
+        self.compression: dict[Cluster, tuple[str, ...]] = {}
         self.heartbeats = 0
         self._reconnecting: set[Cluster] = set()
         self.closing = False
@@ -93,7 +97,15 @@ class ControlPlane:
                 backend = await self.dialer.dial(cluster)
             except ZdmError as exc:
                 raise ProxyError(exc.message, hint=exc.hint) from None
-            answer = await backend.request(version, Opcode.STARTUP, m.encode_startup({"CQL_VERSION": "3.0.0"}))
+            answer = await backend.request(version, Opcode.OPTIONS, b"")
+            if isinstance(answer, Frame) and answer.opcode == Opcode.SUPPORTED:
+                try:
+                    offer = m.decode_supported(answer.body).get("COMPRESSION", ())
+                except ProtocolError:
+                    offer = ()  # a cluster that cannot say gets uncompressed connections
+                self.compression[cluster] = tuple(offer)
+                answer = await backend.request(version, Opcode.STARTUP,
+                                               m.encode_startup({"CQL_VERSION": "3.0.0"}))
             if not isinstance(answer, Frame):
                 tls_failure = await self.dialer.explain_lost(backend, answer.message)
                 if tls_failure is not None:

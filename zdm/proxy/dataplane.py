@@ -18,7 +18,7 @@ import logging
 import socket
 import ssl
 import time
-from typing import Callable
+from typing import Callable, Collection, Mapping
 
 from zdm.config import Config
 from zdm.cql.constants import MAX_VERSION, ErrorCode, Opcode
@@ -55,6 +55,7 @@ TICK_SECONDS = 0.5
 class DataPlane:
     def __init__(self, config: Config, topology: VirtualTopology, me: Instance, routing: Routing, *,
                  name: str = "zdm-proxy", max_version: int = MAX_VERSION,
+                 compression: Mapping[Cluster, Collection[str]] | None = None,
                  on_connection_ended: Callable[[], None] | None = None) -> None:
         self.config = config
         self.name = name  # this data plane's writer name in the divergence records
@@ -64,7 +65,7 @@ class DataPlane:
                            secondary_timeout=pc.secondary_write_timeout_s
                            if pc.secondary_write_failure == "record" else None,
                            replace_functions=pc.replace_cql_functions, max_version=max_version,
-                           metrics=pc.metrics_enabled)
+                           compression=compression, metrics=pc.metrics_enabled)
         self._divergences: DivergenceWriter | None = None
         self._tls = server_context(pc.tls) if pc.tls is not None else None
         self.dialer = Dialer(config)

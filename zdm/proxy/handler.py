@@ -24,10 +24,11 @@ Invariant: every request accepted (``in_flight`` incremented) is answered exactl
 from __future__ import annotations
 
 import time
-from typing import Callable, Mapping
+from typing import Callable, Collection, Iterable, Mapping
 
 from zdm.cql import messages as m
 from zdm.cql.classify import Statement, StatementKind, classify
+from zdm.cql.compression import offered
 from zdm.cql.constants import (CUSTOM_PAYLOAD, MAX_VERSION, SKIP_METADATA, SUPPORTED_VERSIONS,
                                WITH_PAGING_STATE, ErrorCode, Opcode, ResultKind)
 from zdm.cql.errors import ProtocolError
@@ -51,10 +52,11 @@ Record = Callable[[dict, Callable[[BaseException | None], None] | None], None]
 __all__ = ["Context", "RequestHandler", "error_frame", "failure_frame", "now_us", "supported_body"]
 
 
-def supported_body(max_version: int = MAX_VERSION) -> bytes:
-    """The answer to OPTIONS: what the proxy lets a client negotiate (no compression, and
-    the protocol versions both clusters speak)."""
-    return m.encode_supported({"CQL_VERSION": ["3.4.7"], "COMPRESSION": [],
+def supported_body(max_version: int = MAX_VERSION, compression: Iterable[str] = ()) -> bytes:
+    """The answer to OPTIONS: what the proxy lets a client negotiate: the protocol versions
+    both clusters speak and ``compression``, the algorithms both offer on the version asked
+    (:func:`zdm.cql.compression.offered`)."""
+    return m.encode_supported({"CQL_VERSION": ["3.4.7"], "COMPRESSION": list(compression),
                                "PROTOCOL_VERSIONS": [f"{v}/v{v}" for v in SUPPORTED_VERSIONS
                                                      if v <= max_version]})
 
@@ -68,7 +70,7 @@ class Context:
 
     __slots__ = ("routing", "scope", "prepared", "stats", "topology", "me", "clock", "draining",
                  "name", "divergences", "secondary_timeout", "replace_functions", "max_version",
-                 "supported_body", "metrics", "schema")
+                 "compression", "supported_bodies", "metrics", "schema")
 
     def __init__(self, *, routing: Routing, topology: VirtualTopology, me: Instance,
                  scope: Scope = Scope(), prepared: PreparedCache | None = None,
@@ -76,6 +78,7 @@ class Context:
                  name: str = "zdm-proxy", divergences: Record | None = None,
                  secondary_timeout: float | None = None, replace_functions: bool = False,
                  max_version: int = MAX_VERSION, metrics: bool = True,
+                 compression: Mapping[Cluster, Collection[str]] | None = None,
                  schema: KeySchema | None = None) -> None:
         self.routing = routing
         self.scope = scope  # statements outside it go to origin only
@@ -95,7 +98,13 @@ class Context:
         self.replace_functions = replace_functions
         #: the newest protocol version both clusters speak: newer clients are told to downgrade
         self.max_version = max_version
-        self.supported_body = supported_body(max_version)
+        #: the compression algorithms each cluster offers (its SUPPORTED answer, lower case):
+        #: a cluster connection is compressed only with one of them
+        self.compression = {c: frozenset(a.lower() for a in (compression or {}).get(c, ()))
+                            for c in Cluster}
+        #: the answer to OPTIONS, per protocol version (v5 has no Snappy)
+        self.supported_bodies = {v: supported_body(max_version, offered(v, *self.compression.values()))
+                                 for v in SUPPORTED_VERSIONS}
         #: time every request (and count its failures) for the metrics
         self.metrics = metrics
         #: origin's primary keys (zdm.proxy.schema.KeySchema), as the instance last published
@@ -154,7 +163,7 @@ class RequestHandler:
         if frame.version != self.version:
             raise ProtocolError(f"frame of protocol v{frame.version} on a v{self.version} connection")
         if op == Opcode.OPTIONS:
-            self._local(frame, Opcode.SUPPORTED, self.ctx.supported_body)
+            self._local(frame, Opcode.SUPPORTED, self.ctx.supported_bodies[frame.version])
         elif op == Opcode.EXECUTE:
             self._execute(frame)
         elif op == Opcode.QUERY:

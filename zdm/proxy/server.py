@@ -153,7 +153,8 @@ class ProxyServer:
         if self.worker_count is None:
             self.workers = [LocalWorker(DataPlane(self.config, self.topology, self.me, self._routing,
                                                   name=self.name,
-                                                  max_version=self.control.max_client_version))]
+                                                  max_version=self.control.max_client_version,
+                                                  compression=self.control.compression))]
             self.workers[0].set_schema(self.control.schema)
             self.workers[0].plane.start()
             return
@@ -162,7 +163,8 @@ class ProxyServer:
 
     def _worker_process(self, index: int) -> WorkerProcess:
         return WorkerProcess(index, self.config, self.topology, self.me, self._routing, name=self.name,
-                             max_version=self.control.max_client_version, on_exit=self._worker_exited,
+                             max_version=self.control.max_client_version,
+                             compression=self.control.compression, on_exit=self._worker_exited,
                              schema=self.control.schema)
 
     def _publish_schema(self, schema) -> None:

@@ -11,7 +11,13 @@ anything; from then on the client's frames go straight to it.
 Invariants:
 
 * A STARTUP whose body cannot be decoded is refused with a PROTOCOL_ERROR at once,
-  before anything asynchronous starts.
+  before anything asynchronous starts.  So is one asking for a compression the proxy
+  cannot give (an unknown algorithm, Snappy on v5), with Cassandra's wording; as on a
+  node, the connection stays open for another STARTUP.
+* Compression is per connection: the client's leg uses what its STARTUP asked for; each
+  cluster's leg uses the same algorithm when that cluster offers it (its SUPPORTED
+  answer, learned by the control connections) and none otherwise.  The proxy inflates
+  what it reads and compresses what it writes on each leg (:mod:`~zdm.proxy.connection`).
 * Every handshake request is answered (``in_flight`` counts them, so a drain that
   meets a handshake waits only for it), and every task's exception is retrieved.
 * Closing either side closes the rest: a cluster connection opened after the client
@@ -25,6 +31,7 @@ import logging
 from typing import Callable, Mapping
 
 from zdm.cql import messages as m
+from zdm.cql.compression import Codec, negotiate
 from zdm.cql.constants import SUPPORTED_VERSIONS, ErrorCode, Opcode
 from zdm.cql.errors import ProtocolError, UnsupportedVersion
 from zdm.cql.frame import Frame, encode_unsupported_version
@@ -41,7 +48,7 @@ log = logging.getLogger("zdm.proxy")
 
 class ClientSession:
     __slots__ = ("client", "ctx", "dialer", "credentials", "forward_to_origin", "on_closed", "version",
-                 "backends", "auth_cluster", "handler", "closed", "_handshaking", "_task", "who")
+                 "backends", "auth_cluster", "handler", "closed", "_handshaking", "_task", "who", "codec")
 
     def __init__(self, client: ClientConnection, *, ctx: Context, dialer: Dialer,
                  credentials: Mapping[Cluster, tuple[str, str] | None],
@@ -56,6 +63,7 @@ class ClientSession:
         self.forward_to_origin = forward_to_origin
         self.on_closed = on_closed
         self.version: int | None = None
+        self.codec: Codec | None = None  # the client's compression, once its STARTUP asked
         self.backends: dict[Cluster, BackendConnection] = {}
         self.auth_cluster: Cluster | None = None  # set while the client's login is under way
         self.handler: RequestHandler | None = None
@@ -118,7 +126,7 @@ class ClientSession:
         except ProtocolError:
             return
         if info.event_type == "SCHEMA_CHANGE" and self.handler is not None:
-            self.client.write(frame.header(-1), frame.body)
+            self.client.reply(-1, frame)
 
     # -- the handshake ---------------------------------------------------------------
     def _handshake_frame(self, frame: Frame) -> None:
@@ -129,7 +137,7 @@ class ClientSession:
                                                      if v <= self.ctx.max_version))
         if op == Opcode.OPTIONS:
             self.client.reply(frame.stream, Frame(frame.version, True, 0, frame.stream,
-                                                  Opcode.SUPPORTED, self.ctx.supported_body))
+                                                  Opcode.SUPPORTED, self.ctx.supported_bodies[frame.version]))
         elif self.ctx.draining:
             self.client.reply(frame.stream, error_frame(
                 frame.version, frame.stream, ErrorCode.OVERLOADED,
@@ -143,8 +151,16 @@ class ClientSession:
             except ProtocolError as exc:
                 raise ProtocolError(f"malformed STARTUP: {exc.message}", stream=frame.stream,
                                     version=frame.version) from None
-            self.version = frame.version
-            self._start(self._startup(frame, options))
+            try:
+                codec = negotiate(options.pop("COMPRESSION", None), frame.version)
+            except ProtocolError as exc:  # answered as a node does: the client may try again
+                self.client.reply(frame.stream, error_frame(frame.version, frame.stream, exc.code,
+                                                            exc.message))
+                log.warning("client asked for compression the proxy cannot give: %s", exc.message,
+                            extra=self.who)
+                return
+            self.version, self.codec = frame.version, codec
+            self._start(self._startup(frame, options, codec))
         elif op == Opcode.AUTH_RESPONSE and self.auth_cluster is not None:
             self._start(self._auth_response(frame))
         else:
@@ -169,7 +185,7 @@ class ClientSession:
         self._handshaking -= 1
         self.client.reply(frame.stream, answer)
 
-    async def _startup(self, frame: Frame, options: dict[str, str]) -> None:
+    async def _startup(self, frame: Frame, options: dict[str, str], codec: Codec | None) -> None:
         version = frame.version
         try:
             await self._open_backends()
@@ -180,10 +196,17 @@ class ClientSession:
             return
         if self.closed:
             return
-        options.pop("COMPRESSION", None)  # the proxy offers none
-        body = m.encode_startup(options)
-        answers = await asyncio.gather(*(self.backends[c].request(version, Opcode.STARTUP, body)
-                                         for c in Cluster))
+        requests = []
+        for cluster in Cluster:
+            backend = self.backends[cluster]
+            # each cluster's leg is compressed only with what that cluster offers
+            if codec is not None and codec.name in self.ctx.compression[cluster]:
+                backend.codec = codec
+                body = m.encode_startup({**options, "COMPRESSION": codec.name})
+            else:
+                body = m.encode_startup(options)
+            requests.append(backend.request(version, Opcode.STARTUP, body))
+        answers = await asyncio.gather(*requests)
         if self.closed:
             return
         by_cluster = dict(zip(Cluster, answers))
@@ -198,6 +221,7 @@ class ClientSession:
         for backend in self.backends.values():
             backend.in_handshake = False
             backend.version = version
+            backend.start_compression()
         needs_login = {c for c, a in by_cluster.items() if a.opcode == Opcode.AUTHENTICATE}
         if not needs_login:
             self._finish(frame, Opcode.READY, b"")
@@ -230,8 +254,11 @@ class ClientSession:
 
     def _finish(self, frame: Frame, opcode: int, body: bytes, *, ready: bool = True) -> None:
         self._answer(frame, Frame(frame.version, True, 0, frame.stream, opcode, body))
+        # the answer leaves plain, as drivers expect it; what follows may be compressed
         if frame.version >= 5:
-            self.client.start_segments()
+            self.client.start_segments(self.codec)
+        elif self.codec is not None:
+            self.client.start_compression(self.codec)
         if ready:
             self._ready()
 

@@ -77,10 +77,11 @@ class WorkerProcess:
     """A worker process, seen from the instance."""
 
     def __init__(self, index: int, config: Config, topology: VirtualTopology, me: Instance,
-                 routing: Routing, *, name: str, max_version: int, on_exit=None,
-                 schema: KeySchema | None = None) -> None:
+                 routing: Routing, *, name: str, max_version: int, compression=None,
+                 on_exit=None, schema: KeySchema | None = None) -> None:
         self.index = index
         self.max_version = max_version
+        self.compression = compression  # per cluster, what its SUPPORTED offers
         self.name = f"{name}.w{index}"
         self.config = config
         self.topology = topology
@@ -106,7 +107,7 @@ class WorkerProcess:
             theirs.close()
         self._channel = channel.Channel(mine, self._message, self._closed)
         self._channel.send("init", self.index, self.name, self.config, self.topology, self.me,
-                           self.routing, self.max_version)
+                           self.routing, self.max_version, self.compression)
         if self.schema is not None:
             self._send_schema(self.schema)
         try:
@@ -211,19 +212,19 @@ def main(argv: list[str]) -> None:
     sock = socket.socket(fileno=int(argv[1]))
     sock.settimeout(START_TIMEOUT)
     init = pickle.loads(sock.recv(channel.MAX_MESSAGE))
-    _, index, name, config, topology, me, routing, max_version = init
+    _, index, name, config, topology, me, routing, max_version, compression = init
     logs.configure(config.proxy.log_level, config.proxy.log_format, worker=f"w{index}")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the instance decides
     try:
         import uvloop  # type: ignore[import-not-found]
     except ImportError:
-        asyncio.run(_serve(sock, name, config, topology, me, routing, max_version))
+        asyncio.run(_serve(sock, name, config, topology, me, routing, max_version, compression))
     else:
-        uvloop.run(_serve(sock, name, config, topology, me, routing, max_version))
+        uvloop.run(_serve(sock, name, config, topology, me, routing, max_version, compression))
 
 
 async def _serve(sock: socket.socket, name: str, config: Config, topology: VirtualTopology,
-                 me: Instance, routing: Routing, max_version: int) -> None:
+                 me: Instance, routing: Routing, max_version: int, compression) -> None:
     loop = asyncio.get_running_loop()
     stopped = asyncio.Event()
     closed = [0]
@@ -238,6 +239,7 @@ async def _serve(sock: socket.socket, name: str, config: Config, topology: Virtu
         closed[0] = 0
 
     plane = DataPlane(config, topology, me, routing, name=name, max_version=max_version,
+                      compression=compression,
                       on_connection_ended=report_closed)
 
     async def drain(timeout: float) -> None:
