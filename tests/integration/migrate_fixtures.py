@@ -9,7 +9,8 @@ import uuid
 from cassandra.cluster import EXEC_PROFILE_DEFAULT
 from cassandra.query import tuple_factory
 
-from zdm.migrate import MigrationSettings, RunSettings, Scope
+from zdm.migrate.context import RunSettings
+from zdm.migrate.run import MigrationSettings, Scope
 from zdm.migrate.ring import FULL_RING
 from zdm.migrate.schema import Kind, tables_in_scope
 from zdm.validate import ValidationParams, ValidationSettings

@@ -15,13 +15,14 @@ from cassandra.query import tuple_factory
 
 from migrate_fixtures import config_for, create_schema, fill_origin, migration, validation
 from zdm.errors import ZdmError
-from zdm.migrate import migrate
+from zdm.migrate.run import migrate
 from zdm.migrate.fallback import fallback_timestamp
 from zdm.migrate.plan import plan_row, plan_static
 from zdm.migrate.ring import FULL_RING
 from zdm.migrate.schema import Kind, tables_in_scope
 from zdm.migrate.statements import cql_for, values_for
-from zdm.phases import FileStateStore, evidence_of
+from zdm.phases import evidence_of
+from zdm.state import FileStateStore
 from zdm.phases.evidence import utcnow
 from zdm.validate import validate
 

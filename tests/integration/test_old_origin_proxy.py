@@ -17,7 +17,7 @@ from migrate_fixtures import config_for, migration, validation
 from tests.support.harness import RunningProxy
 from tests.support.net import driver_cluster, free_port
 from zdm.config import ProxyConfig
-from zdm.migrate import migrate
+from zdm.migrate.run import migrate
 from zdm.phases.evidence import utcnow
 from zdm.validate import validate
 

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from zdm.config import ScopeConfig
-from zdm.phases import FileStateStore
+from zdm.state import FileStateStore
 from zdm.phases.evidence import iso, utcnow
 from zdm.phases.preflight import Status, live_schema, run_preflight
 

@@ -17,8 +17,8 @@ from cassandra.concurrent import execute_concurrent_with_args
 from migrate_fixtures import config_for, migration, run_settings, validation
 from zdm.errors import ZdmError
 from zdm.migrate import engine as engines
-from zdm.migrate import migrate
-from zdm.migrate.checkpoint import FileCheckpointStore
+from zdm.migrate.run import migrate
+from zdm.state.checkpoint import FileCheckpointStore
 from zdm.migrate.pool import Job
 from zdm.migrate.report import RangeDone
 from zdm.migrate.run import CopyParams, Scope, copy_job, plan_tables

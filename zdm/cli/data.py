@@ -143,8 +143,8 @@ def register(app: typer.Typer) -> None:
         """Copy the tables in scope from origin to target, keeping every cell's writetime and TTL."""
         from rich.table import Table
 
-        from zdm.migrate import MigrationSettings, Scope
-        from zdm.migrate import migrate as run_migrate
+        from zdm.migrate.run import MigrationSettings, Scope
+        from zdm.migrate.run import migrate as run_migrate
         from zdm.migrate.report import RangeDone, RangeFailed, RowsCopied, TablePlanned
 
         settings = MigrationSettings(
@@ -221,7 +221,7 @@ def register(app: typer.Typer) -> None:
         """Compare origin and target range by range; exit 0 only when they agree."""
         from rich.table import Table
 
-        from zdm.migrate import Scope
+        from zdm.migrate.run import Scope
         from zdm.validate import ValidationParams, ValidationSettings
         from zdm.validate import validate as run_validate
 

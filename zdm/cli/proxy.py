@@ -42,7 +42,7 @@ def start(
 
     Runs until SIGTERM or Ctrl-C, then drains in-flight requests and stops.
     """
-    from zdm.phases import open_store
+    from zdm.state import open_store
     from zdm.proxy import server
     from zdm.zdmproxy_settings import check_routing, proxy_config
 
@@ -86,7 +86,7 @@ def deregister(
     config: ConfigPath = DEFAULT_CONFIG,
 ) -> None:
     """Forget a proxy that is gone for good, so it no longer holds up routing changes."""
-    from zdm.phases import open_store
+    from zdm.state import open_store
 
     with open_store(config_from(config)) as store:
         known = store.routing_acks()

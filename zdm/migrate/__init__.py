@@ -1,8 +1,10 @@
 """``zdm migrate``: copy pre-existing data from origin to target, cell for cell.
 
-Public API: ``migrate(config, settings) -> MigrationReport`` and the per-range
-``copy_range(ctx, spec, range)`` it is built on (a plain async function of the range
-and the worker's settings, so another engine can run it).
+Public API: ``migrate(config, settings) -> MigrationReport`` (:mod:`zdm.migrate.run`) and
+the per-range ``copy_range(ctx, spec, range)`` (:mod:`zdm.migrate.copy`) it is built on (a
+plain async function of the range and the worker's settings, so another engine can run it).
+This ``__init__`` imports nothing: importing one of its modules (the ring, the schema) must
+not run the whole copy, which imports the state stores that import the ring.
 
 Documented choices and caveats:
 - Writetime and TTL are kept per cell; for non-frozen collections per element and
@@ -25,9 +27,3 @@ Documented choices and caveats:
   but counters' and list appends' is idempotent by its timestamp (those two read target
   first, as above).
 """
-
-from zdm.migrate.context import RunSettings
-from zdm.migrate.report import MigrationReport
-from zdm.migrate.run import MigrationSettings, Scope, migrate
-
-__all__ = ["MigrationReport", "MigrationSettings", "RunSettings", "Scope", "migrate"]

@@ -22,7 +22,6 @@ from typing import Callable
 
 from zdm.config import Config
 from zdm.errors import ZdmError
-from zdm.migrate.checkpoint import TableCheckpoint, checkpoint_store
 from zdm.migrate.context import RunSettings, WorkerContext, connect
 from zdm.migrate.copy import copy_range
 from zdm.migrate.fallback import fallback_timestamp
@@ -32,7 +31,9 @@ from zdm.migrate.report import (MigrationReport, RangeDone, RangeFailed, RowsCop
                                 TableResult)
 from zdm.migrate.ring import TokenRange, cluster_boundaries, split_ring
 from zdm.migrate.schema import TableSpec, tables_in_scope
+from zdm.phases import MigrationEvidence, record_evidence
 from zdm.releases import has_element_metadata, parse_version
+from zdm.state import TableCheckpoint, open_checkpoints, open_store
 
 
 @dataclass(frozen=True)
@@ -120,8 +121,6 @@ def with_fallback_timestamp(config: Config, specs: list[TableSpec], since: datet
     if not inexact:
         return specs, None
     if since is None:
-        from zdm.phases import open_store
-
         with open_store(config) as store:
             since = store.load().dual_writes_since
     if since is None:
@@ -166,7 +165,7 @@ def migrate(config: Config, settings: MigrationSettings,
     specs, since = with_fallback_timestamp(config, specs, settings.dual_writes_since,
                                            needed_for="copying")
     # a catch-up keeps checkpoints of its own: the full copy's stay as they were
-    with checkpoint_store(config, "catchup" if settings.since else "migrate") as store:
+    with open_checkpoints(config, "catchup" if settings.since else "migrate") as store:
         return _migrate(config, settings, run, emit, started, specs, plan, since, store)
 
 
@@ -234,7 +233,6 @@ def _migrate(config, settings, run, emit, started, specs, plan, since, store) ->
 
 def record_migration(config: Config, report: MigrationReport,
                      checkpoints: dict[str, TableCheckpoint]) -> None:
-    from zdm.phases import MigrationEvidence, open_store, record_evidence
     from zdm.phases.evidence import parse_time
 
     firsts = [parse_time(cp.started_at) for cp in checkpoints.values() if cp.started_at]

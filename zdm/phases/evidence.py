@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:
     from zdm.phases.state import MigrationState
-    from zdm.phases.store import StateStore
+    from zdm.state.store import StateStore  # a real cycle at run time: see machine.py
 
 _TIME_FIELDS = frozenset({"at", "started_at", "finished_at", "since", "dual_writes_since"})
 

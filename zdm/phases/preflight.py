@@ -30,7 +30,7 @@ from zdm.phases.evidence import PreflightEvidence, record_evidence, utcnow
 from zdm.phases.schema import (SchemaSnapshot, TableDiff, diff, fingerprint,
                                scope_keyspaces, snapshot_from_metadata)
 from zdm.phases.state import MigrationState
-from zdm.phases.store import StateStore
+from zdm.state.store import StateStore
 from zdm.releases import (COMPACT_STORAGE_REMOVED_IN, REMOVED_COMPACTION, REMOVED_OPTIONS,
                           has_element_metadata)
 from zdm.releases import fmt as _fmt

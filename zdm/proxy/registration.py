@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 
-from zdm.phases.divergences import DivergenceLog, Divergences
+from zdm.state.divergences import DivergenceLog, Divergences
 from zdm.phases.model import Phase, Routing
 
 log = logging.getLogger("zdm.proxy")

@@ -1,6 +1,6 @@
 """Checkpoints in the state keyspace on target (``state_store: cassandra``).
 
-Two tables of the state keyspace (made by :mod:`zdm.phases.cassandra_store`)::
+Two tables of the state keyspace (made by :mod:`zdm.state.cassandra_store`)::
 
     runs    ((kind, tbl))            the current run of a table: its id, and as JSON its
                                      plan and when the first run of this copy started
@@ -22,14 +22,13 @@ from __future__ import annotations
 import json
 import uuid
 
-from zdm.migrate.checkpoint import FORMAT, CheckpointStore, TableCheckpoint, fresh
+from zdm.state.cassandra_store import CassandraStateStore
+from zdm.state.checkpoint import FORMAT, CheckpointStore, TableCheckpoint, fresh
 from zdm.migrate.ring import TokenRange
 
 
 class CassandraCheckpointStore(CheckpointStore):
     def __init__(self, config, kind: str = "migrate") -> None:
-        from zdm.phases.cassandra_store import CassandraStateStore
-
         self.kind = kind
         self.state = CassandraStateStore(config)
         self._runs: dict[str, str] = {}  # table -> its current run id, as this store wrote or read it

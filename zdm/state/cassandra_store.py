@@ -35,12 +35,13 @@ from contextlib import ExitStack
 from typing import Any, Iterable, Mapping
 
 from zdm.config import Config
+from zdm.connect import session
 from zdm.errors import ZdmError
-from zdm.phases.divergences import Divergences
+from zdm.state.divergences import Divergences
 from zdm.phases.errors import ConcurrentModification, StateCorrupt, UnknownProxy
 from zdm.phases.evidence import iso, utcnow
 from zdm.phases.state import MigrationState, StateFormatError, decode, encode
-from zdm.phases.store import StateStore, check_proxy_name
+from zdm.state.store import StateStore, check_proxy_name
 
 log = logging.getLogger("zdm.state")
 
@@ -84,8 +85,6 @@ class CassandraStateStore(StateStore):
         """target's session, connected (and the keyspace made) on first use."""
         with self._lock:
             if self._session is None:
-                from zdm.connect import session
-
                 stack = ExitStack()
                 try:
                     sess = stack.enter_context(session(self.config.target, name="target"))

@@ -23,13 +23,14 @@ from typing import Callable
 
 from zdm.config import Config
 from zdm.errors import ZdmError
-from zdm.migrate.checkpoint import TableCheckpoint, checkpoint_store
 from zdm.migrate.context import RunSettings, WorkerContext
 from zdm.migrate import engine
 from zdm.migrate.pool import Job
 from zdm.migrate.ring import TokenRange
 from zdm.migrate.run import Scope, operator, plan_tables, with_fallback_timestamp
 from zdm.migrate.schema import TableSpec
+from zdm.phases import ValidationEvidence, record_evidence
+from zdm.state import TableCheckpoint, open_checkpoints, open_store
 from zdm.validate.compare import RangeComparison, ValidationParams, compare_range
 from zdm.validate.recorded import RecheckReport, recheck
 
@@ -163,7 +164,7 @@ def validate(config: Config, settings: ValidationSettings,
                        params=settings.params)
     emit(("recorded", recorded))
     listed = settings.params.max_listed
-    with checkpoint_store(config, "validate") as store:
+    with open_checkpoints(config, "validate") as store:
         checkpoints = {s.qualified: _checkpoint(store, s.qualified, plan, started, settings)
                        for s in specs}
         jobs = []
@@ -208,8 +209,6 @@ def validate(config: Config, settings: ValidationSettings,
                               autocorrect=settings.params.autocorrect, interrupted=interrupted,
                               recorded=recorded)
     if settings.record_evidence and not interrupted:
-        from zdm.phases import ValidationEvidence, open_store, record_evidence
-
         evidence = ValidationEvidence(tables=sorted(t.table for t in report.tables if not t.failed_ranges),
                                       started_at=covers_from, finished_at=report.finished_at,
                                       differences=report.differences, clean=report.clean,
@@ -240,8 +239,6 @@ def _checkpoint(store, table: str, plan: list[TokenRange], started: datetime,
 def repair(config: Config, scope: Scope | None = None, run: RunSettings | None = None) -> RecheckReport:
     """`zdm repair`: copy every recorded row from the cluster that has it right to the other,
     with its writetimes (a newer live write wins), and resolve the records it fixed."""
-    from zdm.phases import open_store
-
     with open_store(config) as store:
         pending = store.divergences().pending()
     if not pending:
