@@ -10,7 +10,9 @@
   (:mod:`zdm.state.checkpoint` files, :mod:`zdm.state.cassandra_checkpoint` tables).
 * The rows the proxies recorded as divergent: :mod:`zdm.state.divergences`.
 
-What the state means (phases, evidence) is :mod:`zdm.phases`'; this package only keeps it.
+The two Cassandra backends reach target through one helper,
+:class:`~zdm.state.keyspace.StateKeyspace` (the session, the tables, failures named). What
+the state means (phases, evidence) is :mod:`zdm.phases`'; this package only keeps it.
 """
 
 from __future__ import annotations
