@@ -23,7 +23,7 @@ from zdm.migrate.schema import Kind, tables_in_scope
 from zdm.migrate.statements import cql_for, values_for
 from zdm.phases import evidence_of
 from zdm.state import FileStateStore
-from zdm.phases.evidence import utcnow
+from zdm.clock import utcnow
 from zdm.validate import validate
 
 #: when the (simulated) dual writes began; every "live" write below is newer

@@ -18,7 +18,7 @@ from tests.support.harness import RunningProxy
 from tests.support.net import driver_cluster, free_port
 from zdm.config import ProxyConfig
 from zdm.migrate.run import migrate
-from zdm.phases.evidence import utcnow
+from zdm.clock import utcnow
 from zdm.validate import validate
 
 REPLICATION = "{'class': 'SimpleStrategy', 'replication_factor': 1}"

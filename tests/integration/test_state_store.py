@@ -13,7 +13,7 @@ from zdm.config import Config
 from zdm.errors import ZdmError
 from zdm.phases import (ConcurrentModification, PreflightEvidence, StateCorrupt, UnknownProxy,
                         record_evidence)
-from zdm.phases.evidence import utcnow
+from zdm.clock import utcnow
 from zdm.state import open_store
 
 

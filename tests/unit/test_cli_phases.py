@@ -20,7 +20,7 @@ from zdm.cli.main import app
 from zdm.connect import ConnectError
 from zdm.phases import MigrationState, Phase
 from zdm.state import FileStateStore, StateStore
-from zdm.phases.evidence import iso, utcnow
+from zdm.clock import iso, utcnow
 from zdm.phases.preflight import ClockSample, ClusterProbe
 from zdm.phases.schema import KeyspaceSchema, SchemaSnapshot, TableSchema
 from zdm.phases.state import RoutingStatus

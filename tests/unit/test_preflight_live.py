@@ -13,7 +13,7 @@ import pytest
 from zdm.config import Config
 from zdm.connect import ConnectError
 from zdm.phases import AsyncReadStats, MigrationState, Phase, ProxyHealth, UnknownProxy
-from zdm.phases.evidence import iso
+from zdm.clock import iso
 from zdm.phases.live import gather_facts, proxy_health, sum_async_reads
 from zdm.phases.state import RoutingStatus
 from zdm.state import FileStateStore, StateStore

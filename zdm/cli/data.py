@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from zdm.cli.common import DEFAULT_CONFIG, ConfigPath, command, config_from, console
+from zdm.clock import parse_time
 from zdm.errors import ZdmError
 
 Keyspaces = Annotated[list[str], typer.Option("--keyspace", "-k", help="Keyspace to include (repeatable; default: scope.keyspaces).")]
@@ -34,15 +35,12 @@ DualWritesSince = Annotated[Optional[str], typer.Option(
 
 
 def _since(text: str | None, option: str = "--dual-writes-since"):
-    from datetime import datetime
-
     from zdm.errors import ConfigError
-    from zdm.phases.evidence import as_utc
 
     if text is None:
         return None
     try:
-        return as_utc(datetime.fromisoformat(text))
+        return parse_time(text)
     except ValueError:
         raise ConfigError(f"{option} {text!r} is not an ISO 8601 time",
                           hint="e.g. 2024-05-01T12:00:00+00:00 (a time without zone is UTC)") from None

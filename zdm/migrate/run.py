@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
+from zdm.clock import micros, parse_time, utcnow
 from zdm.config import Config
 from zdm.errors import ZdmError
 from zdm.migrate.context import RunSettings, WorkerContext, connect
@@ -144,18 +145,8 @@ async def copy_job(ctx: WorkerContext, spec: TableSpec, rng: TokenRange, params:
     return await copy_range(ctx, spec, rng, on_rows, since=params.since_us)
 
 
-def micros(t: datetime) -> int:
-    """``t`` as a writetime: microseconds since the epoch."""
-    from zdm.phases.evidence import as_utc
-
-    t = as_utc(t)
-    return (int(t.timestamp()) * 1_000_000) + t.microsecond
-
-
 def migrate(config: Config, settings: MigrationSettings,
             on_event: Callable[[object], None] | None = None) -> MigrationReport:
-    from zdm.phases.evidence import utcnow
-
     emit = on_event or (lambda _e: None)
     started = utcnow()
     run = engine.prepare(settings.run)
@@ -170,8 +161,6 @@ def migrate(config: Config, settings: MigrationSettings,
 
 
 def _migrate(config, settings, run, emit, started, specs, plan, since, store) -> MigrationReport:
-    from zdm.phases.evidence import utcnow
-
     checkpoints: dict[str, TableCheckpoint] = {}
     results: dict[str, TableResult] = {}
     jobs: list[Job] = []
@@ -233,8 +222,6 @@ def _migrate(config, settings, run, emit, started, specs, plan, since, store) ->
 
 def record_migration(config: Config, report: MigrationReport,
                      checkpoints: dict[str, TableCheckpoint]) -> None:
-    from zdm.phases.evidence import parse_time
-
     firsts = [parse_time(cp.started_at) for cp in checkpoints.values() if cp.started_at]
     evidence = MigrationEvidence(
         tables=sorted(t.table for t in report.tables if t.complete),

@@ -18,7 +18,8 @@ from typing import Any, Callable, Mapping
 
 from zdm.config import Config
 from zdm.errors import ZdmError
-from zdm.phases.evidence import AsyncReadStats, parse_time, utcnow
+from zdm.clock import parse_time, utcnow
+from zdm.phases.evidence import AsyncReadStats
 from zdm.phases.facts import Facts, ProxyHealth
 from zdm.phases.machine import evaluate
 from zdm.phases.model import Phase

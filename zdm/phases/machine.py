@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Literal
 
 from transitions import Machine, MachineError
 
+from zdm.clock import iso, utcnow
 from zdm.phases.errors import RoutingPending, TransitionRefused
-from zdm.phases.evidence import (ClientsOnProxyConfirmed, ClientsOnTargetConfirmed, iso, to_record,
-                                 utcnow)
+from zdm.phases.evidence import ClientsOnProxyConfirmed, ClientsOnTargetConfirmed, to_record
 from zdm.phases.facts import Facts
 from zdm.phases.guards import (Guard, Reason, Thresholds, async_reads_healthy, async_reads_skipped,
                                async_window_current, clients_on_proxy, clients_on_target,

@@ -22,11 +22,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
+from zdm.clock import utcnow
 from zdm.config import ClusterConfig, Config, ScopeConfig
 from zdm.errors import ZdmError
 from zdm.migrate.fallback import FIDELITY
 from zdm.migrate.schema import column_kind
-from zdm.phases.evidence import PreflightEvidence, record_evidence, utcnow
+from zdm.phases.evidence import PreflightEvidence, record_evidence
 from zdm.phases.schema import (SchemaSnapshot, TableDiff, diff, fingerprint,
                                scope_keyspaces, snapshot_from_metadata)
 from zdm.phases.state import MigrationState

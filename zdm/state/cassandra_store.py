@@ -21,9 +21,9 @@ import json
 import logging
 from typing import Any, Iterable, Mapping
 
+from zdm.clock import iso, utcnow
 from zdm.config import Config
 from zdm.phases.errors import ConcurrentModification, StateCorrupt, UnknownProxy
-from zdm.phases.evidence import iso, utcnow
 from zdm.phases.state import MigrationState, StateFormatError, decode, encode
 from zdm.state.divergences import Divergences
 from zdm.state.keyspace import StateKeyspace, StateStoreUnavailable

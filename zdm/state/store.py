@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterator, Mapping
 
+from zdm.clock import iso, parse_time, utcnow
 from zdm.errors import ZdmError
-from zdm.phases.evidence import iso, parse_time, utcnow
 from zdm.phases.state import MigrationState
 from zdm.state.divergences import Divergences
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
+from zdm.clock import parse_time, utcnow
 from zdm.config import Config
 from zdm.errors import ZdmError
 from zdm.migrate.context import RunSettings, WorkerContext
@@ -147,8 +148,6 @@ async def compare_job(ctx: WorkerContext, spec: TableSpec, rng: TokenRange,
 
 def validate(config: Config, settings: ValidationSettings,
              on_event: Callable[[tuple], None] | None = None) -> ValidationReport:
-    from zdm.phases.evidence import parse_time, utcnow
-
     emit = on_event or (lambda _e: None)
     started = utcnow()
     run = engine.prepare(settings.run)
