@@ -10,9 +10,10 @@ from cassandra.cluster import EXEC_PROFILE_DEFAULT
 from cassandra.query import tuple_factory
 
 from zdm.migrate.context import RunSettings
-from zdm.migrate.run import MigrationSettings, Scope
+from zdm.migrate.run import MigrationSettings
 from zdm.migrate.ring import FULL_RING
 from zdm.migrate.schema import Kind, tables_in_scope
+from zdm.scope import Scope
 from zdm.validate import ValidationParams, ValidationSettings
 
 BIG_PARTITION_ROWS = 150
@@ -108,7 +109,7 @@ def scan(session, spec) -> dict:
 
 
 def assert_exact_copy(origin_session, target_session, ks: str, elapsed_s: float) -> int:
-    specs = tables_in_scope(origin_session.cluster.metadata, (ks,))
+    specs = tables_in_scope(origin_session.cluster.metadata, Scope((ks,)))
     compared = 0
     for spec in specs:
         o, t = scan(origin_session, spec), scan(target_session, spec)

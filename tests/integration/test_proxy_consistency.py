@@ -209,7 +209,7 @@ def test_now_in_a_primary_key_is_the_same_row_on_both_clusters(replacing, origin
 
 def test_validate_rechecks_recorded_rows_first_and_autocorrect_repairs_them(proxied, table, origin_session,
                                                                              target_session):
-    from zdm.migrate.run import Scope
+    from zdm.scope import Scope
     from zdm.validate import ValidationParams, ValidationSettings, validate
     from zdm.migrate.context import RunSettings
 

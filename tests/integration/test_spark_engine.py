@@ -21,7 +21,8 @@ from zdm.migrate.run import migrate
 from zdm.state.checkpoint import FileCheckpointStore
 from zdm.migrate.pool import Job
 from zdm.migrate.report import RangeDone
-from zdm.migrate.run import CopyParams, Scope, copy_job, plan_tables
+from zdm.migrate.run import CopyParams, copy_job, plan_tables
+from zdm.scope import Scope
 from zdm.validate import validate
 
 ROWS = 600

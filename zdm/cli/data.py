@@ -141,12 +141,14 @@ def register(app: typer.Typer) -> None:
         """Copy the tables in scope from origin to target, keeping every cell's writetime and TTL."""
         from rich.table import Table
 
-        from zdm.migrate.run import MigrationSettings, Scope
+        from zdm.migrate.run import MigrationSettings
+        from zdm.scope import Scope
         from zdm.migrate.run import migrate as run_migrate
         from zdm.migrate.report import RangeDone, RangeFailed, RowsCopied, TablePlanned
 
         settings = MigrationSettings(
-            scope=Scope(tuple(keyspace), tuple(table), tuple(exclude_table), tuple(exclude_keyspace)),
+            scope=Scope(keyspaces=keyspace, tables=table, exclude_tables=exclude_table,
+                        exclude_keyspaces=exclude_keyspace),
             run=_run_settings(engine, master, workers, concurrency, fetch_size, rate_limit,
                               read_consistency, write_consistency, splits),
             resume=resume, dual_writes_since=_since(dual_writes_since),
@@ -219,13 +221,14 @@ def register(app: typer.Typer) -> None:
         """Compare origin and target range by range; exit 0 only when they agree."""
         from rich.table import Table
 
-        from zdm.migrate.run import Scope
+        from zdm.scope import Scope
         from zdm.validate import ValidationParams, ValidationSettings
         from zdm.validate import validate as run_validate
 
         cfg = config_from(config)
         settings = ValidationSettings(
-            scope=Scope(tuple(keyspace), tuple(table), tuple(exclude_table), tuple(exclude_keyspace)),
+            scope=Scope(keyspaces=keyspace, tables=table, exclude_tables=exclude_table,
+                        exclude_keyspaces=exclude_keyspace),
             run=_run_settings(engine, master, workers, concurrency, fetch_size, rate_limit,
                               read_consistency, write_consistency, splits),
             params=ValidationParams(ttl_tolerance_s=ttl_tolerance, autocorrect=autocorrect,

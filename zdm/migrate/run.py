@@ -34,19 +34,13 @@ from zdm.migrate.ring import TokenRange, cluster_boundaries, split_ring
 from zdm.migrate.schema import TableSpec, tables_in_scope
 from zdm.phases import MigrationEvidence, record_evidence
 from zdm.releases import has_element_metadata, parse_version
+from zdm.scope import Scope
 from zdm.state import TableCheckpoint, open_checkpoints, open_store
 
 
 @dataclass(frozen=True)
-class Scope:
-    keyspaces: tuple[str, ...] = ()  # empty: the config's scope.keyspaces (or all non-system)
-    tables: tuple[str, ...] = ()  # only these ks.table names
-    exclude_tables: tuple[str, ...] = ()  # in addition to the config's scope.exclude_tables
-    exclude_keyspaces: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
 class MigrationSettings:
+    #: how the command's options narrow the config's scope (:meth:`zdm.scope.Scope.narrow`)
     scope: Scope = field(default_factory=Scope)
     run: RunSettings = field(default_factory=RunSettings)
     resume: bool = False
@@ -81,17 +75,15 @@ def origin_release(cluster) -> tuple[str | None, str | None]:
 
 
 def plan_tables(config: Config, scope: Scope, run: RunSettings) -> tuple[list[TableSpec], list[TokenRange]]:
-    """Tables in scope (from origin's schema, checked against target's) and the range plan.
+    """Tables in the config's scope narrowed by ``scope`` (from origin's schema, checked against
+    target's) and the range plan.
 
     Columns whose cells' metadata origin cannot read are marked not exact; their
     ``fallback_timestamp`` is left for :func:`with_fallback_timestamp`."""
     cluster, _session = connect(config.origin, "origin", run.request_timeout_s)
     try:
         release, dse = origin_release(cluster)
-        specs = tables_in_scope(cluster.metadata, scope.keyspaces or config.scope.keyspaces,
-                                include_tables=scope.tables,
-                                exclude_tables=scope.exclude_tables + config.scope.exclude_tables,
-                                exclude_keyspaces=scope.exclude_keyspaces,
+        specs = tables_in_scope(cluster.metadata, Scope.of(config).narrow(scope),
                                 element_metadata=has_element_metadata(release, dse))
         plan = split_ring(cluster_boundaries(cluster), run.range_count())
     finally:

@@ -16,6 +16,7 @@ by contents only; each table's ``contents_only`` lists them, and the CLI says so
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,9 +29,10 @@ from zdm.migrate.context import RunSettings, WorkerContext
 from zdm.migrate import engine
 from zdm.migrate.pool import Job
 from zdm.migrate.ring import TokenRange
-from zdm.migrate.run import Scope, operator, plan_tables, with_fallback_timestamp
+from zdm.migrate.run import operator, plan_tables, with_fallback_timestamp
 from zdm.migrate.schema import TableSpec
 from zdm.phases import ValidationEvidence, record_evidence
+from zdm.scope import Scope
 from zdm.state import TableCheckpoint, open_checkpoints, open_store
 from zdm.validate.compare import RangeComparison, ValidationParams, compare_range
 from zdm.validate.recorded import RecheckReport, recheck
@@ -38,6 +40,7 @@ from zdm.validate.recorded import RecheckReport, recheck
 
 @dataclass(frozen=True)
 class ValidationSettings:
+    #: how the command's options narrow the config's scope (:meth:`zdm.scope.Scope.narrow`)
     scope: Scope = field(default_factory=Scope)
     run: RunSettings = field(default_factory=RunSettings)
     params: ValidationParams = field(default_factory=ValidationParams)
@@ -244,7 +247,7 @@ def repair(config: Config, scope: Scope | None = None, run: RunSettings | None =
         return RecheckReport()
     wanted = tuple(sorted({f"{r.get('keyspace')}.{r.get('table')}" for r in pending}))
     scope = scope or Scope()
-    specs, _ = plan_tables(config, Scope(scope.keyspaces, scope.tables or wanted, scope.exclude_tables,
-                                         scope.exclude_keyspaces), run or RunSettings(workers=0))
+    specs, _ = plan_tables(config, dataclasses.replace(scope, tables=scope.tables or wanted),
+                           run or RunSettings(workers=0))
     specs, _since = with_fallback_timestamp(config, specs, None, needed_for="repairing")
     return recheck(config, {s.qualified: s for s in specs}, repair=True, run=run)
