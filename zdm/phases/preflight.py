@@ -30,12 +30,12 @@ from zdm.migrate.schema import column_kind
 from zdm.phases.evidence import PreflightEvidence, record_evidence
 from zdm.phases.schema import SchemaSnapshot, TableDiff, diff, fingerprint, snapshot_from_metadata
 from zdm.phases.state import MigrationState
-from zdm.state.store import StateStore
 from zdm.releases import (COMPACT_STORAGE_REMOVED_IN, REMOVED_COMPACTION, REMOVED_OPTIONS,
                           has_element_metadata)
 from zdm.releases import fmt as _fmt
 from zdm.releases import parse_version
 from zdm.scope import Scope
+from zdm.state.store import StateStore
 
 #: Warn when a node's clock is further than this from this host's (seconds). Write
 #: timestamps decide which write wins; clocks that disagree make origin and target

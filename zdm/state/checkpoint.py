@@ -1,4 +1,6 @@
-"""Per-table, per-range progress of a migration, kept with the migration's state.
+"""Per-table, per-range progress of a copy or a validation, kept with the migration's state:
+the checkpoint, the interface of its stores, and the file store (:func:`zdm.state.open_checkpoints`
+picks the store).
 
 With ``state_store: file``, one JSON file per table (``<state_dir>/migrate/<keyspace>.<table>.json``)
 holds the range plan of the run and the ranges finished so far with their row counts.  Every

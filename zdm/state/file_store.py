@@ -37,9 +37,9 @@ from typing import Any, Iterator, Mapping
 from zdm.clock import iso, utcnow
 from zdm.errors import ZdmError
 from zdm.fsutil import atomic_write
-from zdm.state.divergences import DivergenceLog
 from zdm.phases.errors import ConcurrentModification, StateCorrupt, UnknownProxy
 from zdm.phases.state import MigrationState, StateFormatError, decode, encode
+from zdm.state.divergences import DivergenceLog
 from zdm.state.store import StateStore, check_proxy_name
 
 

@@ -1,5 +1,5 @@
-"""Where a migration's state lives: the interface every state store keeps, and
-:func:`open_store`, which picks one from ``state_store`` in zdm.yaml.
+"""The interface every state store keeps; :func:`zdm.state.open_store` picks one from
+``state_store`` in zdm.yaml.
 
 Theory of operation: the state (phase, routing, evidence, history) is one
 :class:`~zdm.phases.state.MigrationState` with a revision; every change is a
