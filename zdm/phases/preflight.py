@@ -22,8 +22,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
+from cassandra.query import SimpleStatement
+
 from zdm.clock import utcnow
 from zdm.config import ClusterConfig, Config, ScopeConfig
+from zdm.connect import describe, session
 from zdm.errors import ZdmError
 from zdm.migrate.fallback import FIDELITY
 from zdm.migrate.schema import column_kind
@@ -36,6 +39,7 @@ from zdm.releases import fmt as _fmt
 from zdm.releases import parse_version
 from zdm.scope import Scope
 from zdm.state.store import StateStore
+from zdm.tls import insecure_settings
 
 #: Warn when a node's clock is further than this from this host's (seconds). Write
 #: timestamps decide which write wins; clocks that disagree make origin and target
@@ -155,8 +159,6 @@ class PreflightReport:
 def probe_cluster(cfg: ClusterConfig, name: str, *, clock: bool = True,
                   samples: int = 3) -> ClusterProbe:
     """Connect (raising :class:`~zdm.connect.ConnectError`) and read what preflight needs."""
-    from zdm.connect import describe, session
-
     with session(cfg, name=name) as sess:
         local = sess.execute("SELECT * FROM system.local").one()
         metadata = sess.cluster.metadata
@@ -172,8 +174,6 @@ def probe_cluster(cfg: ClusterConfig, name: str, *, clock: bool = True,
 def _clock_samples(sess: Any, samples: int) -> list[ClockSample]:
     """Each node's clock against this host's: the node's ``now()`` against the midpoint
     of the round trip, keeping the sample with the shortest round trip."""
-    from cassandra.query import SimpleStatement
-
     query = SimpleStatement("SELECT toUnixTimestamp(now()) FROM system.local")
     out = []
     for host in sorted(sess.cluster.metadata.all_hosts(), key=lambda h: str(h.endpoint)):
@@ -432,8 +432,6 @@ def run_preflight(config: Config, *,
 def encryption_checks(config: Config) -> tuple[Check, ...]:
     """How zdm's connections to each cluster are protected; a warning, with the fix, for TLS
     whose host names are not verified."""
-    from zdm.tls import insecure_settings
-
     insecure = {w["key"]: w for w in insecure_settings(config)}
     out = []
     for name in ("origin", "target"):
