@@ -22,11 +22,11 @@ import time
 
 from _common import SHAPES, config, load_shape, sessions, teardown, unique_keyspace
 
-from zdm.migrate.batches import BatchLimits
-from zdm.migrate.context import RunSettings, WorkerContext
 from zdm.migrate.copy import copy_range
-from zdm.migrate.ring import FULL_RING, split_ring
 from zdm.migrate.schema import tables_in_scope
+from zdm.ranges.batches import BatchLimits
+from zdm.ranges.context import RunSettings, WorkerContext
+from zdm.ranges.ring import FULL_RING, split_ring
 
 
 async def copy_all(ctx: WorkerContext, spec, ranges, concurrency: int) -> int:

@@ -174,7 +174,7 @@ SPARK_MASTER = "local[2]"
 @pytest.fixture(scope="session")
 def spark_master():
     """The master of the run's one Spark context (local[2]), started here on first use."""
-    from zdm.migrate.spark import spark_context
+    from zdm.ranges.spark import spark_context
 
     sc = spark_context(SPARK_MASTER)
     try:

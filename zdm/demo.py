@@ -214,9 +214,8 @@ def origin_of_release(config: Config, version: str, port: int, *,
 def run(config: Config, say: Callable[[str], None], *, rows: int = 5000, rate: float = 100.0,
         async_reads: int = 100) -> DemoReport:
     """Run the demo; ``say`` receives one line per step."""
-    from zdm.migrate.context import RunSettings
-    from zdm.migrate.run import MigrationSettings
-    from zdm.migrate.run import migrate as run_migrate
+    from zdm.migrate import MigrationSettings, RunSettings
+    from zdm.migrate import migrate as run_migrate
     from zdm.phases import advance, confirm_routing
     from zdm.state import FileStateStore
     from zdm.phases.live import gather_facts

@@ -9,10 +9,9 @@ import uuid
 from cassandra.cluster import EXEC_PROFILE_DEFAULT
 from cassandra.query import tuple_factory
 
-from zdm.migrate.context import RunSettings
-from zdm.migrate.run import MigrationSettings
-from zdm.migrate.ring import FULL_RING
+from zdm.migrate import MigrationSettings, RunSettings
 from zdm.migrate.schema import Kind, tables_in_scope
+from zdm.ranges.ring import FULL_RING
 from zdm.scope import Scope
 from zdm.validate import ValidationParams, ValidationSettings
 

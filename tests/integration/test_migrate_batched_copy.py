@@ -12,11 +12,11 @@ import pytest
 
 from migrate_fixtures import assert_exact_copy, run_settings
 from zdm.migrate import writer
-from zdm.migrate.batches import BatchLimits, Batcher
-from zdm.migrate.context import WorkerContext
 from zdm.migrate.copy import copy_range
-from zdm.migrate.ring import split_ring
 from zdm.migrate.schema import tables_in_scope
+from zdm.ranges.batches import BatchLimits, Batcher
+from zdm.ranges.context import WorkerContext
+from zdm.ranges.ring import split_ring
 from zdm.scope import Scope
 
 TS = 1_650_000_000_000_000

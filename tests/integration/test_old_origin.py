@@ -18,13 +18,13 @@ from zdm.errors import ZdmError
 from zdm.migrate.run import migrate
 from zdm.migrate.fallback import fallback_timestamp
 from zdm.migrate.plan import plan_row, plan_static
-from zdm.migrate.ring import FULL_RING
 from zdm.migrate.schema import Kind, tables_in_scope
 from zdm.migrate.statements import cql_for, values_for
+from zdm.clock import utcnow
 from zdm.phases import evidence_of
+from zdm.ranges.ring import FULL_RING
 from zdm.scope import Scope
 from zdm.state import FileStateStore
-from zdm.clock import utcnow
 from zdm.validate import validate
 
 #: when the (simulated) dual writes began; every "live" write below is newer

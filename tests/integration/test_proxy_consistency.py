@@ -211,7 +211,7 @@ def test_validate_rechecks_recorded_rows_first_and_autocorrect_repairs_them(prox
                                                                              target_session):
     from zdm.scope import Scope
     from zdm.validate import ValidationParams, ValidationSettings, validate
-    from zdm.migrate.context import RunSettings
+    from zdm.ranges.context import RunSettings
 
     config, proxy, session = proxied
     origin_session.execute(f"INSERT INTO {table}.t (k, c, v) VALUES (7, 'x', 'origin')")

@@ -10,7 +10,8 @@ import pytest
 
 from migrate_fixtures import config_for, migration, validation
 from zdm.errors import ZdmError
-from zdm.migrate.run import migrate
+from zdm.migrate import migrate
+from zdm.ranges.events import RangeDone
 from zdm.state import open_checkpoints
 from zdm.validate import validate
 
@@ -41,8 +42,8 @@ def test_an_interrupted_validation_resumes_where_it_stopped(copied, target_sessi
     seen = []
 
     def stop_after_some(event):
-        if event[0] == "range_done":
-            seen.append(event[2])
+        if isinstance(event, RangeDone):
+            seen.append(event.range)
             if len(seen) == 6:
                 raise KeyboardInterrupt  # the operator's Ctrl-C, as the coordinator sees it
 
@@ -55,7 +56,7 @@ def test_an_interrupted_validation_resumes_where_it_stopped(copied, target_sessi
 
     compared = []
     resumed = validate(config, validation(ks, resume=True, run={"splits": SPLITS}),
-                       lambda e: compared.append(e[2]) if e[0] == "range_done" else None)
+                       lambda e: compared.append(e.range) if isinstance(e, RangeDone) else None)
     (table,) = resumed.tables
     assert not {r for r in compared} & {r.key() for r in finished}, "a finished range was compared again"
     assert table.ranges_carried == len(finished) and table.ranges_total == len(cp.plan)
@@ -74,7 +75,7 @@ def test_only_failed_rechecks_the_ranges_that_differed(copied, origin_session, t
 
     compared = []
     again = validate(config, validation(ks, only_failed=True, autocorrect=True, run={"splits": SPLITS}),
-                     lambda e: compared.append(e[2]) if e[0] == "range_done" else None)
+                     lambda e: compared.append(e.range) if isinstance(e, RangeDone) else None)
     (table,) = again.tables
     assert 1 <= len(compared) <= 2, compared  # the ranges holding the two, nothing else
     assert table.ranges_carried == table.ranges_total - len(compared)
@@ -87,7 +88,7 @@ def test_only_failed_rechecks_the_ranges_that_differed(copied, origin_session, t
     # nothing differed last time: nothing to compare, and still the whole table's report
     compared.clear()
     last = validate(config, validation(ks, only_failed=True, run={"splits": SPLITS}),
-                    lambda e: compared.append(e[2]) if e[0] == "range_done" else None)
+                    lambda e: compared.append(e.range) if isinstance(e, RangeDone) else None)
     assert compared == [] and last.clean and last.tables[0].rows_origin == ROWS + 2
 
 

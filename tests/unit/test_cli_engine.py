@@ -81,17 +81,17 @@ def test_the_spark_engine_without_pyspark_says_how_to_install_it(cfg, monkeypatc
 
 
 def test_the_zip_shipped_to_executors_holds_a_working_zdm(tmp_path):
-    from zdm.migrate.spark import zdm_zip
+    from zdm.ranges.spark import zdm_zip
 
     path = zdm_zip(tmp_path)
     assert zdm_zip(tmp_path) == path  # named by its contents: the same zdm, the same name
     with zipfile.ZipFile(path) as zf:
         names = zf.namelist()
-    assert "zdm/migrate/spark.py" in names and "zdm/cli/main.py" in names
+    assert "zdm/ranges/spark/executor.py" in names and "zdm/cli/main.py" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     # a Python that has zdm only from the zip runs the executors' side of the engine
-    probe = ("import sys; sys.path.insert(0, sys.argv[1]); import zdm.migrate.spark as s, "
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]); import zdm.ranges.spark.executor as s, "
              "zdm.validate.compare, zdm.migrate.copy; print(s.__file__)")
     out = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True,
                          cwd=tmp_path, env={"PATH": "/usr/bin:/bin"}, check=True).stdout
-    assert out.strip() == str(path / "zdm" / "migrate" / "spark.py")
+    assert out.strip() == str(path / "zdm" / "ranges" / "spark" / "executor.py")

@@ -7,12 +7,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from zdm.migrate.batches import (DEFAULT_PARTITIONS_WARN, DEFAULT_WARN_BYTES, BatchLimits, Batcher,
+from zdm.ranges.batches import (DEFAULT_PARTITIONS_WARN, DEFAULT_WARN_BYTES, BatchLimits, Batcher,
                                  ReplicaGroups, estimate_size, parse_size)
 from zdm.migrate.cells import cells_of, group
 from zdm.migrate.plan import plan_row, plan_simple, plan_static
-from zdm.migrate.ring import MAX_TOKEN, MIN_TOKEN
 from zdm.migrate.schema import Column, Kind, TableSpec
+from zdm.ranges.ring import MAX_TOKEN, MIN_TOKEN
 
 
 @pytest.mark.parametrize("text, expected", [

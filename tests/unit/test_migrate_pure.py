@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 
 from zdm.migrate.cells import Cell, PK_ONLY_TIMESTAMP, group
 from zdm.state.checkpoint import FileCheckpointStore
-from zdm.migrate.ratelimit import RateLimiter
-from zdm.migrate.ring import FULL_RING, MAX_TOKEN, MIN_TOKEN, TokenRange, split_ring, subtract
 from zdm.migrate.schema import Kind
+from zdm.ranges.ratelimit import RateLimiter
+from zdm.ranges.ring import FULL_RING, MAX_TOKEN, MIN_TOKEN, TokenRange, split_ring, subtract
 
 tokens = st.integers(MIN_TOKEN, MAX_TOKEN)
 

@@ -12,6 +12,7 @@ import typer
 from zdm.cli.common import DEFAULT_CONFIG, ConfigPath, command, config_from, console
 from zdm.clock import parse_time
 from zdm.errors import ZdmError
+from zdm.ranges.events import Planned, RangeDone, RangeFailed, Rows
 
 Keyspaces = Annotated[list[str], typer.Option("--keyspace", "-k", help="Keyspace to include (repeatable; default: scope.keyspaces).")]
 Tables = Annotated[list[str], typer.Option("--table", "-t", help="Only this ks.table (repeatable).")]
@@ -56,8 +57,8 @@ def _fallback_note(tables) -> str | None:
 def _run_settings(engine, master, workers, concurrency, fetch_size, rate_limit, read_cl, write_cl,
                   splits):
     from zdm.errors import ConfigError
-    from zdm.migrate import engine as engines
-    from zdm.migrate.context import RunSettings, consistency
+    from zdm.ranges import engine as engines
+    from zdm.ranges.context import RunSettings, consistency
 
     if engine == "spark":
         for name, value in (("--workers", workers), ("--concurrency", concurrency)):
@@ -114,6 +115,15 @@ class _Progress:
     def range_done(self, table: str) -> None:
         self.progress.advance(self.tasks[table])
 
+    def on_event(self, e: object) -> None:
+        """Follow range work's events (:mod:`zdm.ranges.events`)."""
+        if isinstance(e, Planned):
+            self.plan(e.table, e.ranges_total, e.ranges_total - e.ranges_remaining)
+        elif isinstance(e, Rows):
+            self.rows_copied(e.table, e.rows)
+        elif isinstance(e, RangeDone):
+            self.range_done(e.table)
+
 
 def _write_json(path: Path | None, data: dict) -> None:
     if path is not None:
@@ -141,10 +151,9 @@ def register(app: typer.Typer) -> None:
         """Copy the tables in scope from origin to target, keeping every cell's writetime and TTL."""
         from rich.table import Table
 
-        from zdm.migrate.run import MigrationSettings
+        from zdm.migrate import MigrationSettings
+        from zdm.migrate import migrate as run_migrate
         from zdm.scope import Scope
-        from zdm.migrate.run import migrate as run_migrate
-        from zdm.migrate.report import RangeDone, RangeFailed, RowsCopied, TablePlanned
 
         settings = MigrationSettings(
             scope=Scope(keyspaces=keyspace, tables=table, exclude_tables=exclude_table,
@@ -156,13 +165,8 @@ def register(app: typer.Typer) -> None:
         cfg = config_from(config)
         with _Progress(not no_progress) as progress:
             def on_event(e):
-                if isinstance(e, TablePlanned):
-                    progress.plan(e.table, e.ranges_total, e.ranges_total - e.ranges_remaining)
-                elif isinstance(e, RowsCopied):
-                    progress.rows_copied(e.table, e.rows)
-                elif isinstance(e, RangeDone):
-                    progress.range_done(e.table)
-                elif isinstance(e, RangeFailed):
+                progress.on_event(e)
+                if isinstance(e, RangeFailed):
                     progress.progress.console.print(
                         f"[yellow]range {e.range} of {e.table} failed (attempt {e.attempt})"
                         f"{'' if e.final else ', retrying in smaller pieces'}:[/] {e.error}")
@@ -240,15 +244,7 @@ def register(app: typer.Typer) -> None:
                            hint="--resume finishes an interrupted validation; --only-failed re-checks "
                                 "what the last one found")
         with _Progress(not no_progress) as progress:
-            def on_event(e):
-                if e[0] == "planned":
-                    progress.plan(e[1], e[2], e[3])
-                elif e[0] == "rows":
-                    progress.rows_copied(e[1], e[2])
-                elif e[0] == "range_done":
-                    progress.range_done(e[1])
-
-            report = run_validate(cfg, settings, on_event)
+            report = run_validate(cfg, settings, progress.on_event)
         _print_recorded(report.recorded, repaired=autocorrect)
         summary = Table(title="Validation")
         summary.add_column("table", no_wrap=True)

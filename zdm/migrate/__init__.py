@@ -3,8 +3,6 @@
 Public API: ``migrate(config, settings) -> MigrationReport`` (:mod:`zdm.migrate.run`) and
 the per-range ``copy_range(ctx, spec, range)`` (:mod:`zdm.migrate.copy`) it is built on (a
 plain async function of the range and the worker's settings, so another engine can run it).
-This ``__init__`` imports nothing: importing one of its modules (the ring, the schema) must
-not run the whole copy, which imports the state stores that import the ring.
 
 Documented choices and caveats:
 - Writetime and TTL are kept per cell; for non-frozen collections per element and
@@ -22,8 +20,14 @@ Documented choices and caveats:
 - List appends are made idempotent by reading target's list first; a live append
   racing the copy may end up ordered differently on target.
 - Writes travel in UNLOGGED batches of partitions with the same target replicas, within
-  target's warning thresholds (:mod:`zdm.migrate.batches`).  A batch is not atomic and
+  target's warning thresholds (:mod:`zdm.ranges.batches`).  A batch is not atomic and
   need not be: a range whose batch failed or timed out is copied again, and every write
   but counters' and list appends' is idempotent by its timestamp (those two read target
   first, as above).
 """
+
+from zdm.migrate.report import MigrationReport
+from zdm.migrate.run import MigrationSettings, migrate
+from zdm.ranges.context import RunSettings
+
+__all__ = ["MigrationReport", "MigrationSettings", "RunSettings", "migrate"]

@@ -22,12 +22,12 @@ from typing import Callable
 
 from zdm.migrate import aio
 from zdm.migrate.cells import Write, counter_deltas
-from zdm.migrate.context import WorkerContext
 from zdm.migrate.plan import plan_row, plan_static
-from zdm.migrate.ring import TokenRange
 from zdm.migrate.schema import TableSpec
-from zdm.migrate.statements import cql_for, values_for
+from zdm.migrate.statements import cql_for, statement_for, values_for
 from zdm.migrate.writer import BatchWriter
+from zdm.ranges.context import WorkerContext
+from zdm.ranges.ring import TokenRange
 
 
 async def write_all(ctx: WorkerContext, spec: TableSpec, writes: list[Write], key: tuple,
@@ -107,7 +107,7 @@ async def _chained(ctx: WorkerContext, spec: TableSpec, writer: BatchWriter, w: 
                    read_at: float) -> None:
     """A list append of a chain: alone, after the ones before it are acknowledged."""
     writer.flush()
-    stmt = ctx.statement_for(spec, w)
+    stmt = statement_for(ctx, spec, w)
     elapsed = time.monotonic() - read_at if w.ttl else 0.0
     await aio.execute(ctx.target, stmt, values_for(spec, w, key, elapsed_s=elapsed))
 

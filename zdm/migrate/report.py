@@ -1,40 +1,9 @@
-"""The migration's outcome, per table, and the events a progress display listens to."""
+"""The migration's outcome, per table (its progress events are range work's: :mod:`zdm.ranges.events`)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-
-
-@dataclass(frozen=True)
-class TablePlanned:
-    table: str
-    ranges_total: int
-    ranges_remaining: int
-    rows_before: int
-
-
-@dataclass(frozen=True)
-class RowsCopied:
-    table: str
-    rows: int
-
-
-@dataclass(frozen=True)
-class RangeDone:
-    table: str
-    range: str
-    rows: int
-    table_complete: bool
-
-
-@dataclass(frozen=True)
-class RangeFailed:
-    table: str
-    range: str
-    error: str
-    attempt: int
-    final: bool  # False: it will be retried in smaller pieces
 
 
 @dataclass

@@ -6,6 +6,8 @@ columns with which operation), so the copy prepares each shape once per table.
 
 from __future__ import annotations
 
+from functools import partial
+
 from cassandra.metadata import protect_name
 
 from zdm.migrate.cells import Op, Write
@@ -34,6 +36,11 @@ def cql_for(spec: TableSpec, write: Write) -> str:
             sets.append(f"{q} = {q} + ?")
     where = " AND ".join(f"{protect_name(k)} = ?" for k in keys)
     return f"UPDATE {spec.cql_name}{using} SET {', '.join(sets)} WHERE {where}"
+
+
+def statement_for(ctx, spec: TableSpec, write: Write):
+    """The statement prepared on target for ``write``'s shape, once per worker context."""
+    return ctx.write_statement((spec.qualified, write.shape), partial(cql_for, spec, write))
 
 
 def values_for(spec: TableSpec, write: Write, key: tuple, *, elapsed_s: float = 0.0) -> list:

@@ -1,6 +1,6 @@
 """The copy's writes to target, batched: :class:`BatchWriter` binds each write and sends
 it in an UNLOGGED batch (a COUNTER batch for counter tables) with writes of partitions on
-the same target replicas (:mod:`zdm.migrate.batches` decides), a bounded number in flight.
+the same target replicas (:mod:`zdm.ranges.batches` decides), a bounded number in flight.
 
 Theory of operation: the open batch holds a slot of the :class:`~zdm.migrate.aio.WriteWindow`
 from its first write on, taken before anything is bound, so no write waits for room
@@ -16,10 +16,10 @@ from __future__ import annotations
 import time
 
 from zdm.migrate import aio
-from zdm.migrate.batches import Batcher, estimate_size
 from zdm.migrate.cells import Op, Write
 from zdm.migrate.schema import Kind, TableSpec
-from zdm.migrate.statements import values_for
+from zdm.migrate.statements import statement_for, values_for
+from zdm.ranges.batches import Batcher, estimate_size
 
 
 class BatchWriter:
@@ -44,7 +44,7 @@ class BatchWriter:
         batcher = self._batcher
         if not batcher.items:
             await self._open()
-        stmt = self._ctx.statement_for(self._spec, write)
+        stmt = statement_for(self._ctx, self._spec, write)
         elapsed = int(self._opened_at - read_at) if read_at is not None and write.ttl else 0
         bound = bind(stmt, values_for(self._spec, write, key, elapsed_s=elapsed))
         size = estimate_size(bound[1], self._cells(write) if self._columns else len(write.assignments))

@@ -14,6 +14,7 @@ Invariants:
 from __future__ import annotations
 
 import dataclasses
+import getpass
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Mapping
@@ -174,3 +175,12 @@ def record_evidence(store: "StateStore", evidence: Evidence, operator: str, *,
             "phase": int(new.phase), "revision": new.revision, "record": to_record(evidence),
         })
     return new
+
+
+def operator_name() -> str:
+    """Who records the evidence of a copy or a validation: the login name ("zdm" when the
+    system has none, as in some containers)."""
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user database in some containers
+        return "zdm"

@@ -23,7 +23,7 @@ import json
 import uuid
 
 from zdm.config import Config
-from zdm.migrate.ring import TokenRange
+from zdm.ranges.ring import TokenRange
 from zdm.state.checkpoint import FORMAT, CheckpointStore, TableCheckpoint, fresh
 from zdm.state.keyspace import StateKeyspace
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from zdm.errors import ZdmError
 from zdm.fsutil import atomic_write
-from zdm.migrate.ring import TokenRange, subtract
+from zdm.ranges.ring import TokenRange, subtract
 
 FORMAT = 1
 

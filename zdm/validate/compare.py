@@ -20,12 +20,13 @@ from typing import Any
 
 from zdm.migrate import aio
 from zdm.migrate.cells import counter_deltas, hashable
-from zdm.migrate.context import WorkerContext
 from zdm.migrate.copy import write_all
 from zdm.migrate.plan import plan_row, plan_static
-from zdm.migrate.ring import TokenRange
 from zdm.migrate.schema import TableSpec
+from zdm.ranges.context import WorkerContext
+from zdm.ranges.ring import TokenRange
 from zdm.validate.diff import CellDiff, _jsonable, diff_row
+from zdm.validate.findings import Difference, Findings
 from zdm.validate.merge import ORIGIN, MergeJoin
 
 MISSING = "missing_on_target"
@@ -40,30 +41,6 @@ class ValidationParams:
     ttl_tolerance_s: float = 5.0
     autocorrect: bool = False
     max_listed: int = 100  # differences listed per range (all are counted)
-
-
-@dataclass
-class Difference:
-    kind: str
-    key: dict
-    cells: list[dict] = field(default_factory=list)
-    fixed: bool = False
-
-
-@dataclass
-class RangeComparison:
-    rows_origin: int = 0
-    rows_target: int = 0
-    missing_on_target: int = 0
-    only_on_target: int = 0
-    cells_differ: int = 0
-    fixed: int = 0
-    live_resolved: int = 0  # suspects that a re-read showed to be live writes
-    differences: list[Difference] = field(default_factory=list)
-
-    @property
-    def total(self) -> int:
-        return self.missing_on_target + self.only_on_target + self.cells_differ
 
 
 @dataclass
@@ -116,8 +93,8 @@ async def _reread(ctx: WorkerContext, spec: TableSpec, suspects: list[_Suspect])
 
 
 async def compare_range(ctx: WorkerContext, spec: TableSpec, rng: TokenRange,
-                        params: ValidationParams, on_rows=None) -> RangeComparison:
-    result = RangeComparison()
+                        params: ValidationParams, on_rows=None) -> Findings:
+    result = Findings()
     kw = spec.key_width
     merge = MergeJoin(lambda row: hashable(row[1:1 + kw]))
     streams = [aio.pages(ctx.origin, ctx.prepare("origin", spec.range_select()), (rng.start, rng.end)),

@@ -34,11 +34,12 @@ from cassandra.metadata import protect_name
 from zdm.config import Config
 from zdm.migrate import aio
 from zdm.migrate.cells import cells_of
-from zdm.migrate.context import RunSettings, WorkerContext
 from zdm.migrate.copy import write_all
 from zdm.migrate.plan import plan_row, plan_static
-from zdm.migrate.ring import FULL_RING, MIN_TOKEN, TokenRange
 from zdm.migrate.schema import TableSpec
+from zdm.proxy.keys import render
+from zdm.ranges.context import RunSettings, WorkerContext
+from zdm.ranges.ring import FULL_RING, MIN_TOKEN, TokenRange
 from zdm.state import open_store
 from zdm.validate.compare import EXTRA, ValidationParams, compare_range
 
@@ -132,7 +133,7 @@ async def _check_one(ctx: WorkerContext, spec: TableSpec, record: dict, params) 
     extra = False
     for rng in ranges:
         result = await compare_range(side, spec, rng, params)
-        found += result.total
+        found += result.found
         fixed += result.fixed
         extra = extra or any(d.kind == EXTRA for d in result.differences)
     if found == 0:
@@ -142,7 +143,7 @@ async def _check_one(ctx: WorkerContext, spec: TableSpec, record: dict, params) 
         # (the row or the whole partition), at the delete's own writetime
         clustering = _terms(ctx, spec, record["key"], spec.clustering_key) or []
         await _delete_at(side, spec, terms + clustering, record["writetime"])
-        again = sum([(await compare_range(side, spec, rng, ValidationParams(params.ttl_tolerance_s))).total
+        again = sum([(await compare_range(side, spec, rng, ValidationParams(params.ttl_tolerance_s))).found
                      for rng in ranges])
         check.state = "fixed" if again == 0 else "differs"
     elif params.autocorrect and fixed == found:
@@ -150,7 +151,7 @@ async def _check_one(ctx: WorkerContext, spec: TableSpec, record: dict, params) 
     elif params.autocorrect and record.get("kind") == "lwt":
         for rng in ranges:
             await _overwrite_newer(side, spec, rng)
-        again = sum([(await compare_range(side, spec, rng, ValidationParams(params.ttl_tolerance_s))).total
+        again = sum([(await compare_range(side, spec, rng, ValidationParams(params.ttl_tolerance_s))).found
                      for rng in ranges])
         check.state = "fixed" if again == 0 else "differs"
     check.detail = f"{found} difference(s), {fixed} fixed" if found else ""
@@ -224,7 +225,5 @@ def _flipped(side):
 
 
 def _show_key(record: dict) -> str:
-    from zdm.proxy.keys import render
-
     key = record.get("key")
     return render(key) if key else f"{record.get('keyspace')}.{record.get('table')} (whole table)"

@@ -1,14 +1,15 @@
 """Run range jobs in parallel: worker processes, each with asyncio concurrency inside.
 
-Theory of operation: the coordinator (the calling process) owns all bookkeeping; it
+Theory of operation: the coordinator (the calling process,
+:func:`zdm.ranges.coordinator.run_ranges`) owns all bookkeeping; it
 puts :class:`Job` s on a task queue and reads events from a result queue:
 ``("rows", table, n)`` while a range progresses, then ``("done", job, result)`` or
 ``("failed", job, error)``.  Its ``handle`` callback may answer an event with new jobs
 (retries), and the run ends when no job is outstanding.  Each worker process holds
-one :class:`~zdm.migrate.context.WorkerContext` and runs ``concurrency`` consumers on
+one :class:`~zdm.ranges.context.WorkerContext` and runs ``concurrency`` consumers on
 one event loop; a job is ``job_fn(ctx, spec, range, params, on_rows)``, a plain async
-function, so another engine runs the same function (:mod:`zdm.migrate.spark`, on Spark's
-executors; :mod:`zdm.migrate.engine` picks one).  Workers exit on a None task,
+function, so another engine runs the same function (:mod:`zdm.ranges.spark`, on Spark's
+executors; :mod:`zdm.ranges.engine` picks one).  Workers exit on a None task,
 and also when their coordinator has died (e.g. killed mid-run).
 
 With ``workers=0`` the consumers run on a thread of the calling process instead.
@@ -27,7 +28,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from zdm.errors import ZdmError
-from zdm.migrate.ring import TokenRange
+from zdm.ranges.context import WorkerContext
+from zdm.ranges.ring import TokenRange
 
 
 @dataclass(frozen=True)
@@ -107,8 +109,6 @@ def _worker_main(config, run, specs, job_fn, params, tasks, results, rate_share,
 
 async def _worker_loop(config, run, specs, job_fn, params, tasks, results, rate_share,
                        parent_pid) -> None:
-    from zdm.migrate.context import WorkerContext
-
     try:
         ctx = WorkerContext(config, run, rate_share=rate_share)
     except ZdmError as exc:

@@ -2,10 +2,12 @@
 that picks it.
 
 ``local`` (the default) runs them on worker processes of this machine
-(:mod:`zdm.migrate.pool`); ``spark`` runs them on the executors of a Spark cluster, through
-pyspark (:mod:`zdm.migrate.spark`, ``pip install 'zdm[spark]'``).  Both run the same job
+(:mod:`zdm.ranges.pool`); ``spark`` runs them on the executors of a Spark cluster, through
+pyspark (:mod:`zdm.ranges.spark`, ``pip install 'zdm[spark]'``).  Both run the same job
 function (``job_fn(ctx, spec, range, params, on_rows)``) and report the same events to the
-coordinator's ``handle`` as each range finishes, so checkpoints, retries and resuming do not
+coordinator's ``handle`` as each range finishes (``("rows", table, n)``, ``("done", job,
+result)``, ``("failed", job, error)``: the engines' wire format, which only
+:func:`zdm.ranges.coordinator.run_ranges` reads), so checkpoints, retries and resuming do not
 depend on the engine: a run resumed on the other engine skips the ranges the first finished.
 """
 
@@ -14,8 +16,9 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable
 
 from zdm.errors import ConfigError
-from zdm.migrate.context import RunSettings
-from zdm.migrate.pool import Job
+from zdm.ranges import pool, spark
+from zdm.ranges.context import RunSettings
+from zdm.ranges.pool import Job
 
 ENGINES = ("local", "spark")
 ENGINE_HINT = ("use --engine local (worker processes on this machine, the default) or --engine spark "
@@ -35,8 +38,6 @@ def check(run: RunSettings) -> None:
                               hint="add --engine spark to run the ranges on that Spark master, or "
                                    "drop --master to run them in worker processes on this machine")
         return
-    from zdm.migrate import spark
-
     spark.check(run)
 
 
@@ -45,8 +46,6 @@ def prepare(run: RunSettings) -> RunSettings:
     joined) and the ring's range count set from the cores Spark reports (unless ``splits``)."""
     check(run)
     if run.engine == "spark":
-        from zdm.migrate import spark
-
         return spark.prepare(run)
     return run
 
@@ -54,12 +53,8 @@ def prepare(run: RunSettings) -> RunSettings:
 def run_jobs(config, run: RunSettings, specs: dict, job_fn: Callable, params: Any,
              jobs: Iterable[Job], handle: Callable[[tuple], list[Job]], *,
              tick: Callable[[], None] | None = None) -> None:
-    """:func:`zdm.migrate.pool.run_jobs` on the engine ``run`` names."""
+    """:func:`zdm.ranges.pool.run_jobs` on the engine ``run`` names."""
     if run.engine == "spark":
-        from zdm.migrate import spark
-
         spark.run_jobs(config, run, specs, job_fn, params, jobs, handle, tick=tick)
         return
-    from zdm.migrate import pool
-
     pool.run_jobs(config, run, specs, job_fn, params, jobs, handle, tick=tick)

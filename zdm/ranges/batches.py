@@ -1,5 +1,8 @@
 """Group the copy's writes into UNLOGGED batches that target applies without complaint (sans-I/O).
 
+It lives with range work because each worker's context (:mod:`zdm.ranges.context`) reads
+target's batch limits and replicas once, when it starts, for all the copy jobs it runs.
+
 Theory of operation: a batch saves target one request per statement, and the copy one
 driver round trip, but only when target can apply it locally: every statement of a batch
 belongs to partitions with the same replicas on target (:class:`ReplicaGroups`, from

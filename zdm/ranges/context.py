@@ -1,5 +1,8 @@
 """Per-process resources for range work: driver sessions, prepared statements, the rate limiter,
 and what batching the copy's writes needs to know of target (its batch limits, its replicas).
+Also :class:`RunSettings`, how range work runs (engine, processes, concurrency, pacing), which
+migrate and validate share.  Each engine builds one :class:`WorkerContext` per worker process
+(:mod:`zdm.ranges.pool`, :mod:`zdm.ranges.spark.executor`) and hands it to every job it runs.
 
 Also applies one driver workaround: the driver's compiled list decoder rejects null
 elements, and Cassandra 5.0's ``TTL(collection)`` returns ``list<int>`` with a null for
@@ -11,15 +14,22 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Callable, Hashable
+
+from cassandra import ConsistencyLevel
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, NoHostAvailable
+from cassandra.query import SimpleStatement, tuple_factory
 
 from zdm.config import Config
-from zdm.migrate.batches import SETTINGS, BatchLimits, ReplicaGroups
-from zdm.migrate.ratelimit import RateLimiter
+from zdm.connect import connect_error, make_cluster
+from zdm.errors import ConfigError
+from zdm.ranges.batches import SETTINGS, BatchLimits, ReplicaGroups
+from zdm.ranges.ratelimit import RateLimiter
 
 
 def _patch_list_decoder() -> None:
     try:
-        import cassandra.deserializers as des
+        import cassandra.deserializers as des  # here: the compiled driver only has it
     except ImportError:  # pure-Python driver: already null-safe
         return
     setattr(des, "DesListType(Int32Type)", des.GenericDeserializer)
@@ -32,8 +42,8 @@ _patch_list_decoder()
 class RunSettings:
     """How range work runs: shared by migrate and validate."""
 
-    #: what runs the range jobs: "local" (worker processes, zdm.migrate.pool) or "spark"
-    #: (a Spark cluster's executors, zdm.migrate.spark); see zdm.migrate.engine
+    #: what runs the range jobs: "local" (worker processes, zdm.ranges.pool) or "spark"
+    #: (a Spark cluster's executors, zdm.ranges.spark); see zdm.ranges.engine
     engine: str = "local"
     master: str | None = None  # the Spark master URL (engine "spark" only)
     workers: int = 2  # processes; 0 runs everything in the calling process
@@ -51,13 +61,9 @@ class RunSettings:
 
 
 def consistency(name: str) -> int:
-    from cassandra import ConsistencyLevel
-
     try:
         return ConsistencyLevel.name_to_value[name.upper()]
     except KeyError:
-        from zdm.errors import ConfigError
-
         raise ConfigError(f"unknown consistency level {name!r}",
                           hint="use e.g. ONE, LOCAL_ONE, QUORUM, LOCAL_QUORUM, ALL") from None
 
@@ -71,11 +77,6 @@ RANGE_WORK_PROTOCOL = 4
 def connect(cfg, name: str, request_timeout: float, *, token_aware: bool = False):
     """A (cluster, session) pair returning rows as plain tuples; ``token_aware``: requests
     with a routing key (a write, a batch: its first statement's) go to one of its replicas."""
-    from cassandra.cluster import EXEC_PROFILE_DEFAULT, NoHostAvailable
-    from cassandra.query import tuple_factory
-
-    from zdm.connect import make_cluster
-
     cluster = make_cluster(cfg, name=name, request_timeout=request_timeout, token_aware=token_aware)
     cluster.profile_manager.profiles[EXEC_PROFILE_DEFAULT].row_factory = tuple_factory
     if cfg.protocol_version is None and cluster.protocol_version > RANGE_WORK_PROTOCOL:
@@ -84,16 +85,12 @@ def connect(cfg, name: str, request_timeout: float, *, token_aware: bool = False
         return cluster, cluster.connect()
     except NoHostAvailable as exc:
         cluster.shutdown()
-        from zdm.connect import connect_error
-
         raise connect_error(exc, cfg, name) from None
 
 
 def target_batch_limits(session) -> BatchLimits:
     """The batch limits of the cluster behind ``session``, from its settings table when it has
     one (Cassandra 4.0+), else Cassandra's defaults."""
-    from cassandra.query import SimpleStatement
-
     names = ", ".join(f"'{n}'" for n in SETTINGS)
     query = SimpleStatement(f"SELECT name, value FROM system_views.settings WHERE name IN ({names})")
     try:
@@ -136,14 +133,12 @@ class WorkerContext:
             self._prepared[key] = stmt
         return stmt
 
-    def statement_for(self, spec, write):
-        """The prepared statement (on target) for a write of this shape."""
-        key = (spec.qualified, write.shape)
-        stmt = self._by_shape.get(key)
+    def write_statement(self, shape: Hashable, cql: Callable[[], str]):
+        """The statement prepared on target for writes of one ``shape``; ``cql()`` makes its
+        text, once (:func:`zdm.migrate.statements.statement_for`)."""
+        stmt = self._by_shape.get(shape)
         if stmt is None:
-            from zdm.migrate.statements import cql_for
-
-            stmt = self._by_shape[key] = self.prepare("target", cql_for(spec, write), write=True)
+            stmt = self._by_shape[shape] = self.prepare("target", cql(), write=True)
         return stmt
 
     def replica_groups(self, keyspace: str) -> ReplicaGroups:
