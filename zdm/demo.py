@@ -216,7 +216,8 @@ def run(config: Config, say: Callable[[str], None], *, rows: int = 5000, rate: f
     """Run the demo; ``say`` receives one line per step."""
     from zdm.migrate import MigrationSettings, RunSettings
     from zdm.migrate import migrate as run_migrate
-    from zdm.phases import FileStateStore, advance, confirm_routing
+    from zdm.phases import advance, confirm_routing
+    from zdm.state import FileStateStore
     from zdm.phases.live import gather_facts
     from zdm.phases.preflight import record_preflight, run_preflight
     from zdm.proxy.background import BackgroundProxy

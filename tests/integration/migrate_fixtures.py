@@ -9,9 +9,10 @@ import uuid
 from cassandra.cluster import EXEC_PROFILE_DEFAULT
 from cassandra.query import tuple_factory
 
-from zdm.migrate import MigrationSettings, RunSettings, Scope
+from zdm.migrate import MigrationSettings, RunSettings
 from zdm.migrate.schema import Kind, tables_in_scope
 from zdm.ranges.ring import FULL_RING
+from zdm.scope import Scope
 from zdm.validate import ValidationParams, ValidationSettings
 
 BIG_PARTITION_ROWS = 150
@@ -107,7 +108,7 @@ def scan(session, spec) -> dict:
 
 
 def assert_exact_copy(origin_session, target_session, ks: str, elapsed_s: float) -> int:
-    specs = tables_in_scope(origin_session.cluster.metadata, (ks,))
+    specs = tables_in_scope(origin_session.cluster.metadata, Scope((ks,)))
     compared = 0
     for spec in specs:
         o, t = scan(origin_session, spec), scan(target_session, spec)

@@ -17,6 +17,7 @@ from zdm.migrate.schema import tables_in_scope
 from zdm.ranges.batches import BatchLimits, Batcher
 from zdm.ranges.context import WorkerContext
 from zdm.ranges.ring import split_ring
+from zdm.scope import Scope
 
 TS = 1_650_000_000_000_000
 
@@ -65,7 +66,7 @@ def recorded(monkeypatch):
 def copy_table(zdm_config, origin_session, ks: str, table: str, limits: BatchLimits | None,
                **run) -> tuple[int, CountingSession, BatchLimits]:
     """Every range of ``table`` copied by ``copy_range`` in this process, four at a time."""
-    (spec,) = tables_in_scope(origin_session.cluster.metadata, (ks,), include_tables=(f"{ks}.{table}",))
+    (spec,) = tables_in_scope(origin_session.cluster.metadata, Scope((ks,), tables=(f"{ks}.{table}",)))
     ctx = WorkerContext(zdm_config, run_settings(**run))
     try:
         if limits is not None:

@@ -8,8 +8,9 @@ import time
 import pytest
 from migrate_fixtures import (BIG_PARTITION_ROWS, assert_exact_copy, config_for, create_schema,
                               fill_origin, migration, validation)
-from zdm.migrate import migrate
-from zdm.phases import FileStateStore, evidence_of
+from zdm.migrate.run import migrate
+from zdm.phases import evidence_of
+from zdm.state import FileStateStore
 from zdm.validate import validate
 
 

@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from migrate_fixtures import config_for, migration, validation
-from zdm.migrate import migrate
-from zdm.migrate.checkpoint import checkpoint_store
+from zdm.migrate.run import migrate
+from zdm.state import open_checkpoints
 from zdm.validate import validate
 
 ROWS = 2000
@@ -47,7 +47,7 @@ def test_killed_migration_resumes_only_unfinished_ranges(state_store, keyspace, 
                              "-k", keyspace, "--workers", "1", "--splits", "32", "--rate-limit", "400",
                              "--fetch-size", "20", "--no-progress"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    store = checkpoint_store(config, "migrate")
+    store = open_checkpoints(config, "migrate")
     table = f"{keyspace}.kv"
     deadline = time.monotonic() + 60
     try:
@@ -77,7 +77,7 @@ def test_killed_migration_resumes_only_unfinished_ranges(state_store, keyspace, 
 
     # the checkpoint lives in the store the configuration names, and only there
     store.close()
-    with checkpoint_store(config, "migrate") as fresh:
+    with open_checkpoints(config, "migrate") as fresh:
         final = fresh.load(table)
     assert final.complete and final.rows_done == ROWS
     assert (config.state_dir / "migrate").exists() == (state_store == "file")

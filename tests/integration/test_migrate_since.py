@@ -8,8 +8,8 @@ import sys
 from datetime import datetime, timezone
 
 from migrate_fixtures import config_for, migration
-from zdm.migrate import migrate
-from zdm.migrate.checkpoint import checkpoint_store
+from zdm.migrate.run import migrate
+from zdm.state import open_checkpoints
 from zdm.migrate.run import micros
 
 SINCE = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
@@ -43,11 +43,11 @@ def test_a_catch_up_copies_only_what_was_written_since(keyspace, zdm_config, tmp
     assert statics == {7: "static"}
 
     # the catch-up's checkpoints are its own, and it records no evidence of a full copy
-    with checkpoint_store(config, "migrate") as store:
+    with open_checkpoints(config, "migrate") as store:
         assert store.load(f"{keyspace}.t") is None
-    with checkpoint_store(config, "catchup") as store:
+    with open_checkpoints(config, "catchup") as store:
         assert store.load(f"{keyspace}.t").complete
-    from zdm.phases import open_store
+    from zdm.state import open_store
 
     with open_store(config) as state:
         assert "migration" not in state.load().evidence

@@ -15,14 +15,16 @@ from cassandra.query import tuple_factory
 
 from migrate_fixtures import config_for, create_schema, fill_origin, migration, validation
 from zdm.errors import ZdmError
-from zdm.migrate import migrate
+from zdm.migrate.run import migrate
 from zdm.migrate.fallback import fallback_timestamp
 from zdm.migrate.plan import plan_row, plan_static
 from zdm.migrate.schema import Kind, tables_in_scope
 from zdm.migrate.statements import cql_for, values_for
-from zdm.phases import FileStateStore, evidence_of
-from zdm.phases.evidence import utcnow
+from zdm.clock import utcnow
+from zdm.phases import evidence_of
 from zdm.ranges.ring import FULL_RING
+from zdm.scope import Scope
+from zdm.state import FileStateStore
 from zdm.validate import validate
 
 #: when the (simulated) dual writes began; every "live" write below is newer
@@ -68,10 +70,10 @@ def test_every_type_copies_exact_where_4_1_can_and_by_contents_where_it_cannot(
                         "wide": []}
     assert report.fallback_timestamp == T
 
-    origin_specs = tables_in_scope(old_origin_session.cluster.metadata, (filled,),
+    origin_specs = tables_in_scope(old_origin_session.cluster.metadata, Scope((filled,)),
                                    element_metadata=False)
     # target (5.0) reads element writetimes: read them with the exact layout
-    target_specs = {s.name: s for s in tables_in_scope(target_session.cluster.metadata, (filled,))}
+    target_specs = {s.name: s for s in tables_in_scope(target_session.cluster.metadata, Scope((filled,)))}
     compared = 0
     for spec in origin_specs:
         tspec = target_specs[spec.name]
@@ -186,7 +188,7 @@ def race(old_origin_session, target_session):
         s.execute(f"CREATE TYPE {ks}.addr (street text, num int)")
         s.execute(RACE_TABLE.format(ks=ks))
     spec = dataclasses.replace(
-        tables_in_scope(old_origin_session.cluster.metadata, (ks,), element_metadata=False)[0],
+        tables_in_scope(old_origin_session.cluster.metadata, Scope((ks,)), element_metadata=False)[0],
         fallback_timestamp=T)
     yield ks, spec, iter(range(10_000))
     for s in (old_origin_session, target_session):

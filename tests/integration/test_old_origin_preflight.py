@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from migrate_fixtures import migration, validation
 from zdm.config import ScopeConfig
-from zdm.migrate import migrate
-from zdm.phases.evidence import utcnow
+from zdm.migrate.run import migrate
+from zdm.clock import utcnow
 from zdm.phases.preflight import Status, run_preflight
 from zdm.validate import validate
 

@@ -17,8 +17,8 @@ from migrate_fixtures import config_for, migration, validation
 from tests.support.harness import RunningProxy
 from tests.support.net import driver_cluster, free_port
 from zdm.config import ProxyConfig
-from zdm.migrate import migrate
-from zdm.phases.evidence import utcnow
+from zdm.migrate.run import migrate
+from zdm.clock import utcnow
 from zdm.validate import validate
 
 REPLICATION = "{'class': 'SimpleStrategy', 'replication_factor': 1}"

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from zdm.config import ScopeConfig
-from zdm.phases import FileStateStore
-from zdm.phases.evidence import iso, utcnow
+from zdm.state import FileStateStore
+from zdm.clock import iso, utcnow
 from zdm.phases.preflight import Status, live_schema, run_preflight
 
 REPLICATION = "{'class': 'SimpleStrategy', 'replication_factor': 1}"

@@ -13,7 +13,7 @@ import pytest
 from tests.support.harness import RunningProxy
 from tests.support.net import driver_cluster, free_port
 from zdm.config import ProxyConfig
-from zdm.phases.divergences import DivergenceLog
+from zdm.state.divergences import DivergenceLog
 
 
 @pytest.fixture()
@@ -322,7 +322,7 @@ def test_now_in_a_primary_key_is_the_same_row_on_both_clusters(replacing, origin
 
 def test_validate_rechecks_recorded_rows_first_and_autocorrect_repairs_them(proxied, table, origin_session,
                                                                              target_session):
-    from zdm.migrate import Scope
+    from zdm.scope import Scope
     from zdm.validate import ValidationParams, ValidationSettings, validate
     from zdm.ranges.context import RunSettings
 

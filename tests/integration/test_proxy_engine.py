@@ -196,7 +196,7 @@ class ThreadRecordingStore:
 
 
 def test_the_state_store_is_never_touched_on_the_event_loop(zdm_config, tmp_path):
-    from zdm.phases import FileStateStore
+    from zdm.state import FileStateStore
 
     store = ThreadRecordingStore(FileStateStore(tmp_path / "state"))
     config = dataclasses.replace(zdm_config, proxy=ProxyConfig(listen_port=free_port()))

@@ -158,7 +158,7 @@ def declared(port: int) -> set[str]:
 
 
 def test_the_dashboard_names_only_metrics_the_proxy_exports(zdm_config, tmp_path):
-    from zdm.phases import FileStateStore
+    from zdm.state import FileStateStore
     from zdm.proxy.metrics import NAMES
 
     proxy = RunningProxy(dataclasses.replace(zdm_config, state_dir=tmp_path, proxy=ProxyConfig(

@@ -20,7 +20,7 @@ from tests.support.rawcql import RawClient
 from zdm.cli.main import app
 from zdm.cql import messages as m
 from zdm.cql.constants import ErrorCode, Opcode, ResultKind
-from zdm.phases import FileStateStore
+from zdm.state import FileStateStore
 
 runner = CliRunner()
 

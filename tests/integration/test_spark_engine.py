@@ -17,12 +17,13 @@ from cassandra.concurrent import execute_concurrent_with_args
 from migrate_fixtures import config_for, migration, run_settings, validation
 from zdm.errors import ZdmError
 from zdm.migrate import migrate
-from zdm.migrate.checkpoint import FileCheckpointStore
-from zdm.migrate.run import CopyParams, Scope, copy_job
+from zdm.migrate.run import CopyParams, copy_job
 from zdm.migrate.tables import plan_tables
 from zdm.ranges import engine as engines
 from zdm.ranges.events import RangeDone
 from zdm.ranges.pool import Job
+from zdm.scope import Scope
+from zdm.state.checkpoint import FileCheckpointStore
 from zdm.validate import validate
 
 ROWS = 600

@@ -12,8 +12,9 @@ import pytest
 from zdm.config import Config
 from zdm.errors import ZdmError
 from zdm.phases import (ConcurrentModification, PreflightEvidence, StateCorrupt, UnknownProxy,
-                        open_store, record_evidence)
-from zdm.phases.evidence import utcnow
+                        record_evidence)
+from zdm.clock import utcnow
+from zdm.state import open_store
 
 
 @pytest.fixture(params=["file", "cassandra"])

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from migrate_fixtures import config_for, migration, validation
-from zdm.migrate import migrate
+from zdm.migrate.run import migrate
 from zdm.validate import validate
 
 TS = 1_700_000_000_000_000

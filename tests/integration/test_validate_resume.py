@@ -11,8 +11,8 @@ import pytest
 from migrate_fixtures import config_for, migration, validation
 from zdm.errors import ZdmError
 from zdm.migrate import migrate
-from zdm.migrate.checkpoint import checkpoint_store
 from zdm.ranges.events import RangeDone
+from zdm.state import open_checkpoints
 from zdm.validate import validate
 
 ROWS = 1200
@@ -49,7 +49,7 @@ def test_an_interrupted_validation_resumes_where_it_stopped(copied, target_sessi
 
     first = validate(config, validation(ks, run={"splits": SPLITS, "workers": 0}), stop_after_some)
     assert first.interrupted and not first.clean
-    with checkpoint_store(config, "validate") as store:
+    with open_checkpoints(config, "validate") as store:
         cp = store.load(f"{ks}.kv")
     finished = set(cp.done)
     assert len(finished) >= 6

@@ -18,8 +18,9 @@ from typer.testing import CliRunner
 
 from zdm.cli.main import app
 from zdm.clusters.connect import ConnectError
-from zdm.phases import MigrationState, Phase, FileStateStore, StateStore
-from zdm.phases.evidence import iso, utcnow
+from zdm.phases import MigrationState, Phase
+from zdm.state import FileStateStore, StateStore
+from zdm.clock import iso, utcnow
 from zdm.phases.preflight import ClockSample, ClusterProbe
 from zdm.phases.schema import KeyspaceSchema, SchemaSnapshot, TableSchema
 from zdm.phases.state import RoutingStatus

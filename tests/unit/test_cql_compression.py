@@ -113,12 +113,20 @@ def test_declared_size_above_the_limit_is_refused_before_decompressing():
 
 REFUSED_FRAMES = [
     ("not-negotiated", 4, None, b"\x00\x00\x00\x00\x00", "negotiated no compression"),
-    ("v5-frame-flag", 5, LZ4, b"\x00\x00\x00\x00\x00", "v5 compresses segments"),
     ("lz4-short", 4, LZ4, b"\x00\x01", "lacks its 4-byte length"),
     ("lz4-corrupt", 4, LZ4, b"\x00\x00\x00\x64" + b"\xff" * 10, "corrupt LZ4"),
     ("lz4-wrong-size", 4, LZ4, b"\x00\x00\x00\x09" + LZ4.compress(b"abc")[4:], "corrupt LZ4"),
     ("snappy-corrupt", 4, SNAPPY, b"\x10\xff\xff\xff", "corrupt Snappy"),
 ]
+
+
+@pytest.mark.parametrize("codec", [LZ4, None], ids=["lz4-segments", "no-compression"])
+def test_a_v5_frames_compression_flag_is_ignored_as_cassandra_ignores_it(codec):
+    """The Java driver 4 sets the flag on every frame inside its compressed v5 segments; the
+    frame itself is not compressed (v5 compresses segments), and Cassandra ignores the flag."""
+    frame = inflate_frame(Frame(5, False, COMPRESSION | 0x02, 12, Opcode.QUERY, b"\x00\x00\x00\x01x"),
+                          codec, 1 << 20)
+    assert frame == Frame(5, False, 0x02, 12, Opcode.QUERY, b"\x00\x00\x00\x01x")
 
 
 @pytest.mark.parametrize("version,codec,body,match", [r[1:] for r in REFUSED_FRAMES],

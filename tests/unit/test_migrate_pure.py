@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from zdm.migrate.cells import Cell, PK_ONLY_TIMESTAMP, group
-from zdm.migrate.checkpoint import FileCheckpointStore
+from zdm.state.checkpoint import FileCheckpointStore
 from zdm.migrate.schema import Kind
 from zdm.ranges.ratelimit import RateLimiter
 from zdm.ranges.ring import FULL_RING, MAX_TOKEN, MIN_TOKEN, TokenRange, split_ring, subtract

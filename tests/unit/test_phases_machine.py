@@ -8,11 +8,12 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from zdm.phases import (AsyncReadStats, ClientsOnTargetConfirmed, Facts, MigrationEvidence, Phase,
-                        PreflightEvidence, ProxyHealth, RoutingPending, FileStateStore, StateStore, Thresholds,
+                        PreflightEvidence, ProxyHealth, RoutingPending, Thresholds,
                         TransitionRefused, ValidationEvidence, advance, confirm_routing, evaluate,
                         evidence_of, record_evidence, rollback, routing_for)
 from zdm.phases import machine as m
 from zdm.phases.model import Cluster, ReadMode
+from zdm.state import FileStateStore, StateStore
 
 TABLES = ["ks.a", "ks.b"]
 UP = ProxyHealth("p1", True, True, True)

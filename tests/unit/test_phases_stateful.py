@@ -18,8 +18,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from zdm.phases import (AsyncReadStats, ClientsOnProxyConfirmed, ClientsOnTargetConfirmed, Facts,
                         MigrationEvidence, Phase, PreflightEvidence, ProxyHealth, RoutingPending,
-                        FileStateStore, Thresholds, TransitionRefused, ValidationEvidence, advance,
+                        Thresholds, TransitionRefused, ValidationEvidence, advance,
                         confirm_routing, evidence_of, record_evidence, rollback, routing_for)
+from zdm.state import FileStateStore
 
 # Written from the documented phases, independently of machine.TABLE.
 ADVANCES = {(0, 1), (1, 2), (2, 3), (2, 4), (3, 4), (4, 5)}

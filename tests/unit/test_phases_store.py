@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from zdm.errors import ZdmError
-from zdm.phases import (ConcurrentModification, FileStateStore, Facts, MigrationState, Phase, PreflightEvidence,
-                        StateCorrupt, StateStore, UnknownProxy, advance, record_evidence,
-                        with_evidence)
+from zdm.phases import (ConcurrentModification, Facts, MigrationState, Phase, PreflightEvidence,
+                        StateCorrupt, UnknownProxy, advance, record_evidence, with_evidence)
 from zdm.phases.state import checksum, encode
+from zdm.state import FileStateStore, StateStore
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 

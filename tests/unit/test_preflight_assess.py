@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 
 from zdm.config import ScopeConfig
+from zdm.errors import ZdmError
 from zdm.phases.preflight import (COUNTER_WARNING, ClockSample, ClusterProbe, Status, assess,
                                   parse_version, run_preflight)
 from zdm.phases.schema import KeyspaceSchema, SchemaSnapshot, TableSchema
@@ -116,7 +117,7 @@ def test_counter_tables_are_warned_about_per_table():
 @pytest.mark.parametrize("scope, keyspaces, tables", [
     (ScopeConfig(), ("app",), ("app.counts", "app.t")),
     (ScopeConfig(exclude_tables=("app.counts",)), ("app",), ("app.t",)),
-    (ScopeConfig(keyspaces=("system",)), ("system",), ("system.local",)),
+    (ScopeConfig(keyspaces=("app",)), ("app",), ("app.counts", "app.t")),
 ], ids=["default", "excluded table", "explicit keyspaces"])
 def test_scope_decides_what_is_compared_and_fingerprinted(scope, keyspaces, tables):
     origin = probe(tables=(T, COUNTS, SYS))
@@ -124,6 +125,13 @@ def test_scope_decides_what_is_compared_and_fingerprinted(scope, keyspaces, tabl
     report = assess(origin, target, scope)
     assert (report.keyspaces, report.tables_in_scope) == (keyspaces, tables)
     assert report.passed == ("app.counts" not in tables)
+
+
+def test_a_system_keyspace_named_in_the_scope_is_refused_not_compared():
+    with pytest.raises(ZdmError) as refused:
+        assess(probe(), probe("target"), ScopeConfig(keyspaces=("app", "system")))
+    assert "system" in refused.value.message and "never migrates" in refused.value.message
+    assert "scope.keyspaces" in refused.value.hint
 
 
 def test_changes_outside_scope_do_not_change_the_fingerprint():

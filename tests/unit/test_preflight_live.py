@@ -12,9 +12,9 @@ import pytest
 
 from zdm.config import Config
 from zdm.clusters.connect import ConnectError
-from zdm.phases import (AsyncReadStats, FileStateStore, MigrationState, Phase, ProxyHealth, StateStore,
-                        UnknownProxy)
-from zdm.phases.evidence import iso
+from zdm.phases import AsyncReadStats, MigrationState, Phase, ProxyHealth, UnknownProxy
+from zdm.clock import iso
+from zdm.state import FileStateStore, StateStore
 from zdm.phases.live import gather_facts, proxy_health, sum_async_reads
 from zdm.phases.state import RoutingStatus
 

@@ -8,7 +8,8 @@ from types import SimpleNamespace as NS
 import pytest
 
 from zdm.phases.schema import (KeyspaceSchema, SchemaSnapshot, TableSchema, diff, fingerprint,
-                               scope_keyspaces, snapshot_from_metadata)
+                               snapshot_from_metadata)
+from zdm.scope import Scope
 
 USERS = TableSchema("app", "users", {"id": "uuid", "day": "date", "ts": "timestamp",
                                      "name": "text", "tier": "int"},
@@ -103,7 +104,7 @@ def test_fingerprint_ignores_listing_order_but_not_content():
     (["system_auth", "system_traces", "OpsCenter"], [], []),
 ], ids=["every non-system keyspace", "the configured ones, in order", "nothing"])
 def test_scope_keyspaces(present, wanted, expected):
-    assert scope_keyspaces(present, wanted) == expected
+    assert Scope(wanted).keyspaces_in(present) == expected
 
 
 def _col(name, cql_type, static=False, reversed_=False):

@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from zdm.cli.common import DEFAULT_CONFIG, ConfigPath, command, config_from, console
+from zdm.clock import parse_time
 from zdm.errors import ZdmError
 from zdm.ranges.events import Planned, RangeDone, RangeFailed, Rows
 
@@ -35,15 +36,12 @@ DualWritesSince = Annotated[Optional[str], typer.Option(
 
 
 def _since(text: str | None, option: str = "--dual-writes-since"):
-    from datetime import datetime
-
     from zdm.errors import ConfigError
-    from zdm.phases.evidence import as_utc
 
     if text is None:
         return None
     try:
-        return as_utc(datetime.fromisoformat(text))
+        return parse_time(text)
     except ValueError:
         raise ConfigError(f"{option} {text!r} is not an ISO 8601 time",
                           hint="e.g. 2024-05-01T12:00:00+00:00 (a time without zone is UTC)") from None
@@ -153,11 +151,13 @@ def register(app: typer.Typer) -> None:
         """Copy the tables in scope from origin to target, keeping every cell's writetime and TTL."""
         from rich.table import Table
 
-        from zdm.migrate import MigrationSettings, Scope
+        from zdm.migrate import MigrationSettings
         from zdm.migrate import migrate as run_migrate
+        from zdm.scope import Scope
 
         settings = MigrationSettings(
-            scope=Scope(tuple(keyspace), tuple(table), tuple(exclude_table), tuple(exclude_keyspace)),
+            scope=Scope(keyspaces=keyspace, tables=table, exclude_tables=exclude_table,
+                        exclude_keyspaces=exclude_keyspace),
             run=_run_settings(engine, master, workers, concurrency, fetch_size, rate_limit,
                               read_consistency, write_consistency, splits),
             resume=resume, dual_writes_since=_since(dual_writes_since),
@@ -225,13 +225,14 @@ def register(app: typer.Typer) -> None:
         """Compare origin and target range by range; exit 0 only when they agree."""
         from rich.table import Table
 
-        from zdm.migrate import Scope
+        from zdm.scope import Scope
         from zdm.validate import ValidationParams, ValidationSettings
         from zdm.validate import validate as run_validate
 
         cfg = config_from(config)
         settings = ValidationSettings(
-            scope=Scope(tuple(keyspace), tuple(table), tuple(exclude_table), tuple(exclude_keyspace)),
+            scope=Scope(keyspaces=keyspace, tables=table, exclude_tables=exclude_table,
+                        exclude_keyspaces=exclude_keyspace),
             run=_run_settings(engine, master, workers, concurrency, fetch_size, rate_limit,
                               read_consistency, write_consistency, splits),
             params=ValidationParams(ttl_tolerance_s=ttl_tolerance, autocorrect=autocorrect,

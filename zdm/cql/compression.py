@@ -194,8 +194,9 @@ def inflate_frame(frame: Frame, codec: Codec | None, max_bytes: int) -> Frame:
     """``frame`` (its COMPRESSION flag set) with its body decompressed and the flag cleared."""
     version, is_response, flags, stream, opcode, packed = frame
     if version >= 5:
-        raise ProtocolError("COMPRESSION flag on a v5 frame: v5 compresses segments, not frames",
-                            stream=stream, version=version)
+        # v5 compresses segments, never a frame; the Java driver 4 still sets the flag on the
+        # frames inside compressed segments, and Cassandra ignores it: so does the proxy
+        return _new_frame(type(frame), (version, is_response, flags & ~COMPRESSION, stream, opcode, packed))
     if codec is None:
         raise ProtocolError("compressed frame on a connection that negotiated no compression",
                             stream=stream, version=version)

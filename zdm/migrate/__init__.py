@@ -1,8 +1,8 @@
 """``zdm migrate``: copy pre-existing data from origin to target, cell for cell.
 
-Public API: ``migrate(config, settings) -> MigrationReport`` and the per-range
-``copy_range(ctx, spec, range)`` it is built on (a plain async function of the range
-and the worker's settings, so another engine can run it).
+Public API: ``migrate(config, settings) -> MigrationReport`` (:mod:`zdm.migrate.run`) and
+the per-range ``copy_range(ctx, spec, range)`` (:mod:`zdm.migrate.copy`) it is built on (a
+plain async function of the range and the worker's settings, so another engine can run it).
 
 Documented choices and caveats:
 - Writetime and TTL are kept per cell; for non-frozen collections per element and
@@ -27,7 +27,7 @@ Documented choices and caveats:
 """
 
 from zdm.migrate.report import MigrationReport
-from zdm.migrate.run import MigrationSettings, Scope, migrate
+from zdm.migrate.run import MigrationSettings, migrate
 from zdm.ranges.context import RunSettings
 
-__all__ = ["MigrationReport", "MigrationSettings", "RunSettings", "Scope", "migrate"]
+__all__ = ["MigrationReport", "MigrationSettings", "RunSettings", "migrate"]

@@ -20,31 +20,26 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
+from zdm.clock import micros, parse_time, utcnow
 from zdm.config import Config
 from zdm.errors import ZdmError
-from zdm.migrate.checkpoint import TableCheckpoint, checkpoint_store
 from zdm.migrate.copy import copy_range
 from zdm.migrate.report import MigrationReport, TableResult
 from zdm.migrate.schema import TableSpec
 from zdm.migrate.tables import plan_run
-from zdm.phases import MigrationEvidence, open_store, record_evidence
-from zdm.phases.evidence import as_utc, operator_name, parse_time, utcnow
+from zdm.phases import MigrationEvidence, record_evidence
+from zdm.phases.evidence import operator_name
 from zdm.ranges.context import RunSettings, WorkerContext
 from zdm.ranges.coordinator import run_ranges
 from zdm.ranges.events import RangeDone, RangeFailed
 from zdm.ranges.ring import TokenRange
-
-
-@dataclass(frozen=True)
-class Scope:
-    keyspaces: tuple[str, ...] = ()  # empty: the config's scope.keyspaces (or all non-system)
-    tables: tuple[str, ...] = ()  # only these ks.table names
-    exclude_tables: tuple[str, ...] = ()  # in addition to the config's scope.exclude_tables
-    exclude_keyspaces: tuple[str, ...] = ()
+from zdm.scope import Scope
+from zdm.state import TableCheckpoint, open_checkpoints, open_store
 
 
 @dataclass(frozen=True)
 class MigrationSettings:
+    #: how the command's options narrow the config's scope (:meth:`zdm.scope.Scope.narrow`)
     scope: Scope = field(default_factory=Scope)
     run: RunSettings = field(default_factory=RunSettings)
     resume: bool = False
@@ -74,12 +69,6 @@ async def copy_job(ctx: WorkerContext, spec: TableSpec, rng: TokenRange, params:
     return await copy_range(ctx, spec, rng, on_rows, since=params.since_us)
 
 
-def micros(t: datetime) -> int:
-    """``t`` as a writetime: microseconds since the epoch."""
-    t = as_utc(t)
-    return (int(t.timestamp()) * 1_000_000) + t.microsecond
-
-
 def migrate(config: Config, settings: MigrationSettings,
             on_event: Callable[[object], None] | None = None) -> MigrationReport:
     emit = on_event or (lambda _e: None)
@@ -88,7 +77,7 @@ def migrate(config: Config, settings: MigrationSettings,
                                        dual_writes_since=settings.dual_writes_since,
                                        needed_for="copying")
     # a catch-up keeps checkpoints of its own: the full copy's stay as they were
-    with checkpoint_store(config, "catchup" if settings.since else "migrate") as store:
+    with open_checkpoints(config, "catchup" if settings.since else "migrate") as store:
         return _migrate(config, settings, run, emit, started, specs, plan, since, store)
 
 

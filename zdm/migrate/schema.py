@@ -25,7 +25,7 @@ from typing import Any, Mapping
 from cassandra.metadata import protect_name
 
 from zdm.errors import ZdmError
-from zdm.scope import is_system_keyspace
+from zdm.scope import Scope
 
 
 class Kind(enum.Enum):
@@ -216,32 +216,21 @@ def table_spec(keyspace_meta, table_meta, *, element_metadata: bool = True) -> T
     return TableSpec(keyspace_meta.name, table_meta.name, pk, ck, tuple(columns), reversed_ck)
 
 
-def tables_in_scope(metadata, keyspaces: tuple[str, ...] = (), *, include_tables: tuple[str, ...] = (),
-                    exclude_tables: tuple[str, ...] = (),
-                    exclude_keyspaces: tuple[str, ...] = (),
-                    element_metadata: bool = True) -> list[TableSpec]:
-    """Tables to copy: every table of ``keyspaces`` (all non-system ones when empty),
-    narrowed by ``include_tables`` and ``exclude_tables`` (names as ``ks.table``)."""
+def tables_in_scope(metadata, scope: Scope, *, element_metadata: bool = True) -> list[TableSpec]:
+    """Tables to copy: those of the driver's schema ``metadata`` that ``scope`` covers."""
     known = metadata.keyspaces
-    missing = [k for k in keyspaces if k not in known]
+    names = scope.keyspaces_in(known)
+    missing = [k for k in scope.keyspaces if k not in known]
     if missing:
         raise ZdmError(f"keyspace(s) not found on origin: {', '.join(missing)}",
                        hint="check scope.keyspaces in zdm.yaml or the --keyspace option")
-    names = list(keyspaces) or sorted(k for k in known if not is_system_keyspace(k))
-    include = set(include_tables)
-    exclude = set(exclude_tables)
     specs = []
     for ks in names:
-        if ks in exclude_keyspaces:
-            continue
         ks_meta = known[ks]
-        for tname in sorted(ks_meta.tables):
-            qualified = f"{ks}.{tname}"
-            if qualified in exclude or (include and qualified not in include):
-                continue
+        for tname in scope.tables_in(ks, ks_meta.tables):
             specs.append(table_spec(ks_meta, ks_meta.tables[tname],
                                     element_metadata=element_metadata))
-    unknown = include - {s.qualified for s in specs}
+    unknown = set(scope.tables) - {s.qualified for s in specs}
     if unknown:
         raise ZdmError(f"table(s) not found in scope: {', '.join(sorted(unknown))}",
                        hint="name tables as keyspace.table, within the keyspaces in scope")

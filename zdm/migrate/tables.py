@@ -18,11 +18,12 @@ from zdm.config import Config
 from zdm.errors import ZdmError
 from zdm.migrate.fallback import fallback_timestamp
 from zdm.migrate.schema import TableSpec, tables_in_scope
-from zdm.phases import open_store
 from zdm.ranges import engine
 from zdm.ranges.context import RunSettings, connect
 from zdm.ranges.ring import TokenRange, cluster_boundaries, split_ring
 from zdm.releases import has_element_metadata, parse_version
+from zdm.scope import Scope
+from zdm.state import open_store
 
 
 def origin_release(cluster) -> tuple[str | None, str | None]:
@@ -35,19 +36,17 @@ def origin_release(cluster) -> tuple[str | None, str | None]:
     return oldest.release_version, dse
 
 
-def plan_tables(config: Config, scope, run: RunSettings) -> tuple[list[TableSpec], list[TokenRange]]:
-    """Tables in ``scope`` (the run's: keyspaces, tables, exclusions), from origin's schema and
-    checked against target's, and the range plan.
+def plan_tables(config: Config, scope: Scope, run: RunSettings) -> tuple[list[TableSpec], list[TokenRange]]:
+    """Tables in the config's scope narrowed by ``scope`` (the command's options, see
+    :meth:`zdm.scope.Scope.narrow`), from origin's schema and checked against target's, and the
+    range plan.
 
     Columns whose cells' metadata origin cannot read are marked not exact; their
     ``fallback_timestamp`` is left for :func:`with_fallback_timestamp`."""
     cluster, _session = connect(config.origin, "origin", run.request_timeout_s)
     try:
         release, dse = origin_release(cluster)
-        specs = tables_in_scope(cluster.metadata, scope.keyspaces or config.scope.keyspaces,
-                                include_tables=scope.tables,
-                                exclude_tables=scope.exclude_tables + config.scope.exclude_tables,
-                                exclude_keyspaces=scope.exclude_keyspaces,
+        specs = tables_in_scope(cluster.metadata, Scope.of(config).narrow(scope),
                                 element_metadata=has_element_metadata(release, dse))
         plan = split_ring(cluster_boundaries(cluster), run.range_count())
     finally:
@@ -69,7 +68,7 @@ def plan_tables(config: Config, scope, run: RunSettings) -> tuple[list[TableSpec
     return specs, plan
 
 
-def plan_run(config: Config, scope, run: RunSettings, *, dual_writes_since: datetime | None,
+def plan_run(config: Config, scope: Scope, run: RunSettings, *, dual_writes_since: datetime | None,
              needed_for: str | None
              ) -> tuple[RunSettings, list[TableSpec], list[TokenRange], datetime | None]:
     """What a copy or a validation works on: ``run`` ready on its engine

@@ -2,7 +2,7 @@
 
 Public API (the CLI and other modules use only these names)::
 
-    store = open_store(config)          # FileStateStore(state_dir) or CassandraStateStore
+    store = zdm.state.open_store(config)  # where the state is kept (see zdm.state)
     advance(store, facts, to=None, operator=..., why=None, thresholds=None) -> MigrationState
     rollback(store, facts, to=None, operator=..., why=None) -> MigrationState
     confirm_routing(store, operator=..., timeout=0.0) -> MigrationState
@@ -21,15 +21,13 @@ from zdm.phases.machine import (TABLE, Verdict, advance, apply_move, confirm_rou
                                 rollback)
 from zdm.phases.model import Cluster, Phase, ReadMode, Routing, routing_for
 from zdm.phases.state import HistoryEntry, MigrationState, RoutingStatus
-from zdm.phases.file_store import FileStateStore
-from zdm.phases.store import ProxyLag, StateStore, open_store
 
 __all__ = [
     "AsyncReadStats", "ClientsOnProxyConfirmed", "ClientsOnTargetConfirmed", "Cluster",
-    "ConcurrentModification", "Facts", "FileStateStore", "HistoryEntry", "MigrationEvidence", "MigrationState",
-    "Phase", "PreflightEvidence", "ProxyHealth", "ProxyLag", "ReadMode", "Reason", "Routing",
-    "RoutingPending", "RoutingStatus", "StateCorrupt", "StateStore", "TABLE", "Thresholds",
+    "ConcurrentModification", "Facts", "HistoryEntry", "MigrationEvidence", "MigrationState",
+    "Phase", "PreflightEvidence", "ProxyHealth", "ReadMode", "Reason", "Routing",
+    "RoutingPending", "RoutingStatus", "StateCorrupt", "TABLE", "Thresholds",
     "TransitionRefused", "UnknownProxy", "ValidationEvidence", "Verdict", "advance",
-    "apply_move", "confirm_routing", "evaluate", "evidence_of", "open_store", "record_evidence", "rollback",
+    "apply_move", "confirm_routing", "evaluate", "evidence_of", "record_evidence", "rollback",
     "routing_for", "with_evidence",
 ]

@@ -1,4 +1,5 @@
-"""Errors raised by the phase machine and its store, all under :class:`ZdmError`."""
+"""Errors raised by the phase machine and the state stores (:mod:`zdm.state`), all under
+:class:`ZdmError`."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ the proxy's async-read counters, an operator's confirmation) call
 Invariants:
 - In the state, evidence is a plain JSON dict keyed by kind; one record per kind, the
   latest wins. Each stored record also carries ``recorded_by`` and ``recorded_at``.
-- Every timestamp is timezone-aware UTC (naive datetimes are taken as UTC).
+- Every timestamp is timezone-aware UTC (naive datetimes are taken as UTC: :mod:`zdm.clock`).
 - :func:`with_evidence` is pure; only :func:`record_evidence` writes, through the store.
 """
 
@@ -16,32 +16,16 @@ from __future__ import annotations
 import dataclasses
 import getpass
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Mapping
+
+from zdm.clock import iso, parse_time, utcnow
 
 if TYPE_CHECKING:
     from zdm.phases.state import MigrationState
-    from zdm.phases.store import StateStore
+    from zdm.state.store import StateStore  # a real cycle at run time: see machine.py
 
 _TIME_FIELDS = frozenset({"at", "started_at", "finished_at", "since", "dual_writes_since"})
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def as_utc(when: datetime) -> datetime:
-    if when.tzinfo is None:
-        return when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc)
-
-
-def iso(when: datetime) -> str:
-    return as_utc(when).isoformat(timespec="microseconds")
-
-
-def parse_time(text: str) -> datetime:
-    return as_utc(datetime.fromisoformat(text))
 
 
 @dataclass(frozen=True)

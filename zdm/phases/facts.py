@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Sequence
 
-from zdm.phases.evidence import AsyncReadStats, iso, to_record, utcnow
+from zdm.clock import iso, utcnow
+from zdm.phases.evidence import AsyncReadStats, to_record
 
 
 @dataclass(frozen=True)

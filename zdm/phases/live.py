@@ -1,7 +1,7 @@
 """What the CLI observes before asking the phase machine anything: :func:`gather_facts`.
 
 The proxies report through their records in the state directory (see
-:meth:`~zdm.phases.store.StateStore.update_proxy`): a heartbeat about once a second,
+:meth:`~zdm.state.store.StateStore.update_proxy`): a heartbeat about once a second,
 whether they are connected to each cluster, their async-read counters, and the routing
 revision they applied. A proxy counts as running when its heartbeat is recent and, if it
 runs on this host, its process exists. :func:`build_status` turns state and facts into
@@ -18,12 +18,13 @@ from typing import Any, Callable, Mapping
 
 from zdm.config import Config
 from zdm.errors import ZdmError
-from zdm.phases.evidence import AsyncReadStats, parse_time, utcnow
+from zdm.clock import parse_time, utcnow
+from zdm.phases.evidence import AsyncReadStats
 from zdm.phases.facts import Facts, ProxyHealth
 from zdm.phases.machine import evaluate
 from zdm.phases.model import Phase
 from zdm.phases.state import MigrationState
-from zdm.phases.store import StateStore
+from zdm.state.store import StateStore
 
 #: A proxy whose last heartbeat is older than this is not running.
 HEARTBEAT_TIMEOUT = timedelta(seconds=5)

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from transitions import Machine, MachineError
 
+from zdm.clock import iso, utcnow
 from zdm.phases.errors import RoutingPending, TransitionRefused
-from zdm.phases.evidence import (ClientsOnProxyConfirmed, ClientsOnTargetConfirmed, iso, to_record,
-                                 utcnow)
+from zdm.phases.evidence import ClientsOnProxyConfirmed, ClientsOnTargetConfirmed, to_record
 from zdm.phases.facts import Facts
 from zdm.phases.guards import (Guard, Reason, Thresholds, async_reads_healthy, async_reads_skipped,
                                async_window_current, clients_on_proxy, clients_on_target,
@@ -34,7 +34,9 @@ from zdm.phases.guards import (Guard, Reason, Thresholds, async_reads_healthy, a
                                routing_applied, validation_clean)
 from zdm.phases.model import Phase, routing_for
 from zdm.phases.state import HistoryEntry, MigrationState, RoutingStatus
-from zdm.phases.store import StateStore
+
+if TYPE_CHECKING:  # a real cycle at run time: the stores (zdm.state) import zdm.phases.state
+    from zdm.state.store import StateStore
 
 Action = Literal["advance", "rollback"]
 P = Phase

@@ -22,19 +22,24 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
+from cassandra.query import SimpleStatement
+
+from zdm.clock import utcnow
 from zdm.config import ClusterConfig, Config, ScopeConfig
+from zdm.clusters.connect import describe, session
 from zdm.errors import ZdmError
 from zdm.migrate.fallback import FIDELITY
 from zdm.migrate.schema import column_kind
-from zdm.phases.evidence import PreflightEvidence, record_evidence, utcnow
-from zdm.phases.schema import (SchemaSnapshot, TableDiff, diff, fingerprint,
-                               scope_keyspaces, snapshot_from_metadata)
+from zdm.phases.evidence import PreflightEvidence, record_evidence
+from zdm.phases.schema import SchemaSnapshot, TableDiff, diff, fingerprint, snapshot_from_metadata
 from zdm.phases.state import MigrationState
-from zdm.phases.store import StateStore
 from zdm.releases import (COMPACT_STORAGE_REMOVED_IN, REMOVED_COMPACTION, REMOVED_OPTIONS,
                           has_element_metadata)
 from zdm.releases import fmt as _fmt
 from zdm.releases import parse_version
+from zdm.scope import Scope
+from zdm.state.store import StateStore
+from zdm.clusters.tls_diagnosis import insecure_settings
 
 #: Warn when a node's clock is further than this from this host's (seconds). Write
 #: timestamps decide which write wins; clocks that disagree make origin and target
@@ -154,8 +159,6 @@ class PreflightReport:
 def probe_cluster(cfg: ClusterConfig, name: str, *, clock: bool = True,
                   samples: int = 3) -> ClusterProbe:
     """Connect (raising :class:`~zdm.clusters.connect.ConnectError`) and read what preflight needs."""
-    from zdm.clusters.connect import describe, session
-
     with session(cfg, name=name) as sess:
         local = sess.execute("SELECT * FROM system.local").one()
         metadata = sess.cluster.metadata
@@ -171,8 +174,6 @@ def probe_cluster(cfg: ClusterConfig, name: str, *, clock: bool = True,
 def _clock_samples(sess: Any, samples: int) -> list[ClockSample]:
     """Each node's clock against this host's: the node's ``now()`` against the midpoint
     of the round trip, keeping the sample with the shortest round trip."""
-    from cassandra.query import SimpleStatement
-
     query = SimpleStatement("SELECT toUnixTimestamp(now()) FROM system.local")
     out = []
     for host in sorted(sess.cluster.metadata.all_hosts(), key=lambda h: str(h.endpoint)):
@@ -265,20 +266,19 @@ def check_clock(probes: Sequence[ClusterProbe], max_skew_s: float) -> Check:
 
 
 def scoped(origin: SchemaSnapshot, target: SchemaSnapshot,
-           scope: ScopeConfig) -> tuple[list[str], SchemaSnapshot, SchemaSnapshot]:
-    """The keyspaces in scope and both snapshots restricted to them (minus excluded tables)."""
-    keyspaces = scope_keyspaces(origin.keyspaces, scope.keyspaces)
+           scope: Scope) -> tuple[list[str], SchemaSnapshot, SchemaSnapshot]:
+    """The keyspaces in scope (of origin's schema) and both snapshots restricted to them and
+    to their tables in scope."""
+    keyspaces = scope.keyspaces_in(origin.keyspaces)
     return keyspaces, _restrict(origin, keyspaces, scope), _restrict(target, keyspaces, scope)
 
 
-def _restrict(snap: SchemaSnapshot, keyspaces: Iterable[str], scope: ScopeConfig) -> SchemaSnapshot:
-    excluded = set(scope.exclude_tables)
+def _restrict(snap: SchemaSnapshot, keyspaces: Iterable[str], scope: Scope) -> SchemaSnapshot:
     out = {}
     for name in keyspaces:
         ks = snap.keyspaces.get(name)
         if ks is not None:
-            out[name] = replace(ks, tables={t: v for t, v in ks.tables.items()
-                                            if f"{name}.{t}" not in excluded})
+            out[name] = replace(ks, tables={t: ks.tables[t] for t in scope.tables_in(name, ks.tables)})
     return SchemaSnapshot(out)
 
 
@@ -368,8 +368,9 @@ COUNTER_WARNING = ("counter table: counter updates are not idempotent, so a retr
 def assess(origin: ClusterProbe, target: ClusterProbe, scope: ScopeConfig = ScopeConfig(), *,
            max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S,
            at: datetime | None = None) -> PreflightReport:
-    """Every check on two probed clusters; pure."""
-    keyspaces, o_snap, t_snap = scoped(origin.schema, target.schema, scope)
+    """Every check on two probed clusters; pure. Raises ZdmError if ``scope`` names a system
+    keyspace."""
+    keyspaces, o_snap, t_snap = scoped(origin.schema, target.schema, Scope.of_section(scope))
     entries: dict[str, TableDiff] = {d.name: d for d in diff(o_snap, t_snap, keyspaces)}
     for table in o_snap.tables():
         if table.is_counter_table:
@@ -431,8 +432,6 @@ def run_preflight(config: Config, *,
 def encryption_checks(config: Config) -> tuple[Check, ...]:
     """How zdm's connections to each cluster are protected; a warning, with the fix, for TLS
     whose host names are not verified."""
-    from zdm.clusters.tls_diagnosis import insecure_settings
-
     insecure = {w["key"]: w for w in insecure_settings(config)}
     out = []
     for name in ("origin", "target"):
@@ -468,5 +467,5 @@ def live_schema(config: Config) -> tuple[str, list[str]]:
     (``ks.table``), computed exactly as the preflight does."""
     origin = probe_cluster(config.origin, "origin", clock=False)
     target = probe_cluster(config.target, "target", clock=False)
-    _, o_snap, t_snap = scoped(origin.schema, target.schema, config.scope)
+    _, o_snap, t_snap = scoped(origin.schema, target.schema, Scope.of(config))
     return fingerprint(o_snap, t_snap), [t.qualified for t in o_snap.tables()]

@@ -26,7 +26,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from zdm.scope import is_system_keyspace
 
 @dataclass(frozen=True)
 class TableSchema:
@@ -90,14 +89,6 @@ class SchemaSnapshot:
 
     def to_dict(self) -> dict[str, Any]:
         return {n: ks.to_dict() for n, ks in sorted(self.keyspaces.items())}
-
-
-def scope_keyspaces(all_keyspaces: Iterable[str], wanted: Iterable[str] = ()) -> list[str]:
-    """The keyspaces in scope: ``wanted`` if given, else every non-system one of origin."""
-    wanted = list(wanted)
-    if wanted:
-        return list(dict.fromkeys(wanted))
-    return sorted(k for k in all_keyspaces if not is_system_keyspace(k))
 
 
 def snapshot_from_metadata(metadata: Any, keyspaces: Iterable[str],

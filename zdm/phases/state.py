@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping
 
-from zdm.phases.evidence import from_record, iso, parse_time
+from zdm.clock import iso, parse_time
+from zdm.phases.evidence import from_record
 from zdm.phases.model import Phase, Routing, routing_for
 
 FORMAT = 1

@@ -23,7 +23,7 @@ from typing import Callable, Collection, Mapping
 from zdm.config import Config
 from zdm.cql.constants import MAX_VERSION, ErrorCode, Opcode
 from zdm.cql.frame import Frame
-from zdm.phases.divergences import DivergenceLog, DivergenceWriter
+from zdm.state.divergences import DivergenceLog, DivergenceWriter
 from zdm.phases.model import Cluster, ReadMode, Routing
 from zdm.proxy.aggregate import Outcome
 from zdm.proxy.connection import BackendConnection, ClientConnection

@@ -1,7 +1,7 @@
 """When the clusters disagree about a write: count it, name the rows, keep a durable record.
 
 Theory of operation: two disagreements are tracked, and both leave a record (see
-:mod:`zdm.phases.divergences`) that validation re-checks and repair fixes:
+:mod:`zdm.state.divergences`) that validation re-checks and repair fixes:
 
 * a lightweight transaction (``INSERT ... IF NOT EXISTS``, ``UPDATE ... IF``) that one
   cluster applied and the other did not -- ``[applied]`` differs (:func:`compare_lwt`): the
@@ -28,7 +28,7 @@ from zdm.cql import messages as m
 from zdm.cql.classify import classify
 from zdm.cql.constants import Opcode, ResultKind
 from zdm.cql.frame import Frame
-from zdm.phases.divergences import new_record
+from zdm.state.divergences import new_record
 from zdm.phases.model import Cluster
 from zdm.proxy import keys
 from zdm.proxy.aggregate import Outcome

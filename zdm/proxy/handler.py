@@ -89,7 +89,7 @@ class Context:
         self.clock = clock  # microseconds since the epoch, for client-side timestamps
         self.draining = False
         self.name = name  # this proxy, as its records name it
-        #: divergences(record, done): keeps a record durably (zdm.phases.divergences)
+        #: divergences(record, done): keeps a record durably (zdm.state.divergences)
         self.divergences = divergences
         #: `proxy.secondary_write_failure: record`: how long the secondary may take before a
         #: write it has not answered is recorded and acknowledged; None: `fail` mode

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 
-from zdm.phases.divergences import DivergenceLog, Divergences
+from zdm.state.divergences import DivergenceLog, Divergences
 from zdm.phases.model import Phase, Routing
 from zdm.errors import ZdmError
 from zdm.phases import UnknownProxy

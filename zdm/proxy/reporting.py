@@ -15,7 +15,7 @@ import time
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from zdm.phases.divergences import DivergenceLog
+from zdm.state.divergences import DivergenceLog
 from zdm.proxy.metrics import Collector, Snapshot
 from zdm.proxy.stats import BUCKETS, COUNTERS, ProxyStats
 

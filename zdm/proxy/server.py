@@ -29,7 +29,7 @@ import time
 from zdm.config import Config, parse_host_port
 from zdm.cql.constants import ErrorCode
 from zdm.errors import ZdmError
-from zdm.phases.divergences import DivergenceLog
+from zdm.state.divergences import DivergenceLog
 from zdm.phases.model import Cluster, Phase, Routing, routing_for
 from zdm.proxy.control import ControlPlane, ProxyError
 from zdm.proxy.dataplane import DataPlane

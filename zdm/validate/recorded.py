@@ -1,6 +1,6 @@
 """Re-checking the rows the proxies recorded: the first step of `zdm validate`, and `zdm repair`.
 
-Theory of operation: a record (:mod:`zdm.phases.divergences`) names a table, a row's key
+Theory of operation: a record (:mod:`zdm.state.divergences`) names a table, a row's key
 columns and ``source``, the cluster whose data is right (the primary when the write was
 made).  Each recorded partition is compared on its own, with validation's machinery
 (:func:`~zdm.validate.compare.compare_range` over the one token the partition has): both
@@ -41,10 +41,10 @@ from zdm.migrate.cells import cells_of
 from zdm.migrate.copy import write_all
 from zdm.migrate.plan import plan_row, plan_static
 from zdm.migrate.schema import TableSpec
-from zdm.phases.store import open_store
 from zdm.proxy.keys import render
 from zdm.ranges.context import RunSettings, WorkerContext
 from zdm.ranges.ring import FULL_RING, MIN_TOKEN, TokenRange
+from zdm.state import open_store
 from zdm.validate.compare import EXTRA, ValidationParams, compare_range
 
 _BLOB_AS = {"ascii", "bigint", "blob", "boolean", "date", "decimal", "double", "float", "inet", "int",

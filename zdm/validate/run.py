@@ -19,22 +19,24 @@ by contents only; each table's ``contents_only`` lists them, and the CLI says so
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
+from zdm.clock import parse_time, utcnow
 from zdm.config import Config
 from zdm.errors import ZdmError
-from zdm.migrate import Scope
-from zdm.migrate.checkpoint import TableCheckpoint, checkpoint_store
 from zdm.migrate.schema import TableSpec
 from zdm.migrate.tables import plan_run, plan_tables, with_fallback_timestamp
-from zdm.phases import ValidationEvidence, open_store, record_evidence
-from zdm.phases.evidence import operator_name, parse_time, utcnow
+from zdm.phases import ValidationEvidence, record_evidence
+from zdm.phases.evidence import operator_name
 from zdm.ranges.context import RunSettings, WorkerContext
 from zdm.ranges.coordinator import run_ranges
 from zdm.ranges.events import RangeDone, RangeFailed
 from zdm.ranges.ring import TokenRange
+from zdm.scope import Scope
+from zdm.state import TableCheckpoint, open_checkpoints, open_store
 from zdm.validate.compare import ValidationParams, compare_range
 from zdm.validate.findings import COUNTS, Findings, detail_clean
 from zdm.validate.recorded import RecheckReport, recheck
@@ -42,6 +44,7 @@ from zdm.validate.recorded import RecheckReport, recheck
 
 @dataclass(frozen=True)
 class ValidationSettings:
+    #: how the command's options narrow the config's scope (:meth:`zdm.scope.Scope.narrow`)
     scope: Scope = field(default_factory=Scope)
     run: RunSettings = field(default_factory=RunSettings)
     params: ValidationParams = field(default_factory=ValidationParams)
@@ -133,7 +136,7 @@ def validate(config: Config, settings: ValidationSettings,
                        params=settings.params)
     emit(recorded)
     listed = settings.params.max_listed
-    with checkpoint_store(config, "validate") as store:
+    with open_checkpoints(config, "validate") as store:
         checkpoints = {s.qualified: _checkpoint(store, s.qualified, plan, started, settings)
                        for s in specs}
         for name, cp in checkpoints.items():
@@ -198,7 +201,7 @@ def repair(config: Config, scope: Scope | None = None, run: RunSettings | None =
         return RecheckReport()
     wanted = tuple(sorted({f"{r.get('keyspace')}.{r.get('table')}" for r in pending}))
     scope = scope or Scope()
-    specs, _ = plan_tables(config, Scope(scope.keyspaces, scope.tables or wanted, scope.exclude_tables,
-                                         scope.exclude_keyspaces), run or RunSettings(workers=0))
+    specs, _ = plan_tables(config, dataclasses.replace(scope, tables=scope.tables or wanted),
+                           run or RunSettings(workers=0))
     specs, _since = with_fallback_timestamp(config, specs, None, needed_for="repairing")
     return recheck(config, {s.qualified: s for s in specs}, repair=True, run=run)

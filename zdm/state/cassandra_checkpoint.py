@@ -1,6 +1,6 @@
 """Checkpoints in the state keyspace on target (``state_store: cassandra``).
 
-Two tables of the state keyspace (made by :mod:`zdm.phases.cassandra_store`)::
+Two tables of the state keyspace (:mod:`zdm.state.keyspace` makes them)::
 
     runs    ((kind, tbl))            the current run of a table: its id, and as JSON its
                                      plan and when the first run of this copy started
@@ -22,27 +22,27 @@ from __future__ import annotations
 import json
 import uuid
 
-from zdm.migrate.checkpoint import FORMAT, CheckpointStore, TableCheckpoint, fresh
+from zdm.config import Config
 from zdm.ranges.ring import TokenRange
+from zdm.state.checkpoint import FORMAT, CheckpointStore, TableCheckpoint, fresh
+from zdm.state.keyspace import StateKeyspace
 
 
 class CassandraCheckpointStore(CheckpointStore):
-    def __init__(self, config, kind: str = "migrate") -> None:
-        from zdm.phases.cassandra_store import CassandraStateStore
-
+    def __init__(self, config: Config, kind: str = "migrate") -> None:
         self.kind = kind
-        self.state = CassandraStateStore(config)
+        self.keyspace = StateKeyspace(config)
         self._runs: dict[str, str] = {}  # table -> its current run id, as this store wrote or read it
 
     def describe(self) -> str:
-        return f"{self.state.keyspace}.runs and .ranges on target"
+        return f"{self.keyspace.name}.runs and .ranges on target"
 
     def close(self) -> None:
-        self.state.close()
+        self.keyspace.close()
 
     def _current(self, table: str):
-        return self.state._run("SELECT run, body FROM {ks}.runs WHERE kind = ? AND tbl = ?",
-                               (self.kind, table), what=f"read the checkpoint of {table}").one()
+        return self.keyspace.run("SELECT run, body FROM {ks}.runs WHERE kind = ? AND tbl = ?",
+                                 (self.kind, table), what=f"read the checkpoint of {table}").one()
 
     def load(self, table: str) -> TableCheckpoint | None:
         row = self._current(table)
@@ -55,9 +55,9 @@ class CassandraCheckpointStore(CheckpointStore):
                 raise ValueError(f"unknown format {body.get('format')!r}")
             plan = [TokenRange.parse(k) for k in body["plan"]]
             cp = TableCheckpoint(table, plan, started_at=body.get("started_at", ""))
-            for r in self.state._run("SELECT range, record FROM {ks}.ranges WHERE kind = ? AND tbl = ? "
-                                     "AND run = ?", (self.kind, table, row.run),
-                                     what=f"read the finished ranges of {table}"):
+            for r in self.keyspace.run("SELECT range, record FROM {ks}.ranges WHERE kind = ? AND tbl = ? "
+                                       "AND run = ?", (self.kind, table, row.run),
+                                       what=f"read the finished ranges of {table}"):
                 rng, record = TokenRange.parse(r.range), json.loads(r.record)
                 cp.done[rng] = int(record["rows"])
                 if record.get("detail") is not None:
@@ -76,13 +76,13 @@ class CassandraCheckpointStore(CheckpointStore):
             self._write_range(table, run, rng, rows, cp.details.get(rng))
         body = json.dumps({"format": FORMAT, "table": table, "started_at": started_at,
                            "plan": [r.key() for r in plan]})
-        self.state._run("INSERT INTO {ks}.runs (kind, tbl, run, body) VALUES (?, ?, ?, ?)",
-                        (self.kind, table, run, body), what=f"start the checkpoint of {table}")
+        self.keyspace.run("INSERT INTO {ks}.runs (kind, tbl, run, body) VALUES (?, ?, ?, ?)",
+                          (self.kind, table, run, body), what=f"start the checkpoint of {table}")
         self._runs[table] = run
         if previous is not None and previous.run:
-            self.state._run("DELETE FROM {ks}.ranges WHERE kind = ? AND tbl = ? AND run = ?",
-                            (self.kind, table, previous.run),
-                            what=f"drop the earlier checkpoint of {table}")
+            self.keyspace.run("DELETE FROM {ks}.ranges WHERE kind = ? AND tbl = ? AND run = ?",
+                              (self.kind, table, previous.run),
+                              what=f"drop the earlier checkpoint of {table}")
         return cp
 
     def mark_done(self, cp: TableCheckpoint, rng: TokenRange, rows: int,
@@ -94,6 +94,6 @@ class CassandraCheckpointStore(CheckpointStore):
 
     def _write_range(self, table: str, run: str, rng: TokenRange, rows: int, detail: dict | None) -> None:
         record = json.dumps({"rows": rows, **({"detail": detail} if detail is not None else {})})
-        self.state._run("INSERT INTO {ks}.ranges (kind, tbl, run, range, record) VALUES (?, ?, ?, ?, ?)",
-                        (self.kind, table, run, rng.key(), record),
-                        what=f"checkpoint range {rng.key()} of {table}")
+        self.keyspace.run("INSERT INTO {ks}.ranges (kind, tbl, run, range, record) VALUES (?, ?, ?, ?, ?)",
+                          (self.kind, table, run, rng.key(), record),
+                          what=f"checkpoint range {rng.key()} of {table}")

@@ -34,12 +34,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from zdm.clock import iso, utcnow
 from zdm.errors import ZdmError
 from zdm.fsutil import atomic_write
 from zdm.phases.errors import ConcurrentModification, StateCorrupt, UnknownProxy
-from zdm.phases.evidence import iso, utcnow
 from zdm.phases.state import MigrationState, StateFormatError, decode, encode
-from zdm.phases.store import StateStore, check_proxy_name
+from zdm.state.divergences import DivergenceLog
+from zdm.state.store import StateStore, check_proxy_name
 
 
 class FileStateStore(StateStore):
@@ -197,9 +198,7 @@ class FileStateStore(StateStore):
         return out
 
     # -- divergences and the rest ---------------------------------------------------------
-    def divergences(self):
-        from zdm.phases.divergences import DivergenceLog
-
+    def divergences(self) -> DivergenceLog:
         return DivergenceLog(self.state_dir)
 
     def describe(self) -> str:

@@ -36,7 +36,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from zdm.phases.evidence import iso, utcnow
+from zdm.clock import iso, utcnow
 
 log = logging.getLogger("zdm.divergences")
 

@@ -1,11 +1,13 @@
-"""Per-table, per-range progress of a migration, kept with the migration's state.
+"""Per-table, per-range progress of a copy or a validation, kept with the migration's state:
+the checkpoint, the interface of its stores, and the file store (:func:`zdm.state.open_checkpoints`
+picks the store).
 
 With ``state_store: file``, one JSON file per table (``<state_dir>/migrate/<keyspace>.<table>.json``)
 holds the range plan of the run and the ranges finished so far with their row counts.  Every
 update rewrites the file atomically (write a temporary file, fsync, rename), so a crash
 leaves either the old or the new content, never a torn one.  With ``state_store:
 cassandra`` the same checkpoint lives in the state keyspace on target
-(:mod:`zdm.migrate.cassandra_checkpoint`), so a run resumed on another host skips what
+(:mod:`zdm.state.cassandra_checkpoint`), so a run resumed on another host skips what
 this one finished.  Only the coordinating process writes it.  A range counts as done only once all of its rows are written, so
 ``remaining()`` after a crash is exactly the work still owed.
 """
@@ -162,12 +164,3 @@ def fresh(table: str, plan: list[TokenRange], started_at: str,
         cp.details.update(carried.details)
     return cp
 
-
-def checkpoint_store(config, kind: str = "migrate") -> CheckpointStore:
-    """The checkpoint store that goes with ``config``'s state store: files in ``state_dir``
-    (``state_store: file``), or tables in ``state_keyspace`` on target (``cassandra``)."""
-    if config.state_store == "cassandra":
-        from zdm.migrate.cassandra_checkpoint import CassandraCheckpointStore
-
-        return CassandraCheckpointStore(config, kind)
-    return FileCheckpointStore(config.state_dir, kind)

@@ -1,5 +1,5 @@
-"""Where a migration's state lives: the interface every state store keeps, and
-:func:`open_store`, which picks one from ``state_store`` in zdm.yaml.
+"""The interface every state store keeps; :func:`zdm.state.open_store` picks one from
+``state_store`` in zdm.yaml.
 
 Theory of operation: the state (phase, routing, evidence, history) is one
 :class:`~zdm.phases.state.MigrationState` with a revision; every change is a
@@ -7,8 +7,8 @@ compare-and-set on that revision, journaled with the change.  Proxies never writ
 state: each keeps a record of its own (address, the routing revision it applied, its
 health), and polls a cheap :meth:`StateStore.state_stamp` to notice changes.
 
-* ``file`` (:mod:`zdm.phases.file_store`, the default): ``state_dir`` on one host.
-* ``cassandra`` (:mod:`zdm.phases.cassandra_store`): a keyspace on target, so proxies on
+* ``file`` (:mod:`zdm.state.file_store`, the default): ``state_dir`` on one host.
+* ``cassandra`` (:mod:`zdm.state.cassandra_store`): a keyspace on target, so proxies on
   several hosts coordinate with no shared filesystem; the compare-and-set is a
   lightweight transaction.
 
@@ -25,15 +25,12 @@ from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
+from zdm.clock import iso, parse_time, utcnow
 from zdm.errors import ZdmError
-from zdm.phases.evidence import iso, parse_time, utcnow
 from zdm.phases.state import MigrationState
-
-if TYPE_CHECKING:
-    from zdm.config import Config
-    from zdm.phases.divergences import DivergenceLog
+from zdm.state.divergences import Divergences
 
 _PROXY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")  # e.g. "10.0.0.1:14002"
 
@@ -165,7 +162,7 @@ class StateStore(ABC):
 
     # -- divergences -----------------------------------------------------------------
     @abstractmethod
-    def divergences(self) -> "DivergenceLog":
+    def divergences(self) -> Divergences:
         """The migration's divergence records, as validate and the guards read them."""
 
     # -- the rest ----------------------------------------------------------------------
@@ -182,13 +179,3 @@ class StateStore(ABC):
     def __exit__(self, *exc) -> None:
         self.close()
 
-
-def open_store(config: "Config") -> StateStore:
-    """The store ``config`` names (``state_store``)."""
-    if config.state_store == "cassandra":
-        from zdm.phases.cassandra_store import CassandraStateStore
-
-        return CassandraStateStore(config)
-    from zdm.phases.file_store import FileStateStore
-
-    return FileStateStore(config.state_dir)
