@@ -152,7 +152,7 @@ def test_repair_applies_a_missed_delete_by_its_key_and_never_wider(zdm_config, t
     """Records of deletes target missed, keyed as the proxy keys them: the row delete is applied
     on target at its writetime; a range delete's key (its partition) is wider than what it
     removed, so repair leaves it to a person rather than deleting the partition."""
-    from zdm.phases.divergences import new_record
+    from zdm.state.divergences import new_record
     from zdm.proxy import keys
     from zdm.proxy.schema import TableKey
     from zdm.validate import repair

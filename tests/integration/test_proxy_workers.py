@@ -144,7 +144,7 @@ def test_each_worker_records_lwt_divergences_under_the_primary_key_the_instance_
                                                                                     target_session):
     """The instance reads origin's primary keys and hands them to its worker processes: an
     LWT divergence through either worker names the row by its key, never by the IF value."""
-    from zdm.phases.divergences import DivergenceLog
+    from zdm.state.divergences import DivergenceLog
 
     config, port, ks = instance
     for k in (1, 2):

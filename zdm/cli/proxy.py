@@ -14,7 +14,7 @@ from rich.markup import escape
 from zdm.cli.common import DEFAULT_CONFIG, ConfigPath, command, config_from, console
 from zdm import logs
 from zdm.errors import ConfigError
-from zdm.phases import open_store
+from zdm.state import open_store
 from zdm.proxy import server
 from zdm.zdmproxy_settings import check_routing, proxy_config
 
