@@ -22,7 +22,6 @@ from typing import Callable
 
 from zdm.clock import micros, parse_time, utcnow
 from zdm.config import Config
-from zdm.errors import ZdmError
 from zdm.migrate.copy import copy_range
 from zdm.migrate.report import MigrationReport, TableResult
 from zdm.migrate.schema import TableSpec
@@ -57,10 +56,6 @@ class CopyParams:
     """What every range of one run copies, as the engines hand it to :func:`copy_job`."""
 
     since_us: int | None = None  # microseconds since the epoch, as writetimes are
-
-
-class MigrationIncomplete(ZdmError):
-    """Some ranges could not be copied."""
 
 
 async def copy_job(ctx: WorkerContext, spec: TableSpec, rng: TokenRange, params: CopyParams,

@@ -65,11 +65,6 @@ class Column:
             return 1
         return 1 + (2 * len(self.fields) if self.kind is Kind.UDT else 2)
 
-    @property
-    def has_elements(self) -> bool:
-        """A non-frozen collection or UDT: one cell per element (per field)."""
-        return self.kind.is_collection or self.kind is Kind.UDT
-
 
 @dataclass(frozen=True)
 class TableSpec:

@@ -24,25 +24,10 @@ class CellDiff:
     target: Any
     field: str | None = None
 
-    @property
-    def target_newer(self) -> bool:
-        """Target holds a newer write of this cell (a live write, not a copy error)."""
-        if self.aspect != "writetime":
-            return False
-        o, t = _max(self.origin), _max(self.target)
-        return t is not None and (o is None or t > o)
-
     def to_json(self) -> dict:
         name = f"{self.column}.{self.field}" if self.field else self.column
         return {"column": name, "aspect": self.aspect, "origin": _jsonable(self.origin),
                 "target": _jsonable(self.target)}
-
-
-def _max(value: Any) -> int | None:
-    if isinstance(value, list):
-        vals = [v for v in value if v is not None]
-        return max(vals) if vals else None
-    return value
 
 
 def _ttl_close(o: Any, t: Any, tol: float) -> bool:
