@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from zdm.cql import messages as m
-from zdm.cql import primitives as p
+from tests.support import primitives as p
 from zdm.cql.constants import GLOBAL_TABLES_SPEC, NO_METADATA, ErrorCode, Opcode, ResultKind
 from zdm.cql.frame import Frame
 from zdm.cql.types import parse_type, write_option

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zdm.cql import messages as m
-from zdm.cql import primitives as p
+from tests.support import primitives as p
 from zdm.cql.constants import (CUSTOM_PAYLOAD, TRACING, WARNING, WITH_DEFAULT_TIMESTAMP,
                                BatchType, Consistency, ErrorCode, Opcode, ResultKind)
 from zdm.cql.errors import ProtocolError

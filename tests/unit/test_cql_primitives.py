@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from zdm.cql import primitives as p
+from tests.support import primitives as p
 from zdm.cql.buffer import ReceiveBuffer
 from zdm.cql.errors import ProtocolError
 

@@ -316,7 +316,7 @@ def test_bad_requests_raise_with_the_stream_to_answer_on(frame, message):
 
 
 def _batch_body(ids):
-    from zdm.cql import primitives as p
+    from tests.support import primitives as p
 
     body = p.write_byte(1) + p.write_short(len(ids))
     for pid in ids:
@@ -505,7 +505,7 @@ def test_fail_mode_fails_a_write_the_secondary_missed():
 
 def _error_with_fields(code):
     """WRITE_TIMEOUT / UNAVAILABLE carry fields after the message (v4 spec section 9)."""
-    from zdm.cql import primitives as p
+    from tests.support import primitives as p
 
     body = p.write_int(code) + p.write_string("timed out")
     if code == ErrorCode.WRITE_TIMEOUT:
@@ -546,7 +546,7 @@ def test_a_prepared_write_with_now_runs_rewritten_with_one_value_for_both():
 def test_a_batch_with_functions_is_built_for_each_cluster_from_the_same_values():
     chart = Chart()
     chart.ctx.replace_functions = True
-    from zdm.cql import primitives as p
+    from tests.support import primitives as p
 
     body = (p.write_byte(0) + p.write_short(1) + p.write_byte(0) +
             p.write_long_string("INSERT INTO ks.t (k) VALUES (uuid())") + p.write_short(0) +

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-import uuid
 from collections.abc import Iterable, Mapping
 
 from zdm.cql.errors import ProtocolError
@@ -181,27 +180,16 @@ def read_inet(buf: Buf, offset: int) -> tuple[tuple[IPAddress, int], int]:
     return (ipaddress.ip_address(raw), port), offset
 
 
-def read_uuid(buf: Buf, offset: int) -> tuple[uuid.UUID, int]:
-    raw, offset = _take(buf, offset, 16, "[uuid]")
-    return uuid.UUID(bytes=raw), offset
 
 
 # --- writers -----------------------------------------------------------------
 
-def write_byte(n: int) -> bytes:
-    return BYTE.pack(n)
 
 
-def write_short(n: int) -> bytes:
-    return SHORT.pack(n)
 
 
-def write_int(n: int) -> bytes:
-    return INT.pack(n)
 
 
-def write_long(n: int) -> bytes:
-    return LONG.pack(n)
 
 
 def _utf8_bytes(s: str | bytes) -> bytes:
@@ -248,14 +236,6 @@ def write_string_multimap(m: Mapping[str, Iterable[str]]) -> bytes:
                                          for k, v in m.items())
 
 
-def write_bytes_map(m: Mapping[str, bytes | None]) -> bytes:
-    return SHORT.pack(len(m)) + b"".join(write_string(k) + write_bytes(v) for k, v in m.items())
 
 
-def write_inet(address: str | IPAddress, port: int) -> bytes:
-    raw = ipaddress.ip_address(address).packed
-    return BYTE.pack(len(raw)) + raw + INT.pack(port)
 
-
-def write_uuid(u: uuid.UUID) -> bytes:
-    return u.bytes
