@@ -36,8 +36,8 @@ from typing import Any, NamedTuple
 
 from zdm.cql.classify import StatementKind, classify
 from zdm.cql.messages import ColumnSpec
-from zdm.cql.types import deserialize, parse_type
 from zdm.proxy.schema import TableKey
+from zdm.state.divergences import complete_partition, render_key as render  # noqa: F401 - records
 
 _TOKEN = re.compile(r"""
       (?P<skip> \s+ | (?:--|//)[^\n]* | /\*.*?(?:\*/|\Z) )
@@ -118,43 +118,6 @@ def row_key(keyspace: str | None, table: str, found: Pinned, primary_key: TableK
     key_columns = set(primary_key.partition + primary_key.clustering)
     exact = found.complete and all(n in columns for n in pins if n in key_columns)
     return RowKey(keyspace, table, columns, primary_key, exact)
-
-
-def complete_partition(key: RowKey | dict | None) -> bool:
-    """Does the key name one partition (or a few, with IN), rather than standing for the
-    whole table?  Unknowable without the primary key: True when some column is pinned."""
-    if key is None:
-        return False
-    data = key.to_json() if isinstance(key, RowKey) else key
-    columns = data.get("columns") or {}
-    partition = data.get("partition_key")
-    return all(columns.get(c) for c in partition) if partition is not None else bool(columns)
-
-
-def render(key: RowKey | dict | None) -> str:
-    """``ks.t: k=1, c='x'`` for people (logs, samples, `zdm status`)."""
-    if key is None:
-        return "(key unknown)"
-    data = key.to_json() if isinstance(key, RowKey) else key
-    parts = []
-    for name, values in data["columns"].items():
-        shown = [_show(v) for v in values]
-        parts.append(f"{name}={shown[0]}" if len(shown) == 1 else f"{name} IN ({', '.join(shown)})")
-    where = f"{data['keyspace']}.{data['table']}" if data.get("keyspace") else data["table"]
-    if not complete_partition(data):
-        return f"{where} (whole table)"
-    return f"{where}: {', '.join(parts)}"
-
-
-def _show(value: Value) -> str:
-    if "cql" in value:
-        return value["cql"]
-    if "type" not in value:
-        return "0x" + value["hex"]
-    try:
-        return repr(deserialize(parse_type(value["type"]), bytes.fromhex(value["hex"])))
-    except Exception:  # noqa: BLE001 - a value we cannot decode is still shown
-        return "0x" + value["hex"]
 
 
 # -- reading a statement -----------------------------------------------------------------------

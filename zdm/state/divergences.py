@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from zdm.clock import iso, utcnow
+from zdm.cql.types import deserialize, parse_type
 
 log = logging.getLogger("zdm.divergences")
 
@@ -189,3 +190,47 @@ def _read_lines(path: Path) -> list[dict[str, Any]]:
         except ValueError:
             continue  # a torn last line: the write it belonged to was never reported durable
     return out
+
+
+# -- a record's key, as people read it ------------------------------------------------------
+
+def _as_record(key):
+    """A key as records hold it: a dict, or a :class:`zdm.proxy.keys.RowKey` (its JSON)."""
+    return key.to_json() if hasattr(key, "to_json") else key
+
+
+def complete_partition(key) -> bool:
+    """Does the key name one partition (or a few, with IN), rather than standing for the
+    whole table?  Unknowable without the primary key: True when some column is pinned."""
+    if key is None:
+        return False
+    key = _as_record(key)
+    columns = key.get("columns") or {}
+    partition = key.get("partition_key")
+    return all(columns.get(c) for c in partition) if partition is not None else bool(columns)
+
+
+def render_key(key) -> str:
+    """``ks.t: k=1, c='x'`` for people (logs, samples, `zdm status`)."""
+    if key is None:
+        return "(key unknown)"
+    key = _as_record(key)
+    parts = []
+    for name, values in key["columns"].items():
+        shown = [_show(v) for v in values]
+        parts.append(f"{name}={shown[0]}" if len(shown) == 1 else f"{name} IN ({', '.join(shown)})")
+    where = f"{key['keyspace']}.{key['table']}" if key.get("keyspace") else key["table"]
+    if not complete_partition(key):
+        return f"{where} (whole table)"
+    return f"{where}: {', '.join(parts)}"
+
+
+def _show(value: dict[str, str]) -> str:
+    if "cql" in value:
+        return value["cql"]
+    if "type" not in value:
+        return "0x" + value["hex"]
+    try:
+        return repr(deserialize(parse_type(value["type"]), bytes.fromhex(value["hex"])))
+    except Exception:  # noqa: BLE001 - a value we cannot decode is still shown
+        return "0x" + value["hex"]

@@ -41,10 +41,10 @@ from zdm.migrate.cells import cells_of
 from zdm.migrate.copy import write_all
 from zdm.migrate.plan import plan_row, plan_static
 from zdm.migrate.schema import TableSpec
-from zdm.proxy.keys import render
 from zdm.ranges.context import RunSettings, WorkerContext
 from zdm.ranges.ring import FULL_RING, MIN_TOKEN, TokenRange
 from zdm.state import open_store
+from zdm.state.divergences import render_key
 from zdm.validate.compare import EXTRA, ValidationParams, compare_range
 
 _BLOB_AS = {"ascii", "bigint", "blob", "boolean", "date", "decimal", "double", "float", "inet", "int",
@@ -250,4 +250,4 @@ def _flipped(side):
 
 def _show_key(record: dict) -> str:
     key = record.get("key")
-    return render(key) if key else f"{record.get('keyspace')}.{record.get('table')} (whole table)"
+    return render_key(key) if key else f"{record.get('keyspace')}.{record.get('table')} (whole table)"
