@@ -28,7 +28,8 @@ import pytest
 import yaml
 
 from tests.support.net import driver_cluster, free_port, start_proxy_process
-from zdm.zdmproxy_settings import BY_NAME, read
+from zdm.config.zdmproxy_read import read
+from zdm.config.zdmproxy_table import BY_NAME
 
 REFERENCE = Path(__file__).parents[1] / "support" / "zdm-proxy-reference.yml"
 

@@ -66,7 +66,7 @@ def test_encryption_checks_say_how_each_cluster_is_reached(tmp_path):
 
 
 def test_zdm_proxys_tls_and_bundle_settings_make_a_working_configuration(tmp_path):
-    from zdm.zdmproxy_settings import read
+    from zdm.config.zdmproxy_read import read
 
     ca = certs.write(tmp_path / "ca.pem", certs.new_ca("ca").cert_pem)
     bundle = tmp_path / "secure-connect-db.zip"

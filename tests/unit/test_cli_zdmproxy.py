@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from zdm.cli.main import app
 from zdm.config import load_config
-from zdm.zdmproxy_settings import is_zdm_proxy_variable, read
+from zdm.config.zdmproxy_read import is_zdm_proxy_variable, read
 
 runner = CliRunner()
 

@@ -18,7 +18,10 @@ import yaml
 from zdm.errors import ConfigError
 from zdm.phases import MigrationState, Phase
 from zdm.phases.model import Cluster, ReadMode, Routing
-from zdm.zdmproxy_settings import BY_NAME, Given, check_routing, read
+from zdm.config.zdmproxy_read import read
+from zdm.config.zdmproxy_routing import check_routing
+from zdm.config.zdmproxy_table import BY_NAME
+from zdm.config.zdmproxy_translate import Given
 
 REFERENCE = Path(__file__).parents[1] / "support" / "zdm-proxy-reference.yml"
 

@@ -16,8 +16,11 @@ import pytest
 from zdm.config import Config, load_config
 from zdm.errors import ConfigError
 from zdm.phases import MigrationState, Phase
-from zdm.zdmproxy_settings import (BY_ENV, BY_NAME, SETTINGS, check_routing, proxy_config, read,
-                                   zdm_yaml)
+from zdm.config.proxy_config import proxy_config
+from zdm.config.zdmproxy_read import read
+from zdm.config.zdmproxy_render import zdm_yaml
+from zdm.config.zdmproxy_routing import check_routing
+from zdm.config.zdmproxy_table import BY_ENV, BY_NAME, SETTINGS
 
 BASE = {"ZDM_ORIGIN_CONTACT_POINTS": "10.0.0.1", "ZDM_TARGET_CONTACT_POINTS": "10.0.1.1"}
 HOSTS = {"localhost": "127.0.0.1", "proxy-1.example": "10.9.9.9"}

@@ -11,9 +11,9 @@ import typer
 from zdm.cli import data, phases, proxy, sandbox
 from zdm.cli.common import DEFAULT_CONFIG, ConfigPath, command, config_from, console, flags
 from zdm.config import TEMPLATE, load_config
+from zdm.config import zdmproxy_read, zdmproxy_render
 from zdm.errors import ConfigError, ZdmError
 from zdm import demo as demo_mod
-from zdm import zdmproxy_settings
 from zdm.sandbox import local, node
 
 app = typer.Typer(
@@ -62,9 +62,9 @@ def init(
             text = local.zdm_yaml(sandbox, config.parent)
             secrets = ["ZDM_ORIGIN_PASSWORD", "ZDM_TARGET_PASSWORD"] if sandbox.auth else []
     else:
-        translation = zdmproxy_settings.read(from_zdm_proxy, environ={})
+        translation = zdmproxy_read.read(from_zdm_proxy, environ={})
         translation.config()  # refuse what zdm cannot do before writing anything
-        text, secrets = zdmproxy_settings.zdm_yaml(translation), zdmproxy_settings.secret_variables(translation)
+        text, secrets = zdmproxy_render.zdm_yaml(translation), zdmproxy_render.secret_variables(translation)
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(text)
     load_config(config, environ={**os.environ, **{name: "" for name in secrets}})  # it must be valid

@@ -13,10 +13,11 @@ from rich.markup import escape
 
 from zdm.cli.common import DEFAULT_CONFIG, ConfigPath, command, config_from, console
 from zdm import logs
+from zdm.config.proxy_config import proxy_config
+from zdm.config.zdmproxy_routing import check_routing
 from zdm.errors import ConfigError
 from zdm.state import open_store
 from zdm.proxy import server
-from zdm.zdmproxy_settings import check_routing, proxy_config
 
 app = typer.Typer(help="The dual-writing CQL proxy applications connect to.", no_args_is_help=True)
 

@@ -1,154 +1,32 @@
-"""The configuration model: one ``zdm.yaml``, loaded once into frozen dataclasses.
+"""Loading ``zdm.yaml``: read once, validated, into the dataclasses of :mod:`zdm.config.model`.
 
 Theory of operation: :func:`load_config` reads YAML, then walks it section by
 section with a small schema (each dataclass field's type), rejecting unknown keys,
 missing required fields, wrong types and out-of-range ports with a
 :class:`~zdm.errors.ConfigError` naming the file and the dotted key.  Secrets may
 be given indirectly (``password_env: NAME``) so that they stay out of the file.
-Nothing else in zdm reads YAML or the environment for settings.
+:func:`parse_config` is the same validation for a mapping already read (zdm-proxy's
+settings, translated, go through it too).  Nothing else in zdm reads YAML or the
+environment for settings.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import re
 import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from zdm.config.model import ClusterConfig, Config, ProxyConfig, ProxyTlsConfig, ScopeConfig, TlsConfig
 from zdm.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("zdm.yaml")
-
-
-@dataclass(frozen=True, slots=True)
-class TlsConfig:
-    """TLS from zdm (the proxy, and every driver session) to a cluster's nodes."""
-
-    #: the CA that signed the nodes' certificates (PEM); None: the system's trusted CAs
-    ca_file: Path | None = None
-    #: a client certificate and its key (PEM), for nodes that require one
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    #: check that a node's certificate names the host zdm connected to; turning it off is
-    #: insecure, and `zdm status` and `zdm preflight` say so
-    verify_hostname: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class ProxyTlsConfig:
-    """TLS from the applications to the proxy (its listener)."""
-
-    cert_file: Path
-    key_file: Path
-    #: the CA that signs client certificates (PEM), with ``require_client_auth``
-    ca_file: Path | None = None
-    require_client_auth: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class ClusterConfig:
-    """How to reach one cluster (origin or target)."""
-
-    contact_points: tuple[str, ...] = ("127.0.0.1",)
-    port: int = 9042
-    username: str | None = None
-    #: never shown: not in repr(), so no message or traceback that prints a config holds it
-    password: str | None = field(default=None, repr=False)
-    #: name of an environment variable holding the password (wins over ``password``)
-    password_env: str | None = None
-    local_dc: str | None = None
-    #: pin a protocol version (3, 4 or 5); None negotiates the highest common one
-    protocol_version: int | None = None
-    connect_timeout_s: float = 10.0
-    tls: TlsConfig | None = None
-    #: an Astra DB secure connect bundle (zip): its nodes, certificates and SNI proxy, in
-    #: place of contact_points, port and tls
-    secure_connect_bundle: Path | None = None
-
-    @property
-    def credentials(self) -> tuple[str, str] | None:
-        if self.username is None:
-            return None
-        return self.username, self.password or ""
-
-    def endpoints(self) -> list[tuple[str, int]]:
-        return [(host, self.port) for host in self.contact_points]
-
-
-@dataclass(frozen=True, slots=True)
-class ProxyConfig:
-    listen_host: str = "127.0.0.1"
-    listen_port: int = 14002
-    #: the address drivers are told this instance has (system.local), when it is not
-    #: listen_host (which may be 0.0.0.0); with listen_port it must be among ``instances``
-    advertise_host: str | None = None
-    #: TLS for the applications' connections to the proxy (None: plaintext)
-    tls: ProxyTlsConfig | None = None
-    #: every proxy instance of this deployment ("host:port"); the driver sees exactly these
-    #: as the cluster's nodes.  Empty means just this one.
-    instances: tuple[str, ...] = ()
-    max_frame_bytes: int = 256 * 1024 * 1024
-    request_timeout_s: float = 10.0
-    heartbeat_interval_s: float = 30.0
-    #: stable name of this instance in the state directory (default host:port)
-    name: str | None = None
-    #: processes serving clients, each with its own event loop (default: one per core)
-    workers: int | None = None
-    #: client connections one instance serves at most; past it a client is told and closed
-    max_client_connections: int = 1000
-    #: a write the primary took and the secondary did not (an error meaning an outage, or no
-    #: answer): "fail" fails it for the client (zdm-proxy's behaviour); "record" keeps a durable
-    #: record of its key and writetime, acknowledges it, and `zdm repair` copies it later
-    secondary_write_failure: str = "fail"
-    #: in "record" mode, how long a write waits for the secondary once the primary took it
-    secondary_write_timeout_s: float = 2.0
-    #: now(), uuid(), currentTimeUUID(), currentTimestamp(), currentDate(), currentTime() in
-    #: writes get one value, generated by the proxy, sent to both clusters (zdm-proxy's option)
-    replace_cql_functions: bool = False
-    #: Prometheus metrics and the health endpoints (/metrics, /health/liveness, /health/readiness)
-    metrics_enabled: bool = True
-    metrics_address: str = "127.0.0.1"
-    metrics_port: int = 14001
-    metrics_prefix: str = "zdm"
-    #: the proxy's log: level (debug, info, warning, error) and format (text or json)
-    log_level: str = "info"
-    log_format: str = "text"
-    #: when both clusters require a login: the client's credentials go to origin (and the proxy
-    #: logs into target with target.username/password) instead of to target (zdm-proxy's option)
-    forward_client_credentials_to_origin: bool = False
-
-    def worker_processes(self) -> int:
-        return self.workers or os.cpu_count() or 1
-
-
-@dataclass(frozen=True, slots=True)
-class ScopeConfig:
-    """Which keyspaces and tables the migration covers."""
-
-    keyspaces: tuple[str, ...] = ()
-    exclude_tables: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    origin: ClusterConfig = field(default_factory=ClusterConfig)
-    target: ClusterConfig = field(default_factory=lambda: ClusterConfig(port=9043))
-    proxy: ProxyConfig = field(default_factory=ProxyConfig)
-    scope: ScopeConfig = field(default_factory=ScopeConfig)
-    state_dir: Path = Path(".zdm/state")
-    #: where the migration's state lives: "file" (state_dir, one host) or "cassandra" (a
-    #: keyspace on target, for proxies on several hosts)
-    state_store: str = "file"
-    state_keyspace: str = "zdm_state"
-    #: where the file was read from (None for defaults); relative paths resolve against it
-    source: Path | None = field(default=None, compare=False)
-
 
 _SECTIONS: dict[str, type] = {
     "origin": ClusterConfig,
@@ -377,8 +255,6 @@ def _resolve_files(config: Config, base: Path | None, where: str) -> Config:
 def _reject_unknown(raw: dict, known: set[str], where: str, prefix: str) -> None:
     for key in raw:
         if key not in known:
-            import difflib
-
             close = difflib.get_close_matches(str(key), sorted(known), n=1)
             hint = f"did you mean `{prefix}{close[0]}`?" if close else \
                 f"known keys here: {', '.join(sorted(known))}"
@@ -401,55 +277,3 @@ def _type_name(value: Any) -> str:
     return {dict: "a mapping", list: "a list", str: "a string", int: "a number",
             float: "a number", bool: "a boolean", type(None): "empty"}.get(type(value),
                                                                            type(value).__name__)
-
-
-TEMPLATE = """\
-# zdm.yaml: the migration's configuration. Every command reads it (--config PATH to use another).
-# The defaults point at the local sandbox (`zdm sandbox up`): origin 127.0.0.1:9042,
-# target 127.0.0.1:9043, so the sandbox works with no edits.
-
-origin:                      # the cluster the applications use today
-  contact_points: [127.0.0.1]
-  port: 9042
-  # username: cassandra
-  # password_env: ZDM_ORIGIN_PASSWORD   # read the password from this environment variable
-  # local_dc: dc1
-  # protocol_version: 4                 # pin 3, 4 or 5; default: highest both sides support
-  # tls: {ca_file: ca.pem}              # + cert_file/key_file for client certificates;
-  #                                     #   verify_hostname: false is insecure
-  # secure_connect_bundle: secure-connect-db.zip   # Astra DB, in place of contact_points/port/tls
-
-target:                      # the cluster the applications move to
-  contact_points: [127.0.0.1]
-  port: 9043
-  # username: cassandra
-  # password_env: ZDM_TARGET_PASSWORD
-
-proxy:                       # the dual-writing CQL proxy (`zdm proxy start`)
-  listen_host: 127.0.0.1
-  listen_port: 14002
-  # advertise_host: 10.0.0.5  # the address drivers see for this instance (default: listen_host)
-  # tls: {cert_file: proxy.pem, key_file: proxy.key}   # + ca_file and require_client_auth: true
-  # instances: [127.0.0.1:14002, 127.0.0.1:14003]   # every proxy instance; drivers see these as nodes
-  # max_frame_bytes: 268435456
-  # request_timeout_s: 10
-  # heartbeat_interval_s: 30
-  # workers: 4                 # processes serving clients; default: one per core
-  # max_client_connections: 1000
-  # secondary_write_failure: fail   # or record: a target outage costs no client errors
-  # secondary_write_timeout_s: 2    #   (record) how long a write waits for the secondary
-  # forward_client_credentials_to_origin: false   # both need a login: client's go to origin
-  # replace_cql_functions: false  # now(), uuid()... in writes: one value for both clusters
-  # metrics_port: 14001           # /metrics, /health/liveness, /health/readiness
-  # metrics_address: 127.0.0.1
-  # log_level: info               # debug, info, warning, error
-  # log_format: text              # or json: one object per line
-
-scope:                       # what to migrate and validate; empty = every non-system keyspace
-  keyspaces: []
-  # exclude_tables: [ks.audit_log]
-
-state_dir: .zdm/state        # the migration's persisted state and journal (relative to this file)
-# state_store: file          # or cassandra: the state in a keyspace on target, so proxies on
-# state_keyspace: zdm_state  #   several hosts coordinate with no shared filesystem
-"""
