@@ -16,12 +16,13 @@ __all__ = ["FaultyRelay", "LoopThread", "RunningProxy"]
 class FaultyRelay:
     """A TCP relay in front of a node that can cut or stall its connections on demand."""
 
-    def __init__(self, upstream: tuple[str, int]) -> None:
+    def __init__(self, upstream: tuple[str, int], listen: tuple[str, int] = ("127.0.0.1", 0)) -> None:
         self.upstream = upstream
         self.thread = LoopThread()
         self.stalled = False
         self.connections: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = []
-        self.server = self.thread.call(asyncio.start_server(self._handle, "127.0.0.1", 0))
+        self.server = self.thread.call(asyncio.start_server(self._handle, *listen))
+        self.host = self.server.sockets[0].getsockname()[0]
         self.port = self.server.sockets[0].getsockname()[1]
 
     async def _handle(self, reader, writer) -> None:

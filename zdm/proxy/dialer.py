@@ -9,6 +9,11 @@ Theory of operation: each cluster has a :class:`Route`, made once, on the first 
   service names one SNI proxy and every node's host id; each connection goes to the SNI
   proxy with the next host id as its SNI name, over the bundle's mutual TLS.
 
+A node that refuses a connection, or whose connection is lost, is marked down for a while
+(1 s, doubling up to 30 s while it keeps failing; a connection that works clears it): the
+next connections go to the other nodes first, and a dial that fails tries the next node at
+once, so that one dead node never fails a client's STARTUP while another answers.
+
 A connection that fails is explained: a TLS failure with :func:`zdm.clusters.tls_diagnosis.explain` (on a
 thread, since it may look at the port again), naming the setting that fixes it; no key or
 password is ever part of a message.
@@ -20,6 +25,7 @@ import asyncio
 import itertools
 import socket
 import ssl
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -43,16 +49,44 @@ class Endpoint:
     label: str = ""
 
 
+#: how long a node that failed is tried only after the others, doubling while it fails again
+DOWN_FIRST_S, DOWN_MAX_S = 1.0, 30.0
+
+
 class Route:
     """Where one cluster's connections go, in turn, and with which TLS context."""
 
-    def __init__(self, endpoints: list[Endpoint], tls: ssl.SSLContext | None) -> None:
+    def __init__(self, endpoints: list[Endpoint], tls: ssl.SSLContext | None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.endpoints = endpoints
         self.tls = tls
         self._next = itertools.cycle(endpoints)
+        self._clock = clock
+        #: endpoint -> (down until, the backoff it was given)
+        self._down: dict[Endpoint, tuple[float, float]] = {}
 
     def next(self) -> Endpoint:
         return next(self._next)
+
+    def candidates(self, avoid: Endpoint | None = None) -> list[Endpoint]:
+        """Every endpoint once, in the order to try them: from the next one in turn, the nodes
+        not marked down first, ``avoid`` (a node just lost) last of all."""
+        start = self.next()
+        i = self.endpoints.index(start)
+        ordered = self.endpoints[i:] + self.endpoints[:i]
+        now = self._clock()
+        return sorted(ordered, key=lambda e: (e == avoid, self._down.get(e, (0.0, 0.0))[0] > now))
+
+    def mark_down(self, endpoint: Endpoint) -> None:
+        _, backoff = self._down.get(endpoint, (0.0, 0.0))
+        backoff = min(DOWN_MAX_S, backoff * 2) if backoff else DOWN_FIRST_S
+        self._down[endpoint] = (self._clock() + backoff, backoff)
+
+    def mark_up(self, endpoint: Endpoint) -> None:
+        self._down.pop(endpoint, None)
+
+    def is_down(self, endpoint: Endpoint) -> bool:
+        return self._down.get(endpoint, (0.0, 0.0))[0] > self._clock()
 
     @classmethod
     def of(cls, cfg: ClusterConfig, name: str) -> "Route":
@@ -100,15 +134,37 @@ class Dialer:
         return route
 
     async def dial(self, cluster: Cluster, *, on_event: Callable[[Frame], None] | None = None,
-                   on_lost: Callable[[BackendConnection, str], None] | None = None) -> BackendConnection:
-        cfg = self._cluster(cluster)
-        pc = self.config.proxy
+                   on_lost: Callable[[BackendConnection, str], None] | None = None,
+                   avoid: Endpoint | None = None) -> BackendConnection:
+        """A connection to a node of ``cluster``: the next in turn that answers (``avoid``, a
+        node just lost, only if no other does); raises the first node's failure, explained."""
         try:
             route = await self.route(cluster)
         except ZdmError:
             self.failed(cluster)
             raise
-        endpoint = route.next()
+        first: ZdmError | None = None
+        for endpoint in route.candidates(avoid):
+            try:
+                backend = await self._connect(cluster, route, endpoint, on_event, on_lost)
+            except ZdmError as exc:
+                route.mark_down(endpoint)
+                first = first or exc
+                continue
+            route.mark_up(endpoint)
+            return backend
+        raise first
+
+    def lost(self, backend: BackendConnection) -> None:
+        """``backend``'s connection was lost: its node is tried after the others for a while."""
+        route = self._routes.get(backend.cluster)
+        if route is not None and backend.endpoint is not None:
+            route.mark_down(backend.endpoint)
+
+    async def _connect(self, cluster: Cluster, route: Route, endpoint: Endpoint, on_event,
+                       on_lost) -> BackendConnection:
+        cfg = self._cluster(cluster)
+        pc = self.config.proxy
         loop = asyncio.get_running_loop()
         stats = self.node_stats(cluster, endpoint.label) if self.node_stats else None
         backend = BackendConnection(cluster, (endpoint.host, endpoint.port), max_frame_bytes=pc.max_frame_bytes,

@@ -113,8 +113,8 @@ class Context:
 
 
 class RequestHandler:
-    __slots__ = ("ctx", "version", "keyspace", "in_flight", "nodes", "who", "_send_origin",
-                 "_send_target", "_reply")
+    __slots__ = ("ctx", "version", "keyspace", "in_flight", "nodes", "who", "registered",
+                 "_send_origin", "_send_target", "_reply")
 
     def __init__(self, ctx: Context, version: int, send: Mapping[Cluster, Send], reply: Reply, *,
                  keyspace: str | None = None, nodes: Mapping[Cluster, str] | None = None,
@@ -124,7 +124,8 @@ class RequestHandler:
         self.version = version
         self.keyspace = keyspace  # the connection's keyspace, as USE set it on both clusters
         self.in_flight = 0
-        self.nodes = nodes or {}  # "host:port" of the node this connection uses on each cluster
+        self.nodes = dict(nodes or {})  # "host:port" of the node this connection uses on each cluster
+        self.registered: bytes | None = None  # the client's REGISTER (events from origin)
         self._send_origin = send[Cluster.ORIGIN]
         self._send_target = send[Cluster.TARGET]
         self._reply = reply
@@ -151,6 +152,16 @@ class RequestHandler:
             stats.finished(pending.kind, time.monotonic() - pending.t0)
         self._reply(stream, frame)
 
+    def rebind(self, cluster: Cluster, send: Send, *, node: str | None = None) -> None:
+        """From now on, send to ``cluster`` with ``send`` (a new connection, or a queue while
+        one is made: :mod:`~zdm.proxy.reconnect`)."""
+        if cluster is Cluster.ORIGIN:
+            self._send_origin = send
+        else:
+            self._send_target = send
+        if node is not None:
+            self.nodes[cluster] = node
+
     def send_to(self, cluster: Cluster, flags: int, opcode: int, body: bytes, callback: Callback,
                 timeout: float | None = None) -> None:
         if cluster is Cluster.ORIGIN:
@@ -173,6 +184,7 @@ class RequestHandler:
         elif op == Opcode.PREPARE:
             self._prepare(frame)
         elif op == Opcode.REGISTER:
+            self.registered = frame.body
             self._forward(frame, self._decide(op), frame.body, frame.body)
         elif op in (Opcode.STARTUP, Opcode.AUTH_RESPONSE):
             raise ProtocolError(f"{op.name} after the handshake completed")

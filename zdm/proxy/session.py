@@ -42,13 +42,15 @@ from zdm.proxy.auth import client_credentials_go_to, login
 from zdm.proxy.connection import BackendConnection, ClientConnection
 from zdm.proxy.dialer import Dialer
 from zdm.proxy.handler import Context, RequestHandler, error_frame, failure_frame
+from zdm.proxy.reconnect import Waiting, handshake
 
 log = logging.getLogger("zdm.proxy")
 
 
 class ClientSession:
     __slots__ = ("client", "ctx", "dialer", "credentials", "forward_to_origin", "on_closed", "version",
-                 "backends", "auth_cluster", "handler", "closed", "_handshaking", "_task", "who", "codec")
+                 "backends", "auth_cluster", "handler", "closed", "_handshaking", "_task", "who", "codec",
+                 "startup", "client_auth", "login_cluster", "moving")
 
     def __init__(self, client: ClientConnection, *, ctx: Context, dialer: Dialer,
                  credentials: Mapping[Cluster, tuple[str, str] | None],
@@ -64,6 +66,13 @@ class ClientSession:
         self.on_closed = on_closed
         self.version: int | None = None
         self.codec: Codec | None = None  # the client's compression, once its STARTUP asked
+        #: what a new cluster connection replays (zdm.proxy.reconnect): the STARTUP's options
+        #: (less COMPRESSION), and the client's AUTH_RESPONSEs to the cluster that took its login
+        self.startup: dict[str, str] = {}
+        self.client_auth: list[bytes] = []
+        self.login_cluster: Cluster | None = None
+        #: the clusters whose lost connection is being replaced, and the requests waiting for it
+        self.moving: dict[Cluster, Waiting] = {}
         self.backends: dict[Cluster, BackendConnection] = {}
         self.auth_cluster: Cluster | None = None  # set while the client's login is under way
         self.handler: RequestHandler | None = None
@@ -88,11 +97,59 @@ class ClientSession:
         self.on_closed(self)
 
     def _backend_lost(self, backend: BackendConnection, reason: str) -> None:
-        # the driver reconnects; pending requests were already failed with `reason`
-        if not self.closed:
-            log.info("closing the client connection: %s", reason, extra=self.who)
-            asyncio.get_running_loop().call_soon(self.client.close)
+        # the requests in flight on it were already failed with `reason`
+        if self.closed or self.backends.get(backend.cluster) is not backend:
+            return  # closed by the session itself, or replaced already
+        self.dialer.lost(backend)
+        if self.handler is not None and not self.ctx.draining:
+            # past the handshake: move to another node, the client stays connected
+            self._move(backend.cluster, reason)
+            return
+        log.info("closing the client connection: %s", reason, extra=self.who)
+        asyncio.get_running_loop().call_soon(self.client.close)
         self._close_backends()
+
+    def _move(self, cluster: Cluster, reason: str) -> None:
+        log.info("%s; moving to another %s node", reason, cluster.value, extra=self.who)
+        waiting = self.moving[cluster] = Waiting(cluster)
+        self.handler.rebind(cluster, waiting.send)
+        task = asyncio.ensure_future(self._moved(cluster, self.backends[cluster], waiting))
+        task.add_done_callback(_retrieved)
+
+    async def _moved(self, cluster: Cluster, lost: BackendConnection, waiting: Waiting) -> None:
+        handler = self.handler
+        problem = None
+        try:
+            backend = await self.dialer.dial(cluster, avoid=lost.endpoint, on_lost=self._backend_lost,
+                                             on_event=self.event_received if cluster is Cluster.ORIGIN else None)
+        except ZdmError as exc:
+            backend, problem = None, exc.message
+        if backend is not None:
+            backend.codec = lost.codec
+            if self.closed:
+                backend.close()
+                waiting.fail("the client connection closed")
+                return
+            self.backends[cluster] = backend
+            problem = await handshake(
+                backend, self.version, self.startup, credentials=self.credentials.get(cluster),
+                client_auth=self.client_auth if cluster is self.login_cluster else [],
+                keyspace=handler.keyspace, register=handler.registered if cluster is Cluster.ORIGIN else None)
+        if self.closed:
+            waiting.fail("the client connection closed")
+            return
+        if problem is not None:
+            log.warning("no other %s node could take the client connection (%s); closing it",
+                        cluster.value, problem, extra=self.who)
+            waiting.fail(f"{cluster.value}: {problem}")
+            self.client.close()
+            self._close_backends()
+            return
+        log.info("moved to %s %s:%s", cluster.value, *backend.address, extra=self.who)
+        del self.moving[cluster]
+        send = backend.sender(self.version)
+        handler.rebind(cluster, send, node=f"{backend.address[0]}:{backend.address[1]}")
+        waiting.release(send)
 
     def _close_backends(self) -> None:
         for backend in self.backends.values():
@@ -159,7 +216,7 @@ class ClientSession:
                 log.warning("client asked for compression the proxy cannot give: %s", exc.message,
                             extra=self.who)
                 return
-            self.version, self.codec = frame.version, codec
+            self.version, self.codec, self.startup = frame.version, codec, dict(options)
             self._start(self._startup(frame, options, codec))
         elif op == Opcode.AUTH_RESPONSE and self.auth_cluster is not None:
             self._start(self._auth_response(frame))
@@ -227,6 +284,7 @@ class ClientSession:
             self._finish(frame, Opcode.READY, b"")
             return
         self.auth_cluster = client_credentials_go_to(needs_login, forward_to_origin=self.forward_to_origin)
+        self.login_cluster = self.auth_cluster
         for cluster in needs_login - {self.auth_cluster}:
             problem = await login(self.backends[cluster], self.credentials.get(cluster), version,
                                   m.decode_authenticate(by_cluster[cluster].body))
@@ -263,6 +321,7 @@ class ClientSession:
             self._ready()
 
     async def _auth_response(self, frame: Frame) -> None:
+        self.client_auth.append(frame.body)  # replayed on a new connection to that cluster
         answer = await self.backends[self.auth_cluster].request(frame.version, Opcode.AUTH_RESPONSE,
                                                                 frame.body)
         if self.closed:
@@ -284,6 +343,11 @@ class ClientSession:
                                  nodes={c: f"{b.address[0]}:{b.address[1]}" for c, b in self.backends.items()})
         self.handler = handler
         self.client.on_frame = handler.frame_received
+
+
+def _retrieved(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("moving a cluster connection failed: %r", task.exception())
 
 
 def _is_version_error(answer: Frame) -> bool:
