@@ -219,7 +219,7 @@ def run(config: Config, say: Callable[[str], None], *, rows: int = 5000, rate: f
     from zdm.phases import advance, confirm_routing
     from zdm.state import FileStateStore
     from zdm.phases.live import gather_facts
-    from zdm.phases.preflight import record_preflight, run_preflight
+    from zdm.preflight import record_preflight, run_preflight
     from zdm.proxy.background import BackgroundProxy
     from zdm.validate import ValidationSettings
     from zdm.validate import validate as run_validate

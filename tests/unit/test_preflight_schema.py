@@ -7,8 +7,8 @@ from types import SimpleNamespace as NS
 
 import pytest
 
-from zdm.phases.schema import (KeyspaceSchema, SchemaSnapshot, TableSchema, diff, fingerprint,
-                               snapshot_from_metadata)
+from zdm.preflight.schema import (KeyspaceSchema, SchemaSnapshot, TableSchema, diff, fingerprint,
+                                  snapshot_from_metadata)
 from zdm.scope import Scope
 
 USERS = TableSchema("app", "users", {"id": "uuid", "day": "date", "ts": "timestamp",

@@ -21,8 +21,8 @@ from zdm.cli.common import DEFAULT_CONFIG, ConfigPath, command, config_from, con
 from zdm.errors import ZdmError
 from zdm.phases import MigrationState, RoutingPending, advance, confirm_routing, rollback
 from zdm.phases.live import build_status, gather_facts
-from zdm.phases.preflight import (DEFAULT_MAX_CLOCK_SKEW_S, PreflightReport, Status,
-                                  record_preflight, run_preflight)
+from zdm.preflight import (DEFAULT_MAX_CLOCK_SKEW_S, PreflightReport, Status, record_preflight,
+                           run_preflight)
 from zdm.clusters.tls_diagnosis import insecure_settings
 from zdm.state import StateStore, open_store
 

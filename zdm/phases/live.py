@@ -34,7 +34,7 @@ LiveSchema = Callable[[Config], "tuple[str, list[str]]"]
 
 
 def _default_live_schema(config: Config) -> tuple[str, list[str]]:
-    from zdm.phases.preflight import live_schema
+    from zdm.preflight import live_schema
 
     return live_schema(config)
 
