@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from zdm.clock import utcnow
 from zdm.clusters.tls_diagnosis import insecure_settings
@@ -25,7 +25,7 @@ from zdm.migrate.fallback import FIDELITY
 from zdm.migrate.schema import column_kind
 from zdm.preflight.probe import ClusterProbe
 from zdm.preflight.report import Check, PreflightReport, Status, TableCopy
-from zdm.preflight.schema import SchemaSnapshot, TableDiff, diff, fingerprint
+from zdm.preflight.schema import SchemaSnapshot, TableDiff, diff, fingerprint, scoped
 from zdm.releases import (COMPACT_STORAGE_REMOVED_IN, REMOVED_COMPACTION, REMOVED_OPTIONS,
                           has_element_metadata)
 from zdm.releases import fmt as _fmt
@@ -110,23 +110,6 @@ def check_clock(probes: Sequence[ClusterProbe], max_skew_s: float) -> Check:
     return Check("clock skew", Status.PASS,
                  f"{len(samples)} node(s) within {max_skew_s * 1000:.0f} ms (largest "
                  f"{worst.skew_s * 1000:+.0f} ms on {worst_name} {worst.node})")
-
-
-def scoped(origin: SchemaSnapshot, target: SchemaSnapshot,
-           scope: Scope) -> tuple[list[str], SchemaSnapshot, SchemaSnapshot]:
-    """The keyspaces in scope (of origin's schema) and both snapshots restricted to them and
-    to their tables in scope."""
-    keyspaces = scope.keyspaces_in(origin.keyspaces)
-    return keyspaces, _restrict(origin, keyspaces, scope), _restrict(target, keyspaces, scope)
-
-
-def _restrict(snap: SchemaSnapshot, keyspaces: Iterable[str], scope: Scope) -> SchemaSnapshot:
-    out = {}
-    for name in keyspaces:
-        ks = snap.keyspaces.get(name)
-        if ks is not None:
-            out[name] = replace(ks, tables={t: ks.tables[t] for t in scope.tables_in(name, ks.tables)})
-    return SchemaSnapshot(out)
 
 
 def copy_plan(origin: ClusterProbe, o_snap: SchemaSnapshot) -> tuple[TableCopy, ...]:

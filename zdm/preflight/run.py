@@ -16,10 +16,10 @@ from dataclasses import replace
 
 from zdm.config import Config
 from zdm.errors import ZdmError
-from zdm.preflight.checks import DEFAULT_MAX_CLOCK_SKEW_S, assess, encryption_checks, scoped
+from zdm.preflight.checks import DEFAULT_MAX_CLOCK_SKEW_S, assess, encryption_checks
 from zdm.preflight.probe import ClusterProbe, probe_cluster
 from zdm.preflight.report import Check, PreflightReport, Status
-from zdm.preflight.schema import fingerprint
+from zdm.preflight.schema import fingerprint, scoped
 from zdm.scope import Scope
 
 
