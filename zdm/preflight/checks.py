@@ -8,8 +8,9 @@ plan: per table, whether ``zdm migrate`` copies it exactly or takes the fallback
 non-frozen collections and UDTs an origin before 5.0 cannot read cell by cell. The release
 checks name what the target release refuses or treats differently (COMPACT STORAGE, table
 options it lacks, compaction strategies it removed, a smaller protocol overlap), each with
-its fix. Nothing here touches a cluster: the probes (:mod:`zdm.preflight.probe`) did, so
-every check is tested on probes built by hand.
+its fix. :func:`encryption_checks` says, from the configuration alone, how zdm's own
+connections to each cluster are protected. Nothing here touches a cluster: the probes
+(:mod:`zdm.preflight.probe`) did, so every check is tested on probes built by hand.
 """
 
 from __future__ import annotations
