@@ -219,7 +219,7 @@ def run(config: Config, say: Callable[[str], None], *, rows: int = 5000, rate: f
     from zdm.phases import advance, confirm_routing
     from zdm.state import FileStateStore
     from zdm.phases.live import gather_facts
-    from zdm.phases.preflight import record_preflight, run_preflight
+    from zdm.preflight import live_schema, record_preflight, run_preflight
     from zdm.proxy.background import BackgroundProxy
     from zdm.validate import ValidationSettings
     from zdm.validate import validate as run_validate
@@ -234,7 +234,7 @@ def run(config: Config, say: Callable[[str], None], *, rows: int = 5000, rate: f
 
     def step(phase_to: int | None = None, **flags) -> None:
         before = store.load()
-        facts = gather_facts(config, store, state=before, **flags)
+        facts = gather_facts(config, store, live_schema=live_schema, state=before, **flags)
         after = advance(store, facts, to=phase_to, operator=OPERATOR, why="demo")
         if not after.routing_status.applied:
             after = confirm_routing(store, operator=OPERATOR, timeout=10)

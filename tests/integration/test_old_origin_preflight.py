@@ -16,7 +16,7 @@ from migrate_fixtures import migration, validation
 from zdm.config import ScopeConfig
 from zdm.migrate.run import migrate
 from zdm.clock import utcnow
-from zdm.phases.preflight import Status, run_preflight
+from zdm.preflight import Status, run_preflight
 from zdm.validate import validate
 
 REPLICATION = "{'class': 'SimpleStrategy', 'replication_factor': 1}"

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from zdm.config import ScopeConfig
 from zdm.state import FileStateStore
 from zdm.clock import iso, utcnow
-from zdm.phases.preflight import Status, live_schema, run_preflight
+from zdm.preflight import Status, live_schema, run_preflight
 
 REPLICATION = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
 

@@ -21,8 +21,8 @@ from zdm.clusters.connect import ConnectError
 from zdm.phases import MigrationState, Phase
 from zdm.state import FileStateStore, StateStore
 from zdm.clock import iso, utcnow
-from zdm.phases.preflight import ClockSample, ClusterProbe
-from zdm.phases.schema import KeyspaceSchema, SchemaSnapshot, TableSchema
+from zdm.preflight import ClockSample, ClusterProbe
+from zdm.preflight.schema import KeyspaceSchema, SchemaSnapshot, TableSchema
 from zdm.phases.state import RoutingStatus
 
 runner = CliRunner(env={"COLUMNS": "200", "USER": "alice"})
@@ -55,7 +55,7 @@ class Clusters:
 
 @pytest.fixture()
 def clusters(monkeypatch) -> Clusters:
-    from zdm.phases import preflight
+    from zdm.preflight import run as preflight
 
     fake = Clusters()
     monkeypatch.setattr(preflight, "probe_cluster", fake.probe)

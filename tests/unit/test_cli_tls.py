@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from tests.unit.test_cli_phases import clusters  # noqa: F401 - the fake clusters fixture
 from zdm.cli.main import app
 from zdm.config import load_config
-from zdm.phases.preflight import Status, encryption_checks
+from zdm.preflight import Status, encryption_checks
 from zdm.sandbox import certs
 
 runner = CliRunner(env={"COLUMNS": "250", "USER": "alice"})

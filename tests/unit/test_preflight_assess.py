@@ -8,9 +8,9 @@ import pytest
 
 from zdm.config import ScopeConfig
 from zdm.errors import ZdmError
-from zdm.phases.preflight import (COUNTER_WARNING, ClockSample, ClusterProbe, Status, assess,
-                                  parse_version, run_preflight)
-from zdm.phases.schema import KeyspaceSchema, SchemaSnapshot, TableSchema
+from zdm.preflight import COUNTER_WARNING, ClockSample, ClusterProbe, Status, assess, run_preflight
+from zdm.preflight.schema import KeyspaceSchema, SchemaSnapshot, TableSchema
+from zdm.releases import parse_version
 
 M3 = "org.apache.cassandra.dht.Murmur3Partitioner"
 T = TableSchema("app", "t", {"k": "int", "v": "text"}, ("k",))
@@ -151,7 +151,7 @@ def test_nothing_in_scope_is_a_warning():
 def test_run_preflight_reports_an_unreachable_cluster_as_a_failed_check(monkeypatch):
     from zdm.config import Config
     from zdm.clusters.connect import ConnectError
-    from zdm.phases import preflight
+    from zdm.preflight import run as preflight
 
     def fake_probe(cfg, name, **kw):
         if name == "target":
@@ -175,7 +175,7 @@ def test_parse_version(text, expected):
 
 def test_run_preflight_lets_unexpected_errors_through(monkeypatch):
     from zdm.config import Config
-    from zdm.phases import preflight
+    from zdm.preflight import run as preflight
 
     def boom(cfg, name, **kw):
         raise RuntimeError("bug")

@@ -7,8 +7,8 @@ from types import SimpleNamespace as NS
 
 import pytest
 
-from zdm.phases.schema import (KeyspaceSchema, SchemaSnapshot, TableSchema, diff, fingerprint,
-                               snapshot_from_metadata)
+from zdm.preflight.schema import (KeyspaceSchema, SchemaSnapshot, TableSchema, diff, fingerprint,
+                                  scoped, snapshot_from_metadata)
 from zdm.scope import Scope
 
 USERS = TableSchema("app", "users", {"id": "uuid", "day": "date", "ts": "timestamp",
@@ -120,10 +120,12 @@ def test_snapshot_from_driver_metadata():
     ks = NS(tables={"t": table, "skip": other},
             user_types={"addr": NS(field_names=["street", "zip"], field_types=["text", "int"])})
     metadata = NS(keyspaces={"app": ks})
-    out = snapshot_from_metadata(metadata, ["app", "absent"], exclude_tables=["app.skip"])
+    out = snapshot_from_metadata(metadata, ["app", "absent"])
     assert list(out.keyspaces) == ["app"]
+    assert sorted(out.keyspaces["app"].tables) == ["skip", "t"]
+    _, in_scope, _ = scoped(out, out, Scope(exclude_tables=["app.skip"]))  # the one scope
     t = out.keyspaces["app"].tables["t"]
-    assert list(out.keyspaces["app"].tables) == ["t"]
+    assert list(in_scope.keyspaces["app"].tables) == ["t"]
     assert (t.partition_key, t.clustering, t.static) == (("id",), (("ts", "DESC"),),
                                                         frozenset({"tier"}))
     assert t.columns == {"id": "uuid", "ts": "timestamp", "tier": "int", "c": "counter"}

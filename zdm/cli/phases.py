@@ -21,8 +21,8 @@ from zdm.cli.common import DEFAULT_CONFIG, ConfigPath, command, config_from, con
 from zdm.errors import ZdmError
 from zdm.phases import MigrationState, RoutingPending, advance, confirm_routing, rollback
 from zdm.phases.live import build_status, gather_facts
-from zdm.phases.preflight import (DEFAULT_MAX_CLOCK_SKEW_S, PreflightReport, Status,
-                                  record_preflight, run_preflight)
+from zdm.preflight import (DEFAULT_MAX_CLOCK_SKEW_S, PreflightReport, Status, live_schema,
+                           record_preflight, run_preflight)
 from zdm.clusters.tls_diagnosis import insecure_settings
 from zdm.state import StateStore, open_store
 
@@ -142,7 +142,7 @@ def status(config: ConfigPath = DEFAULT_CONFIG, json_out: JsonOption = False) ->
     cfg = config_from(config)
     store = _store(cfg)
     state = store.load()
-    facts = gather_facts(cfg, store, state=state, on_problem=_warn)
+    facts = gather_facts(cfg, store, live_schema=live_schema, state=state, on_problem=_warn)
     doc = build_status(state, facts, store.proxy_records())
     doc["insecure_settings"] = insecure_settings(cfg)
     if json_out:
@@ -296,7 +296,7 @@ def advance_cmd(
     who = _operator(operator)
     store = _store(cfg)
     before = store.load()
-    facts = gather_facts(cfg, store, state=before, on_problem=_warn,
+    facts = gather_facts(cfg, store, live_schema=live_schema, state=before, on_problem=_warn,
                          confirm_clients_on_proxy=confirm_clients_on_proxy,
                          confirm_clients_on_target=confirm_clients_on_target,
                          skip_async_reads=skip_async_reads)

@@ -6,6 +6,11 @@ whether they are connected to each cluster, their async-read counters, and the r
 revision they applied. A proxy counts as running when its heartbeat is recent and, if it
 runs on this host, its process exists. :func:`build_status` turns state and facts into
 the document `zdm status` prints (and `zdm status --json` emits).
+
+The live schemas come from the caller: ``live_schema`` is a function that reads them
+(the CLI passes :func:`zdm.preflight.live_schema`), called only when a guard of the next
+advance needs them. The phases never import the preflight; what reaches the guards is a
+plain string, the fingerprint, and the tables in scope.
 """
 
 from __future__ import annotations
@@ -33,12 +38,6 @@ HEARTBEAT_TIMEOUT = timedelta(seconds=5)
 LiveSchema = Callable[[Config], "tuple[str, list[str]]"]
 
 
-def _default_live_schema(config: Config) -> tuple[str, list[str]]:
-    from zdm.phases.preflight import live_schema
-
-    return live_schema(config)
-
-
 def needs_live_schema(state: MigrationState) -> bool:
     """Whether the next advance's guards read the live schema: the fingerprint (0->1, and
     only once a passing preflight is there to compare it with) or the tables in scope
@@ -48,14 +47,15 @@ def needs_live_schema(state: MigrationState) -> bool:
     return state.phase == Phase.MIGRATE
 
 
-def gather_facts(config: Config, store: StateStore, *, state: MigrationState | None = None,
+def gather_facts(config: Config, store: StateStore, *, live_schema: LiveSchema | None,
+                 state: MigrationState | None = None,
                  confirm_clients_on_proxy: bool = False, confirm_clients_on_target: bool = False,
-                 skip_async_reads: bool = False, live_schema: LiveSchema | None = _default_live_schema,
-                 now: datetime | None = None,
+                 skip_async_reads: bool = False, now: datetime | None = None,
                  on_problem: Callable[[str], None] | None = None) -> Facts:
-    """Facts for one transition attempt. ``live_schema=None`` skips the cluster round trip
-    (rollbacks have no guards); a cluster that cannot be reached leaves the fingerprint
-    and tables unknown (the guards say what to do) and is reported to ``on_problem``."""
+    """Facts for one transition attempt. ``live_schema`` reads the live schemas when a guard
+    needs them (:func:`needs_live_schema`); ``None`` skips the cluster round trip (rollbacks
+    have no guards). A cluster that cannot be reached leaves the fingerprint and tables
+    unknown (the guards say what to do) and is reported to ``on_problem``."""
     now = now or utcnow()
     state = state or store.load()
     records = store.proxy_records()

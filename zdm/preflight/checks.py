@@ -1,45 +1,37 @@
-"""`zdm preflight`: can this origin be migrated to this target, and what needs care.
+"""The preflight's assessment: :func:`assess`, a pure function of two cluster probes.
 
-Theory of operation: :func:`probe_cluster` is the only I/O: one driver session per
-cluster yields a :class:`ClusterProbe` (release, partitioner, negotiated protocol version,
-the schema of every keyspace, clock samples of every node). :func:`assess` is a pure
-function of the two probes and the scope that returns a :class:`PreflightReport`: one
-:class:`Check` per concern, the schema comparison table by table, and the copy plan:
-per table, whether ``zdm migrate`` copies it exactly or takes the fallback for the
-non-frozen collections and UDTs an origin before 5.0 cannot read cell by cell. The
-release checks name what the target release refuses or treats differently (COMPACT
-STORAGE, table options it lacks, compaction strategies it removed, a smaller protocol
-overlap), each with its fix. The same scoping
-and :func:`~zdm.phases.schema.fingerprint` serve :func:`live_schema`, which the phase
-machine's 0->1 guard uses to tell whether the schemas changed since the preflight passed.
+Theory of operation: :func:`assess` takes the :class:`~zdm.preflight.probe.ClusterProbe` of
+origin and of target and the scope, and returns a
+:class:`~zdm.preflight.report.PreflightReport`: one :class:`~zdm.preflight.report.Check` per
+concern, the schema comparison table by table (:mod:`zdm.preflight.schema`), and the copy
+plan: per table, whether ``zdm migrate`` copies it exactly or takes the fallback for the
+non-frozen collections and UDTs an origin before 5.0 cannot read cell by cell. The release
+checks name what the target release refuses or treats differently (COMPACT STORAGE, table
+options it lacks, compaction strategies it removed, a smaller protocol overlap), each with
+its fix. :func:`encryption_checks` says, from the configuration alone, how zdm's own
+connections to each cluster are protected. Nothing here touches a cluster: the probes
+(:mod:`zdm.preflight.probe`) did, so every check is tested on probes built by hand.
 """
 
 from __future__ import annotations
 
-import enum
-import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
-from typing import Any, Iterable, Sequence
-
-from cassandra.query import SimpleStatement
+from typing import Sequence
 
 from zdm.clock import utcnow
+from zdm.clusters.tls_diagnosis import insecure_settings
 from zdm.config import ClusterConfig, Config, ScopeConfig
-from zdm.clusters.connect import describe, session
-from zdm.errors import ZdmError
 from zdm.migrate.fallback import FIDELITY
 from zdm.migrate.schema import column_kind
-from zdm.phases.evidence import PreflightEvidence, record_evidence
-from zdm.phases.schema import SchemaSnapshot, TableDiff, diff, fingerprint, snapshot_from_metadata
-from zdm.phases.state import MigrationState
+from zdm.preflight.probe import ClusterProbe
+from zdm.preflight.report import Check, PreflightReport, Status, TableCopy
+from zdm.preflight.schema import SchemaSnapshot, TableDiff, diff, fingerprint, scoped
 from zdm.releases import (COMPACT_STORAGE_REMOVED_IN, REMOVED_COMPACTION, REMOVED_OPTIONS,
                           has_element_metadata)
 from zdm.releases import fmt as _fmt
 from zdm.releases import parse_version
 from zdm.scope import Scope
-from zdm.state.store import StateStore
-from zdm.clusters.tls_diagnosis import insecure_settings
 
 #: Warn when a node's clock is further than this from this host's (seconds). Write
 #: timestamps decide which write wins; clocks that disagree make origin and target
@@ -53,150 +45,6 @@ ORIGIN_MIN_DSE = (4, 7, 1)
 #: cluster is certain to support too (DSE_V1 and DSE_V2 servers all speak v4).
 _DSE_PROTOCOLS = {65: 4, 66: 4}
 
-
-class Status(enum.Enum):
-    PASS = "pass"
-    WARN = "warn"
-    FAIL = "fail"
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    status: Status
-    detail: str
-    todo: str = ""
-
-    def to_dict(self) -> dict[str, str]:
-        return {"name": self.name, "status": self.status.value, "detail": self.detail,
-                "todo": self.todo}
-
-
-@dataclass(frozen=True)
-class ClockSample:
-    node: str
-    skew_s: float         # node's clock minus this host's
-    uncertainty_s: float  # half the round trip of the sample
-
-
-@dataclass(frozen=True)
-class ClusterProbe:
-    """What one cluster told us; ``schema`` covers every keyspace it has."""
-
-    name: str
-    address: str
-    release_version: str
-    partitioner: str
-    protocol_version: int
-    schema: SchemaSnapshot
-    dse_version: str | None = None
-    clock: tuple[ClockSample, ...] = ()
-
-    @property
-    def product(self) -> str:
-        if self.dse_version:
-            return f"DSE {self.dse_version} (Cassandra {self.release_version})"
-        return f"Cassandra {self.release_version}"
-
-
-@dataclass(frozen=True)
-class TableCopy:
-    """How ``zdm migrate`` will copy one table: exactly, or with ``fallback`` columns
-    ((column, CQL type, what the fallback keeps of it), see zdm.migrate.fallback)."""
-
-    name: str
-    fallback: tuple[tuple[str, str, str], ...] = ()
-
-    @property
-    def exact(self) -> bool:
-        return not self.fallback
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"table": self.name, "exact": self.exact,
-                "fallback": [{"column": c, "type": t, "keeps": k} for c, t, k in self.fallback]}
-
-
-@dataclass(frozen=True)
-class PreflightReport:
-    checks: tuple[Check, ...]
-    #: one entry per table (or missing keyspace) with a difference or a warning
-    tables: tuple[TableDiff, ...] = ()
-    keyspaces: tuple[str, ...] = ()
-    tables_in_scope: tuple[str, ...] = ()
-    fingerprint: str | None = None
-    at: datetime = field(default_factory=utcnow)
-    #: per table in scope, how the copy will treat it
-    copy: tuple[TableCopy, ...] = ()
-
-    @property
-    def passed(self) -> bool:
-        return self.fingerprint is not None and all(c.status != Status.FAIL for c in self.checks)
-
-    @property
-    def failures(self) -> list[Check]:
-        return [c for c in self.checks if c.status == Status.FAIL]
-
-    @property
-    def warnings(self) -> list[Check]:
-        return [c for c in self.checks if c.status == Status.WARN]
-
-    def summary(self) -> str:
-        if self.passed:
-            return (f"{len(self.tables_in_scope)} table(s) in {len(self.keyspaces)} keyspace(s) "
-                    f"identical; {len(self.warnings)} warning(s)")
-        return "; ".join(f"{c.name}: {c.detail}" for c in self.failures)[:500]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "fingerprint": self.fingerprint,
-                "keyspaces": list(self.keyspaces), "tables_in_scope": list(self.tables_in_scope),
-                "checks": [c.to_dict() for c in self.checks],
-                "tables": [t.to_dict() for t in self.tables],
-                "copy": [c.to_dict() for c in self.copy], "summary": self.summary()}
-
-
-# -- I/O ----------------------------------------------------------------------------------
-
-def probe_cluster(cfg: ClusterConfig, name: str, *, clock: bool = True,
-                  samples: int = 3) -> ClusterProbe:
-    """Connect (raising :class:`~zdm.clusters.connect.ConnectError`) and read what preflight needs."""
-    with session(cfg, name=name) as sess:
-        local = sess.execute("SELECT * FROM system.local").one()
-        metadata = sess.cluster.metadata
-        schema = snapshot_from_metadata(metadata, list(metadata.keyspaces))
-        clocks = _clock_samples(sess, samples) if clock else ()
-        return ClusterProbe(
-            name=name, address=describe(cfg),
-            release_version=str(local.release_version), partitioner=str(local.partitioner),
-            protocol_version=int(sess.cluster.protocol_version), schema=schema,
-            dse_version=getattr(local, "dse_version", None), clock=tuple(clocks))
-
-
-def _clock_samples(sess: Any, samples: int) -> list[ClockSample]:
-    """Each node's clock against this host's: the node's ``now()`` against the midpoint
-    of the round trip, keeping the sample with the shortest round trip."""
-    query = SimpleStatement("SELECT toUnixTimestamp(now()) FROM system.local")
-    out = []
-    for host in sorted(sess.cluster.metadata.all_hosts(), key=lambda h: str(h.endpoint)):
-        if host.is_up is False:
-            continue
-        best: ClockSample | None = None
-        for _ in range(samples):
-            try:
-                before = time.time()
-                row = sess.execute(query, host=host).one()
-                after = time.time()
-            except Exception:  # noqa: BLE001 - a node that cannot answer is just not sampled
-                break
-            sample = ClockSample(str(host.endpoint), row[0] / 1000.0 - (before + after) / 2,
-                                 (after - before) / 2)
-            if best is None or sample.uncertainty_s < best.uncertainty_s:
-                best = sample
-        if best is not None:
-            out.append(best)
-    return out
-
-
-# -- pure ---------------------------------------------------------------------------------
 
 def check_versions(origin: ClusterProbe, target: ClusterProbe) -> Check:
     problems, todo = [], ""
@@ -263,23 +111,6 @@ def check_clock(probes: Sequence[ClusterProbe], max_skew_s: float) -> Check:
     return Check("clock skew", Status.PASS,
                  f"{len(samples)} node(s) within {max_skew_s * 1000:.0f} ms (largest "
                  f"{worst.skew_s * 1000:+.0f} ms on {worst_name} {worst.node})")
-
-
-def scoped(origin: SchemaSnapshot, target: SchemaSnapshot,
-           scope: Scope) -> tuple[list[str], SchemaSnapshot, SchemaSnapshot]:
-    """The keyspaces in scope (of origin's schema) and both snapshots restricted to them and
-    to their tables in scope."""
-    keyspaces = scope.keyspaces_in(origin.keyspaces)
-    return keyspaces, _restrict(origin, keyspaces, scope), _restrict(target, keyspaces, scope)
-
-
-def _restrict(snap: SchemaSnapshot, keyspaces: Iterable[str], scope: Scope) -> SchemaSnapshot:
-    out = {}
-    for name in keyspaces:
-        ks = snap.keyspaces.get(name)
-        if ks is not None:
-            out[name] = replace(ks, tables={t: ks.tables[t] for t in scope.tables_in(name, ks.tables)})
-    return SchemaSnapshot(out)
 
 
 def copy_plan(origin: ClusterProbe, o_snap: SchemaSnapshot) -> tuple[TableCopy, ...]:
@@ -408,27 +239,6 @@ def assess(origin: ClusterProbe, target: ClusterProbe, scope: ScopeConfig = Scop
                            fingerprint(o_snap, t_snap), at or utcnow(), plan)
 
 
-def run_preflight(config: Config, *,
-                  max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S) -> PreflightReport:
-    """Probe both clusters and assess them; an unreachable cluster is a failed check."""
-    probes: dict[str, ClusterProbe] = {}
-    failed: list[Check] = []
-    for name, cfg in (("origin", config.origin), ("target", config.target)):
-        try:
-            probes[name] = probe_cluster(cfg, name)
-        except ZdmError as exc:
-            failed.append(Check(f"{name} connection", Status.FAIL, exc.message, exc.hint or ""))
-    if failed:
-        ok = [Check(f"{n} connection", Status.PASS, f"{p.address}: {p.product}")
-              for n, p in probes.items()]
-        return PreflightReport(tuple(ok + failed))
-    report = assess(probes["origin"], probes["target"], config.scope,
-                    max_clock_skew_s=max_clock_skew_s)
-    logins = tuple(Check(f"{n} connection", Status.PASS, f"{p.address}: {p.product}")
-                   for n, p in probes.items())
-    return replace(report, checks=logins + encryption_checks(config) + report.checks)
-
-
 def encryption_checks(config: Config) -> tuple[Check, ...]:
     """How zdm's connections to each cluster are protected; a warning, with the fix, for TLS
     whose host names are not verified."""
@@ -453,19 +263,3 @@ def encryption_checks(config: Config) -> tuple[Check, ...]:
             out.append(Check(f"{name} encryption", Status.PASS,
                              f"TLS: certificates verified against {ca}, host names checked{client}"))
     return tuple(out)
-
-
-def record_preflight(store: StateStore, report: PreflightReport, operator: str) -> MigrationState:
-    """Record the outcome (passing or not) as the ``preflight`` evidence."""
-    evidence = PreflightEvidence(report.passed, report.fingerprint or "", report.at,
-                                 report.summary())
-    return record_evidence(store, evidence, operator, now=report.at)
-
-
-def live_schema(config: Config) -> tuple[str, list[str]]:
-    """The current fingerprint of both schemas in scope, and the tables in scope
-    (``ks.table``), computed exactly as the preflight does."""
-    origin = probe_cluster(config.origin, "origin", clock=False)
-    target = probe_cluster(config.target, "target", clock=False)
-    _, o_snap, t_snap = scoped(origin.schema, target.schema, Scope.of(config))
-    return fingerprint(o_snap, t_snap), [t.qualified for t in o_snap.tables()]

@@ -2,7 +2,10 @@
 
 Theory of operation: :func:`snapshot_from_metadata` reads the driver's schema metadata
 (which hides the difference between Cassandra 2.1's ``system.schema_*`` tables, 3.0+'s
-``system_schema`` and DSE) into plain frozen values; everything after that is pure.
+``system_schema`` and DSE) into plain frozen values, every table of the keyspaces asked
+for; everything after that is pure. :func:`scoped` keeps what the scope covers, asking
+:class:`zdm.scope.Scope` (the only definition of the scope), and the preflight's checks,
+its fingerprint and the live fingerprint of the phase machine's 0->1 guard all start there.
 A snapshot holds exactly what decides whether a row written through the proxy lands the
 same way on both clusters: per table the columns and their CQL types, which are static,
 the partition key, and the clustering columns with their order; per keyspace the user
@@ -23,8 +26,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping
+
+from zdm.scope import Scope
 
 
 @dataclass(frozen=True)
@@ -91,11 +96,9 @@ class SchemaSnapshot:
         return {n: ks.to_dict() for n, ks in sorted(self.keyspaces.items())}
 
 
-def snapshot_from_metadata(metadata: Any, keyspaces: Iterable[str],
-                           exclude_tables: Iterable[str] = ()) -> SchemaSnapshot:
-    """Read the driver's ``cluster.metadata`` for ``keyspaces``; tables named
-    ``ks.table`` in ``exclude_tables`` are left out."""
-    excluded = set(exclude_tables)
+def snapshot_from_metadata(metadata: Any, keyspaces: Iterable[str]) -> SchemaSnapshot:
+    """Read the driver's ``cluster.metadata`` for ``keyspaces``, every table of them
+    (:func:`scoped` keeps those in scope)."""
     out: dict[str, KeyspaceSchema] = {}
     for ks_name in keyspaces:
         ks = metadata.keyspaces.get(ks_name)
@@ -103,8 +106,6 @@ def snapshot_from_metadata(metadata: Any, keyspaces: Iterable[str],
             continue
         tables = {}
         for name, table in ks.tables.items():
-            if f"{ks_name}.{name}" in excluded:
-                continue
             tables[name] = TableSchema(
                 keyspace=ks_name, name=name,
                 columns={c.name: c.cql_type for c in table.columns.values()},
@@ -117,6 +118,23 @@ def snapshot_from_metadata(metadata: Any, keyspaces: Iterable[str],
         types = {name: tuple(zip(ut.field_names, ut.field_types))
                  for name, ut in ks.user_types.items()}
         out[ks_name] = KeyspaceSchema(ks_name, tables, types)
+    return SchemaSnapshot(out)
+
+
+def scoped(origin: SchemaSnapshot, target: SchemaSnapshot,
+           scope: Scope) -> tuple[list[str], SchemaSnapshot, SchemaSnapshot]:
+    """The keyspaces in scope (of origin's schema) and both snapshots restricted to them and
+    to their tables in scope."""
+    keyspaces = scope.keyspaces_in(origin.keyspaces)
+    return keyspaces, _restrict(origin, keyspaces, scope), _restrict(target, keyspaces, scope)
+
+
+def _restrict(snap: SchemaSnapshot, keyspaces: Iterable[str], scope: Scope) -> SchemaSnapshot:
+    out = {}
+    for name in keyspaces:
+        ks = snap.keyspaces.get(name)
+        if ks is not None:
+            out[name] = replace(ks, tables={t: ks.tables[t] for t in scope.tables_in(name, ks.tables)})
     return SchemaSnapshot(out)
 
 
