@@ -27,6 +27,15 @@ from typing import Callable
 from zdm.config import ClusterConfig, Config, ScopeConfig
 from zdm.clusters.connect import describe, session
 from zdm.errors import ZdmError
+from zdm.clusters.connect import ConnectError
+from zdm.migrate import MigrationSettings, RunSettings, migrate as run_migrate
+from zdm.phases import advance, confirm_routing
+from zdm.phases.live import gather_facts
+from zdm.preflight import live_schema, record_preflight, run_preflight
+from zdm.proxy.background import BackgroundProxy
+from zdm.sandbox import local
+from zdm.state import FileStateStore
+from zdm.validate import ValidationSettings, validate as run_validate
 
 DEMO_KEYSPACE = "zdm_demo"
 OPERATOR = "zdm-demo"
@@ -198,9 +207,6 @@ def origin_of_release(config: Config, version: str, port: int, *,
     .zdm/demo-origin-VERSION).  Returns (config, the node if started here, else None)."""
     from pathlib import Path
 
-    from zdm.clusters.connect import ConnectError
-    from zdm.sandbox import local
-
     try:
         if _release(config.origin, "origin") == f"Cassandra {version}":
             return config, None
@@ -214,16 +220,6 @@ def origin_of_release(config: Config, version: str, port: int, *,
 def run(config: Config, say: Callable[[str], None], *, rows: int = 5000, rate: float = 100.0,
         async_reads: int = 100) -> DemoReport:
     """Run the demo; ``say`` receives one line per step."""
-    from zdm.migrate import MigrationSettings, RunSettings
-    from zdm.migrate import migrate as run_migrate
-    from zdm.phases import advance, confirm_routing
-    from zdm.state import FileStateStore
-    from zdm.phases.live import gather_facts
-    from zdm.preflight import live_schema, record_preflight, run_preflight
-    from zdm.proxy.background import BackgroundProxy
-    from zdm.validate import ValidationSettings
-    from zdm.validate import validate as run_validate
-
     started = time.monotonic()
     state_dir = config.state_dir.parent / "demo"
     shutil.rmtree(state_dir, ignore_errors=True)

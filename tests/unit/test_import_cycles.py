@@ -1,4 +1,5 @@
-"""No import circles in zdm: the graph of module-level imports has no cycle.
+"""No import circles in zdm, and no upward arrow: the graph of module-level imports has no
+cycle, and no module imports one of a layer above its own (:data:`LAYERS`).
 
 What counts is what runs when a module is imported: its imports at module level (not those
 inside functions, nor those under ``if TYPE_CHECKING:``), and for an import of ``a.b.c`` the
@@ -125,3 +126,46 @@ def test_the_graph_sees_imports_and_the_packages_they_run():
 def test_zdm_has_no_import_cycle():
     found = cycles(import_graph())
     assert not found, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in found)
+
+
+#: zdm's layers, bottom first: a module may import its own layer's and those below, never one
+#: above.  A module belongs to the layer of the longest prefix naming it.
+LAYERS = [
+    ("base", ("zdm", "zdm.errors", "zdm.clock", "zdm.fsutil", "zdm.releases", "zdm.logs")),
+    ("configuration", ("zdm.config", "zdm.scope")),
+    ("protocol", ("zdm.cql",)),
+    ("reaching clusters", ("zdm.clusters", "zdm.sandbox")),
+    ("token ranges", ("zdm.ranges",)),
+    ("phases", ("zdm.phases",)),
+    ("persisted state, zdm-proxy's settings", ("zdm.state", "zdm.config.zdmproxy_table",
+                                               "zdm.config.zdmproxy_read", "zdm.config.zdmproxy_translate",
+                                               "zdm.config.zdmproxy_routing", "zdm.config.zdmproxy_render",
+                                               "zdm.config.proxy_config")),
+    ("copy", ("zdm.migrate",)),
+    ("validation", ("zdm.validate",)),
+    ("preflight", ("zdm.preflight",)),
+    ("proxy", ("zdm.proxy",)),
+    ("commands", ("zdm.demo", "zdm.cli", "zdm.__main__")),
+]
+
+
+def layer_of(module: str) -> int:
+    best, found = -1, None
+    for rank, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best:
+                best, found = len(prefix), rank
+    assert found is not None, f"{module} is in no layer: add it to LAYERS"
+    return found
+
+
+def test_every_module_has_a_layer():
+    for module in import_graph():
+        layer_of(module)
+
+
+def test_no_module_imports_a_layer_above_its_own():
+    graph = import_graph()
+    upward = [f"{m} ({LAYERS[layer_of(m)][0]}) -> {d} ({LAYERS[layer_of(d)][0]})"
+              for m, deps in sorted(graph.items()) for d in sorted(deps) if layer_of(d) > layer_of(m)]
+    assert not upward, "imports of a layer above:\n" + "\n".join(upward)

@@ -13,6 +13,12 @@ from zdm.cli.common import DEFAULT_CONFIG, ConfigPath, command, config_from, con
 from zdm.clock import parse_time
 from zdm.errors import ZdmError
 from zdm.ranges.events import Planned, RangeDone, RangeFailed, Rows
+from zdm.errors import ConfigError
+from zdm.migrate import MigrationSettings, migrate as run_migrate
+from zdm.ranges import engine as engines
+from zdm.ranges.context import RunSettings, consistency
+from zdm.scope import Scope
+from zdm.validate import ValidationParams, ValidationSettings, repair as run_repair, validate as run_validate
 
 Keyspaces = Annotated[list[str], typer.Option("--keyspace", "-k", help="Keyspace to include (repeatable; default: scope.keyspaces).")]
 Tables = Annotated[list[str], typer.Option("--table", "-t", help="Only this ks.table (repeatable).")]
@@ -36,8 +42,6 @@ DualWritesSince = Annotated[Optional[str], typer.Option(
 
 
 def _since(text: str | None, option: str = "--dual-writes-since"):
-    from zdm.errors import ConfigError
-
     if text is None:
         return None
     try:
@@ -56,10 +60,6 @@ def _fallback_note(tables) -> str | None:
 
 def _run_settings(engine, master, workers, concurrency, fetch_size, rate_limit, read_cl, write_cl,
                   splits):
-    from zdm.errors import ConfigError
-    from zdm.ranges import engine as engines
-    from zdm.ranges.context import RunSettings, consistency
-
     if engine == "spark":
         for name, value in (("--workers", workers), ("--concurrency", concurrency)):
             if value is not None:
@@ -151,10 +151,6 @@ def register(app: typer.Typer) -> None:
         """Copy the tables in scope from origin to target, keeping every cell's writetime and TTL."""
         from rich.table import Table
 
-        from zdm.migrate import MigrationSettings
-        from zdm.migrate import migrate as run_migrate
-        from zdm.scope import Scope
-
         settings = MigrationSettings(
             scope=Scope(keyspaces=keyspace, tables=table, exclude_tables=exclude_table,
                         exclude_keyspaces=exclude_keyspace),
@@ -225,10 +221,6 @@ def register(app: typer.Typer) -> None:
         """Compare origin and target range by range; exit 0 only when they agree."""
         from rich.table import Table
 
-        from zdm.scope import Scope
-        from zdm.validate import ValidationParams, ValidationSettings
-        from zdm.validate import validate as run_validate
-
         cfg = config_from(config)
         settings = ValidationSettings(
             scope=Scope(keyspaces=keyspace, tables=table, exclude_tables=exclude_table,
@@ -292,8 +284,6 @@ def register(app: typer.Typer) -> None:
         the clusters decided differently: each recorded row is compared and copied with its
         writetimes, so a newer write by the application always wins; safe while it writes.
         """
-        from zdm.validate import repair as run_repair
-
         report = run_repair(config_from(config))
         _print_recorded(report, repaired=True)
         _write_json(json_out, report.to_json())

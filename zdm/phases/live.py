@@ -19,7 +19,7 @@ import ipaddress
 import os
 import socket
 from datetime import datetime, timedelta
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from zdm.config import Config
 from zdm.errors import ZdmError
@@ -29,7 +29,9 @@ from zdm.phases.facts import Facts, ProxyHealth
 from zdm.phases.machine import evaluate
 from zdm.phases.model import Phase
 from zdm.phases.state import MigrationState
-from zdm.state.store import StateStore
+
+if TYPE_CHECKING:  # only its methods are called: the stores (zdm.state) sit above the phases
+    from zdm.state.store import StateStore
 
 #: A proxy whose last heartbeat is older than this is not running.
 HEARTBEAT_TIMEOUT = timedelta(seconds=5)
