@@ -243,3 +243,26 @@ def test_every_token_has_min_rf_and_dc_size_distinct_replicas_per_dc_as_the_driv
             assert {n.host_id for n in found} >= set(theirs)
         assert [n.host_id for n in replicas(topology, "simple", token, local_dc="none", up_only=False)] == \
             [h.node.host_id for h in simple[end]]
+
+
+def test_a_300_node_ring_crosses_to_a_worker_process_in_messages_the_channel_takes():
+    import random
+
+    from zdm.phases.model import Cluster
+    from zdm.proxy.channel import MAX_MESSAGE
+    from zdm.proxy.worker import TopologyParts, topology_messages
+
+    rng = random.Random(7)
+    big = ClusterTopology(tuple(Node(f"{i:08d}-0000-4000-8000-000000000000", f"10.1.{i // 250}.{i % 250}", 9042,
+                                     f"dc{i % 3}", f"r{i % 5}",
+                                     tuple(sorted(rng.randrange(-(1 << 63) + 1, 1 << 63) for _ in range(256))))
+                                for i in range(300)),
+                          {f"ks{i}": Replication("NetworkTopologyStrategy", (("dc0", 3), ("dc1", 3)))
+                           for i in range(500)}, local_dc="dc0")
+    messages = topology_messages(Cluster.TARGET, big)
+    assert len(messages) > 1 and all(len(pickle.dumps(m, protocol=pickle.HIGHEST_PROTOCOL)) < MAX_MESSAGE
+                                     for m in messages)
+    parts = TopologyParts()
+    received = [parts.add(*m[1:]) for m in messages]
+    assert received[:-1] == [None] * (len(messages) - 1) and received[-1] == big
+    assert [n.host_id for n in replicas(received[-1], "ks1", 0)] == [n.host_id for n in replicas(big, "ks1", 0)]
