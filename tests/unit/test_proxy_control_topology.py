@@ -190,3 +190,27 @@ def test_a_local_dc_the_cluster_lacks_is_refused_at_start(clusters):
     finally:
         control.close()
         loop.stop()
+
+
+def test_a_joining_node_without_tokens_yet_is_read_again_a_little_later(plane, clusters):
+    control, loop, _ = plane
+    fake = clusters[Cluster.ORIGIN]
+    joining = {"peer": ipaddress.ip_address("127.0.0.4"), "rpc_address": ipaddress.ip_address("127.0.0.4"),
+               "host_id": uuid.UUID(HOSTS[3]), "data_center": "dc1", "rack": "r1", "tokens": set()}
+    fake.peers.append(joining)
+
+    def peers_reads() -> int:
+        return sum(1 for f in list(fake.node.received) if f.opcode == Opcode.QUERY and
+                   m.decode_query(f.body, f.version).query.endswith("system.peers"))
+    before = peers_reads()
+    fake.event("TOPOLOGY_CHANGE", "NEW_NODE", "127.0.0.4")
+    assert _eventually(lambda: peers_reads() > before and control._topology_tasks[Cluster.ORIGIN].done())
+    assert control.topologies[Cluster.ORIGIN].node_at("127.0.0.4") is None  # no tokens: not yet
+    joining["tokens"] = {"77"}
+    settle = control._topology_settle[Cluster.ORIGIN]
+
+    async def tick():
+        control.tick(now=settle + 0.1)
+    loop.call(tick())
+    assert _eventually(lambda: control.topologies[Cluster.ORIGIN].node_at("127.0.0.4") is not None)
+    assert control.topologies[Cluster.ORIGIN].node_at("127.0.0.4").tokens == (77,)

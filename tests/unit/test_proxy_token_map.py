@@ -266,3 +266,14 @@ def test_a_300_node_ring_crosses_to_a_worker_process_in_messages_the_channel_tak
     received = [parts.add(*m[1:]) for m in messages]
     assert received[:-1] == [None] * (len(messages) - 1) and received[-1] == big
     assert [n.host_id for n in replicas(received[-1], "ks1", 0)] == [n.host_id for n in replicas(big, "ks1", 0)]
+
+
+@given(tokens=st.lists(st.integers(-(1 << 63) + 1, (1 << 63) - 1), min_size=1, max_size=30, unique=True),
+       probe=st.integers(-(1 << 63) + 1, (1 << 63) - 1))
+def test_the_ranges_cover_the_ring_exactly_once(tokens, probe):
+    """Each token falls in exactly one range (previous ring token, ring token], wrapping."""
+    ring = TokenRing([Node("n", "10.0.0.1", 9042, "dc", "r", tuple(sorted(tokens)))])
+    ends = sorted(tokens)
+    owning = [i for i, end in enumerate(ends)
+              if (ends[i - 1] < probe <= end if i else (probe <= end or probe > ends[-1]))]
+    assert owning == [ring.position(probe)]

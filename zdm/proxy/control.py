@@ -94,6 +94,8 @@ class ControlPlane:
         self._topology_stale: set[Cluster] = set()
         self._topology_tasks: dict[Cluster, asyncio.Future] = {}
         self._topology_due: dict[Cluster, float] = {}
+        #: when to read once more after a TOPOLOGY_CHANGE
+        self._topology_settle: dict[Cluster, float] = {}
         self._topology_failing: set[Cluster] = set()
         #: per cluster, the peers table it has (system.peers_v2 from Cassandra 4.0)
         self._peers_table: dict[Cluster, str] = {}
@@ -110,7 +112,8 @@ class ControlPlane:
             await self._open(cluster)
             await self._watch(cluster)
             self._topology_stale.add(cluster)
-            await self._refresh_topology(cluster, starting=True)
+            self._topology_tasks[cluster] = asyncio.ensure_future(self._refresh_topology(cluster, starting=True))
+            await self._topology_tasks[cluster]  # the one reader: an early event waits for it
         facts = await self._read_local(self.connections[Cluster.ORIGIN], self.versions[Cluster.ORIGIN])
         self._stale.add((None, None))
         self._schema_task = asyncio.ensure_future(self._refresh_schema())  # the one reader
@@ -224,7 +227,7 @@ class ControlPlane:
                                                      info.target == "KEYSPACE"):
             self._topology_stale.add(cluster)
             if info.event_type == "TOPOLOGY_CHANGE":
-                self._topology_due[cluster] = time.monotonic() + TOPOLOGY_SETTLE_S
+                self._topology_settle[cluster] = time.monotonic() + TOPOLOGY_SETTLE_S
             self._start_topology_refresh(cluster)
         if info.event_type != "SCHEMA_CHANGE" or cluster is not Cluster.ORIGIN:
             return
@@ -429,6 +432,9 @@ class ControlPlane:
             if now >= due:
                 self._topology_stale.add(cluster)
                 self._topology_due[cluster] = now + TOPOLOGY_REFRESH_S
+            if now >= self._topology_settle.get(cluster, float("inf")):
+                self._topology_stale.add(cluster)
+                del self._topology_settle[cluster]
             self._start_topology_refresh(cluster)
         for cluster, backend in list(self.connections.items()):
             if backend.closed:
