@@ -167,3 +167,51 @@ def test_composite_partition_keys_are_the_nodes(origin_session, token_keyspace):
         # the markers' order differs from the key's: pk_indexes say which is which
         values = [serialize(types[2], row.c), serialize(types[0], row.a), serialize(types[1], row.b)]
         assert token(routing_key([1, 2, 0], values)) == row.t, (row.a, row.b, row.c)
+
+
+# -- the partition of a real EXECUTE and BATCH ------------------------------------------------
+
+def test_the_partition_of_an_execute_and_a_batch_is_the_nodes(zdm_config, origin_session, token_keyspace):
+    from tests.support.rawcql import RawClient
+    from zdm.cql import messages as m
+    from zdm.cql.constants import BatchType, Opcode
+    from zdm.cql.primitives import write_short, write_short_bytes, write_value
+    from zdm.proxy.routing_key import Partition, batch_body_partition, execute_partition, key_markers
+
+    origin_session.execute(f"CREATE TABLE {token_keyspace}.ev (a int, b text, c int, v text, "
+                           "PRIMARY KEY ((a, b), c))")
+    insert = f"INSERT INTO {token_keyspace}.ev (v, b, c, a) VALUES (?, ?, ?, ?)"
+    with RawClient(zdm_config.origin.port, version=4) as client:
+        client.startup()
+        prepared = client.prepare(insert)
+        meta = m.decode_prepared_metadata(prepared.body, 4, flags=prepared.flags)
+        markers = key_markers(meta)
+        assert markers is not None and markers.pk_indexes == (3, 1) and markers.keyspace == token_keyspace
+        pid = m.decode_prepared_result(prepared.body, 4, flags=prepared.flags).prepared_id
+
+        def values(a: int, b: str, c: int) -> list:
+            return [serialize(parse_type("text"), "v"), serialize(parse_type("text"), b),
+                    serialize(parse_type("int"), c), serialize(parse_type("int"), a)]
+
+        body = m.encode_execute(pid, values(7, "seven", 1), 4)
+        assert client.request(Opcode.EXECUTE, body).opcode == Opcode.RESULT
+        expected = origin_session.execute(f"SELECT token(a, b) AS t FROM {token_keyspace}.ev "
+                                          "WHERE a = 7 AND b = 'seven'").one().t
+        assert execute_partition(body, 4, markers) == Partition(token_keyspace, expected)
+
+        def batch(*rows) -> bytes:
+            out = bytes([BatchType.LOGGED]) + write_short(len(rows))
+            for row in rows:
+                out += b"\x01" + write_short_bytes(pid) + write_short(4) + b"".join(write_value(v) for v in values(*row))
+            return out + write_short(1) + b"\x00"  # consistency ONE, no flags
+
+        one = batch((7, "seven", 2), (7, "seven", 3))
+        assert client.request(Opcode.BATCH, one).opcode == Opcode.RESULT
+        known = {pid: markers}.get
+        assert batch_body_partition(one, 4, known) == Partition(token_keyspace, expected)
+        assert batch_body_partition(batch((7, "seven", 2), (8, "eight", 3)), 4, known) is None
+        assert batch_body_partition(one, 4, {}.get) is None  # a statement the proxy does not know
+    with RawClient(zdm_config.origin.port, version=3) as client:  # v3 results carry no indexes
+        client.startup()
+        prepared = client.prepare(insert)
+        assert key_markers(m.decode_prepared_metadata(prepared.body, 3, flags=prepared.flags)) is None

@@ -93,3 +93,18 @@ def test_any_bytes_get_the_token_the_driver_computes(data):
 def test_routing_key_never_crashes(values, pk_indexes):
     key = routing_key(pk_indexes, values)
     assert key is None or isinstance(token(key), int)
+
+
+def test_an_execute_with_named_values_or_a_malformed_body_has_no_partition():
+    from zdm.cql import messages as m
+    from zdm.cql.primitives import write_short, write_short_bytes, write_string, write_value
+    from zdm.proxy.routing_key import KeyMarkers, execute_partition
+
+    markers = KeyMarkers("ks", (0,))
+    positional = m.encode_execute(b"id", [serialize(INT, 1)], 4)
+    assert execute_partition(positional, 4, markers) == Partition("ks", -4069959284402364209)
+    named = write_short_bytes(b"id") + write_short(1) + bytes([0x41]) + write_short(1) + \
+        write_string("k") + write_value(serialize(INT, 1))
+    assert execute_partition(named, 4, markers) is None
+    assert execute_partition(positional[:-2], 4, markers) is None
+    assert execute_partition(positional, 4, None) is None

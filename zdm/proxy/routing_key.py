@@ -16,13 +16,21 @@ the request is routed without a replica preference; a wrong guess is never made.
 
 A BATCH has one partition when all its children are prepared statements of one keyspace
 whose keys have one token; :func:`batch_partition` says which, or None.
+
+On the request path the proxy keeps, per prepared statement, its :class:`KeyMarkers` (made
+by :func:`key_markers` from the PREPARED result's metadata), and asks
+:func:`execute_partition` / :func:`batch_body_partition` of a request's body: pure
+functions of bytes, as the rest of the request path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
+from zdm.cql import messages as m
+from zdm.cql.constants import WITH_NAMES_FOR_VALUES
+from zdm.cql.errors import ProtocolError
 from zdm.proxy.murmur3 import token
 
 _COMPONENT_MAX = 0xFFFF
@@ -33,6 +41,23 @@ class Partition(NamedTuple):
 
     keyspace: str
     token: int
+
+
+class KeyMarkers(NamedTuple):
+    """What the proxy keeps of a prepared statement to find its partition: the keyspace of
+    its table and which bind markers are its partition key's components."""
+
+    keyspace: str
+    pk_indexes: tuple[int, ...]
+
+
+def key_markers(meta: m.PreparedMetadata) -> KeyMarkers | None:
+    """From a PREPARED result's metadata (:func:`zdm.cql.messages.decode_prepared_metadata`):
+    None when the statement names no whole partition key (v3 results have no indexes)."""
+    if not meta.pk_indexes or max(meta.pk_indexes) >= len(meta.binds):
+        return None
+    # the table's own keyspace, which may differ from the connection's (a qualified name)
+    return KeyMarkers(meta.binds[meta.pk_indexes[0]].keyspace, tuple(meta.pk_indexes))
 
 
 def routing_key(pk_indexes: Sequence[int], values: Sequence[object]) -> bytes | None:
@@ -82,3 +107,34 @@ def batch_partition(children: Iterable[tuple[str | None, Sequence[int], Sequence
             return None  # replicas depend only on the keyspace and the token
         found = here
     return found
+
+
+def execute_partition(body: bytes, version: int, markers: KeyMarkers | None, *,
+                      flags: int = 0) -> Partition | None:
+    """The partition of an EXECUTE of a statement with ``markers``; None when it cannot be
+    known (values bound by name, which drivers do not send for prepared statements, are not
+    matched to markers here)."""
+    if markers is None:
+        return None
+    try:
+        if m.execute_query_flags(body, version, flags=flags) & WITH_NAMES_FOR_VALUES:
+            return None
+        values = m.execute_values(body, version, flags=flags)
+    except ProtocolError:
+        return None  # the cluster answers it; routing does not
+    return partition(markers.keyspace, markers.pk_indexes, values)
+
+
+def batch_body_partition(body: bytes, version: int, markers_of: Callable[[bytes], KeyMarkers | None], *,
+                         flags: int = 0) -> Partition | None:
+    """The one partition of a BATCH whose children are all prepared statements that
+    ``markers_of(prepared_id)`` knows, or None."""
+    try:
+        info = m.decode_batch(body, version, flags=flags)
+    except ProtocolError:
+        return None
+
+    def child(c: m.BatchChild):
+        markers = markers_of(c.prepared_id) if c.kind == 1 else None
+        return None if markers is None else (markers.keyspace, markers.pk_indexes, c.values)
+    return batch_partition(child(c) for c in info.children) if info.children else None
