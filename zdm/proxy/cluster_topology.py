@@ -298,8 +298,8 @@ def choose_local_dc(topology: ClusterTopology, configured: str | None, *, cluste
             raise TopologyError(
                 f"{cluster}.local_dc is {configured!r}, but {cluster} has no such datacenter; "
                 f"its datacenters: {', '.join(dcs) or 'none'}",
-                hint=f"set {cluster}.local_dc (ZDM_{cluster.upper()}_LOCAL_DATACENTER with "
-                     f"--zdm-proxy-config) to one of them")
+                hint=f"set {cluster}.local_dc in zdm.yaml (zdm-proxy's {cluster}_local_datacenter, "
+                     f"ZDM_{cluster.upper()}_LOCAL_DATACENTER) to one of them")
         return configured
     named = {n.dc for n in topology.nodes if n.address in set(contact_points)}
     if len(named) > 1:
