@@ -8,10 +8,11 @@ The copy keeps each documented value but these, which cannot work on this machin
 - origin_contact_points / origin_port, target_contact_points / target_port: the sandbox's nodes
   (127.0.0.1:9042 and :9043), not the example's 127.0.0.1 and 127.0.0.2, both on 9042;
 - proxy_listen_port and metrics_port: free ports, not 14002 and 14001, which another proxy on
-  this machine may hold.
+  this machine may hold;
+- target_local_datacenter: the sandbox's datacenter1, not DC1, which the sandbox lacks (a proxy
+  told of a local datacenter its cluster lacks refuses to start, naming the ones it has).
 The rest runs as documented: user1/pass1 and user2/pass2 are never asked for (the sandbox needs
-no login); target_local_datacenter DC1 is for zdm's own driver sessions (copy, validation), not
-the proxy's connections; the topology's two other instances (127.0.1.2, 127.0.1.3) are not
+no login); the topology's two other instances (127.0.1.2, 127.0.1.3) are not
 running, and the driver, told of them as peers, finds them down and uses this one.
 """
 
@@ -57,7 +58,8 @@ def test_proxy_started_from_zdm_proxys_whole_reference_serves_an_application(
     theirs = tmp_path / "zdm-config.yml"
     _sandbox_copy(theirs, {"origin_contact_points": "127.0.0.1", "origin_port": sandbox.origin_port,
                            "target_contact_points": "127.0.0.1", "target_port": sandbox.target_port,
-                           "proxy_listen_port": port, "metrics_port": metrics_port})
+                           "proxy_listen_port": port, "metrics_port": metrics_port,
+                           "target_local_datacenter": "datacenter1"})
     env = {k: v for k, v in os.environ.items() if not k.startswith("ZDM_")}
     if source == "environment":
         variables = _as_variables(theirs)

@@ -14,6 +14,17 @@ moment (everything after a reconnect, as events may have been missed; a failed r
 tried again at the next tick), and hands each new snapshot to ``on_schema`` (the instance
 publishes it to its workers).  A failed read keeps the last snapshot: the records of a
 table it lacks name every column their statement pins (:mod:`~zdm.proxy.keys`).
+
+Each cluster's connection also owns that cluster's real topology
+(:mod:`~zdm.proxy.cluster_topology`): its nodes (``system.local``, ``system.peers_v2`` or,
+before Cassandra 4.0, ``system.peers``) and its keyspaces' replication.  It registers for
+TOPOLOGY_CHANGE, STATUS_CHANGE and SCHEMA_CHANGE before the first read (so no event falls
+between the two), reads everything again on a topology event, a keyspace's schema change, a
+reconnect and every :data:`TOPOLOGY_REFRESH_S` (events are not guaranteed: a fallback), and
+applies a STATUS_CHANGE to the last snapshot at once.  Each new snapshot goes to
+``on_topology(cluster, snapshot)`` (the instance publishes it to its workers).  The local DC
+is chosen at start (``<cluster>.local_dc``, or the contact points' DC) and one the cluster
+lacks is refused there; a failed read keeps the last snapshot.
 """
 
 from __future__ import annotations
@@ -32,6 +43,8 @@ from zdm.cql.types import deserialize
 from zdm.errors import ZdmError
 from zdm.phases.model import Cluster
 from zdm.proxy.auth import login
+from zdm.proxy.cluster_topology import ClusterTopology, TopologyError, choose_local_dc, \
+    from_system_tables, legacy_replication
 from zdm.proxy.connection import BackendConnection
 from zdm.proxy.dialer import Dialer
 from zdm.proxy.dataplane import keep_alive
@@ -42,6 +55,13 @@ log = logging.getLogger("zdm.proxy")
 
 #: the protocol versions the proxy tries on its own connections, newest first
 VERSIONS_TO_TRY = (5, 4, 3)
+#: how often each cluster's topology is read again without any event saying it changed
+TOPOLOGY_REFRESH_S = 60.0
+#: after a TOPOLOGY_CHANGE, read again this much later too: a joining node's row in
+#: system.peers may lack its tokens when the event arrives
+TOPOLOGY_SETTLE_S = 5.0
+#: the events each control connection follows
+EVENTS = ("TOPOLOGY_CHANGE", "STATUS_CHANGE", "SCHEMA_CHANGE")
 
 
 class ProxyError(ZdmError):
@@ -68,21 +88,40 @@ class ControlPlane:
         self._stale: set[tuple[str | None, str | None]] = set()
         self._schema_task: asyncio.Future | None = None
         self._schema_failing = False
+        #: each cluster's real topology; on_topology(cluster, snapshot) is told of each new one
+        self.topologies: dict[Cluster, ClusterTopology] = {}
+        self.on_topology: Callable[[Cluster, ClusterTopology], None] | None = None
+        self._topology_stale: set[Cluster] = set()
+        self._topology_tasks: dict[Cluster, asyncio.Future] = {}
+        self._topology_due: dict[Cluster, float] = {}
+        #: when to read once more after a TOPOLOGY_CHANGE
+        self._topology_settle: dict[Cluster, float] = {}
+        self._topology_failing: set[Cluster] = set()
+        #: per cluster, the peers table it has (system.peers_v2 from Cassandra 4.0)
+        self._peers_table: dict[Cluster, str] = {}
 
     @property
     def connected(self) -> dict[Cluster, bool]:
         return {c: c in self.connections and not self.connections[c].closed for c in Cluster}
 
     async def probe(self) -> dict:
-        """Open both control connections; origin's cluster facts (its system.local)."""
+        """Open both control connections; origin's cluster facts (its system.local).  Each
+        cluster's topology is read and its local DC chosen (a configured one it lacks is
+        refused)."""
         for cluster in Cluster:
             await self._open(cluster)
+            await self._watch(cluster)
+            self._topology_stale.add(cluster)
+            self._topology_tasks[cluster] = asyncio.ensure_future(self._refresh_topology(cluster, starting=True))
+            await self._topology_tasks[cluster]  # the one reader: an early event waits for it
         facts = await self._read_local(self.connections[Cluster.ORIGIN], self.versions[Cluster.ORIGIN])
-        await self._watch_schema()
         self._stale.add((None, None))
         self._schema_task = asyncio.ensure_future(self._refresh_schema())  # the one reader
         await self._schema_task
         return facts
+
+    def _config(self, cluster: Cluster):
+        return self.config.origin if cluster is Cluster.ORIGIN else self.config.target
 
     @property
     def max_client_version(self) -> int:
@@ -141,9 +180,10 @@ class ControlPlane:
         try:
             await self._open(cluster)
             log.info("control connection to %s restored", cluster.value)
+            await self._watch(cluster)
+            self._topology_stale.add(cluster)  # events may have been missed meanwhile
             if cluster is Cluster.ORIGIN:
-                await self._watch_schema()
-                self._stale.add((None, None))  # events may have been missed meanwhile
+                self._stale.add((None, None))
         except Exception as exc:  # noqa: BLE001 - retried on a later tick
             log.warning("control connection to %s: %s", cluster.value, exc)
         finally:
@@ -164,22 +204,32 @@ class ControlPlane:
         return {spec.name: deserialize(spec.type, raw) for spec, raw in zip(rows.columns, rows.rows[0])
                 if spec.name in CLUSTER_FACTS}
 
-    # -- origin's schema ---------------------------------------------------------------
-    async def _watch_schema(self) -> None:
-        """Have origin send its SCHEMA_CHANGE events on the control connection."""
-        backend, version = self.connections[Cluster.ORIGIN], self.versions[Cluster.ORIGIN]
-        backend.on_event = self._event
-        answer = await backend.request(version, Opcode.REGISTER, m.encode_register(["SCHEMA_CHANGE"]))
+    # -- events ----------------------------------------------------------------------------
+    async def _watch(self, cluster: Cluster) -> None:
+        """Have the cluster send its topology, status and schema events on the control connection."""
+        backend, version = self.connections[cluster], self.versions[cluster]
+        backend.on_event = lambda frame: self._event(cluster, frame)
+        answer = await backend.request(version, Opcode.REGISTER, m.encode_register(EVENTS))
         if not isinstance(answer, Frame) or answer.opcode != Opcode.READY:
-            log.warning("origin did not accept the proxy's REGISTER for schema events; the "
-                        "tables' keys are read again only after a reconnect")
+            log.warning("%s did not accept the proxy's REGISTER for events; its topology (and "
+                        "origin's tables' keys) are read again only periodically and after a "
+                        "reconnect", cluster.value)
 
-    def _event(self, frame: Frame) -> None:
+    def _event(self, cluster: Cluster, frame: Frame) -> None:
         try:
             info = m.decode_event(frame.body, flags=frame.flags)
         except Exception:  # noqa: BLE001 - an event we cannot read changes nothing
             return
-        if info.event_type != "SCHEMA_CHANGE":
+        if info.event_type == "STATUS_CHANGE" and info.address is not None:
+            self._status_changed(cluster, str(info.address[0]), info.address[1], info.change == "UP")
+            return
+        if info.event_type == "TOPOLOGY_CHANGE" or (info.event_type == "SCHEMA_CHANGE" and
+                                                     info.target == "KEYSPACE"):
+            self._topology_stale.add(cluster)
+            if info.event_type == "TOPOLOGY_CHANGE":
+                self._topology_settle[cluster] = time.monotonic() + TOPOLOGY_SETTLE_S
+            self._start_topology_refresh(cluster)
+        if info.event_type != "SCHEMA_CHANGE" or cluster is not Cluster.ORIGIN:
             return
         if info.target == "KEYSPACE":
             self._stale.add((info.keyspace, None))
@@ -259,11 +309,133 @@ class ControlPlane:
                 return rows
             paging_state = result.paging_state
 
+    # -- each cluster's topology -------------------------------------------------------------
+    def _status_changed(self, cluster: Cluster, address: str, port: int, up: bool) -> None:
+        topology = self.topologies.get(cluster)
+        if topology is None:
+            return
+        fresh = topology.with_status(address, port, up)
+        if fresh is topology:
+            fresh = topology.with_status(address, None, up)  # a node announced with another port
+        if fresh is not topology:
+            log.info("%s: node %s is %s", cluster.value, address, "up" if up else "down")
+            self._publish_topology(cluster, fresh)
+        elif topology.node_at(address) is None:
+            self._topology_stale.add(cluster)  # a node the snapshot lacks: read them again
+            self._start_topology_refresh(cluster)
+
+    def _publish_topology(self, cluster: Cluster, topology: ClusterTopology) -> None:
+        self.topologies[cluster] = topology
+        if self.on_topology is not None:
+            self.on_topology(cluster, topology)
+
+    def _start_topology_refresh(self, cluster: Cluster) -> None:
+        task = self._topology_tasks.get(cluster)
+        if cluster in self._topology_stale and (task is None or task.done()) and \
+                self.connected[cluster] and cluster not in self._reconnecting:
+            self._topology_tasks[cluster] = asyncio.ensure_future(self._refresh_topology(cluster))
+
+    async def _refresh_topology(self, cluster: Cluster, *, starting: bool = False) -> None:
+        """Read the cluster's topology again while something made it stale; publish a new
+        snapshot if it changed.  The first one read gets its local DC: at start, a configured
+        one the cluster lacks is refused (ProxyError)."""
+        while cluster in self._topology_stale:  # an event that arrives while reading: read again
+            self._topology_stale.discard(cluster)
+            self._topology_due[cluster] = time.monotonic() + TOPOLOGY_REFRESH_S
+            try:
+                rows = await self._read_topology(cluster)
+                # statuses as the events said them, including any that came while reading
+                previous = self.topologies.get(cluster)
+                fresh = from_system_tables(*rows, default_port=self._config(cluster).port,
+                                           previous=previous)
+            except Exception as exc:  # noqa: BLE001 - tried again a little later
+                self._topology_due[cluster] = time.monotonic() + TOPOLOGY_SETTLE_S
+                if cluster not in self._topology_failing:
+                    log.warning("cannot read %s's topology (%s); %s; trying again every %d s",
+                                cluster.value, exc, "its connections go to the contact points"
+                                if cluster not in self.topologies else "routing by the last one read",
+                                TOPOLOGY_SETTLE_S)
+                self._topology_failing.add(cluster)
+                return
+            if cluster in self._topology_failing:
+                log.info("%s's topology read again", cluster.value)
+                self._topology_failing.discard(cluster)
+            if previous is None:
+                cfg = self._config(cluster)
+                try:
+                    local_dc = choose_local_dc(fresh, cfg.local_dc, cluster=cluster.value,
+                                               contact_points=() if cfg.secure_connect_bundle
+                                               else cfg.contact_points)
+                except TopologyError as exc:
+                    if starting:
+                        raise ProxyError(exc.message, hint=exc.hint) from None
+                    log.error("%s (%s)", exc.message, exc.hint)
+                    local_dc = cfg.local_dc or fresh.dcs[0]
+                fresh = fresh.with_local_dc(local_dc)
+            elif fresh.local_dc not in fresh.dcs:
+                log.warning("%s has no node in its local datacenter %s any more (datacenters: %s); "
+                            "connections go to other datacenters' nodes", cluster.value,
+                            fresh.local_dc, ", ".join(fresh.dcs))
+            if fresh != self.topologies.get(cluster):
+                log.info("%s: %s", cluster.value, fresh.describe())
+                self._publish_topology(cluster, fresh)
+
+    async def _read_topology(self, cluster: Cluster) -> tuple[dict, list[dict], dict[str, dict]]:
+        """The rows of the cluster's nodes (system.local, its peers) and its keyspaces'
+        replication, read on its control connection."""
+        local = await self._rows(cluster, "SELECT * FROM system.local WHERE key='local'")
+        if not local:
+            raise ProxyError(f"{cluster.value}'s system.local is empty")
+        peers_table = self._peers_table.get(cluster, "system.peers_v2")
+        try:
+            peers = await self._rows(cluster, f"SELECT * FROM {peers_table}")
+        except _NoSuchTable:  # before Cassandra 4.0
+            peers_table = "system.peers"
+            peers = await self._rows(cluster, "SELECT * FROM system.peers")
+        self._peers_table[cluster] = peers_table
+        try:
+            keyspaces = {row["keyspace_name"]: row["replication"] or {} for row in await self._rows(
+                cluster, "SELECT keyspace_name, replication FROM system_schema.keyspaces")}
+        except _NoSuchTable:  # Cassandra 2.x
+            keyspaces = {row["keyspace_name"]: legacy_replication(row["strategy_class"], row["strategy_options"])
+                         for row in await self._rows(cluster, "SELECT keyspace_name, strategy_class, "
+                                                              "strategy_options FROM system.schema_keyspaces")}
+        return local[0], peers, keyspaces
+
+    async def _rows(self, cluster: Cluster, query: str) -> list[dict]:
+        """Every row of ``query`` on the cluster's control connection, column name -> value."""
+        backend, version = self.connections[cluster], self.versions[cluster]
+        rows, paging_state = [], None
+        while True:
+            answer = await backend.request(version, Opcode.QUERY, m.encode_query(
+                query, version=version, page_size=5000, paging_state=paging_state))
+            if not isinstance(answer, Frame):
+                raise ProxyError(answer.message)
+            if answer.opcode != Opcode.RESULT:
+                error = m.decode_error(answer.body, flags=answer.flags)
+                if error.code == ErrorCode.INVALID:
+                    raise _NoSuchTable(error.message)
+                raise ProxyError(error.message)
+            result = m.decode_rows(answer.body, version, flags=answer.flags)
+            rows.extend({spec.name: deserialize(spec.type, cell) if cell is not None else None
+                         for spec, cell in zip(result.columns, row)} for row in result.rows)
+            if result.paging_state is None:
+                return rows
+            paging_state = result.paging_state
+
     def tick(self, now: float | None = None) -> None:
         """Reconnect a lost control connection; heartbeats on idle ones; read again the
-        tables whose schema changed."""
+        tables whose schema changed, and the topologies that are due."""
         now = time.monotonic() if now is None else now
         self._start_refresh()
+        for cluster, due in list(self._topology_due.items()):
+            if now >= due:
+                self._topology_stale.add(cluster)
+                self._topology_due[cluster] = now + TOPOLOGY_REFRESH_S
+            if now >= self._topology_settle.get(cluster, float("inf")):
+                self._topology_stale.add(cluster)
+                del self._topology_settle[cluster]
+            self._start_topology_refresh(cluster)
         for cluster, backend in list(self.connections.items()):
             if backend.closed:
                 if cluster not in self._reconnecting and not self.closing:

@@ -39,6 +39,7 @@ from zdm.proxy.aggregate import Outcome
 from zdm.proxy.pending import AsyncRead, Dual, Single, error_frame, failure_frame
 from zdm.proxy.prepared import PreparedCache, PreparedEntry
 from zdm.proxy.routing import REFUSALS, Destination, decide
+from zdm.proxy.cluster_topology import ClusterTopology
 from zdm.proxy.schema import KeySchema
 from zdm.proxy.stats import ProxyStats
 from zdm.proxy.topology import Instance, VirtualTopology
@@ -70,7 +71,7 @@ class Context:
 
     __slots__ = ("routing", "scope", "prepared", "stats", "topology", "me", "clock", "draining",
                  "name", "divergences", "secondary_timeout", "replace_functions", "max_version",
-                 "compression", "supported_bodies", "metrics", "schema")
+                 "compression", "supported_bodies", "metrics", "schema", "clusters")
 
     def __init__(self, *, routing: Routing, topology: VirtualTopology, me: Instance,
                  scope: Scope = Scope(), prepared: PreparedCache | None = None,
@@ -79,7 +80,8 @@ class Context:
                  secondary_timeout: float | None = None, replace_functions: bool = False,
                  max_version: int = MAX_VERSION, metrics: bool = True,
                  compression: Mapping[Cluster, Collection[str]] | None = None,
-                 schema: KeySchema | None = None) -> None:
+                 schema: KeySchema | None = None,
+                 clusters: Mapping[Cluster, ClusterTopology] | None = None) -> None:
         self.routing = routing
         self.scope = scope  # statements outside it go to origin only
         self.topology = topology
@@ -110,6 +112,9 @@ class Context:
         #: origin's primary keys (zdm.proxy.schema.KeySchema), as the instance last published
         #: them: only the records of divergences read it
         self.schema = schema
+        #: each cluster's real topology (zdm.proxy.cluster_topology), as the instance last
+        #: published it; a cluster whose topology was not read yet is absent
+        self.clusters: dict[Cluster, ClusterTopology] = dict(clusters or {})
 
 
 class RequestHandler:

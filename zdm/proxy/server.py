@@ -98,6 +98,8 @@ class ProxyServer:
             change = await asyncio.to_thread(self.registration.poll_routing)
             if change is not None:
                 self._routing, _, self.phase = change
+        # a worker starts with the topologies of the moment, and gets each later one
+        self.control.on_topology = self._publish_topology
         try:
             await self._start_workers()
         except BaseException:
@@ -156,6 +158,8 @@ class ProxyServer:
                                                   max_version=self.control.max_client_version,
                                                   compression=self.control.compression))]
             self.workers[0].set_schema(self.control.schema)
+            for cluster, topology in self.control.topologies.items():
+                self.workers[0].set_topology(cluster, topology)
             self.workers[0].plane.start()
             return
         self.workers = [self._worker_process(i) for i in range(self.worker_count)]
@@ -165,12 +169,17 @@ class ProxyServer:
         return WorkerProcess(index, self.config, self.topology, self.me, self._routing, name=self.name,
                              max_version=self.control.max_client_version,
                              compression=self.control.compression, on_exit=self._worker_exited,
-                             schema=self.control.schema)
+                             schema=self.control.schema, topologies=self.control.topologies)
 
     def _publish_schema(self, schema) -> None:
         """Origin's primary keys changed: every worker names divergent rows by the new ones."""
         for worker in self.workers:
             worker.set_schema(schema)
+
+    def _publish_topology(self, cluster: Cluster, topology) -> None:
+        """A cluster's nodes or replication changed: every worker routes by the new snapshot."""
+        for worker in self.workers:
+            worker.set_topology(cluster, topology)
 
     def describe_workers(self) -> str:
         if self.worker_count is None:

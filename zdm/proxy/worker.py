@@ -11,7 +11,8 @@ report counters, drain.
 
 The channel's messages, instance -> worker: ``init`` (config, topology, routing), ``conn``
 (with the socket), ``routing`` (routing, revision), ``schema`` (origin's primary keys, in
-parts of :data:`SCHEMA_PART` tables, the last one flagged), ``stats?``, ``drain`` (timeout);
+parts of :data:`SCHEMA_PART` tables, the last one flagged), ``topology`` (a cluster and its
+real topology, pickled, in parts of :data:`TOPOLOGY_PART` bytes, the last one flagged), ``stats?``, ``drain`` (timeout);
 worker -> instance: ``ready``, ``closed`` (how many connections ended), ``ack``
 (revision), ``stats`` (snapshot), ``drained``.
 """
@@ -28,8 +29,9 @@ import sys
 
 from zdm import logs
 from zdm.config import Config
-from zdm.phases.model import Routing
+from zdm.phases.model import Cluster, Routing
 from zdm.proxy import channel
+from zdm.proxy.cluster_topology import ClusterTopology
 from zdm.proxy.dataplane import DataPlane
 from zdm.proxy.schema import KeySchema
 from zdm.proxy.topology import Instance, VirtualTopology
@@ -40,6 +42,8 @@ START_TIMEOUT = 30.0
 ACK_TIMEOUT = 10.0
 #: tables per ``schema`` message: a channel message must stay well below its size limit
 SCHEMA_PART = 2000
+#: bytes of a pickled cluster topology per ``topology`` message (300 nodes of 256 tokens: ~650 KB)
+TOPOLOGY_PART = 256 * 1024
 
 
 class LocalWorker:
@@ -63,6 +67,9 @@ class LocalWorker:
     def set_schema(self, schema: KeySchema) -> None:
         self.plane.ctx.schema = schema
 
+    def set_topology(self, cluster: Cluster, topology: ClusterTopology) -> None:
+        self.plane.ctx.clusters[cluster] = topology
+
     async def refresh_stats(self) -> None:
         pass
 
@@ -78,7 +85,8 @@ class WorkerProcess:
 
     def __init__(self, index: int, config: Config, topology: VirtualTopology, me: Instance,
                  routing: Routing, *, name: str, max_version: int, compression=None,
-                 on_exit=None, schema: KeySchema | None = None) -> None:
+                 on_exit=None, schema: KeySchema | None = None,
+                 topologies: dict[Cluster, ClusterTopology] | None = None) -> None:
         self.index = index
         self.max_version = max_version
         self.compression = compression  # per cluster, what its SUPPORTED offers
@@ -88,6 +96,7 @@ class WorkerProcess:
         self.me = me
         self.routing = routing
         self.schema = schema
+        self.topologies = dict(topologies or {})
         self.on_exit = on_exit
         self.connections = 0
         self.alive = False
@@ -110,6 +119,8 @@ class WorkerProcess:
                            self.routing, self.max_version, self.compression)
         if self.schema is not None:
             self._send_schema(self.schema)
+        for cluster, topology in self.topologies.items():
+            self._send_topology(cluster, topology)
         try:
             await self._wait("ready", None, START_TIMEOUT)
         except asyncio.TimeoutError:
@@ -130,6 +141,15 @@ class WorkerProcess:
         items = list(schema.tables.items())
         for start in range(0, max(len(items), 1), SCHEMA_PART):
             self._channel.send("schema", items[start:start + SCHEMA_PART], start + SCHEMA_PART >= len(items))
+
+    def set_topology(self, cluster: Cluster, topology: ClusterTopology) -> None:
+        self.topologies[cluster] = topology
+        if self._channel is not None:
+            self._send_topology(cluster, topology)
+
+    def _send_topology(self, cluster: Cluster, topology: ClusterTopology) -> None:
+        for message in topology_messages(cluster, topology):
+            self._channel.send(*message)
 
     async def set_routing(self, routing: Routing, revision: int | None) -> None:
         self.routing = routing
@@ -206,6 +226,24 @@ class WorkerProcess:
             self.on_exit(self)
 
 
+def topology_messages(cluster: Cluster, topology: ClusterTopology) -> list[tuple]:
+    """The ``topology`` messages that carry ``topology`` to a worker process."""
+    data = pickle.dumps(topology, protocol=pickle.HIGHEST_PROTOCOL)
+    return [("topology", cluster, data[start:start + TOPOLOGY_PART], start + TOPOLOGY_PART >= len(data))
+            for start in range(0, max(len(data), 1), TOPOLOGY_PART)]
+
+
+class TopologyParts:
+    """The worker's side: parts of ``topology`` messages in, whole snapshots out."""
+
+    def __init__(self) -> None:
+        self._parts: dict[Cluster, list[bytes]] = {}
+
+    def add(self, cluster: Cluster, part: bytes, last: bool) -> ClusterTopology | None:
+        self._parts.setdefault(cluster, []).append(part)
+        return pickle.loads(b"".join(self._parts.pop(cluster))) if last else None
+
+
 # -- the worker process itself -------------------------------------------------------------
 
 def main(argv: list[str]) -> None:
@@ -247,6 +285,7 @@ async def _serve(sock: socket.socket, name: str, config: Config, topology: Virtu
         stopped.set()
 
     schema_parts: list = []
+    topology_parts = TopologyParts()
 
     def message(msg: tuple, conn: socket.socket | None) -> None:
         kind = msg[0]
@@ -260,6 +299,10 @@ async def _serve(sock: socket.socket, name: str, config: Config, topology: Virtu
             if msg[2]:  # the last part: swap in the whole snapshot at once
                 plane.ctx.schema = KeySchema(dict(schema_parts))
                 schema_parts.clear()
+        elif kind == "topology":
+            topology = topology_parts.add(*msg[1:])
+            if topology is not None:  # the whole snapshot, swapped in at once
+                plane.ctx.clusters[msg[1]] = topology
         elif kind == "stats?":
             link.send("stats", plane.snapshot())
         elif kind == "drain" and not plane.ctx.draining:
