@@ -175,7 +175,7 @@ def test_the_partition_of_an_execute_and_a_batch_is_the_nodes(zdm_config, origin
     from tests.support.rawcql import RawClient
     from zdm.cql import messages as m
     from zdm.cql.constants import BatchType, Opcode
-    from zdm.cql.primitives import write_short, write_short_bytes, write_value
+    from tests.support.primitives import write_short, write_short_bytes, write_value
     from zdm.proxy.routing_key import Partition, batch_body_partition, execute_partition, key_markers
 
     origin_session.execute(f"CREATE TABLE {token_keyspace}.ev (a int, b text, c int, v text, "

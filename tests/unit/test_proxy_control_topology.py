@@ -21,7 +21,7 @@ from zdm.config import ClusterConfig, Config
 from zdm.cql import messages as m
 from zdm.cql.constants import ErrorCode, Opcode
 from zdm.cql.errors import unsupported_version_message
-from zdm.cql.primitives import write_inet, write_string
+from tests.support.primitives import write_inet, write_string
 from zdm.phases.model import Cluster
 from zdm.proxy.control import ControlPlane, ProxyError
 

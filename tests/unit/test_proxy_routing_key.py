@@ -97,7 +97,7 @@ def test_routing_key_never_crashes(values, pk_indexes):
 
 def test_an_execute_with_named_values_or_a_malformed_body_has_no_partition():
     from zdm.cql import messages as m
-    from zdm.cql.primitives import write_short, write_short_bytes, write_string, write_value
+    from tests.support.primitives import write_short, write_short_bytes, write_string, write_value
     from zdm.proxy.routing_key import KeyMarkers, execute_partition
 
     markers = KeyMarkers("ks", (0,))
