@@ -46,6 +46,9 @@ from zdm.proxy.reconnect import Waiting, handshake
 
 log = logging.getLogger("zdm.proxy")
 
+#: new connections tried when a cluster connection is lost past the handshake
+MOVE_ATTEMPTS = 3
+
 
 class ClientSession:
     __slots__ = ("client", "ctx", "dialer", "credentials", "forward_to_origin", "on_closed", "version",
@@ -118,33 +121,40 @@ class ClientSession:
 
     async def _moved(self, cluster: Cluster, lost: BackendConnection, waiting: Waiting) -> None:
         handler = self.handler
-        problem = None
-        try:
-            backend = await self.dialer.dial(cluster, avoid=lost.endpoint, on_lost=self._backend_lost,
-                                             on_event=self.event_received if cluster is Cluster.ORIGIN else None)
-        except ZdmError as exc:
-            backend, problem = None, exc.message
-        if backend is not None:
+        avoid, backend, problem = lost.endpoint, None, None
+        for _ in range(MOVE_ATTEMPTS):  # a node may fail in its turn while it is being set up
+            try:
+                backend = await self.dialer.dial(
+                    cluster, avoid=avoid, on_lost=self._backend_lost,
+                    on_event=self.event_received if cluster is Cluster.ORIGIN else None)
+            except ZdmError as exc:  # the dial tried every node
+                backend, problem = None, exc.message
+                break
             backend.codec = lost.codec
             if self.closed:
-                backend.close()
-                waiting.fail("the client connection closed")
-                return
-            self.backends[cluster] = backend
+                break
             problem = await handshake(
                 backend, self.version, self.startup, credentials=self.credentials.get(cluster),
                 client_auth=self.client_auth if cluster is self.login_cluster else [],
                 keyspace=handler.keyspace, register=handler.registered if cluster is Cluster.ORIGIN else None)
+            if problem is None:
+                break
+            backend.close()  # not the session's yet: its loss is this loop's to handle
+            self.dialer.lost(backend)
+            avoid, backend = backend.endpoint, None
         if self.closed:
+            if backend is not None:
+                backend.close()
             waiting.fail("the client connection closed")
             return
-        if problem is not None:
+        if backend is None:
             log.warning("no other %s node could take the client connection (%s); closing it",
                         cluster.value, problem, extra=self.who)
             waiting.fail(f"{cluster.value}: {problem}")
             self.client.close()
             self._close_backends()
             return
+        self.backends[cluster] = backend
         log.info("moved to %s %s:%s", cluster.value, *backend.address, extra=self.who)
         del self.moving[cluster]
         send = backend.sender(self.version)
