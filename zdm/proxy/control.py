@@ -90,6 +90,7 @@ class ControlPlane:
         self._schema_failing = False
         #: each cluster's real topology; on_topology(cluster, snapshot) is told of each new one
         self.topologies: dict[Cluster, ClusterTopology] = {}
+        self.dialer.topology = self.topologies.get  # a lost control connection goes to another node
         self.on_topology: Callable[[Cluster, ClusterTopology], None] | None = None
         self._topology_stale: set[Cluster] = set()
         self._topology_tasks: dict[Cluster, asyncio.Future] = {}

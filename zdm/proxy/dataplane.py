@@ -69,6 +69,10 @@ class DataPlane:
         self._divergences: DivergenceWriter | None = None
         self._tls = server_context(pc.tls) if pc.tls is not None else None
         self.dialer = Dialer(config)
+        # new cluster connections go to the nodes the control connection found, each proxy
+        # instance starting at another one
+        self.dialer.topology = self.ctx.clusters.get
+        self.dialer.spread = topology.instances.index(me) if me in topology.instances else 0
         if pc.metrics_enabled:
             stats = self.ctx.stats
             self.dialer.node_stats = lambda cluster, address: stats.node(cluster.value, address)

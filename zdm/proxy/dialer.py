@@ -2,9 +2,16 @@
 
 Theory of operation: each cluster has a :class:`Route`, made once, on the first connection:
 
-* contact points (``origin.contact_points`` / ``port``), in turn, so the connections of many
-  clients spread over the cluster's coordinators; with ``<cluster>.tls`` every connection is
-  TLS with the context :func:`zdm.clusters.tls.client_context` makes, checking the node's name;
+* the cluster's nodes, as the control connection discovered them
+  (:class:`~zdm.proxy.cluster_topology.ClusterTopology`): the live nodes of the local DC, in
+  turn, so that the connections of many clients spread over its coordinators, each proxy
+  instance starting at another node (``spread``, its place among ``proxy.instances``), as
+  zdm-proxy assigns hosts to instances; another DC's nodes only once no local one answers;
+* before the topology is known, or when a contact point is no node's address (a load
+  balancer, a NAT, a relay in front of the cluster: connecting to the nodes' own addresses
+  would go around it), the contact points (``origin.contact_points`` / ``port``), in turn.
+  With ``<cluster>.tls`` every connection is TLS with the context
+  :func:`zdm.clusters.tls.client_context` makes, checking the node's name;
 * a secure connect bundle (``<cluster>.secure_connect_bundle``, Astra DB): the metadata
   service names one SNI proxy and every node's host id; each connection goes to the SNI
   proxy with the next host id as its SNI name, over the bundle's mutual TLS.
@@ -33,6 +40,7 @@ from zdm.config import ClusterConfig, Config
 from zdm.cql.frame import Frame
 from zdm.errors import ZdmError
 from zdm.phases.model import Cluster
+from zdm.proxy.cluster_topology import ClusterTopology, Node
 from zdm.proxy.connection import BackendConnection
 from zdm.clusters.bundle import resolve
 from zdm.clusters.tls import client_context
@@ -60,22 +68,50 @@ class Route:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.endpoints = endpoints
         self.tls = tls
-        self._next = itertools.cycle(endpoints)
         self._clock = clock
+        self._turn = 0
+        #: an Astra DB bundle's SNI endpoints: the nodes are reached through them, always
+        self.bundle = False
         #: endpoint -> (down until, the backoff it was given)
         self._down: dict[Endpoint, tuple[float, float]] = {}
 
-    def next(self) -> Endpoint:
-        return next(self._next)
-
-    def candidates(self, avoid: Endpoint | None = None) -> list[Endpoint]:
-        """Every endpoint once, in the order to try them: from the next one in turn, the nodes
-        not marked down first, ``avoid`` (a node just lost) last of all."""
-        start = self.next()
-        i = self.endpoints.index(start)
-        ordered = self.endpoints[i:] + self.endpoints[:i]
+    def candidates(self, avoid: Endpoint | None = None, topology: ClusterTopology | None = None,
+                   spread: int = 0) -> list[Endpoint]:
+        """Every endpoint once, in the order to try them: from the next one in turn, ``avoid``
+        (a node just lost) last, and before it those this route found failing; with a usable
+        ``topology``, its nodes instead of the contact points: the live ones of the local DC
+        first, then other DCs', then those gossip says are down."""
+        self._turn += 1
+        nodes = self._nodes(topology)
+        if nodes is None:
+            endpoints, rank = self.endpoints, {}
+        else:
+            endpoints = [self._endpoint(n) for n in nodes]
+            rank = {e: (not n.up, n.dc != topology.local_dc) for e, n in zip(endpoints, nodes)}
         now = self._clock()
-        return sorted(ordered, key=lambda e: (e == avoid, self._down.get(e, (0.0, 0.0))[0] > now))
+
+        def key(e: Endpoint) -> tuple:
+            return (e == avoid, self._down.get(e, (0.0, 0.0))[0] > now, rank.get(e, (False, False)))
+
+        ordered: list[Endpoint] = []
+        for _, group in itertools.groupby(sorted(endpoints, key=key), key=key):
+            group = list(group)  # each group in turn, from another node each time
+            start = (self._turn + spread) % len(group)
+            ordered += group[start:] + group[:start]
+        return ordered
+
+    def _nodes(self, topology: ClusterTopology | None) -> list[Node] | None:
+        """The topology's nodes, by host id, when the contact points are among them."""
+        if topology is None or not topology.nodes or self.bundle:
+            return None
+        if not all(topology.node_at(e.host, e.port) is not None for e in self.endpoints):
+            return None
+        return sorted(topology.nodes, key=lambda n: n.host_id)
+
+    def _endpoint(self, node: Node) -> Endpoint:
+        verify = self.tls is not None and self.tls.check_hostname
+        return Endpoint(node.address, node.port, node.address if verify else None,
+                        f"{node.address}:{node.port}")
 
     def mark_down(self, endpoint: Endpoint) -> None:
         _, backoff = self._down.get(endpoint, (0.0, 0.0))
@@ -93,8 +129,10 @@ class Route:
         """The route for ``cfg`` (may call a bundle's metadata service: blocking)."""
         if cfg.secure_connect_bundle is not None:
             astra = resolve(cfg.secure_connect_bundle, key=f"{name}.secure_connect_bundle")
-            return cls([Endpoint(astra.sni_host, astra.sni_port, host_id, host_id)
-                        for host_id in astra.host_ids], astra.ssl_context)
+            route = cls([Endpoint(astra.sni_host, astra.sni_port, host_id, host_id)
+                         for host_id in astra.host_ids], astra.ssl_context)
+            route.bundle = True
+            return route
         tls = None
         if cfg.tls is not None:
             tls = client_context(cfg.tls, name=name)
@@ -113,6 +151,10 @@ class Dialer:
         self.node_stats: Callable | None = None
         #: cluster -> None, called when a connection to it cannot be made
         self.on_failure: Callable[[Cluster], None] | None = None
+        #: cluster -> its topology as last published (None: contact points only)
+        self.topology: Callable[[Cluster], ClusterTopology | None] = lambda _cluster: None
+        #: where this proxy instance starts in a cluster's list of nodes
+        self.spread = 0
 
     def _cluster(self, cluster: Cluster) -> ClusterConfig:
         return self.config.origin if cluster is Cluster.ORIGIN else self.config.target
@@ -144,7 +186,7 @@ class Dialer:
             self.failed(cluster)
             raise
         first: ZdmError | None = None
-        for endpoint in route.candidates(avoid):
+        for endpoint in route.candidates(avoid, self.topology(cluster), self.spread):
             try:
                 backend = await self._connect(cluster, route, endpoint, on_event, on_lost)
             except ZdmError as exc:
