@@ -69,11 +69,15 @@ class Route:
         self.endpoints = endpoints
         self.tls = tls
         self._clock = clock
-        self._turn = 0
+        self._turn = -1  # the first connection goes to the first node
         #: an Astra DB bundle's SNI endpoints: the nodes are reached through them, always
         self.bundle = False
         #: endpoint -> (down until, the backoff it was given)
         self._down: dict[Endpoint, tuple[float, float]] = {}
+
+    def next(self) -> Endpoint:
+        """The endpoint a connection would go to now (the contact points, in turn)."""
+        return self.candidates()[0]
 
     def candidates(self, avoid: Endpoint | None = None, topology: ClusterTopology | None = None,
                    spread: int = 0) -> list[Endpoint]:
