@@ -39,9 +39,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/apache/cassandra-gocql-driver/v2/lz4"
-	"github.com/apache/cassandra-gocql-driver/v2/snappy"
-
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 	"github.com/apache/cassandra-gocql-driver/v2/lz4"
 	"github.com/apache/cassandra-gocql-driver/v2/snappy"
@@ -140,9 +137,6 @@ func parseFlags() options {
 	}
 	if o.conc < 1 || o.conns < 1 || o.rows < 1 {
 		usage("-conc, -conns and -rows must be positive")
-	}
-	if !slices.Contains([]string{"", "lz4", "snappy"}, o.compressor) {
-		usage("-compressor must be lz4 or snappy, not %q", o.compressor)
 	}
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		usage("-tls-cert and -tls-key go together")
