@@ -219,6 +219,7 @@ def measure(binary: Path, endpoint: Endpoint, workload: str, conc: int, a: argpa
     if a.write_coalesce_us is not None:
         cmd += ["-write-coalesce-us", str(a.write_coalesce_us)]
     counters_before = zdm_counters(endpoint)
+    load_before = os.getloadavg()[0]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     window_start: list[float] = []
     messages: list[str] = []
@@ -254,6 +255,7 @@ def measure(binary: Path, endpoint: Endpoint, workload: str, conc: int, a: argpa
         result["same_timeuuid_share"] = same_timeuuid_share(binary, endpoint, a.protocol)
     if endpoint.feature is not None:
         result["feature"] = endpoint.feature
+    result["load"] = [load_before, os.getloadavg()[0]]  # the machine's 1-minute load, around the cell
     return {"workload": result.pop("mode"), "path": result.pop("label"), **result}
 
 
@@ -756,6 +758,10 @@ def main() -> None:
             print_ratios(results["cells"], f"zdm+{c}", "zdm")
     print_tls_costs(results["cells"])
     print_feature_costs(results["cells"])
+    loads = [x for c in results["cells"] for x in c.get("load", ())]
+    if loads:
+        print(f"\nload average (1 min) during the cells: {min(loads):.1f} to {max(loads):.1f}"
+              + ("  -- 10 or more: these figures do not count" if max(loads) >= 10 else ""))
     m = results["machine"]
     print(f"\n{m['cores']} cores ({m['cpu_model']}), {m['ram_gib']} GiB, Python {m['python']}, "
           f"uvloop {'yes' if m['uvloop'] else 'no'}; protocol v{a.protocol}, compression {','.join(a.compression)}, {a.seconds:g} s per cell "
