@@ -24,7 +24,9 @@ Results of a --tls-sandbox run give a "TLS" section instead: the same tables ove
 (TLS paths beside their plaintext counterparts), zdm-tls / zdm-proxy-tls, and the cost of TLS
 for each path (chart: docs/proxy-tls-throughput.png). Results with --feature paths give a
 "Feature costs" section: each feature against zdm's defaults, and a chart of the proxy's CPU
-per request (docs/proxy-feature-costs.png).
+per request (docs/proxy-feature-costs.png). Results of a --compression none,lz4 run give a
+"Compression" section: each proxy's CPU per request with and without it, zdm against zdm-proxy
+with the same compression, and a chart of both (docs/proxy-compression.png).
 """
 
 from __future__ import annotations
@@ -62,6 +64,11 @@ def has_tls(results: dict) -> bool:
     return any(p.endswith("-tls") for p in paths(results))
 
 
+def compressions(results: dict) -> list[str]:
+    """The compressions other than none a run measured (its paths ``PATH+NAME``)."""
+    return list(dict.fromkeys(p.rpartition("+")[2] for p in paths(results) if "+" in p))
+
+
 def has_features(results: dict) -> bool:
     return any(c.get("feature") for c in results["cells"])
 
@@ -77,8 +84,9 @@ def machine_md(results: dict) -> list[str]:
     if s.get("write_coalesce_us") is not None:  # gocql's default is 200 µs, and none over TLS
         workers += (", gocql's write coalescing off" if s["write_coalesce_us"] == 0 else
                     f", gocql's write coalescing {s['write_coalesce_us']} µs")
-    if s.get("compression"):
-        workers += f", every connection {s['compression']}-compressed"
+    if compressions(results):
+        workers += (f"; every path also with the load generator's frames {' and '.join(compressions(results))}-"
+                    "compressed (`PATH+NAME`), the proxies' legs to the clusters compressed as the clients'")
     if s.get("rounds", 1) > 1:
         workers += f"; each figure the median of {s['rounds']} rounds, every path measured in turn in each round, each round beginning with another path"
     lines.append("- Paths: `direct` goes straight to origin (so its writes land on origin only); `zdm` and "
@@ -158,6 +166,51 @@ def feature_costs_md(results: dict) -> list[str]:
             ("| feature | workload | in flight | ops/s defaults | ops/s feature | ratio | "
              "CPU µs/request defaults | feature | difference | % | same timeuuid |"),
             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|", *rows]
+
+
+def compression_md(results: dict) -> list[str]:
+    """Each proxy's CPU per request with compression against without, and zdm against zdm-proxy
+    with the same compression."""
+    lines = []
+    for name in compressions(results):
+        rows = []
+        by_key = {(c["workload"], c["conc"], c["path"]): c for c in results["cells"]}
+        for (workload, conc, path), plain in by_key.items():
+            if path not in ("zdm", "zdm-proxy"):
+                continue
+            packed = by_key.get((workload, conc, f"{path}+{name}"))
+            if packed is None or not plain["proxy_cpu_us_per_req"] or not packed["proxy_cpu_us_per_req"]:
+                continue
+            rows.append(f"| {workload} | {conc} | {path} | {plain['proxy_cpu_us_per_req']:.1f} | "
+                        f"{packed['proxy_cpu_us_per_req']:.1f} | "
+                        f"{packed['proxy_cpu_us_per_req'] / plain['proxy_cpu_us_per_req']:.2f} |")
+        if rows:
+            lines += ["", f"The proxies' CPU per request, uncompressed and {name}:", "",
+                      f"| workload | in flight | proxy | µs/request | µs/request, {name} | ratio |",
+                      "|---|---:|---|---:|---:|---:|", *rows]
+        lines += ratios_md(results, f"zdm+{name}", f"zdm-proxy+{name}")
+    return lines
+
+
+def compression_chart(results: dict, png: Path) -> None:
+    """The proxies' CPU per request against concurrency, uncompressed (dashed) and compressed."""
+    fig, axes = panels(results, "proxy CPU per request: uncompressed dashed, compressed solid")
+    for i, (ax, workload) in enumerate(axes):
+        for n, base in enumerate(("zdm", "zdm-proxy")):
+            for path in (base, *(f"{base}+{c}" for c in compressions(results))):
+                cells = sorted((c for c in results["cells"] if c["workload"] == workload and c["path"] == path
+                                and c["proxy_cpu_us_per_req"] is not None), key=lambda c: c["conc"])
+                if cells:
+                    ax.plot([c["conc"] for c in cells], [c["proxy_cpu_us_per_req"] for c in cells], marker="o",
+                            label=path, color=f"C{n + 1}", linestyle="--" if path == base else "-")
+        concurrency_axis(ax, results)
+        ax.set_ylim(bottom=0)
+        ax.set_title(workload)
+        if i == 0:
+            ax.set_ylabel("proxy CPU µs/request")
+            ax.legend(fontsize="small")
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=120)
 
 
 def memory_md(results: dict) -> list[str]:
@@ -383,6 +436,12 @@ def main() -> None:
             feature_chart(results, png)
             body = ["## Feature costs", "", *machine_md(results), *feature_costs_md(results), *cells_md(results),
                     *memory_md(results), "", f"![zdm's CPU per request, each feature]({os.path.relpath(png, where)})"]
+        elif compressions(results):
+            png = a.png or DOCS / "proxy-compression.png"
+            compression_chart(results, png)
+            body = ["## Compression", "", *machine_md(results), *compression_md(results), *ratios_md(results),
+                    *cells_md(results), "", f"![proxy CPU per request, with and without compression]"
+                    f"({os.path.relpath(png, where)})"]
         elif has_tls(results):
             png = a.png or DOCS / "proxy-tls-throughput.png"
             chart(results, png)
