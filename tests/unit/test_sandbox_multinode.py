@@ -214,3 +214,23 @@ def test_every_multi_node_yaml_key_is_one_that_release_reads(tmp_path, version):
     spec = multinode(tmp_path, origin_version=version, origin_nodes=4, origin_dcs=2).nodes()[2]
     conf = yaml.safe_load(node.yaml_text(spec, tmp_path / "data"))
     assert sorted(k for k in conf if k not in fields) == []
+
+
+def test_init_points_zdm_yaml_at_every_node(tmp_path):
+    from zdm.config import load_config
+
+    settings = multinode(tmp_path / "sb", origin_nodes=4, origin_dcs=2)
+    text = local.zdm_yaml(settings, tmp_path)
+    assert "origin 127.0.0.11-14:9042 (4 nodes, dc1, dc2)" in text
+    path = tmp_path / "zdm.yaml"
+    path.write_text(text)
+    config = load_config(path, environ={})
+    assert config.origin.contact_points == ("127.0.0.11", "127.0.0.12", "127.0.0.13", "127.0.0.14")
+    assert config.target.contact_points == ("127.0.0.21", "127.0.0.22")
+    assert (config.origin.port, config.target.port) == (9042, 9042)
+    one_origin = local.SandboxSettings(directory=tmp_path / "sb", target_nodes=2, target_port=9042,
+                                       target_storage_port=7000)
+    path.write_text(local.zdm_yaml(one_origin, tmp_path))
+    config = load_config(path, environ={})
+    assert (config.origin.contact_points, config.origin.port) == (("127.0.0.1",), 9042)
+    assert config.target.contact_points == ("127.0.0.21", "127.0.0.22")

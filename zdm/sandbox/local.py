@@ -470,12 +470,24 @@ def zdm_yaml(settings: SandboxSettings, config_dir: Path) -> str:
         return text.replace(old, new, 1)
 
     text = TEMPLATE
-    if (settings.origin_port, settings.target_port, settings.tls, settings.auth) == (9042, 9043, False, False):
+    clusters = settings.clusters()
+    multi = any(len(specs) > 1 for specs in clusters.values())
+    if (settings.origin_port, settings.target_port, settings.tls, settings.auth, multi) == \
+            (9042, 9043, False, False, False):
         return text
+
+    def where(name: str) -> str:
+        specs = clusters[name]
+        if len(specs) == 1:
+            return specs[0].endpoint
+        dcs = sorted({s.dc for s in specs})
+        return (f"{specs[0].address}-{specs[-1].address.rsplit('.', 1)[1]}:{specs[0].native_port}"
+                f" ({len(specs)} nodes, {', '.join(dcs)})")
+
     text = swap(text, "# The defaults point at the local sandbox (`zdm sandbox up`): origin 127.0.0.1:9042,\n"
                       "# target 127.0.0.1:9043, so the sandbox works with no edits.\n",
                 f"# Written by `zdm init` for the sandbox in {rel(settings.directory)}: origin "
-                f"127.0.0.1:{settings.origin_port},\n# target 127.0.0.1:{settings.target_port}"
+                f"{where('origin')},\n# target {where('target')}"
                 f"{', TLS' if settings.tls else ''}{', logins' if settings.auth else ''}.\n")
     tls = SandboxTls(settings.tls_dir) if settings.tls else None
     for name, port, default in (("origin", settings.origin_port, 9042), ("target", settings.target_port, 9043)):
@@ -484,6 +496,9 @@ def zdm_yaml(settings: SandboxSettings, config_dir: Path) -> str:
         before, block = text[:at], text[at:]
         block = swap(block, f"  port: {default}\n", f"  port: {port}\n" + (_tls_lines(
             tls, rel, client_cert=name in settings.tls_client_auth) if tls else ""))
+        if len(clusters[name]) > 1:  # every node, as a driver's contact points
+            block = swap(block, "  contact_points: [127.0.0.1]\n",
+                         f"  contact_points: [{', '.join(s.address for s in clusters[name])}]\n")
         if settings.auth:
             env = f"ZDM_{name.upper()}_PASSWORD"
             block = swap(block, "  # username: cassandra\n", "  username: cassandra           # the sandbox's login\n")
