@@ -234,3 +234,16 @@ def test_init_points_zdm_yaml_at_every_node(tmp_path):
     config = load_config(path, environ={})
     assert (config.origin.contact_points, config.origin.port) == (("127.0.0.1",), 9042)
     assert config.target.contact_points == ("127.0.0.21", "127.0.0.22")
+
+
+def test_multi_node_schema_survives_a_kill(tmp_path):
+    """-Dcassandra.unsafesystem keeps schema changes out of the commitlog: fine for a throwaway
+    single node, wrong for a node a fault test kills and starts again."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "jamm-0.4.0.jar").write_text("")
+    single = local.SandboxSettings(directory=tmp_path).nodes()[0]
+    member = multinode(tmp_path).nodes()[1]
+    assert "-Dcassandra.unsafesystem=true" in node.java_command(single, "/j/java", lib)
+    assert "-Dcassandra.unsafesystem=true" not in node.java_command(member, "/j/java", lib)
+    assert "-Dcassandra.skip_sync=true" in node.java_command(member, "/j/java", lib)

@@ -262,7 +262,10 @@ def java_command(spec: NodeSpec, java: str, lib: Path, java_version: int = 17) -
         "-Dcassandra.skip_wait_for_gossip_to_settle=0",
         "-Dcassandra.superuser_setup_delay_ms=0",
         "-Dcassandra.shutdown_announce_in_ms=0",
-        "-Dcassandra.unsafesystem=true",
+        # unsafesystem keeps schema changes out of the commitlog: a node of a multi-node
+        # cluster killed for a fault test would come back without the keyspaces made since its
+        # start, and skip the replay of their writes
+        *(["-Dcassandra.unsafesystem=true"] if spec.dc is None else []),
         "-Dcassandra.skip_sync=true",
         "-Dcassandra.memtable_row_overhead_computation_step=100",
         "-cp", f"{conf}:{lib}/*",
