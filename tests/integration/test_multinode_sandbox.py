@@ -128,9 +128,11 @@ def test_a_killed_node_leaves_quorum_writes_working_and_rejoins(multinode):
         result = CliRunner().invoke(app, ["sandbox", "start-node", victim, "--dir", directory])
         assert result.exit_code == 0, result.output
         assert node.port_open(9042, victim)
-        from zdm.sandbox import local
-
-        local.wait_converged(multinode.nodes("origin"), timeout=120)
+        # start-node returned once every node heard from the new incarnation
+        for spec in multinode.nodes("origin"):
+            view = node.ring_view(spec)
+            assert set(view.peers) == set(origin) - {spec.address}
+            assert all(view.gossip[a][1] for a in origin), f"{spec.name}: {view.gossip}"
         # it rejoined with its data: alone it still holds a row written before the kill
         c2, alone = _session([victim], only=[victim])
         try:

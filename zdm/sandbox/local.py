@@ -277,23 +277,33 @@ def _describe_cluster(members: list[node.NodeSpec]) -> str:
 
 
 def wait_converged(members: list[node.NodeSpec], *, timeout: float = 60.0) -> None:
-    """Block until every node's ``system.peers`` lists every other node of its cluster with
-    its tokens and datacenter: gossip has spread the ring, so a driver or a proxy that reads
-    any one node sees the whole cluster."""
+    """Block until every node knows every other one of its cluster as it runs now: listed in
+    ``system.peers`` with its tokens and datacenter, and (4.1+) heard from in gossip in its
+    current incarnation with its CQL port ready.  Then a driver or a proxy that reads any one
+    node sees the whole cluster up, including a node just started again."""
     import time
 
     deadline = time.monotonic() + timeout
     want = {m.address: m.dc for m in members}
     while True:
-        missing = {}
+        views, missing = {}, {}
         for m in members:
             try:
-                seen = node.peers(m)
+                views[m.address] = node.ring_view(m)
             except Exception as exc:  # noqa: BLE001 - retry until the deadline
-                seen, missing[m.name] = {}, str(exc)
+                missing[m.name] = str(exc)
+        for m in members:
+            view = views.get(m.address)
+            if view is None:
+                continue
             expected = {a: dc for a, dc in want.items() if a != m.address}
-            if seen != expected and m.name not in missing:
-                missing[m.name] = f"peers {seen}, expected {expected}"
+            if view.peers != expected:
+                missing[m.name] = f"peers {view.peers}, expected {expected}"
+            elif view.gossip is not None:
+                stale = [a for a in expected if a in views and
+                         view.gossip.get(a) != (views[a].generation, True)]
+                if stale:
+                    missing[m.name] = f"has not heard from {', '.join(stale)} since it started"
         if not missing:
             return
         if time.monotonic() > deadline:
@@ -320,16 +330,20 @@ def stop_node(settings: SandboxSettings, address: str, *, graceful: bool = False
 def start_node(settings: SandboxSettings, address: str, *, timeout: float = 240.0,
                java: str | None = None) -> node.NodeSpec:
     """Start one stopped node again on its data directory (it rejoins its cluster with the
-    tokens and data it had); returns once a CQL login succeeds.  A node that runs is left
-    alone."""
+    tokens and data it had); returns once a CQL login succeeds and the running nodes of its
+    cluster know it again (:func:`wait_converged`).  A node that runs is left alone."""
     spec = settings.node_at(address)
     if node.read_pid(spec) is not None:
         node.wait_ready(spec, None, timeout=timeout)
-        return spec
-    if not jars_cached(spec.version):
-        raise SandboxError(f"Cassandra {spec.version}'s jars are not cached",
-                           hint="run `zdm sandbox up` first")
-    _start_one(spec, _java_for(spec, java), ensure_jars(spec.version), timeout)
+    else:
+        if not jars_cached(spec.version):
+            raise SandboxError(f"Cassandra {spec.version}'s jars are not cached",
+                               hint="run `zdm sandbox up` first")
+        _start_one(spec, _java_for(spec, java), ensure_jars(spec.version), timeout)
+    members = settings.clusters()[spec.cluster]
+    running = [m for m in members if node.read_pid(m) is not None]
+    if len(members) > 1 and len(running) == len(members):  # with a node still down, it never would
+        wait_converged(members, timeout=timeout)
     return spec
 
 

@@ -391,8 +391,21 @@ def cql_login(spec: NodeSpec, timeout: float = 10.0) -> str:
         cluster.shutdown()
 
 
-def peers(spec: NodeSpec, timeout: float = 10.0) -> dict[str, str]:
-    """What the node's ``system.peers`` says: each other node's address and datacenter."""
+@dataclass(frozen=True, slots=True)
+class RingView:
+    """What one node knows of its cluster."""
+
+    #: its own gossip generation (a new one at each start)
+    generation: int
+    #: ``system.peers``: each other node that has joined the ring (has tokens), and its DC
+    peers: dict[str, str]
+    #: ``system_views.gossip_info`` (4.1+; None before): each node's generation as this node
+    #: last heard it, and whether its CQL port is ready
+    gossip: dict[str, tuple[int, bool]] | None
+
+
+def ring_view(spec: NodeSpec, timeout: float = 10.0) -> RingView:
+    from cassandra import InvalidRequest
     from cassandra.auth import PlainTextAuthProvider
     from cassandra.cluster import Cluster
     from cassandra.policies import WhiteListRoundRobinPolicy
@@ -403,10 +416,17 @@ def peers(spec: NodeSpec, timeout: float = 10.0) -> dict[str, str]:
                       load_balancing_policy=WhiteListRoundRobinPolicy([spec.address]),
                       protocol_version=spec.protocol_version)
     try:
-        rows = cluster.connect().execute("SELECT peer, data_center, tokens FROM system.peers",
-                                         timeout=timeout)
-        # a peer listed before its tokens arrived has not joined the ring yet
-        return {str(r.peer): r.data_center for r in rows if r.tokens}
+        session = cluster.connect()
+        generation = session.execute("SELECT gossip_generation FROM system.local",
+                                     timeout=timeout).one().gossip_generation
+        peers = {str(r.peer): r.data_center for r in session.execute(
+            "SELECT peer, data_center, tokens FROM system.peers", timeout=timeout) if r.tokens}
+        try:
+            gossip = {str(r.address): (r.generation, r.rpc_ready == "true") for r in session.execute(
+                "SELECT address, generation, rpc_ready FROM system_views.gossip_info", timeout=timeout)}
+        except InvalidRequest:  # no such table before 4.1
+            gossip = None
+        return RingView(generation, peers, gossip)
     finally:
         cluster.shutdown()
 
