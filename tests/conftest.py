@@ -355,6 +355,7 @@ def multinode():
         origin_storage_port=layout.MULTINODE_STORAGE_PORT,
         target_storage_port=layout.MULTINODE_STORAGE_PORT,
         origin_nodes=MULTINODE_ORIGIN_NODES, target_nodes=MULTINODE_TARGET_NODES,
+        heap_mb=int(os.environ.get("ZDM_TEST_MULTINODE_HEAP_MB", "512")),
         origin_address=os.environ.get("ZDM_TEST_MULTINODE_ORIGIN_ADDRESS"),
         target_address=os.environ.get("ZDM_TEST_MULTINODE_TARGET_ADDRESS"))
     if local.saved_settings(settings.directory) == settings and \
