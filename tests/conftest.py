@@ -301,7 +301,7 @@ class MultinodeHandle:
     """The multi-node sandbox of the run (`multinode`): each node on its own loopback address,
     all on CQL 9042, with helpers to stop a node and bring it back."""
 
-    settings: "SandboxSettings"
+    settings: SandboxSettings
     started_here: bool
 
     def nodes(self, cluster: str) -> list:

@@ -16,8 +16,8 @@ from zdm.sandbox import layout, local, node
 
 
 def multinode(tmp_path, **kw) -> local.SandboxSettings:
-    base = dict(directory=tmp_path, origin_port=9042, target_port=9042, origin_storage_port=7000,
-                target_storage_port=7000, origin_nodes=3, target_nodes=2)
+    base = {"directory": tmp_path, "origin_port": 9042, "target_port": 9042, "origin_storage_port": 7000,
+                "target_storage_port": 7000, "origin_nodes": 3, "target_nodes": 2}
     return local.SandboxSettings(**{**base, **kw})
 
 
@@ -107,17 +107,17 @@ def test_a_single_node_cluster_beside_a_multi_node_one(tmp_path):
 
 
 @pytest.mark.parametrize("kw, message", [
-    (dict(origin_nodes=4, origin_dcs=3), "4 origin nodes do not split evenly into 3 datacenters"),
-    (dict(target_nodes=1, target_dcs=2), "1 target nodes do not split evenly into 2 datacenters"),
-    (dict(origin_nodes=10), r"10 origin nodes do not fit the cluster's block of 9 addresses \(127.0.0.11-127.0.0.19\)"),
-    (dict(origin_nodes=0), "--origin-nodes must be at least 1"),
-    (dict(target_dcs=0), "--target-dcs must be at least 1"),
-    (dict(origin_address="10.0.0.5"), "10.0.0.5 is not a loopback address"),
-    (dict(origin_address="localhost"), "'localhost' is not an IPv4 address"),
-    (dict(target_address="127.0.0.15"), "the origin block .* overlaps the target block"),
-    (dict(tls=True), "a TLS sandbox is single-node only"),
-    (dict(engine="docker"), "multi-node clusters run only on the local engine"),
-    (dict(origin_storage_port=9042), "ports must all differ"),
+    ({"origin_nodes": 4, "origin_dcs": 3}, "4 origin nodes do not split evenly into 3 datacenters"),
+    ({"target_nodes": 1, "target_dcs": 2}, "1 target nodes do not split evenly into 2 datacenters"),
+    ({"origin_nodes": 10}, r"10 origin nodes do not fit the cluster's block of 9 addresses \(127.0.0.11-127.0.0.19\)"),
+    ({"origin_nodes": 0}, "--origin-nodes must be at least 1"),
+    ({"target_dcs": 0}, "--target-dcs must be at least 1"),
+    ({"origin_address": "10.0.0.5"}, "10.0.0.5 is not a loopback address"),
+    ({"origin_address": "localhost"}, "'localhost' is not an IPv4 address"),
+    ({"target_address": "127.0.0.15"}, "the origin block .* overlaps the target block"),
+    ({"tls": True}, "a TLS sandbox is single-node only"),
+    ({"engine": "docker"}, "multi-node clusters run only on the local engine"),
+    ({"origin_storage_port": 9042}, "ports must all differ"),
 ], ids=["dcs do not divide", "more dcs than nodes", "block full", "no nodes", "no dcs",
         "not loopback", "not an address", "blocks overlap", "tls", "docker", "native = storage"])
 def test_bad_shapes_are_refused_clearly(tmp_path, kw, message):
