@@ -162,3 +162,38 @@ def _retrying(fn, seconds: float = 60.0):
             if time.monotonic() > deadline:
                 raise
             time.sleep(1)
+
+
+def test_two_datacenters(multidc):
+    """Each origin node knows the others' DCs; an NTS keyspace with two replicas in each DC
+    takes EACH_QUORUM writes; dc2 down, LOCAL_QUORUM in dc1 goes on."""
+    origin = multidc.addresses("origin")
+    dcs = {s.address: s.dc for s in multidc.nodes("origin")}
+    assert list(dcs.values()) == ["dc1", "dc1", "dc2", "dc2"]
+    for spec in multidc.nodes("origin"):
+        view = node.ring_view(spec)
+        assert view.peers == {a: dc for a, dc in dcs.items() if a != spec.address}
+    for spec in multidc.nodes("target"):
+        assert set(node.ring_view(spec).peers.values()) == {"dc1"}
+    ks = "dc_" + uuid.uuid4().hex[:10]
+    cluster, s = _session(origin[:2])
+    try:
+        s.execute(f"CREATE KEYSPACE {ks} WITH replication = "
+                  "{'class': 'NetworkTopologyStrategy', 'dc1': 2, 'dc2': 2}")
+        s.execute(f"CREATE TABLE {ks}.kv (k int PRIMARY KEY, v int)")
+        each = SimpleStatement(f"INSERT INTO {ks}.kv (k, v) VALUES (1, 1)",
+                               consistency_level=ConsistencyLevel.EACH_QUORUM)
+        s.execute(each, timeout=20)
+        for address in origin[2:]:
+            multidc.stop_node(address)
+        local_quorum = SimpleStatement(f"INSERT INTO {ks}.kv (k, v) VALUES (2, 2)",
+                                       consistency_level=ConsistencyLevel.LOCAL_QUORUM)
+        s.execute(local_quorum, timeout=20)
+        with pytest.raises(Exception, match="Unavailable|Timeout|timed out"):
+            s.execute(each, timeout=20)
+    finally:
+        multidc.restore()
+        try:
+            s.execute(f"DROP KEYSPACE IF EXISTS {ks}", timeout=60)
+        finally:
+            cluster.shutdown()

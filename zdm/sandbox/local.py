@@ -212,7 +212,8 @@ def check_compatible(settings: SandboxSettings) -> None:
             raise SandboxError(
                 f"a sandbox with other settings exists in {settings.directory} "
                 f"({_describe(previous)}; asked for {_describe(settings)})",
-                hint="run `zdm sandbox down --purge` first, or repeat the original options")
+                hint=f"run `zdm sandbox down --purge{_dir_option(settings.directory)}` first, "
+                     "or repeat the original options")
 
 
 def up(settings: SandboxSettings, *, timeout: float = 240.0, java: str | None = None,
@@ -410,6 +411,10 @@ def storage_ports(directory: Path, origin_port: int, target_port: int) -> tuple[
         raise SandboxError("no free storage ports among " + ", ".join(map(str, STORAGE_PORTS)),
                            hint="pass --origin-storage-port and --target-storage-port")
     return free[0], free[1]
+
+
+def _dir_option(directory: Path) -> str:
+    return "" if directory == DEFAULT_DIR else f" --dir {directory}"
 
 
 def _describe(s: SandboxSettings) -> str:
