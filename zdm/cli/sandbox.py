@@ -125,7 +125,7 @@ def down(
     grace: Annotated[float, typer.Option(help="Seconds between SIGTERM and SIGKILL.")] = 30.0,
     config: ConfigPath = DEFAULT_CONFIG,
 ) -> None:
-    """Stop both nodes (SIGTERM, then SIGKILL after a grace period)."""
+    """Stop every node (SIGTERM, then SIGKILL after a grace period)."""
     settings = local.saved_settings(directory)
     if settings is None:
         if purge and directory.exists():
