@@ -288,3 +288,113 @@ def astra_config(astra, tls_config, tmp_path_factory) -> Config:
     return Config(origin=tls_config.origin,
                   target=ClusterConfig(secure_connect_bundle=bundle, username=user, password=password),
                   state_dir=tmp_path_factory.mktemp("astra-state"))
+
+
+# -- a multi-node pair: 3 origin nodes, 2 target nodes --------------------------------------
+
+MULTINODE_ORIGIN_NODES = 3
+MULTINODE_TARGET_NODES = 2
+
+
+@dataclass(frozen=True)
+class MultinodeHandle:
+    """The multi-node sandbox of the run (`multinode`): each node on its own loopback address,
+    all on CQL 9042, with helpers to stop a node and bring it back."""
+
+    settings: SandboxSettings
+    started_here: bool
+
+    def nodes(self, cluster: str) -> list:
+        """The cluster's nodes (zdm.sandbox.node.NodeSpec), the seed first."""
+        return self.settings.clusters()[cluster]
+
+    def addresses(self, cluster: str) -> list[str]:
+        return [spec.address for spec in self.nodes(cluster)]
+
+    def cluster_config(self, cluster: str, contact_points: int | None = None) -> ClusterConfig:
+        """zdm's configuration for one cluster, naming its first ``contact_points`` nodes
+        (all of them by default)."""
+        addresses = self.addresses(cluster)[:contact_points]
+        return ClusterConfig(contact_points=tuple(addresses),
+                             port=self.nodes(cluster)[0].native_port)
+
+    def stop_node(self, address: str, *, graceful: bool = False):
+        """SIGKILL the node (``graceful``: SIGTERM); returns its NodeSpec."""
+        from zdm.sandbox import local
+
+        return local.stop_node(self.settings, address, graceful=graceful)
+
+    def start_node(self, address: str, *, timeout: float = 240.0):
+        """Start it again on its data; returns once it accepts a CQL login and (when no other
+        node of its cluster is down) every node of its cluster knows it again."""
+        from zdm.sandbox import local
+
+        return local.start_node(self.settings, address, timeout=timeout)
+
+    def restore(self, timeout: float = 240.0) -> None:
+        """Start every node that is not running (what a test that stops nodes ends with)."""
+        from zdm.sandbox import node
+
+        for spec in self.settings.nodes():
+            if node.read_pid(spec) is None:
+                self.start_node(spec.address, timeout=timeout)
+
+
+def _multinode_fixture(settings):
+    """Reuse ``settings``' sandbox when every node answers, else start it for the run and stop
+    it at its end (unless ZDM_KEEP_SANDBOX); a reused one is left with every node running."""
+    from zdm.sandbox import local
+
+    if local.saved_settings(settings.directory) == settings and \
+            all(n.version for n in local.status(settings, probe=True)):
+        handle = MultinodeHandle(settings, started_here=False)
+        yield handle
+        handle.restore()  # leave it as it was found
+        return
+    local.up(settings)
+    handle = MultinodeHandle(settings, started_here=True)
+    try:
+        yield handle
+    finally:
+        if not os.environ.get("ZDM_KEEP_SANDBOX"):
+            local.down(settings)
+
+
+@pytest.fixture(scope="session")
+def multinode():
+    """A 3-node origin (127.0.0.11-13, RF 3 keyspaces possible) and a 2-node target
+    (127.0.0.21-22), one DC each, all on CQL 9042 and internode 7000 on their own addresses,
+    under .zdm/test-multinode: reused when it already answers, otherwise started once for the
+    run (about 100 s on 2 cores) and stopped at its end (unless ZDM_KEEP_SANDBOX).  A test that
+    stops a node starts it again (``multinode.start_node`` or ``multinode.restore()``)."""
+    from zdm.sandbox import layout, local
+
+    settings = local.SandboxSettings(
+        directory=Path(os.environ.get("ZDM_TEST_MULTINODE_DIR", ROOT / ".zdm" / "test-multinode")),
+        origin_port=layout.MULTINODE_NATIVE_PORT, target_port=layout.MULTINODE_NATIVE_PORT,
+        origin_storage_port=layout.MULTINODE_STORAGE_PORT,
+        target_storage_port=layout.MULTINODE_STORAGE_PORT,
+        origin_nodes=MULTINODE_ORIGIN_NODES, target_nodes=MULTINODE_TARGET_NODES,
+        heap_mb=int(os.environ.get("ZDM_TEST_MULTINODE_HEAP_MB", "512")),
+        origin_address=os.environ.get("ZDM_TEST_MULTINODE_ORIGIN_ADDRESS"),
+        target_address=os.environ.get("ZDM_TEST_MULTINODE_TARGET_ADDRESS"))
+    yield from _multinode_fixture(settings)
+
+
+@pytest.fixture(scope="session")
+def multidc():
+    """Two datacenters: a 4-node origin, dc1 127.0.0.31-32 and dc2 127.0.0.33-34, and a
+    2-node target with dc1 only (127.0.0.41-42), 256 MiB heaps, under .zdm/test-multidc; the
+    same life as `multinode` (about 110 s to start on 2 cores).  Only tests of datacenters ask
+    for it."""
+    from zdm.sandbox import layout, local
+
+    settings = local.SandboxSettings(
+        directory=Path(os.environ.get("ZDM_TEST_MULTIDC_DIR", ROOT / ".zdm" / "test-multidc")),
+        origin_port=layout.MULTINODE_NATIVE_PORT, target_port=layout.MULTINODE_NATIVE_PORT,
+        origin_storage_port=layout.MULTINODE_STORAGE_PORT,
+        target_storage_port=layout.MULTINODE_STORAGE_PORT,
+        origin_nodes=4, origin_dcs=2, target_nodes=2, heap_mb=256,
+        origin_address=os.environ.get("ZDM_TEST_MULTIDC_ORIGIN_ADDRESS", "127.0.0.31"),
+        target_address=os.environ.get("ZDM_TEST_MULTIDC_TARGET_ADDRESS", "127.0.0.41"))
+    yield from _multinode_fixture(settings)

@@ -1,5 +1,5 @@
-"""`zdm sandbox up | down | status`: two real Cassandra nodes on loopback, of any release
-from 3.11 to 5.0."""
+"""`zdm sandbox up | down | status | stop-node | start-node`: real Cassandra clusters on
+loopback, of any release from 3.11 to 5.0, one node each or several in one or more DCs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import typer
 from rich.table import Table
 
 from zdm.cli.common import DEFAULT_CONFIG, ConfigPath, command, config_from, console
-from zdm.sandbox import local
+from zdm.errors import SandboxError
+from zdm.sandbox import layout, local
 from zdm.sandbox.jars import CASSANDRA_VERSION
 
 app = typer.Typer(help="Local origin and target Cassandra clusters for trying zdm and for tests.",
@@ -24,11 +25,17 @@ DirOption = Annotated[Path, typer.Option("--dir", help="Where the nodes keep the
 def _settings(directory: Path, config_path: Path, origin_port: int | None, target_port: int | None,
               heap_mb: int, auth: bool, origin_version: str, target_version: str,
               storage: tuple[int | None, int | None], tls: bool = False,
-              tls_client_auth: bool = False) -> local.SandboxSettings:
-    # the ports default to those of zdm.yaml, when there is one, so the two agree
+              tls_client_auth: bool = False, shape: dict | None = None) -> local.SandboxSettings:
+    shape = shape or {}
+    multi = {name: shape.get(f"{name}_nodes", 1) > 1 or shape.get(f"{name}_dcs", 1) > 1
+             for name in ("origin", "target")}
+    # a multi-node cluster's nodes all use 9042 and 7000 on their own addresses, as ccm's do;
+    # a single-node cluster's ports default to those of zdm.yaml, so the two agree
     config = config_from(config_path, missing_ok=True)
-    origin_port = origin_port or config.origin.port
-    target_port = target_port or config.target.port
+    origin_port = origin_port or (layout.MULTINODE_NATIVE_PORT if multi["origin"] else config.origin.port)
+    target_port = target_port or (layout.MULTINODE_NATIVE_PORT if multi["target"] else config.target.port)
+    storage = tuple(layout.MULTINODE_STORAGE_PORT if given is None and multi[name] else given
+                    for given, name in zip(storage, ("origin", "target")))
     if None in storage:
         chosen = local.storage_ports(directory, origin_port, target_port)
         storage = tuple(given or found for given, found in zip(storage, chosen))
@@ -36,7 +43,8 @@ def _settings(directory: Path, config_path: Path, origin_port: int | None, targe
         directory=directory, origin_port=origin_port, target_port=target_port,
         origin_storage_port=storage[0], target_storage_port=storage[1],
         heap_mb=heap_mb, auth=auth, origin_version=origin_version, target_version=target_version,
-        tls=tls or tls_client_auth, tls_client_auth=("origin", "target") if tls_client_auth else ())
+        tls=tls or tls_client_auth, tls_client_auth=("origin", "target") if tls_client_auth else (),
+        **shape)
 
 
 @app.command()
@@ -66,13 +74,28 @@ def up(
                                   "(DIR/tls/client.pem).")] = False,
     docker: Annotated[bool, typer.Option("--docker", help="Run the official image with "
                                          "testcontainers instead (needs a Docker engine).")] = False,
+    origin_nodes: Annotated[int, typer.Option(
+        help="Origin's nodes: more than 1 puts each on its own address from 127.0.0.11 "
+             "(CQL 9042, internode 7000 on each).")] = 1,
+    target_nodes: Annotated[int, typer.Option(
+        help="Target's nodes: more than 1 puts each on its own address from 127.0.0.21.")] = 1,
+    origin_dcs: Annotated[int, typer.Option(
+        help="Datacenters the origin nodes are split into (dc1, dc2, ...; equal sizes).")] = 1,
+    target_dcs: Annotated[int, typer.Option(
+        help="Datacenters the target nodes are split into.")] = 1,
+    origin_address: Annotated[str | None, typer.Option(
+        help="First address of a multi-node origin's block of 9 [default: 127.0.0.11].")] = None,
+    target_address: Annotated[str | None, typer.Option(
+        help="First address of a multi-node target's block of 9 [default: 127.0.0.21].")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each node.")] = 240.0,
     config: ConfigPath = DEFAULT_CONFIG,
 ) -> None:
-    """Start origin and target (idempotent); returns once both accept a CQL login."""
+    """Start origin and target (idempotent); returns once every node accepts a CQL login."""
+    shape = dict(origin_nodes=origin_nodes, target_nodes=target_nodes, origin_dcs=origin_dcs,
+                 target_dcs=target_dcs, origin_address=origin_address, target_address=target_address)
     settings = _settings(directory, config, origin_port, target_port, heap_mb, auth,
                          origin_version, target_version, (origin_storage_port, target_storage_port),
-                         tls, tls_client_auth)
+                         tls, tls_client_auth, shape)
     started = time.monotonic()
     if docker:
         from zdm.sandbox import docker as docker_sandbox
@@ -102,7 +125,7 @@ def down(
     grace: Annotated[float, typer.Option(help="Seconds between SIGTERM and SIGKILL.")] = 30.0,
     config: ConfigPath = DEFAULT_CONFIG,
 ) -> None:
-    """Stop both nodes (SIGTERM, then SIGKILL after a grace period)."""
+    """Stop every node (SIGTERM, then SIGKILL after a grace period)."""
     settings = local.saved_settings(directory)
     if settings is None:
         if purge and directory.exists():
@@ -135,7 +158,8 @@ def status(
     nodes = local.status(settings, probe=True) if settings else []
     if as_json:
         console.print_json(json.dumps([{
-            "name": n.name, "port": n.port, "pid": n.pid, "up": n.up,
+            "name": n.name, "cluster": n.cluster, "address": n.address, "dc": n.dc,
+            "port": n.port, "pid": n.pid, "up": n.up,
             "release": n.release, "release_version": n.version, "java": n.java,
             "java_version": n.java_version, "rss_bytes": n.rss_bytes} for n in nodes]))
         return
@@ -156,13 +180,60 @@ def _java_label(n: local.NodeStatus) -> str:
     return f"{n.java_version or '?'}{where}"
 
 
+@app.command("stop-node")
+@command
+def stop_node(
+    address: Annotated[str, typer.Argument(
+        help="The node's address (127.0.0.12), or address:port for a single-node cluster "
+             "(127.0.0.1:9043).")],
+    graceful: Annotated[bool, typer.Option(
+        "--graceful", help="SIGTERM and wait (SIGKILL after --grace), rather than SIGKILL at once.")] = False,
+    grace: Annotated[float, typer.Option(help="With --graceful, seconds before SIGKILL.")] = 30.0,
+    directory: DirOption = local.DEFAULT_DIR,
+) -> None:
+    """Stop one node, for fault tests: SIGKILL by default, as a crash would."""
+    spec = local.stop_node(_saved(directory), address, graceful=graceful, grace=grace)
+    console.print(f"Stopped {spec.name} ({spec.endpoint}) with {'SIGTERM' if graceful else 'SIGKILL'}.")
+
+
+@app.command("start-node")
+@command
+def start_node(
+    address: Annotated[str, typer.Argument(help="The node's address, as `zdm sandbox status` shows it.")],
+    java: Annotated[Path | None, typer.Option("--java", help="A Java for the node's release.",
+                                              dir_okay=False)] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the node.")] = 240.0,
+    directory: DirOption = local.DEFAULT_DIR,
+) -> None:
+    """Start a stopped node again on its data (it rejoins its cluster); returns once it
+    accepts a CQL login."""
+    started = time.monotonic()
+    spec = local.start_node(_saved(directory), address, timeout=timeout,
+                            java=str(java) if java else None)
+    console.print(f"[green]{spec.name} ({spec.endpoint}) is up[/] after {time.monotonic() - started:.1f}s.")
+
+
+def _saved(directory: Path) -> local.SandboxSettings:
+    settings = local.saved_settings(directory)
+    if settings is None:
+        raise SandboxError(f"no sandbox in {directory}",
+                           hint="start one with `zdm sandbox up`, or name its directory with --dir")
+    if settings.engine != "local":
+        raise SandboxError("stop-node and start-node work on the local engine only")
+    return settings
+
+
 def _print_status(nodes: list[local.NodeStatus]) -> None:
     table = Table(title="zdm sandbox")
-    for col in ("cluster", "address", "state", "release", "java", "pid", "memory"):
-        table.add_column(col)
+    dcs = any(n.dc for n in nodes)
+    # a multi-node sandbox names each node (origin-2: its cluster and rank) and its datacenter
+    for col in ("node" if dcs else "cluster", "address", *(("dc",) if dcs else ()),
+                "state", "release", "java", "pid", "memory"):
+        table.add_column(col, no_wrap=col in ("node", "address", "pid", "memory"))
     for n in nodes:
         table.add_row(
-            n.name, f"127.0.0.1:{n.port}",
+            n.name, f"{n.address}:{n.port}",
+            *((n.dc or "-",) if dcs else ()),
             "[green]up[/]" if n.up and n.version else ("[yellow]starting[/]" if n.pid else "[red]down[/]"),
             n.version or n.release or "-",
             _java_label(n),

@@ -50,6 +50,18 @@ class NodeSpec:
     tls_dir: Path | None = None
     #: with TLS: clients must present a certificate signed by the sandbox CA
     tls_client_auth: bool = False
+    #: where it listens (CQL and internode); a multi-node cluster gives each node its own
+    address: str = "127.0.0.1"
+    #: the cluster it belongs to ("origin"), when that is not its name (a multi-node cluster's
+    #: nodes are "origin-1", "origin-2", ...)
+    cluster: str | None = None
+    #: the address of its cluster's seed (None: itself)
+    seed: str | None = None
+    #: its datacenter and rack (GossipingPropertyFileSnitch); None: SimpleSnitch
+    dc: str | None = None
+    rack: str | None = None
+    #: the replication factor vnode token allocation optimises for
+    allocation_rf: int = 1
 
     @property
     def release(self) -> tuple[int, ...]:
@@ -62,7 +74,16 @@ class NodeSpec:
 
     @property
     def cluster_name(self) -> str:
-        return f"zdm-sandbox-{self.name}"
+        return f"zdm-sandbox-{self.cluster or self.name}"
+
+    @property
+    def endpoint(self) -> str:
+        """``address:native_port``, as a driver's contact point names it."""
+        return f"{self.address}:{self.native_port}"
+
+    @property
+    def rackdc_file(self) -> Path:
+        return self.directory / "conf" / "cassandra-rackdc.properties"
 
     @property
     def tls(self):
@@ -85,18 +106,18 @@ class NodeSpec:
 
 
 _YAML = """\
-# Written by `zdm sandbox`: a throwaway single-node Cassandra {version} cluster on loopback.
+# Written by `zdm sandbox`: {what} on loopback.
 cluster_name: {cluster_name}
 num_tokens: 4
 {token_allocation}partitioner: org.apache.cassandra.dht.Murmur3Partitioner
-endpoint_snitch: SimpleSnitch
+endpoint_snitch: {snitch}
 commitlog_sync: periodic
 seed_provider:
   - class_name: org.apache.cassandra.locator.SimpleSeedProvider
     parameters:
-      - seeds: "127.0.0.1:{storage_port}"
-listen_address: 127.0.0.1
-rpc_address: 127.0.0.1
+      - seeds: "{seed}:{storage_port}"
+listen_address: {address}
+rpc_address: {address}
 storage_port: {storage_port}
 native_transport_port: {native_port}
 start_native_transport: true
@@ -135,11 +156,17 @@ _RENAMED = (
 def yaml_text(spec: NodeSpec, data: Path) -> str:
     """``cassandra.yaml`` for ``spec``, in the key names its release understands."""
     new_names = spec.release >= (4, 1)
+    what = (f"a throwaway single-node Cassandra {spec.version} cluster" if spec.dc is None else
+            f"node {spec.name} ({spec.dc}) of the throwaway Cassandra {spec.version} cluster "
+            f"{spec.cluster_name}")
     text = _YAML.format(
-        version=spec.version, cluster_name=spec.cluster_name, storage_port=spec.storage_port,
-        native_port=spec.native_port, data=data,
+        what=what, cluster_name=spec.cluster_name, storage_port=spec.storage_port,
+        native_port=spec.native_port, data=data, address=spec.address,
+        seed=spec.seed or spec.address,
+        # the datacenter comes from cassandra-rackdc.properties (rackdc_text)
+        snitch="SimpleSnitch" if spec.dc is None else "GossipingPropertyFileSnitch",
         # 3.11 allocates tokens only per keyspace (allocate_tokens_for_keyspace)
-        token_allocation=("allocate_tokens_for_local_replication_factor: 1\n"
+        token_allocation=(f"allocate_tokens_for_local_replication_factor: {spec.allocation_rf}\n"
                           if spec.release >= (4, 0) else ""),
         authenticator="PasswordAuthenticator" if spec.auth else "AllowAllAuthenticator",
         authorizer="CassandraAuthorizer" if spec.auth else "AllowAllAuthorizer")
@@ -180,6 +207,14 @@ _ADD_OPENS = (
 )
 
 
+def rackdc_text(spec: NodeSpec) -> str | None:
+    """``cassandra-rackdc.properties`` (read from the classpath, where conf/ comes first) for a
+    node in a named datacenter; None for a SimpleSnitch node."""
+    if spec.dc is None:
+        return None
+    return f"# Written by `zdm sandbox`\ndc={spec.dc}\nrack={spec.rack or 'rack1'}\n"
+
+
 def write_config(spec: NodeSpec) -> None:
     spec.directory.mkdir(parents=True, exist_ok=True)
     data = spec.directory.resolve() / "data"
@@ -187,6 +222,9 @@ def write_config(spec: NodeSpec) -> None:
     (spec.directory / "conf").mkdir(exist_ok=True)
     (spec.directory / "conf" / "cassandra.yaml").write_text(yaml_text(spec, data))
     (spec.directory / "conf" / "logback.xml").write_text(_LOGBACK)
+    rackdc = rackdc_text(spec)
+    if rackdc is not None:
+        spec.rackdc_file.write_text(rackdc)
 
 
 def module_flags(spec: NodeSpec, java_version: int) -> list[str]:
@@ -224,7 +262,10 @@ def java_command(spec: NodeSpec, java: str, lib: Path, java_version: int = 17) -
         "-Dcassandra.skip_wait_for_gossip_to_settle=0",
         "-Dcassandra.superuser_setup_delay_ms=0",
         "-Dcassandra.shutdown_announce_in_ms=0",
-        "-Dcassandra.unsafesystem=true",
+        # unsafesystem keeps schema changes out of the commitlog: a node of a multi-node
+        # cluster killed for a fault test would come back without the keyspaces made since its
+        # start, and skip the replay of their writes
+        *(["-Dcassandra.unsafesystem=true"] if spec.dc is None else []),
         "-Dcassandra.skip_sync=true",
         "-Dcassandra.memtable_row_overhead_computation_step=100",
         "-cp", f"{conf}:{lib}/*",
@@ -266,10 +307,15 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
 
 def start(spec: NodeSpec, java: str, lib: Path) -> subprocess.Popen:
     for port in (spec.native_port, spec.storage_port):
-        if port_open(port):
-            raise SandboxError(f"{spec.name}: port {port} is already in use by another process",
-                               hint="stop whatever listens there, or pick other ports "
-                                    "(zdm sandbox up --origin-port/--target-port)")
+        if port_open(port, spec.address):
+            if spec.address == "127.0.0.1":
+                hint = ("stop whatever listens there, or pick other ports "
+                        "(zdm sandbox up --origin-port/--target-port)")
+            else:
+                hint = ("another sandbox's cluster may use this address block: stop it, or "
+                        "start this one's block elsewhere (--origin-address/--target-address)")
+            raise SandboxError(f"{spec.name}: {spec.address}:{port} is already in use by another "
+                               "process", hint=hint)
     if spec.tls is not None:
         spec.tls.ensure((spec.name,))
     write_config(spec)
@@ -330,13 +376,57 @@ def cql_login(spec: NodeSpec, timeout: float = 10.0) -> str:
     tls = {}
     if spec.tls is not None:
         tls["ssl_context"] = client_context(spec.tls, client_cert=spec.tls_client_auth)
-    cluster = Cluster(["127.0.0.1"], port=spec.native_port, auth_provider=auth,
+    from cassandra.policies import WhiteListRoundRobinPolicy
+
+    # only this node: a login must not wait on (or open pools to) the rest of its cluster
+    cluster = Cluster([spec.address], port=spec.native_port, auth_provider=auth,
                       connect_timeout=timeout, control_connection_timeout=timeout,
+                      load_balancing_policy=WhiteListRoundRobinPolicy([spec.address]),
                       protocol_version=spec.protocol_version, **tls)
     try:
         session = cluster.connect()
         row = session.execute("SELECT release_version FROM system.local", timeout=timeout).one()
         return row.release_version
+    finally:
+        cluster.shutdown()
+
+
+@dataclass(frozen=True, slots=True)
+class RingView:
+    """What one node knows of its cluster."""
+
+    #: its own gossip generation (a new one at each start)
+    generation: int
+    #: ``system.peers``: each other node that has joined the ring (has tokens), and its DC
+    peers: dict[str, str]
+    #: ``system_views.gossip_info`` (4.1+; None before): each node's generation as this node
+    #: last heard it, and whether its CQL port is ready
+    gossip: dict[str, tuple[int, bool]] | None
+
+
+def ring_view(spec: NodeSpec, timeout: float = 10.0) -> RingView:
+    from cassandra import InvalidRequest
+    from cassandra.auth import PlainTextAuthProvider
+    from cassandra.cluster import Cluster
+    from cassandra.policies import WhiteListRoundRobinPolicy
+
+    auth = PlainTextAuthProvider(*DEFAULT_CREDENTIALS) if spec.auth else None
+    cluster = Cluster([spec.address], port=spec.native_port, auth_provider=auth,
+                      connect_timeout=timeout, control_connection_timeout=timeout,
+                      load_balancing_policy=WhiteListRoundRobinPolicy([spec.address]),
+                      protocol_version=spec.protocol_version)
+    try:
+        session = cluster.connect()
+        generation = session.execute("SELECT gossip_generation FROM system.local",
+                                     timeout=timeout).one().gossip_generation
+        peers = {str(r.peer): r.data_center for r in session.execute(
+            "SELECT peer, data_center, tokens FROM system.peers", timeout=timeout) if r.tokens}
+        try:
+            gossip = {str(r.address): (r.generation, r.rpc_ready == "true") for r in session.execute(
+                "SELECT address, generation, rpc_ready FROM system_views.gossip_info", timeout=timeout)}
+        except InvalidRequest:  # no such table before 4.1
+            gossip = None
+        return RingView(generation, peers, gossip)
     finally:
         cluster.shutdown()
 
@@ -355,8 +445,33 @@ def stop(spec: NodeSpec, *, grace: float = 30.0) -> bool:
         _signal_group(pid, signal.SIGKILL)
         while _alive(pid):
             time.sleep(0.1)
+    _wait_closed(spec)
     spec.pid_file.unlink(missing_ok=True)
     return True
+
+
+def kill(spec: NodeSpec) -> bool:
+    """SIGKILL the node's process group at once, as a crash would; True if one ran."""
+    pid = read_pid(spec)
+    if pid is None:
+        spec.pid_file.unlink(missing_ok=True)
+        return False
+    _signal_group(pid, signal.SIGKILL)
+    while _alive(pid):
+        time.sleep(0.05)
+    _wait_closed(spec)
+    spec.pid_file.unlink(missing_ok=True)
+    return True
+
+
+def _wait_closed(spec: NodeSpec, timeout: float = 15.0) -> None:
+    """Wait until the node's ports stop answering.  A JVM's main thread can be gone (its
+    /proc cmdline empty) while other threads still hold its sockets, so a node "stopped" by
+    the pid alone can still take connections, and a restart would find its ports busy."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(
+            port_open(p, spec.address, timeout=0.2) for p in (spec.native_port, spec.storage_port)):
+        time.sleep(0.05)
 
 
 def _signal_group(pid: int, sig: int) -> None:
