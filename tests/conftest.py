@@ -384,7 +384,7 @@ def multinode():
 @pytest.fixture(scope="module")
 def multidc():
     """Two datacenters: a 4-node origin, dc1 127.0.0.31-32 and dc2 127.0.0.33-34, and a
-    2-node target with dc1 only (127.0.0.41-42), 256 MiB heaps, under .zdm/test-multidc; the
+    2-node target with dc1 only (127.0.0.41-42), 256 MiB heaps, under .zdm/test-multidc;
     started for the module that asks for it and stopped after it (about 110 s to start on
     2 cores), so that its six nodes do not hold memory and CPU for the rest of the run."""
     from zdm.sandbox import layout, local
