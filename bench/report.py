@@ -108,15 +108,18 @@ def machine_md(results: dict) -> list[str]:
 
 def cells_md(results: dict) -> list[str]:
     lines = []
+    loads = any("load" in c for c in results["cells"])  # runs before the load was recorded have none
     for workload in workloads(results):
         lines += ["", f"**{workload}**", "",
-                  "| in flight | path | ops/s | p50 ms | p99 ms | errors | proxy CPU µs/request | loadgen cores |",
-                  "|---:|---|---:|---:|---:|---:|---:|---:|"]
+                  "| in flight | path | ops/s | p50 ms | p99 ms | errors | proxy CPU µs/request | loadgen cores |"
+                  + (" load (1 min) |" if loads else ""),
+                  "|---:|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if loads else "")]
         for c in results["cells"]:
             if c["workload"] == workload:
+                load = f" {c['load'][0]:.1f}-{c['load'][1]:.1f} |" if loads and "load" in c else (" - |" if loads else "")
                 lines.append(f"| {c['conc']} | {c['path']} | {c['ops_s']:,.0f} | {c['p50_ms']:.2f} | "
                              f"{c['p99_ms']:.2f} | {c['errors']} | {num(c['proxy_cpu_us_per_req'], '.1f')} | "
-                             f"{c['cpu_cores']:.2f} |")
+                             f"{c['cpu_cores']:.2f} |{load}")
     return lines
 
 
