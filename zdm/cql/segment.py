@@ -197,14 +197,18 @@ class SegmentReader:
             raise ProtocolError(f"segment payload of {length} bytes exceeds {self._max_payload}")
         if len(self._buf) < HEADER_SIZE + HEADER_CRC_SIZE + length + TRAILER_SIZE:
             return None
-        self._buf.discard(HEADER_SIZE + HEADER_CRC_SIZE)
+        return self._payload(HEADER_SIZE + HEADER_CRC_SIZE, length), bool(header & _SELF_CONTAINED)
+
+    def _payload(self, header_size: int, length: int) -> bytes:
+        """Past a whole segment's header: its payload, its CRC32 trailer checked (v5 spec 2.1)."""
+        self._buf.discard(header_size)
         payload = self._buf.consume_exactly(length)
         (expected,) = _UINT32_LE.unpack(self._buf.consume_exactly(TRAILER_SIZE))
         actual = crc32(payload)
         if actual != expected:
             raise ProtocolError(f"segment payload CRC32 mismatch: received {expected:08x}, "
                                 f"computed {actual:08x}")
-        return payload, bool(header & _SELF_CONTAINED)
+        return payload
 
     def _next_compressed(self) -> tuple[bytes, bool] | None:
         head = self._buf.peek(COMPRESSED_HEADER_SIZE + HEADER_CRC_SIZE)
@@ -223,13 +227,7 @@ class SegmentReader:
                                 f"{self._max_payload}")
         if len(self._buf) < COMPRESSED_HEADER_SIZE + HEADER_CRC_SIZE + length + TRAILER_SIZE:
             return None
-        self._buf.discard(COMPRESSED_HEADER_SIZE + HEADER_CRC_SIZE)
-        payload = self._buf.consume_exactly(length)
-        (expected,) = _UINT32_LE.unpack(self._buf.consume_exactly(TRAILER_SIZE))
-        actual = crc32(payload)
-        if actual != expected:
-            raise ProtocolError(f"segment payload CRC32 mismatch: received {expected:08x}, "
-                                f"computed {actual:08x}")
+        payload = self._payload(COMPRESSED_HEADER_SIZE + HEADER_CRC_SIZE, length)
         if size:  # 0: sent uncompressed
             payload = self._codec.decompress_block(payload, size)
         return payload, bool(header & _SELF_CONTAINED_COMPRESSED)

@@ -284,7 +284,6 @@ class ControlPlane:
 
     async def _columns(self, query: str, table_column: str, keyspace: str | None,
                        table: str | None) -> list[list]:
-        backend, version = self.connections[Cluster.ORIGIN], self.versions[Cluster.ORIGIN]
         values = []
         if keyspace is not None:
             query += " WHERE keyspace_name = ?"
@@ -292,23 +291,7 @@ class ControlPlane:
             if table is not None:
                 query += f" AND {table_column} = ?"
                 values.append(table.encode())
-        rows, paging_state = [], None
-        while True:
-            answer = await backend.request(version, Opcode.QUERY, m.encode_query(
-                query, version=version, values=values or None, page_size=5000, paging_state=paging_state))
-            if not isinstance(answer, Frame):
-                raise ProxyError(answer.message)
-            if answer.opcode != Opcode.RESULT:
-                error = m.decode_error(answer.body, flags=answer.flags)
-                if error.code == ErrorCode.INVALID:
-                    raise _NoSuchTable(error.message)
-                raise ProxyError(error.message)
-            result = m.decode_rows(answer.body, version, flags=answer.flags)
-            rows.extend([deserialize(spec.type, cell) if cell is not None else None
-                         for spec, cell in zip(result.columns, row)] for row in result.rows)
-            if result.paging_state is None:
-                return rows
-            paging_state = result.paging_state
+        return [list(row.values()) for row in await self._rows(Cluster.ORIGIN, query, values or None)]
 
     # -- each cluster's topology -------------------------------------------------------------
     def _status_changed(self, cluster: Cluster, address: str, port: int, up: bool) -> None:
@@ -403,13 +386,14 @@ class ControlPlane:
                                                               "strategy_options FROM system.schema_keyspaces")}
         return local[0], peers, keyspaces
 
-    async def _rows(self, cluster: Cluster, query: str) -> list[dict]:
-        """Every row of ``query`` on the cluster's control connection, column name -> value."""
+    async def _rows(self, cluster: Cluster, query: str, values: list[bytes] | None = None) -> list[dict]:
+        """Every row of ``query`` (with its bound ``values``) on the cluster's control
+        connection, page by page: column name -> value, in the columns' order."""
         backend, version = self.connections[cluster], self.versions[cluster]
         rows, paging_state = [], None
         while True:
             answer = await backend.request(version, Opcode.QUERY, m.encode_query(
-                query, version=version, page_size=5000, paging_state=paging_state))
+                query, version=version, values=values, page_size=5000, paging_state=paging_state))
             if not isinstance(answer, Frame):
                 raise ProxyError(answer.message)
             if answer.opcode != Opcode.RESULT:
