@@ -197,23 +197,10 @@ def compression_md(results: dict) -> list[str]:
 
 def compression_chart(results: dict, png: Path) -> None:
     """The proxies' CPU per request against concurrency, uncompressed (dashed) and compressed."""
-    fig, axes = panels(results, "proxy CPU per request: uncompressed dashed, compressed solid")
-    for i, (ax, workload) in enumerate(axes):
-        for n, base in enumerate(("zdm", "zdm-proxy")):
-            for path in (base, *(f"{base}+{c}" for c in compressions(results))):
-                cells = sorted((c for c in results["cells"] if c["workload"] == workload and c["path"] == path
-                                and c["proxy_cpu_us_per_req"] is not None), key=lambda c: c["conc"])
-                if cells:
-                    ax.plot([c["conc"] for c in cells], [c["proxy_cpu_us_per_req"] for c in cells], marker="o",
-                            label=path, color=f"C{n + 1}", linestyle="--" if path == base else "-")
-        concurrency_axis(ax, results)
-        ax.set_ylim(bottom=0)
-        ax.set_title(workload)
-        if i == 0:
-            ax.set_ylabel("proxy CPU µs/request")
-            ax.legend(fontsize="small")
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=120)
+    lines = [(path, {"label": path, "color": f"C{n + 1}", "linestyle": "--" if path == base else "-"})
+             for n, base in enumerate(("zdm", "zdm-proxy"))
+             for path in (base, *(f"{base}+{c}" for c in compressions(results)))]
+    cpu_chart(results, png, "proxy CPU per request: uncompressed dashed, compressed solid", lines)
 
 
 def memory_md(results: dict) -> list[str]:
@@ -273,17 +260,16 @@ def chart(results: dict, png: Path) -> None:
     fig.savefig(png, dpi=120)
 
 
-def feature_chart(results: dict, png: Path) -> None:
-    """The proxy's CPU per request against concurrency, zdm's defaults and each feature."""
-    fig, axes = panels(results, "zdm's CPU per request: defaults and each feature")
-    shown = ["zdm", *dict.fromkeys(c["path"] for c in results["cells"] if c.get("feature"))]
+def cpu_chart(results: dict, png: Path, title: str, lines: list[tuple[str, dict]]) -> None:
+    """The proxy's CPU per request against concurrency, one line per (path, plot style)."""
+    fig, axes = panels(results, title)
     for i, (ax, workload) in enumerate(axes):
-        for path in shown:
+        for path, style in lines:
             cells = sorted((c for c in results["cells"] if c["workload"] == workload and c["path"] == path
                             and c["proxy_cpu_us_per_req"] is not None), key=lambda c: c["conc"])
             if cells:
                 ax.plot([c["conc"] for c in cells], [c["proxy_cpu_us_per_req"] for c in cells], marker="o",
-                        label="defaults" if path == "zdm" else path.removeprefix("zdm "))
+                        **style)
         concurrency_axis(ax, results)
         ax.set_ylim(bottom=0)
         ax.set_title(workload)
@@ -292,6 +278,13 @@ def feature_chart(results: dict, png: Path) -> None:
             ax.legend(fontsize="small")
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=120)
+
+
+def feature_chart(results: dict, png: Path) -> None:
+    """The proxy's CPU per request against concurrency, zdm's defaults and each feature."""
+    shown = ["zdm", *dict.fromkeys(c["path"] for c in results["cells"] if c.get("feature"))]
+    cpu_chart(results, png, "zdm's CPU per request: defaults and each feature",
+              [(p, {"label": "defaults" if p == "zdm" else p.removeprefix("zdm ")}) for p in shown])
 
 
 # --- the copy and the validation -------------------------------------------------------------
