@@ -118,6 +118,9 @@ class Clusters:
     target_port: int
     tls: SandboxTls | None = None
     client_auth: tuple[str, ...] = ()  # the clusters whose nodes require a client certificate
+    #: the node each cluster is reached at (one contact point): a multi-node sandbox's first
+    origin_host: str = HOST
+    target_host: str = HOST
 
     def node_tls(self, cluster: str) -> ClientTls | None:
         """How the load generator and the proxies reach `cluster`'s node."""
@@ -129,6 +132,9 @@ class Clusters:
 
     def port(self, cluster: str) -> int:
         return self.origin_port if cluster == "origin" else self.target_port
+
+    def host(self, cluster: str) -> str:
+        return self.origin_host if cluster == "origin" else self.target_host
 
 
 PLAINTEXT = Clusters(ORIGIN_PORT, TARGET_PORT)
@@ -158,6 +164,10 @@ class Endpoint:
     tls: ClientTls | None = None  # how clients reach it, None for plaintext
     feature: str | None = None  # a zdm instance with this setting ("key=value") beside the defaults
     compression: str = "none"  # the load generator's frame compression on this path
+    #: the load generator's -hosts when not HOST:port (a multi-node cluster reached directly)
+    hosts: str | None = None
+    #: more load generator flags on this path (e.g. -token-aware)
+    loadgen_flags: tuple[str, ...] = ()
 
 
 def zdm_counters(endpoint: Endpoint) -> dict:
@@ -210,12 +220,17 @@ def same_timeuuid_share(binary: Path, endpoint: Endpoint, protocol: int) -> floa
     return same / len(mine) if mine else None
 
 
-def measure(binary: Path, endpoint: Endpoint, workload: str, conc: int, a: argparse.Namespace) -> dict:
-    """One cell: the load generator's result plus the proxy's CPU per request in its window."""
-    cmd = [str(binary), "-hosts", f"{HOST}:{endpoint.port}", "-mode", workload, "-conc", str(conc),
+def measure(binary: Path, endpoint: Endpoint, workload: str, conc: int, a: argparse.Namespace,
+            probes: dict | None = None) -> dict:
+    """One cell: the load generator's result plus the proxy's CPU per request in its window;
+    each of ``probes`` (name -> a function returning a number, e.g. the clusters' CPU
+    seconds) is read as the window opens and as it closes: its change is ``deltas[name]``."""
+    probes = probes or {}
+    opened: dict[str, float] = {}
+    cmd = [str(binary), "-hosts", endpoint.hosts or f"{HOST}:{endpoint.port}", "-mode", workload, "-conc", str(conc),
            "-conns", str(a.conns), "-seconds", str(a.seconds), "-warmup", str(a.warmup),
            "-rows", str(a.rows), "-proto", str(a.protocol), "-label", endpoint.name, *tls_flags(endpoint.tls),
-           "-compression", endpoint.compression]
+           "-compression", endpoint.compression, *endpoint.loadgen_flags]
     if a.write_coalesce_us is not None:
         cmd += ["-write-coalesce-us", str(a.write_coalesce_us)]
     counters_before = zdm_counters(endpoint)
@@ -228,6 +243,7 @@ def measure(binary: Path, endpoint: Endpoint, workload: str, conc: int, a: argpa
         for line in proc.stderr:
             if line.strip() == "measuring":
                 window_start.append(tree_cpu_seconds(endpoint.pid))
+                opened.update({name: probe() for name, probe in probes.items()})
             else:
                 messages.append(line)
 
@@ -235,6 +251,7 @@ def measure(binary: Path, endpoint: Endpoint, workload: str, conc: int, a: argpa
     watcher.start()
     line = proc.stdout.readline()
     window_end = tree_cpu_seconds(endpoint.pid)
+    deltas = {name: probe() - opened[name] for name, probe in probes.items() if name in opened}
     proc.wait(timeout=60)
     watcher.join(timeout=10)
     if proc.returncode or not line:
@@ -245,6 +262,8 @@ def measure(binary: Path, endpoint: Endpoint, workload: str, conc: int, a: argpa
         result["proxy_cpu_us_per_req"] = (window_end - window_start[0]) / requests * 1e6
     else:
         result["proxy_cpu_us_per_req"] = None
+    if deltas:
+        result["deltas"] = deltas
     if endpoint.state_dir is not None:  # how often a worker had not seen a PREPARE
         time.sleep(1.5)
         after = zdm_counters(endpoint)
@@ -436,7 +455,7 @@ def start_zdm(port: int, workers: int | None, workdir: Path, settings: list[str]
     config = {"proxy": proxy, "state_dir": str(workdir / "state")}
     for cluster in ("origin", "target"):
         tls = clusters.node_tls(cluster)
-        config[cluster] = {"contact_points": [HOST], "port": clusters.port(cluster)}
+        config[cluster] = {"contact_points": [clusters.host(cluster)], "port": clusters.port(cluster)}
         if tls:
             config[cluster]["tls"] = {k: str(v) for k, v in vars(tls).items() if v is not None}
     (workdir / "zdm.yaml").write_text(json.dumps(config, indent=2) + "\n")  # JSON is YAML
@@ -449,8 +468,8 @@ def start_zdm(port: int, workers: int | None, workdir: Path, settings: list[str]
 def start_zdm_proxy(binary: str, port: int, metrics_port: int, workdir: Path,
                     clusters: Clusters = PLAINTEXT, name: str = "zdm-proxy"):
     env = {**os.environ,
-           "ZDM_ORIGIN_CONTACT_POINTS": HOST, "ZDM_ORIGIN_PORT": str(clusters.origin_port),
-           "ZDM_TARGET_CONTACT_POINTS": HOST, "ZDM_TARGET_PORT": str(clusters.target_port),
+           "ZDM_ORIGIN_CONTACT_POINTS": clusters.origin_host, "ZDM_ORIGIN_PORT": str(clusters.origin_port),
+           "ZDM_TARGET_CONTACT_POINTS": clusters.target_host, "ZDM_TARGET_PORT": str(clusters.target_port),
            "ZDM_ORIGIN_USERNAME": "", "ZDM_ORIGIN_PASSWORD": "",
            "ZDM_TARGET_USERNAME": "", "ZDM_TARGET_PASSWORD": "",
            "ZDM_PROXY_LISTEN_ADDRESS": HOST, "ZDM_PROXY_LISTEN_PORT": str(port),
@@ -758,17 +777,26 @@ def main() -> None:
             print_ratios(results["cells"], f"zdm+{c}", "zdm")
     print_tls_costs(results["cells"])
     print_feature_costs(results["cells"])
-    loads = [x for c in results["cells"] for x in c.get("load", ())]
-    if loads:
-        print(f"\nload average (1 min) during the cells: {min(loads):.1f} to {max(loads):.1f}"
-              + ("  -- 10 or more: these figures do not count" if max(loads) >= 10 else ""))
+    print_loads(results["cells"])
     m = results["machine"]
     print(f"\n{m['cores']} cores ({m['cpu_model']}), {m['ram_gib']} GiB, Python {m['python']}, "
           f"uvloop {'yes' if m['uvloop'] else 'no'}; protocol v{a.protocol}, compression {','.join(a.compression)}, {a.seconds:g} s per cell "
           f"after {a.warmup:g} s warm-up, loadgen {a.conns} connections")
-    if a.json_out:
-        a.json_out.write_text(json.dumps(results, indent=2, default=str) + "\n")
-        print(f"results written to {a.json_out}")
+    write_json(results, a.json_out)
+
+
+def print_loads(cells: list[dict]) -> None:
+    """The machine's load around the cells; a figure taken at 10 or more does not count."""
+    loads = [x for c in cells for x in c.get("load", ())]
+    if loads:
+        print(f"\nload average (1 min) during the cells: {min(loads):.1f} to {max(loads):.1f}"
+              + ("  -- 10 or more: these figures do not count" if max(loads) >= 10 else ""))
+
+
+def write_json(results: dict, path: Path | None) -> None:
+    if path:
+        path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+        print(f"results written to {path}")
 
 
 if __name__ == "__main__":

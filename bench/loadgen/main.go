@@ -48,6 +48,7 @@ type options struct {
 	hosts, mode, ks, label, user, pass   string
 	tlsCA, tlsCert, tlsKey, tlsName      string
 	compression                          string
+	tokenAware                           bool
 	conc, conns, rows, proto, coalesceUs int
 	seconds, warmup                      float64
 }
@@ -125,6 +126,8 @@ func parseFlags() options {
 	flag.IntVar(&o.coalesceUs, "write-coalesce-us", -1,
 		"gocql's write coalescing wait in µs, 0: off (default: gocql's, 200 µs; gocql never coalesces over TLS)")
 	flag.StringVar(&o.compression, "compression", "none", "frame compression: none | lz4 | snappy (v3/v4 only)")
+	flag.BoolVar(&o.tokenAware, "token-aware", false,
+		"discover the cluster's nodes from -hosts and send each request to a replica of its key (gocql's token-aware policy)")
 	flag.Parse()
 	if !slices.Contains([]string{"none", "lz4", "snappy"}, o.compression) {
 		usage("unknown -compression %q", o.compression)
@@ -151,9 +154,13 @@ func connect(o options) (*gocql.Session, error) {
 	c := gocql.NewCluster(strings.Split(o.hosts, ",")...)
 	c.ProtoVersion = o.proto
 	c.NumConns = o.conns
-	c.DisableInitialHostLookup = true
-	c.Events.DisableTopologyEvents = true
-	c.Events.DisableNodeStatusEvents = true
+	if o.tokenAware { // as an application straight on a cluster: every node, replicas first
+		c.PoolConfig.HostSelectionPolicy = gocql.TokenAwareHostPolicy(gocql.RoundRobinHostPolicy())
+	} else { // the hosts given, only (a proxy shows its own instances as the cluster)
+		c.DisableInitialHostLookup = true
+		c.Events.DisableTopologyEvents = true
+		c.Events.DisableNodeStatusEvents = true
+	}
 	c.Timeout = 10 * time.Second
 	c.ConnectTimeout = 10 * time.Second
 	c.Consistency = gocql.One

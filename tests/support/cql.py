@@ -11,15 +11,15 @@ from zdm.cql.types import parse_type, write_option
 
 def prepared_result(version: int, prepared_id: bytes, *, metadata_id: bytes = b"\x22" * 16,
                     binds: tuple[str, ...] = (), columns: tuple[tuple[str, str], ...] = (),
-                    keyspace: str = "ks", table: str = "t") -> bytes:
+                    keyspace: str = "ks", table: str = "t", pk_indexes: tuple[int, ...] = ()) -> bytes:
     """A RESULT Prepared body (section 4.2.5.4): bind markers ``binds`` (ints), result
-    ``columns`` as (name, cql type) pairs."""
+    ``columns`` as (name, cql type) pairs, ``pk_indexes`` the markers of the partition key."""
     out = p.write_int(ResultKind.PREPARED) + p.write_short_bytes(prepared_id)
     if version >= 5:
         out += p.write_short_bytes(metadata_id)
     out += p.write_int(GLOBAL_TABLES_SPEC) + p.write_int(len(binds))
     if version >= 4:
-        out += p.write_int(0)  # pk_count
+        out += p.write_int(len(pk_indexes)) + b"".join(p.write_short(i) for i in pk_indexes)
     out += p.write_string(keyspace) + p.write_string(table)
     for name in binds:
         out += p.write_string(name) + write_option(parse_type("int"))

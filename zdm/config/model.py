@@ -110,6 +110,9 @@ class ProxyConfig:
     #: when both clusters require a login: the client's credentials go to origin (and the proxy
     #: logs into target with target.username/password) instead of to target (zdm-proxy's option)
     forward_client_credentials_to_origin: bool = False
+    #: an EXECUTE (or a single-partition BATCH) of a prepared statement goes, on each cluster,
+    #: to a replica of its partition in the local DC, over a connection of the proxy's to it
+    token_aware: bool = True
 
     def worker_processes(self) -> int:
         return self.workers or os.cpu_count() or 1

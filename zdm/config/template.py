@@ -43,6 +43,7 @@ proxy:                       # the dual-writing CQL proxy (`zdm proxy start`)
   # secondary_write_failure: fail   # or record: a target outage costs no client errors
   # secondary_write_timeout_s: 2    #   (record) how long a write waits for the secondary
   # forward_client_credentials_to_origin: false   # both need a login: client's go to origin
+  # token_aware: true   # EXECUTEs go to a replica of their partition (local DC), per cluster
   # replace_cql_functions: false  # now(), uuid()... in writes: one value for both clusters
   # metrics_port: 14001           # /metrics, /health/liveness, /health/readiness
   # metrics_address: 127.0.0.1

@@ -31,6 +31,7 @@ from zdm.proxy.dialer import Dialer
 from zdm.proxy.handler import Context
 from zdm.proxy.refusal import Refusal
 from zdm.proxy.session import ClientSession
+from zdm.proxy.token_aware import NodeLinks
 from zdm.proxy.topology import Instance, VirtualTopology
 from zdm.clusters.tls import server_context
 from zdm.clusters.tls_diagnosis import classify, short_error
@@ -65,7 +66,8 @@ class DataPlane:
                            secondary_timeout=pc.secondary_write_timeout_s
                            if pc.secondary_write_failure == "record" else None,
                            replace_functions=pc.replace_cql_functions, max_version=max_version,
-                           compression=compression, metrics=pc.metrics_enabled)
+                           compression=compression, metrics=pc.metrics_enabled,
+                           token_aware=pc.token_aware)
         self._divergences: DivergenceWriter | None = None
         self._tls = server_context(pc.tls) if pc.tls is not None else None
         self.dialer = Dialer(config)
@@ -78,6 +80,9 @@ class DataPlane:
             self.dialer.node_stats = lambda cluster, address: stats.node(cluster.value, address)
             self.dialer.on_failure = lambda cluster: stats.failed_connections.__setitem__(
                 cluster.value, stats.failed_connections[cluster.value] + 1)
+        #: connections to replicas, shared by the client connections of one login
+        self.links = NodeLinks(self.dialer, topology=self.ctx.clusters.get,
+                               stats=self.ctx.stats if pc.metrics_enabled else None) if pc.token_aware else None
         self.credentials = {Cluster.ORIGIN: config.origin.credentials,
                             Cluster.TARGET: config.target.credentials}
         self.sessions: set[ClientSession] = set()
@@ -172,7 +177,8 @@ class DataPlane:
         session = ClientSession(client, ctx=self.ctx, dialer=self.dialer, credentials=self.credentials,
                                 on_closed=self._session_closed,
                                 forward_to_origin=self.config.proxy.forward_client_credentials_to_origin,
-                                conn_id=f"{self.name.rsplit('.', 1)[-1]}-{self._accepted}")
+                                conn_id=f"{self.name.rsplit('.', 1)[-1]}-{self._accepted}",
+                                links=self.links)
         self.sessions.add(session)
         self.ctx.stats.client_connections += 1
 
@@ -194,6 +200,9 @@ class DataPlane:
                 if not backend.closed:
                     name = f"{backend.address[0]}:{backend.address[1]}"
                     nodes[cluster.value][name] = nodes[cluster.value].get(name, 0) + 1
+        for backend in self.links.backends() if self.links is not None else ():
+            name = f"{backend.address[0]}:{backend.address[1]}"
+            nodes[backend.cluster.value][name] = nodes[backend.cluster.value].get(name, 0) + 1
         return {**self.ctx.stats.snapshot(),
                 "gauges": {"client_connections": self.connections, "pscache_entries": len(self.ctx.prepared),
                            "connections": nodes}}
@@ -232,6 +241,9 @@ class DataPlane:
         stats = self.ctx.stats
         for session in self.sessions:
             for backend in session.backends.values():
+                stats.heartbeats += keep_alive(backend, now, interval)
+        if self.links is not None:
+            for backend in list(self.links.backends()):
                 stats.heartbeats += keep_alive(backend, now, interval)
 
 

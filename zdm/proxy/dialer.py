@@ -74,6 +74,8 @@ class Route:
         self.bundle = False
         #: endpoint -> (down until, the backoff it was given)
         self._down: dict[Endpoint, tuple[float, float]] = {}
+        #: the last topology reaches_nodes was asked about, and its answer
+        self._reach: tuple[object, bool] = (None, False)
 
     def next(self) -> Endpoint:
         """The endpoint a connection would go to now (the contact points, in turn)."""
@@ -86,11 +88,11 @@ class Route:
         ``topology``, its nodes instead of the contact points: the live ones of the local DC
         first, then other DCs', then those gossip says are down."""
         self._turn += 1
-        nodes = self._nodes(topology)
+        nodes = self.nodes_of(topology)
         if nodes is None:
             endpoints, rank = self.endpoints, {}
         else:
-            endpoints = [self._endpoint(n) for n in nodes]
+            endpoints = [self.endpoint_of(n) for n in nodes]
             rank = {e: (not n.up, n.dc != topology.local_dc) for e, n in zip(endpoints, nodes)}
         now = self._clock()
 
@@ -104,7 +106,7 @@ class Route:
             ordered += group[start:] + group[:start]
         return ordered
 
-    def _nodes(self, topology: ClusterTopology | None) -> list[Node] | None:
+    def nodes_of(self, topology: ClusterTopology | None) -> list[Node] | None:
         """The topology's nodes, by host id, when the contact points are among them."""
         if topology is None or not topology.nodes or self.bundle:
             return None
@@ -112,7 +114,15 @@ class Route:
             return None
         return sorted(topology.nodes, key=lambda n: n.host_id)
 
-    def _endpoint(self, node: Node) -> Endpoint:
+    def reaches_nodes(self, topology: ClusterTopology) -> bool:
+        """True when connections go to ``topology``'s nodes at their own addresses."""
+        seen, answer = self._reach
+        if seen is not topology:
+            answer = self.nodes_of(topology) is not None
+            self._reach = (topology, answer)
+        return answer
+
+    def endpoint_of(self, node: Node) -> Endpoint:
         verify = self.tls is not None and self.tls.check_hostname
         return Endpoint(node.address, node.port, node.address if verify else None,
                         f"{node.address}:{node.port}")
@@ -200,6 +210,31 @@ class Dialer:
             route.mark_up(endpoint)
             return backend
         raise first
+
+    def reaches_nodes(self, cluster: Cluster, topology: ClusterTopology) -> bool:
+        """True when this proxy connects to ``cluster``'s nodes at their own addresses (not
+        through a bundle's SNI proxy, a load balancer or a NAT named as contact points)."""
+        route = self._routes.get(cluster)
+        return route is not None and route.reaches_nodes(topology)
+
+    def is_down(self, cluster: Cluster, node: Node) -> bool:
+        """True while ``node`` is tried only after the others (it failed lately)."""
+        route = self._routes.get(cluster)
+        return route is not None and route.is_down(route.endpoint_of(node))
+
+    async def dial_node(self, cluster: Cluster, node: Node, *,
+                        on_lost: Callable[[BackendConnection, str], None] | None = None) -> BackendConnection:
+        """A connection to that very ``node`` (token-aware forwarding); raises its failure,
+        explained, and marks it down."""
+        route = await self.route(cluster)
+        endpoint = route.endpoint_of(node)
+        try:
+            backend = await self._connect(cluster, route, endpoint, None, on_lost)
+        except ZdmError:
+            route.mark_down(endpoint)
+            raise
+        route.mark_up(endpoint)
+        return backend
 
     def lost(self, backend: BackendConnection) -> None:
         """``backend``'s connection was lost: its node is tried after the others for a while."""

@@ -40,6 +40,7 @@ from zdm.proxy.pending import AsyncRead, Dual, Single, error_frame, failure_fram
 from zdm.proxy.prepared import PreparedCache, PreparedEntry
 from zdm.proxy.routing import REFUSALS, Destination, decide
 from zdm.proxy.cluster_topology import ClusterTopology
+from zdm.proxy.routing_key import Partition, batch_partition, execute_partition, key_markers
 from zdm.proxy.schema import KeySchema
 from zdm.proxy.stats import ProxyStats
 from zdm.proxy.topology import Instance, VirtualTopology
@@ -49,6 +50,7 @@ Callback = Callable[[Outcome], None]
 Send = Callable[..., None]
 Reply = Callable[[int, Frame], None]
 Record = Callable[[dict, Callable[[BaseException | None], None] | None], None]
+Replicas = Callable[[Cluster, "Partition", tuple[PreparedEntry, ...]], Send | None]
 
 __all__ = ["Context", "RequestHandler", "error_frame", "failure_frame", "now_us", "supported_body"]
 
@@ -71,7 +73,8 @@ class Context:
 
     __slots__ = ("routing", "scope", "prepared", "stats", "topology", "me", "clock", "draining",
                  "name", "divergences", "secondary_timeout", "replace_functions", "max_version",
-                 "compression", "supported_bodies", "metrics", "schema", "clusters")
+                 "compression", "supported_bodies", "metrics", "schema", "clusters", "token_aware",
+                 "_token_aware_on")
 
     def __init__(self, *, routing: Routing, topology: VirtualTopology, me: Instance,
                  scope: Scope = Scope(), prepared: PreparedCache | None = None,
@@ -81,7 +84,8 @@ class Context:
                  max_version: int = MAX_VERSION, metrics: bool = True,
                  compression: Mapping[Cluster, Collection[str]] | None = None,
                  schema: KeySchema | None = None,
-                 clusters: Mapping[Cluster, ClusterTopology] | None = None) -> None:
+                 clusters: Mapping[Cluster, ClusterTopology] | None = None,
+                 token_aware: bool = False) -> None:
         self.routing = routing
         self.scope = scope  # statements outside it go to origin only
         self.topology = topology
@@ -114,16 +118,27 @@ class Context:
         self.schema = schema
         #: each cluster's real topology (zdm.proxy.cluster_topology), as the instance last
         #: published it; a cluster whose topology was not read yet is absent
-        self.clusters: dict[Cluster, ClusterTopology] = dict(clusters or {})
+        self.clusters: dict[Cluster, ClusterTopology] = {}
+        #: `proxy.token_aware`, and whether a cluster has several nodes to choose from: a
+        #: request's partition is worked out only then (:mod:`~zdm.proxy.token_aware`)
+        self._token_aware_on = token_aware
+        self.token_aware = False
+        for cluster, topology in (clusters or {}).items():
+            self.set_cluster(cluster, topology)
+
+    def set_cluster(self, cluster: Cluster, topology: ClusterTopology) -> None:
+        """``cluster``'s topology as the instance just published it."""
+        self.clusters[cluster] = topology
+        self.token_aware = self._token_aware_on and any(len(t.nodes) > 1 for t in self.clusters.values())
 
 
 class RequestHandler:
     __slots__ = ("ctx", "version", "keyspace", "in_flight", "nodes", "who", "registered",
-                 "_send_origin", "_send_target", "_reply")
+                 "_send_origin", "_send_target", "_reply", "replicas", "_partition", "_entries")
 
     def __init__(self, ctx: Context, version: int, send: Mapping[Cluster, Send], reply: Reply, *,
                  keyspace: str | None = None, nodes: Mapping[Cluster, str] | None = None,
-                 who: dict | None = None) -> None:
+                 who: dict | None = None, replicas: Replicas | None = None) -> None:
         self.who = who or {}  # the connection, for log lines (zdm.logs.client)
         self.ctx = ctx
         self.version = version
@@ -134,6 +149,12 @@ class RequestHandler:
         self._send_origin = send[Cluster.ORIGIN]
         self._send_target = send[Cluster.TARGET]
         self._reply = reply
+        #: replicas(cluster, partition, entries): the send to a replica of ``partition`` on
+        #: ``cluster`` that has prepared ``entries``, or None (:mod:`~zdm.proxy.token_aware`)
+        self.replicas = replicas
+        #: while a request is being sent: its partition (None: unknown) and its statements
+        self._partition: Partition | None = None
+        self._entries: tuple[PreparedEntry, ...] = ()
 
     # -- in and out ------------------------------------------------------------------
     def frame_received(self, frame: Frame) -> None:
@@ -169,6 +190,11 @@ class RequestHandler:
 
     def send_to(self, cluster: Cluster, flags: int, opcode: int, body: bytes, callback: Callback,
                 timeout: float | None = None) -> None:
+        if self._partition is not None:  # token-aware: a replica, when one is ready
+            send = self.replicas(cluster, self._partition, self._entries)
+            if send is not None:
+                send(flags, opcode, body, callback, timeout)
+                return
         if cluster is Cluster.ORIGIN:
             self._send_origin(flags, opcode, body, callback, timeout)
         else:
@@ -219,7 +245,8 @@ class RequestHandler:
 
     def _forward(self, frame: Frame, decision, origin_body: bytes, target_body: bytes,
                  entry: PreparedEntry | None = None, on_success=None, statements: int = 0,
-                 stmt: Statement | None = None, plan=None) -> None:
+                 stmt: Statement | None = None, plan=None, partition: Partition | None = None,
+                 entries: tuple[PreparedEntry, ...] = ()) -> None:
         """Send a request where ``decision`` says (not PROXY), with each cluster's body.
         ``statements``: how many prepared statements it uses (an UNPREPARED answer is
         recovered from once per statement and cluster); ``stmt``: what it runs."""
@@ -252,7 +279,15 @@ class RequestHandler:
                 "reads_origin" if dest is Destination.ORIGIN else "reads_target"
             pending.t0 = time.monotonic()
             ctx.stats.started(pending.kind)
-        pending.send()
+        if partition is None:
+            pending.send()
+            return
+        # the first sends go to a replica; a resend (after UNPREPARED) goes home
+        self._partition, self._entries = partition, entries
+        try:
+            pending.send()
+        finally:
+            self._partition, self._entries = None, ()
 
     def table_of(self, stmt: Statement | None, entry: PreparedEntry | None = None) -> str:
         """``keyspace.table`` of what a request runs, for the per-table counters."""
@@ -313,7 +348,8 @@ class RequestHandler:
             ctx.prepared.put(PreparedEntry(info.query, keyspace, stmt, po.prepared_id,
                                            pt.prepared_id if pt else None, po.result_metadata_id,
                                            pt.result_metadata_id if pt else None,
-                                           meta.columns if virtual else None, meta.binds))
+                                           meta.columns if virtual else None, meta.binds,
+                                           key_markers=key_markers(meta)))
 
         self._forward(frame, decision, frame.body, frame.body, on_success=prepared)
 
@@ -354,7 +390,11 @@ class RequestHandler:
             target_body = origin_body if target_body is frame.body else \
                 m.add_default_timestamp(Opcode.EXECUTE, target_body, version, ts, flags=frame.flags)
             body = origin_body
-        self._forward(frame, decision, body, target_body, entry, stmt=stmt)
+        partition = None
+        if ctx.token_aware and entry.key_markers is not None and self.replicas is not None:
+            partition = execute_partition(frame.body, version, entry.key_markers, flags=frame.flags)
+        self._forward(frame, decision, body, target_body, entry, stmt=stmt, partition=partition,
+                      entries=(entry,))
 
     def _virtual_answer(self, entry: PreparedEntry, query_flags: int) -> bytes:
         ctx = self.ctx
@@ -390,8 +430,15 @@ class RequestHandler:
             target_body = self.batch_for_target(frame, origin_body, ids) \
                 if decision.destination is Destination.BOTH else origin_body
         conditional = any(s.conditional for s in statements)
+        partition, entries = None, ()
+        if ctx.token_aware and self.replicas is not None and plan is None and len(ids) == len(info.children):
+            entries = tuple(ctx.prepared.get(pid) for pid in ids)
+            partition = batch_partition(
+                None if e.key_markers is None else (e.key_markers.keyspace, e.key_markers.pk_indexes, c.values)
+                for e, c in zip(entries, info.children))
         self._forward(frame, decision, origin_body, target_body, statements=len(set(ids)),
-                      stmt=Statement(StatementKind.BATCH, conditional=conditional), plan=plan)
+                      stmt=Statement(StatementKind.BATCH, conditional=conditional), plan=plan,
+                      partition=partition, entries=entries)
 
     def batch_for_target(self, frame: Frame, origin_body: bytes, ids: list[bytes]) -> bytes:
         mapping = self.ctx.prepared.target_ids(ids)

@@ -106,6 +106,10 @@ class Collector:
         yield _counter(f"{p}_async_requests_failed", "Async reads that failed", ["error", "node"],
                        {(e, n): c for n, v in anodes.items() for e, c in v.errors.items()})
         yield _counter(f"{p}_requests", "Requests answered", [], {(): s.requests})
+        yield _counter(f"{p}_proxy_token_aware_requests",
+                       "Requests with a known partition, per cluster leg: coordinated by a replica, "
+                       "or sent to the connection's own node while no link to one was ready",
+                       ["outcome"], {("replica",): s.token_aware_replica, ("home",): s.token_aware_fallback})
         yield _counter(f"{p}_reprepares", "Statements prepared again on a cluster that forgot them", [],
                        {(): s.reprepares})
         yield _counter(f"{p}_refused_connections", "Clients refused: proxy.max_client_connections reached", [],

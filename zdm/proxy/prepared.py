@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from zdm.cql.classify import Statement
 from zdm.cql.messages import ColumnSpec
 from zdm.phases.model import Cluster
+from zdm.proxy.routing_key import KeyMarkers
 
 
 @dataclass(slots=True)
@@ -42,6 +43,9 @@ class PreparedEntry:
     origin_exec_id: bytes | None = None
     origin_exec_metadata_id: bytes | None = None
     slots: tuple[tuple[int, str], ...] = ()
+    #: its table's keyspace and which markers bind the partition key (token-aware forwarding;
+    #: None: not known, or a statement the proxy rewrote)
+    key_markers: KeyMarkers | None = None
 
     @property
     def run_query(self) -> str:

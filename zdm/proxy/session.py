@@ -43,6 +43,7 @@ from zdm.proxy.connection import BackendConnection, ClientConnection
 from zdm.proxy.dialer import Dialer
 from zdm.proxy.handler import Context, RequestHandler, error_frame, failure_frame
 from zdm.proxy.reconnect import Waiting, handshake
+from zdm.proxy.token_aware import NodeLinks, SessionReplicas
 
 log = logging.getLogger("zdm.proxy")
 
@@ -53,12 +54,12 @@ MOVE_ATTEMPTS = 3
 class ClientSession:
     __slots__ = ("client", "ctx", "dialer", "credentials", "forward_to_origin", "on_closed", "version",
                  "backends", "auth_cluster", "handler", "closed", "_handshaking", "_task", "who", "codec",
-                 "startup", "client_auth", "login_cluster", "moving")
+                 "startup", "client_auth", "login_cluster", "moving", "links", "replicas")
 
     def __init__(self, client: ClientConnection, *, ctx: Context, dialer: Dialer,
                  credentials: Mapping[Cluster, tuple[str, str] | None],
                  on_closed: Callable[["ClientSession"], None], forward_to_origin: bool = False,
-                 conn_id: str = "?") -> None:
+                 conn_id: str = "?", links: NodeLinks | None = None) -> None:
         self.client = client
         self.who = logs.client(conn_id, client.peer)  # what every log line about it carries
         self.ctx = ctx
@@ -79,6 +80,9 @@ class ClientSession:
         self.backends: dict[Cluster, BackendConnection] = {}
         self.auth_cluster: Cluster | None = None  # set while the client's login is under way
         self.handler: RequestHandler | None = None
+        #: the worker's node links (token-aware forwarding), and this connection's share of them
+        self.links = links
+        self.replicas: SessionReplicas | None = None
         self.closed = False
         self._handshaking = 0  # handshake requests not yet answered
         self._task: asyncio.Task | None = None
@@ -97,6 +101,9 @@ class ClientSession:
         self.closed = True
         self._close_backends()
         self.handler = None
+        if self.replicas is not None:
+            self.replicas.close()
+            self.replicas = None
         self.on_closed(self)
 
     def _backend_lost(self, backend: BackendConnection, reason: str) -> None:
@@ -347,10 +354,13 @@ class ClientSession:
     def _ready(self) -> None:
         """The handshake is done: from now on the request handler gets every frame."""
         version = self.version
+        if self.links is not None and version >= 4:  # v3 PREPARED results name no key markers
+            self.replicas = self.links.join(self)
         handler = RequestHandler(self.ctx, version,
                                  {c: b.sender(version) for c, b in self.backends.items()},
                                  self.client.reply, who=self.who,
-                                 nodes={c: f"{b.address[0]}:{b.address[1]}" for c, b in self.backends.items()})
+                                 nodes={c: f"{b.address[0]}:{b.address[1]}" for c, b in self.backends.items()},
+                                 replicas=self.replicas)
         self.handler = handler
         self.client.on_frame = handler.frame_received
 

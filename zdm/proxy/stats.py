@@ -40,6 +40,8 @@ COUNTERS = (
     "lwt_divergences",      # conditional writes the clusters decided differently ([applied])
     "lwt_same_decision_different_values",  # decided the same, answered different current values
     "secondary_writes_recorded",  # record mode: rows written to the primary only, recorded
+    "token_aware_replica",  # requests (per cluster) a replica of their partition coordinated
+    "token_aware_fallback",  # requests (per cluster) with a known partition sent home: no link yet
 )
 #: latency buckets, seconds (zdm-proxy's defaults: 1 ms ... 15 s)
 BUCKETS = (0.001, 0.004, 0.007, 0.01, 0.025, 0.04, 0.06, 0.08, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0,

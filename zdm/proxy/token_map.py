@@ -147,3 +147,21 @@ def replicas(topology: ClusterTopology, keyspace: str, token: int, local_dc: str
         found = [n for n in found if n.up]
     dc = topology.local_dc if local_dc is None else local_dc
     return tuple([n for n in found if n.dc == dc] + [n for n in found if n.dc != dc])
+
+
+def local_replicas(topology: ClusterTopology, keyspace: str, token: int) -> tuple[Node, ...]:
+    """The live replicas of ``token`` in ``keyspace`` in the snapshot's local DC, in ring
+    order: what token-aware forwarding chooses from (:mod:`~zdm.proxy.token_aware`).  Kept
+    per snapshot, by keyspace and ring range, so a request pays a bisection and a lookup."""
+    ring = topology.ring
+    if not ring.tokens:
+        return ()
+    cache = topology._cache.get("local_replicas")
+    if cache is None:
+        cache = topology._cache["local_replicas"] = {}
+    key = (keyspace, ring.position(token))
+    found = cache.get(key)
+    if found is None:
+        dc = topology.local_dc
+        found = cache[key] = tuple(n for n in replicas(topology, keyspace, token) if n.dc == dc)
+    return found

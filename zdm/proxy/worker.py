@@ -68,7 +68,7 @@ class LocalWorker:
         self.plane.ctx.schema = schema
 
     def set_topology(self, cluster: Cluster, topology: ClusterTopology) -> None:
-        self.plane.ctx.clusters[cluster] = topology
+        self.plane.ctx.set_cluster(cluster, topology)
 
     async def refresh_stats(self) -> None:
         pass
@@ -302,7 +302,7 @@ async def _serve(sock: socket.socket, name: str, config: Config, topology: Virtu
         elif kind == "topology":
             topology = topology_parts.add(*msg[1:])
             if topology is not None:  # the whole snapshot, swapped in at once
-                plane.ctx.clusters[msg[1]] = topology
+                plane.ctx.set_cluster(msg[1], topology)
         elif kind == "stats?":
             link.send("stats", plane.snapshot())
         elif kind == "drain" and not plane.ctx.draining:
