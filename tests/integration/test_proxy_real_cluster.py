@@ -61,7 +61,10 @@ class _direct:
                                      load_balancing_policy=RoundRobinPolicy(), protocol_version=5)
 
     def __enter__(self):
-        return self.cluster.connect()
+        session = self.cluster.connect()
+        # schema changes wait for every node to agree: slow on small heaps and two cores
+        session.default_timeout = 60
+        return session
 
     def __exit__(self, *exc):
         self.cluster.shutdown()
