@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from cassandra import InvalidRequest
+from cassandra.policies import HostDistance
 from cassandra.query import SimpleStatement
 
 from zdm.clusters.connect import describe, session
@@ -76,12 +77,12 @@ def probe_cluster(cfg: ClusterConfig, name: str, *, clock: bool = True, topology
     configuration names (what the phase machine's schema fingerprint needs)."""
     with session(replace(cfg, local_dc=None) if topology else cfg, name=name) as sess:
         metadata = sess.cluster.metadata
-        reached = _await_pools(sess, cfg.connect_timeout_s) if topology else set()
+        reached, untried = _await_pools(sess, cfg.connect_timeout_s) if topology else (set(), set())
         # system.local and the peers of one node, so that together they name every node once
         host = next(iter(sorted(reached, key=lambda h: str(h.endpoint))), None)
         local = sess.execute("SELECT * FROM system.local", host=host).one()
         schema = snapshot_from_metadata(metadata, list(metadata.keyspaces))
-        nodes = _topology(sess, host, local, cfg.port, reached) if topology else None
+        nodes = _topology(sess, host, local, cfg.port, reached | untried) if topology else None
         clocks = _clock_samples(sess, samples) if clock else ()
         return ClusterProbe(
             name=name, address=describe(cfg),
@@ -92,23 +93,26 @@ def probe_cluster(cfg: ClusterConfig, name: str, *, clock: bool = True, topology
             contact_points=() if cfg.secure_connect_bundle else tuple(cfg.contact_points))
 
 
-def _await_pools(sess: Any, timeout_s: float) -> set[Any]:
+def _await_pools(sess: Any, timeout_s: float) -> tuple[set[Any], set[Any]]:
     """The driver's hosts it holds a connection pool to, once it has tried every host (or
-    ``timeout_s`` later): a session is returned as soon as it can serve a request, while the
-    pools to the other nodes are still being opened, and their hosts count as up until then."""
+    ``timeout_s`` later), and those it never tries (another DC than a secure connect bundle's):
+    a session is returned as soon as it can serve a request, while the pools to the other
+    nodes are still being opened, and their hosts count as up until then."""
     deadline = time.monotonic() + timeout_s + 1.0
+    untried = {h for h in sess.cluster.metadata.all_hosts()
+               if sess.cluster.profile_manager.distance(h) == HostDistance.IGNORED}
     while True:
         pooled = set(sess.get_pool_state())
         pending = [h for h in sess.cluster.metadata.all_hosts()
-                   if h not in pooled and h.is_up is not False]
+                   if h not in pooled and h not in untried and h.is_up is not False]
         if not pending or time.monotonic() > deadline:
-            return pooled
+            return pooled, untried
         time.sleep(0.05)
 
 
 def _topology(sess: Any, host: Any, local: Any, port: int, reached: set[Any]) -> ClusterTopology:
     """The cluster's topology from the rows the proxy reads; a node the driver knows but
-    could not connect to from here is down."""
+    did not reach (``reached``: connected to, or never tried) from here is down."""
     try:
         peers = sess.execute("SELECT * FROM system.peers_v2", host=host)
     except InvalidRequest:  # before Cassandra 4.0
