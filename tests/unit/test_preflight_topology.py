@@ -239,3 +239,11 @@ def test_the_cli_shows_each_clusters_dcs_nodes_and_replicas(monkeypatch, tmp_pat
     doc = json.loads(result.output)
     assert [t["cluster"] for t in doc["topology"]] == ["origin", "target"]
     assert doc["topology"][1]["replication"]["app"] == {"class": "NetworkTopologyStrategy", "dc1": 3}
+
+
+def test_a_case_sensitive_keyspace_is_quoted_in_the_fix():
+    origin = probe("origin", ORIGIN, {"MyApp": nts(dc1=2, dc2=2)}, tables=("MyApp",))
+    target = probe("target", TARGET, {}, tables=())
+    c = check(assess(origin, target), "target datacenters")
+    assert c.status == Status.FAIL
+    assert 'CREATE KEYSPACE "MyApp" WITH replication' in c.todo

@@ -27,6 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from cassandra.metadata import protect_name
+
 from zdm.preflight.probe import ClusterProbe
 from zdm.preflight.report import Check, Status
 from zdm.proxy.cluster_topology import (NETWORK_TOPOLOGY, SIMPLE, ClusterTopology, Node, Replication,
@@ -140,7 +142,7 @@ def check_target_datacenters(origin: ClusterProbe, target: ClusterProbe,
             if lacking:
                 refused.append(f"{ks} on target replicates to {_factors(t_rep, lacking)}, which "
                                "target lacks")
-                fixes.append(f"ALTER KEYSPACE {ks} WITH replication = "
+                fixes.append(f"ALTER KEYSPACE {protect_name(ks)} WITH replication = "
                              f"{cql_literal(suggest(t_topo, t_rep))}")
             elif o_rep is not None and _lacking(o_rep, t_topo):
                 elsewhere.append(f"{ks} (origin: {_factors(o_rep, _lacking(o_rep, t_topo))}; "
@@ -148,7 +150,7 @@ def check_target_datacenters(origin: ClusterProbe, target: ClusterProbe,
         elif o_rep is not None and _lacking(o_rep, t_topo):
             refused.append(f"{ks} on origin replicates to {_factors(o_rep, _lacking(o_rep, t_topo))}, "
                            f"which target lacks, and target has no keyspace {ks} yet")
-            fixes.append(f"create the keyspace on target: CREATE KEYSPACE {ks} WITH replication = "
+            fixes.append(f"create the keyspace on target: CREATE KEYSPACE {protect_name(ks)} WITH replication = "
                          f"{cql_literal(suggest(t_topo, o_rep))}")
     if refused:
         return Check("target datacenters", Status.FAIL, "; ".join(refused),
@@ -195,7 +197,7 @@ def check_replication_factors(probes: Sequence[ClusterProbe], keyspaces: Sequenc
                 where = ", ".join(dc for dc, _, _ in too_many)
                 fit = (Replication(SIMPLE, (("", len(topo.nodes)),)) if rep.strategy == SIMPLE
                        else suggest(topo, rep))
-                fixes.append(f"on {probe.name}, ALTER KEYSPACE {ks} WITH replication = "
+                fixes.append(f"on {probe.name}, ALTER KEYSPACE {protect_name(ks)} WITH replication = "
                              f"{cql_literal(fit)} or add nodes to {where}")
     if over:
         return Check("replication factors", Status.WARN, "; ".join(over), "; ".join(fixes))
