@@ -247,3 +247,20 @@ def test_a_case_sensitive_keyspace_is_quoted_in_the_fix():
     c = check(assess(origin, target), "target datacenters")
     assert c.status == Status.FAIL
     assert 'CREATE KEYSPACE "MyApp" WITH replication' in c.todo
+
+
+def test_the_cli_counts_the_nodes_of_a_large_dc(monkeypatch, tmp_path):
+    from zdm.cli.main import app
+    from zdm.preflight import run as preflight
+
+    many = [node(f"10.0.2.{i}", up=i != 5) for i in range(1, 9)]
+    probes = {"origin": probe("origin", many, {"app": nts(dc1=3)}, contact_points=("10.0.2.1",)),
+              "target": probe("target", TARGET, {"app": nts(dc1=2)}, contact_points=("10.0.1.1",))}
+    monkeypatch.setattr(preflight, "probe_cluster", lambda cfg, name, **kw: probes[name])
+    cfg = tmp_path / "zdm.yaml"
+    cfg.write_text("state_dir: state\n")
+    result = CliRunner(env={"COLUMNS": "200", "USER": "alice"}).invoke(
+        app, ["preflight", "--config", str(cfg)])
+    assert result.exit_code == 0, result.output
+    assert "8 nodes, 1 down" in result.output and "10.0.2.2" not in result.output.split("Topology")[1]
+    assert "app 3" in result.output

@@ -157,7 +157,8 @@ def _print_topology(layouts: tuple[ClusterLayout, ...]) -> None:
                 who = ", ".join(escape(n.address) if n.up else f"[red]{escape(n.address)} DOWN[/]"
                                 for n in nodes)
             else:
-                who = f"{len(nodes)}" + (f", [red]{len(nodes) - len(up)} down[/]" if len(up) < len(nodes) else "")
+                who = f"{len(nodes)} nodes" + (f", [red]{len(nodes) - len(up)} down[/]"
+                                               if len(up) < len(nodes) else "")
             facts = sorted({n.rack for n in nodes}) + sorted({f"Cassandra {n.release_version}" for n in nodes
                                                               if n.release_version})
             if facts:

@@ -3,19 +3,19 @@
 Theory of operation: one driver session per cluster reads ``system.local`` (release,
 partitioner, DSE version), the protocol version the driver negotiated, the schema of every
 keyspace (:func:`~zdm.preflight.schema.snapshot_from_metadata`) and, unless asked not to,
-its topology and a clock sample of every node. The result is a frozen :class:`ClusterProbe`; everything
-after it (:mod:`zdm.preflight.checks`) is a pure function of two probes, so tests build
-probes by hand instead of clusters.
+its topology and a clock sample of every node. The result is a frozen :class:`ClusterProbe`;
+everything after it (:mod:`zdm.preflight.checks`) is a pure function of two probes, so tests
+build probes by hand instead of clusters.
 
 The topology is the proxy's own :class:`~zdm.proxy.cluster_topology.ClusterTopology`, made
 by the same :func:`~zdm.proxy.cluster_topology.from_system_tables` from the same rows
 (``system.local`` and its peers read on one node, and every keyspace's replication), so the
 preflight sees the nodes and DCs the proxy will see.  A node is down when the driver could
-not connect to it from this host (the probe waits until the driver has tried every node).  To know that of
-every node, and to read the topology at all when ``local_dc`` names a DC the cluster lacks
-(the driver would then reach no node), the session of a topology probe ignores
-``local_dc`` and goes round every node; the probe keeps ``local_dc`` and the contact
-points for the checks to judge.
+not connect to it from this host (the probe waits until the driver has tried every node).
+To know that of every node, and to read the topology at all when ``local_dc`` names a DC
+the cluster lacks (the driver would then reach no node), the session of a topology probe
+ignores ``local_dc`` and goes round every node; the probe keeps ``local_dc`` and the
+contact points for the checks to judge.
 
 A node's clock sample compares its ``now()`` with the midpoint of the round trip on this
 host and keeps the sample with the shortest round trip, whose half is the uncertainty.
