@@ -60,7 +60,10 @@ def test_preflight_names_the_fallback_tables_and_what_5_0_treats_differently(pai
     assert statuses == {"origin connection": Status.PASS, "target connection": Status.PASS,
                         "origin encryption": Status.PASS, "target encryption": Status.PASS,
                         "release versions": Status.PASS, "protocol version": Status.PASS,
-                        "partitioner": Status.PASS, "schema": Status.PASS,
+                        "partitioner": Status.PASS, "origin nodes": Status.PASS,
+                        "origin local DC": Status.PASS, "target nodes": Status.PASS,
+                        "target local DC": Status.PASS, "target datacenters": Status.PASS,
+                        "replication factors": Status.PASS, "schema": Status.PASS,
                         "copy fidelity": Status.WARN, "target release": Status.WARN,
                         "clock skew": Status.PASS}
     copy = {c.name.split(".")[1]: [col for col, _, _ in c.fallback] for c in report.copy}

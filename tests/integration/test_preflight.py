@@ -104,7 +104,10 @@ def test_identical_schemas_pass(report, altered, zdm_config):
     assert statuses == {"origin connection": Status.PASS, "target connection": Status.PASS,
                         "origin encryption": Status.PASS, "target encryption": Status.PASS,
                         "release versions": Status.PASS, "protocol version": Status.PASS,
-                        "partitioner": Status.PASS, "schema": Status.PASS,
+                        "partitioner": Status.PASS, "origin nodes": Status.PASS,
+                        "origin local DC": Status.PASS, "target nodes": Status.PASS,
+                        "target local DC": Status.PASS, "target datacenters": Status.PASS,
+                        "replication factors": Status.PASS, "schema": Status.PASS,
                         "copy fidelity": Status.PASS, "target release": Status.PASS,
                         "counter tables": Status.WARN, "clock skew": Status.PASS}
     assert all(c.exact for c in ok.copy), "5.0 reads every cell's writetime: all exact"

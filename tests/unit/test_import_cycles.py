@@ -143,8 +143,9 @@ LAYERS = [
                                                "zdm.config.proxy_config")),
     ("copy", ("zdm.migrate",)),
     ("validation", ("zdm.validate",)),
-    ("preflight", ("zdm.preflight",)),
     ("proxy", ("zdm.proxy",)),
+    # above the proxy: it reuses the proxy's topology snapshot and choice of local DC
+    ("preflight", ("zdm.preflight",)),
     ("commands", ("zdm.demo", "zdm.cli", "zdm.__main__")),
 ]
 

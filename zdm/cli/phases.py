@@ -21,9 +21,10 @@ from zdm.cli.common import DEFAULT_CONFIG, ConfigPath, command, config_from, con
 from zdm.errors import ZdmError
 from zdm.phases import MigrationState, RoutingPending, advance, confirm_routing, rollback
 from zdm.phases.live import build_status, gather_facts
-from zdm.preflight import (DEFAULT_MAX_CLOCK_SKEW_S, PreflightReport, Status, live_schema,
-                           record_preflight, run_preflight)
+from zdm.preflight import (DEFAULT_MAX_CLOCK_SKEW_S, ClusterLayout, PreflightReport, Status,
+                           live_schema, record_preflight, run_preflight)
 from zdm.clusters.tls_diagnosis import insecure_settings
+from zdm.proxy.cluster_topology import NETWORK_TOPOLOGY
 from zdm.state import StateStore, open_store
 
 phase_app = typer.Typer(help="Move the migration between phases.", no_args_is_help=True)
@@ -81,7 +82,8 @@ def preflight(
 ) -> None:
     """Check origin and target can be migrated, and record the result.
 
-    Connectivity, release versions, protocol version, partitioner, schema parity per table,
+    Connectivity, release versions, protocol version, partitioner, each cluster's nodes
+    (down ones), local DC, DCs and replication factors, schema parity per table,
     how each table will be copied (exactly, or with the fallback an origin before 5.0 needs),
     what the target release refuses, counter tables and clock skew.
     """
@@ -109,6 +111,8 @@ def _print_preflight(report: PreflightReport) -> None:
                                      c.status != Status.PASS else "")
         table.add_row(c.name, _STATUS_STYLE[c.status], detail)
     console.print(table)
+    if report.topology:
+        _print_topology(report.topology)
     for entry in report.tables:
         console.print(f"[bold]{escape(entry.name)}[/]")
         for d in entry.differences:
@@ -132,6 +136,40 @@ def _print_preflight(report: PreflightReport) -> None:
         console.print(f"[green]Preflight passed[/] ({escape(report.summary())}); recorded with "
                       f"schema fingerprint {report.fingerprint}. Next: deploy the proxy "
                       "(`zdm proxy start`), then `zdm phase advance`.", soft_wrap=True)
+
+
+def _print_topology(layouts: tuple[ClusterLayout, ...]) -> None:
+    """One row per cluster and DC: its nodes (each named while there are few), and the
+    replicas each keyspace in scope keeps there."""
+    table = Table(title="Topology: nodes, and replicas per keyspace in scope")
+    for col in ("cluster", "DC", "nodes", "replicas"):
+        table.add_column(col)
+    for lay in layouts:
+        named = {dc for _, r in lay.replication if r.strategy == NETWORK_TOPOLOGY for dc, _ in r.factors}
+        whole = [f"{ks} {r.strategy} {r.replication_factor}" for ks, r in lay.replication
+                 if r.strategy != NETWORK_TOPOLOGY]
+        rows = [(dc, lay.nodes_in(dc)) for dc in sorted(set(lay.dcs) | named)]
+        for i, (dc, nodes) in enumerate(rows):
+            up = [n for n in nodes if n.up]
+            if not nodes:
+                who = "[bold red]no node[/]"
+            elif len(nodes) <= 6:
+                who = ", ".join(escape(n.address) if n.up else f"[red]{escape(n.address)} DOWN[/]"
+                                for n in nodes)
+            else:
+                who = f"{len(nodes)} nodes" + (f", [red]{len(nodes) - len(up)} down[/]"
+                                               if len(up) < len(nodes) else "")
+            facts = sorted({n.rack for n in nodes}) + sorted({f"Cassandra {n.release_version}" for n in nodes
+                                                              if n.release_version})
+            if facts:
+                who += f"\n[dim]{escape(', '.join(facts))}[/]"
+            replicas = [f"{ks} {r.factor(dc)}" for ks, r in lay.replication if r.factor(dc)]
+            if i == 0:
+                replicas += whole
+            table.add_row(lay.cluster if i == 0 else "",
+                          escape(dc) + (" (local)" if dc == lay.local_dc else ""), who,
+                          escape(", ".join(replicas)) or "-", end_section=i == len(rows) - 1)
+    console.print(table)
 
 
 # -- status ---------------------------------------------------------------------------------

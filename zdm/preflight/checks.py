@@ -8,7 +8,8 @@ plan: per table, whether ``zdm migrate`` copies it exactly or takes the fallback
 non-frozen collections and UDTs an origin before 5.0 cannot read cell by cell. The release
 checks name what the target release refuses or treats differently (COMPACT STORAGE, table
 options it lacks, compaction strategies it removed, a smaller protocol overlap), each with
-its fix. :func:`encryption_checks` says, from the configuration alone, how zdm's own
+its fix. The checks of each cluster's nodes, DCs and replication are
+:mod:`zdm.preflight.topology`'s. :func:`encryption_checks` says, from the configuration alone, how zdm's own
 connections to each cluster are protected. Nothing here touches a cluster: the probes
 (:mod:`zdm.preflight.probe`) did, so every check is tested on probes built by hand.
 """
@@ -27,6 +28,7 @@ from zdm.migrate.schema import column_kind
 from zdm.preflight.probe import ClusterProbe
 from zdm.preflight.report import Check, PreflightReport, Status, TableCopy
 from zdm.preflight.schema import SchemaSnapshot, TableDiff, diff, fingerprint, scoped
+from zdm.preflight.topology import topology_checks
 from zdm.releases import (COMPACT_STORAGE_REMOVED_IN, REMOVED_COMPACTION, REMOVED_OPTIONS,
                           has_element_metadata)
 from zdm.releases import fmt as _fmt
@@ -228,15 +230,16 @@ def assess(origin: ClusterProbe, target: ClusterProbe, scope: ScopeConfig = Scop
         schema = Check("schema", Status.PASS,
                        f"{len(in_scope)} table(s) in {len(keyspaces)} keyspace(s) identical")
     counters = [t.qualified for t in o_snap.tables() if t.is_counter_table]
+    topology, layouts = topology_checks(origin, target, keyspaces)
     checks = [check_versions(origin, target), check_protocol(origin, target),
-              check_partitioner(origin, target), schema, check_copy(origin, plan),
+              check_partitioner(origin, target), *topology, schema, check_copy(origin, plan),
               check_target_release(target, notes)]
     if counters:
         checks.append(Check("counter tables", Status.WARN, ", ".join(counters),
                             "see the warning on each table"))
     checks.append(check_clock((origin, target), max_clock_skew_s))
     return PreflightReport(tuple(checks), tables, tuple(keyspaces), in_scope,
-                           fingerprint(o_snap, t_snap), at or utcnow(), plan)
+                           fingerprint(o_snap, t_snap), at or utcnow(), plan, layouts)
 
 
 def encryption_checks(config: Config) -> tuple[Check, ...]:

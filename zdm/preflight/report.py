@@ -14,13 +14,16 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zdm.clock import utcnow
 from zdm.phases.evidence import PreflightEvidence, record_evidence
 from zdm.phases.state import MigrationState
 from zdm.preflight.schema import TableDiff
 from zdm.state.store import StateStore
+
+if TYPE_CHECKING:  # topology.py makes Checks: it imports this module
+    from zdm.preflight.topology import ClusterLayout
 
 
 class Status(enum.Enum):
@@ -69,6 +72,8 @@ class PreflightReport:
     at: datetime = field(default_factory=utcnow)
     #: per table in scope, how the copy will treat it
     copy: tuple[TableCopy, ...] = ()
+    #: origin's and target's nodes, DCs and replication of the keyspaces in scope
+    topology: tuple[ClusterLayout, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -93,7 +98,8 @@ class PreflightReport:
                 "keyspaces": list(self.keyspaces), "tables_in_scope": list(self.tables_in_scope),
                 "checks": [c.to_dict() for c in self.checks],
                 "tables": [t.to_dict() for t in self.tables],
-                "copy": [c.to_dict() for c in self.copy], "summary": self.summary()}
+                "copy": [c.to_dict() for c in self.copy], "summary": self.summary(),
+                "topology": [t.to_dict() for t in self.topology]}
 
 
 def record_preflight(store: StateStore, report: PreflightReport, operator: str) -> MigrationState:

@@ -47,7 +47,7 @@ def run_preflight(config: Config, *,
 def live_schema(config: Config) -> tuple[str, list[str]]:
     """The current fingerprint of both schemas in scope, and the tables in scope
     (``ks.table``), computed exactly as the preflight does."""
-    origin = probe_cluster(config.origin, "origin", clock=False)
-    target = probe_cluster(config.target, "target", clock=False)
+    origin = probe_cluster(config.origin, "origin", clock=False, topology=False)
+    target = probe_cluster(config.target, "target", clock=False, topology=False)
     _, o_snap, t_snap = scoped(origin.schema, target.schema, Scope.of(config))
     return fingerprint(o_snap, t_snap), [t.qualified for t in o_snap.tables()]
