@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from zdm.config import ClusterConfig, Config
 from zdm.sandbox.local import SandboxSettings
@@ -32,6 +33,11 @@ OLD_ORIGIN_VERSION = os.environ.get("ZDM_TEST_OLD_ORIGIN_VERSION", "4.1.10")
 OLD_ORIGIN_PORT = int(os.environ.get("ZDM_TEST_OLD_ORIGIN_PORT", "9144"))
 OLD_ORIGIN_STORAGE_PORT = int(os.environ.get("ZDM_TEST_OLD_ORIGIN_STORAGE_PORT", "7300"))
 ROOT = Path(__file__).resolve().parent.parent
+
+# no per-example deadline: a property's examples are checked for what they return, never for
+# how fast a shared machine ran them (a deadline is a timing assertion)
+hypothesis_settings.register_profile("zdm", deadline=None)
+hypothesis_settings.load_profile("zdm")
 
 
 def pytest_collection_modifyitems(config, items):
