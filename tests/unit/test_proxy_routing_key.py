@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from zdm.cql.primitives import UNSET
 from zdm.cql.types import parse_type, serialize
-from zdm.proxy.murmur3 import MAX_TOKEN, MIN_TOKEN, token
+from zdm.proxy.murmur3 import MAX_TOKEN, MIN_TOKEN, token, token_python
 from zdm.proxy.routing_key import Partition, batch_partition, partition, routing_key
 
 INT, TEXT, UUID = parse_type("int"), parse_type("text"), parse_type("uuid")
@@ -38,8 +38,9 @@ GOLDEN = [  # (type, value, token from Cassandra 5.0.8)
 
 
 @pytest.mark.parametrize("cql_type, value, expected", GOLDEN, ids=lambda v: repr(v)[:24])
-def test_golden_tokens(cql_type, value, expected):
-    assert token(serialize(parse_type(cql_type), value)) == expected
+@pytest.mark.parametrize("hash_key", [token, token_python], ids=["token", "python"])
+def test_golden_tokens(cql_type, value, expected, hash_key):
+    assert hash_key(serialize(parse_type(cql_type), value)) == expected
 
 
 def test_a_composite_key_is_each_component_with_its_length_and_an_end_byte():
@@ -84,7 +85,7 @@ def test_any_bytes_get_the_token_the_driver_computes(data):
     from cassandra.cmurmur3 import murmur3
 
     theirs = murmur3(data)
-    assert token(data) == (MAX_TOKEN if theirs == MIN_TOKEN else theirs)
+    assert token_python(data) == token(data) == (MAX_TOKEN if theirs == MIN_TOKEN else theirs)
     assert MIN_TOKEN < token(data) <= MAX_TOKEN
 
 
@@ -108,3 +109,22 @@ def test_an_execute_with_named_values_or_a_malformed_body_has_no_partition():
     assert execute_partition(named, 4, markers) is None
     assert execute_partition(positional[:-2], 4, markers) is None
     assert execute_partition(positional, 4, None) is None
+
+
+@given(st.lists(st.one_of(st.none(), st.binary(max_size=30)), min_size=1, max_size=6),
+       st.sampled_from([4, 5]), st.data())
+def test_the_leading_values_are_the_first_bound_values_read_in_place(values, version, data):
+    from zdm.cql import messages as m
+    from zdm.cql.errors import ProtocolError
+
+    kw = {"result_metadata_id": b"\x01" * 16} if version >= 5 else {}
+    body = m.encode_execute(b"\xaa" * 16, values, version, **kw)
+    count = data.draw(st.integers(1, len(values)))
+    assert m.execute_leading_values(body, version, count) == m.execute_values(body, version)[:count]
+    assert m.execute_leading_values(body, version, len(values) + 1) is None  # fewer values bound
+    cut = data.draw(st.integers(0, len(body) - 1))
+    try:
+        found = m.execute_leading_values(body[:cut], version, len(values))
+    except ProtocolError:
+        return
+    assert found is None or found == m.execute_values(body, version)[:len(values)]

@@ -695,6 +695,42 @@ def decode_prepared_metadata(body: bytes, version: int, *, flags: int = 0) -> Pr
 
 
 @_decoder
+def execute_leading_values(body: bytes, version: int, count: int, *, flags: int = 0) -> list | None:
+    """The first ``count`` values an EXECUTE binds by position, read no further (what
+    token-aware routing needs of every request, so it reads the bytes in place); None when
+    it binds them by name, or fewer; raises ProtocolError on a body too short for them."""
+    try:
+        offset = request_body_offset(body, flags)
+        offset += 2 + int.from_bytes(body[offset:offset + 2], "big")  # <id>
+        if version >= 5:
+            offset += 2 + int.from_bytes(body[offset:offset + 2], "big")  # <result_metadata_id>
+            query_flags = int.from_bytes(body[offset + 2:offset + 6], "big")  # past <consistency>
+            offset += 6
+        else:
+            query_flags = body[offset + 2]
+            offset += 3
+        if not query_flags & VALUES or query_flags & WITH_NAMES_FOR_VALUES:
+            return None
+        n = int.from_bytes(body[offset:offset + 2], "big")
+        offset += 2
+        if n < count:
+            return None
+        values: list = []
+        for _ in range(count):
+            length = int.from_bytes(body[offset:offset + 4], "big", signed=True)
+            offset += 4
+            if length >= 0:
+                values.append(body[offset:offset + length])
+                offset += length
+            else:
+                values.append(None if length == -1 else UNSET)
+        if offset > len(body):
+            raise ProtocolError("malformed execute body: it ends inside its values")
+        return values
+    except IndexError:
+        raise ProtocolError("malformed execute body: too short") from None
+
+
 def execute_values(body: bytes, version: int, *, flags: int = 0) -> list[bytes | None]:
     """The bound values of an EXECUTE, in marker order (unset values read as None)."""
     return _values(body, _execute_ids(body, version, flags)[3], version)

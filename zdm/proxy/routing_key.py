@@ -29,7 +29,6 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
 from zdm.cql import messages as m
-from zdm.cql.constants import WITH_NAMES_FOR_VALUES
 from zdm.cql.errors import ProtocolError
 from zdm.proxy.murmur3 import token
 
@@ -49,6 +48,11 @@ class KeyMarkers(NamedTuple):
 
     keyspace: str
     pk_indexes: tuple[int, ...]
+
+    @property
+    def values_needed(self) -> int:
+        """How many leading bound values hold every component."""
+        return max(self.pk_indexes) + 1
 
 
 def key_markers(meta: m.PreparedMetadata) -> KeyMarkers | None:
@@ -117,11 +121,11 @@ def execute_partition(body: bytes, version: int, markers: KeyMarkers | None, *,
     if markers is None:
         return None
     try:
-        if m.execute_query_flags(body, version, flags=flags) & WITH_NAMES_FOR_VALUES:
-            return None
-        values = m.execute_values(body, version, flags=flags)
+        values = m.execute_leading_values(body, version, markers.values_needed, flags=flags)
     except ProtocolError:
         return None  # the cluster answers it; routing does not
+    if values is None:
+        return None
     return partition(markers.keyspace, markers.pk_indexes, values)
 
 
