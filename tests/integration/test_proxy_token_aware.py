@@ -157,3 +157,88 @@ def test_without_token_awareness_the_connections_node_coordinates_everything(mul
         proxy.stop()
     # one client connection, one origin node: the replica of a third of the keys
     assert shares["origin", "write"] < 0.8 and shares["origin", "read"] < 0.8, shares
+
+
+def test_a_replica_links_death_costs_only_the_requests_in_flight(multinode, tmp_path):
+    """RF 2 on the 3-node origin: the connection's own node is a replica of two keys in three,
+    and a link of the proxy's carries the rest.  SIGKILL a node that only a link reaches (not
+    the application connection's own node): the writes on that link at that moment may fail,
+    every later one succeeds, and every write acknowledged is on origin."""
+    import threading
+
+    from cassandra import ConsistencyLevel
+    from cassandra.query import SimpleStatement
+
+    from zdm.phases.model import Cluster
+
+    ks = "tl_" + uuid.uuid4().hex[:8]
+    for cluster, rf in (("origin", 2), ("target", 1)):
+        with _direct(multinode, cluster) as s:
+            s.execute(f"CREATE KEYSPACE {ks} WITH replication = "
+                      f"{{'class': 'SimpleStrategy', 'replication_factor': {rf}}}")
+            s.execute(f"CREATE TABLE {ks}.t (k int PRIMARY KEY, v text)")
+    proxy = _proxy(multinode, tmp_path, token_aware=True)
+    client = driver_cluster(proxy.port, 5)
+    killed = None
+    try:
+        session = client.connect()
+        insert = session.prepare(f"INSERT INTO {ks}.t (k, v) VALUES (?, ?)")
+        insert.consistency_level = ConsistencyLevel.ONE  # one replica of two is enough
+        for k in range(-300, 0):  # links opened and the statement prepared on them
+            session.execute(insert, (k, "warm"))
+        plane = proxy.server.workers[0].plane
+        # the application's connection (the driver's control connection is the one that REGISTERs)
+        (home,) = {s.backends[Cluster.ORIGIN].endpoint.host for s in plane.sessions
+                   if s.handler is not None and s.handler.registered is None}
+        linked = {b.address[0] for b in plane.links.backends() if b.cluster is Cluster.ORIGIN}
+        contact = multinode.addresses("origin")[0]
+        # not the contact point if it can be helped (the proxy's control connection is there)
+        candidates = sorted(linked - {home}, key=lambda a: a == contact)
+        assert candidates, f"no link to a node other than {home}: {linked}"
+        acknowledged, errors, stop = [], [], threading.Event()
+
+        def write(first: int) -> None:
+            k = first
+            while not stop.is_set():
+                try:
+                    session.execute(insert, (k, f"v{k}"))
+                    acknowledged.append(k)
+                except Exception as exc:  # noqa: BLE001 - what the application saw is the result
+                    errors.append(f"{type(exc).__name__}: {exc}")
+                k += 4
+
+        threads = [threading.Thread(target=write, args=(i,), daemon=True) for i in range(4)]
+        for t in threads:
+            t.start()
+        _wait_for(lambda: len(acknowledged) > 300)
+        killed = candidates[0]
+        multinode.stop_node(killed)
+        at_kill = len(acknowledged)
+        _wait_for(lambda: len(acknowledged) > at_kill + 600)
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+        print(f"{len(acknowledged)} writes acknowledged, {len(errors)} failed: {errors[:4]}")
+        assert len(errors) <= 4, errors[:10]  # one request in flight per writer at most
+        multinode.start_node(killed)
+        killed = None
+        with _direct(multinode, "origin") as s:
+            scan = SimpleStatement(f"SELECT k, v FROM {ks}.t", consistency_level=ConsistencyLevel.QUORUM)
+            rows = {r.k: r.v for r in s.execute(scan, timeout=120)}
+        missing = [k for k in acknowledged if rows.get(k) != f"v{k}"]
+        assert not missing, f"origin lacks {len(missing)} acknowledged writes, e.g. {missing[:5]}"
+    finally:
+        client.shutdown()
+        proxy.stop()
+        if killed is not None:
+            multinode.start_node(killed)
+        for cluster in ("origin", "target"):
+            with _direct(multinode, cluster) as s:
+                s.execute(f"DROP KEYSPACE IF EXISTS {ks}")
+
+
+def _wait_for(condition, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
