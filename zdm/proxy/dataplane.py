@@ -242,6 +242,8 @@ class DataPlane:
         for session in self.sessions:
             for backend in session.backends.values():
                 stats.heartbeats += keep_alive(backend, now, interval)
+            for waiting in session.moving.values():  # requests waiting for a new connection
+                waiting.sweep(now)
         if self.links is not None:
             for backend in list(self.links.backends()):
                 stats.heartbeats += keep_alive(backend, now, interval)

@@ -23,6 +23,7 @@ client connection: its driver reconnects, as it would to a node that went away.
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 from zdm.cql import messages as m
@@ -41,29 +42,45 @@ MAX_WAITING = 10_000
 
 class Waiting:
     """The requests sent to a cluster while its connection is being replaced: ``send`` with
-    the signature of :meth:`BackendConnection.send` (version bound), queued in order."""
+    the signature of :meth:`BackendConnection.send` (version bound), queued in order.  Each
+    keeps the deadline it would have had on a connection (its own timeout, or
+    ``request_timeout``); :meth:`sweep` fails those past it, as a connection's sweep does."""
 
-    __slots__ = ("cluster", "queue")
+    __slots__ = ("cluster", "queue", "request_timeout", "_clock")
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: Cluster, request_timeout: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.cluster = cluster
-        self.queue: list[tuple[int, int, bytes, Callback, float | None]] = []
+        self.request_timeout = request_timeout
+        self._clock = clock
+        self.queue: list[tuple[int, int, bytes, Callback, float | None, float]] = []
 
     def send(self, flags: int, opcode: int, body: bytes, callback: Callback, timeout: float | None = None) -> None:
         if len(self.queue) >= MAX_WAITING:
             callback(Failure(f"too many requests waiting for a new connection to {self.cluster.value}"))
             return
-        self.queue.append((flags, opcode, body, callback, timeout))
+        deadline = self._clock() + (timeout or self.request_timeout)
+        self.queue.append((flags, opcode, body, callback, timeout, deadline))
 
     def release(self, send: Callable[..., None]) -> None:
         """Send every waiting request with ``send`` (a new connection's)."""
         queue, self.queue = self.queue, []
-        for flags, opcode, body, callback, timeout in queue:
+        for flags, opcode, body, callback, timeout, _ in queue:
             send(flags, opcode, body, callback, timeout)
+
+    def sweep(self, now: float) -> None:
+        """Fail the requests that have waited past their deadline."""
+        if not any(entry[5] <= now for entry in self.queue):
+            return
+        expired = [e for e in self.queue if e[5] <= now]
+        self.queue = [e for e in self.queue if e[5] > now]
+        for *_, callback, timeout, _ in expired:
+            callback(Failure(f"no connection to {self.cluster.value} within "
+                             f"{timeout or self.request_timeout:g}s (its node was lost)"))
 
     def fail(self, reason: str) -> None:
         queue, self.queue = self.queue, []
-        for *_, callback, _ in queue:
+        for *_, callback, _, _ in queue:
             callback(Failure(reason))
 
 

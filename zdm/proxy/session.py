@@ -121,7 +121,7 @@ class ClientSession:
 
     def _move(self, cluster: Cluster, reason: str) -> None:
         log.info("%s; moving to another %s node", reason, cluster.value, extra=self.who)
-        waiting = self.moving[cluster] = Waiting(cluster)
+        waiting = self.moving[cluster] = Waiting(cluster, self.dialer.config.proxy.request_timeout_s)
         self.handler.rebind(cluster, waiting.send)
         task = asyncio.ensure_future(self._moved(cluster, self.backends[cluster], waiting))
         task.add_done_callback(_retrieved)
