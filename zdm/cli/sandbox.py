@@ -84,9 +84,9 @@ def up(
     target_dcs: Annotated[int, typer.Option(
         help="Datacenters the target nodes are split into.")] = 1,
     origin_address: Annotated[str | None, typer.Option(
-        help="First address of a multi-node origin's block of 9 [default: 127.0.0.11].")] = None,
+        help="First address of a multi-node origin's block of 9 (default 127.0.0.11).")] = None,
     target_address: Annotated[str | None, typer.Option(
-        help="First address of a multi-node target's block of 9 [default: 127.0.0.21].")] = None,
+        help="First address of a multi-node target's block of 9 (default 127.0.0.21).")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each node.")] = 240.0,
     config: ConfigPath = DEFAULT_CONFIG,
 ) -> None:
