@@ -391,13 +391,14 @@ async def serve(config: Config, *, store=None, name: str | None = None, ready=No
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    reloading: list[asyncio.Task] = []
+    one_at_a_time = asyncio.Lock()  # a SIGHUP during a reload reloads again once it is done
 
-    def hangup() -> None:
-        if not reloading or reloading[-1].done():  # one at a time; a second SIGHUP meanwhile is the same
-            reloading.append(asyncio.ensure_future(_reload(server, reread, notifier, listening)))
+    async def reload() -> None:
+        async with one_at_a_time:
+            if not server.draining:
+                await _reload(server, reread, notifier, listening)
 
-    loop.add_signal_handler(signal.SIGHUP, hangup)
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload()))
     await stop.wait()
     log.info("shutting down: draining in-flight requests")
     notifier.stopping("draining in-flight requests")
