@@ -13,7 +13,9 @@ from rich.markup import escape
 
 from zdm.cli.common import DEFAULT_CONFIG, ConfigPath, command, config_from, console
 from zdm import logs
+from zdm.config import Config
 from zdm.config.proxy_config import proxy_config
+from zdm.config.zdmproxy_translate import Translation
 from zdm.config.zdmproxy_routing import check_routing
 from zdm.errors import ConfigError
 from zdm.state import open_store
@@ -45,10 +47,10 @@ def start(
 ) -> None:
     """Listen for applications; writes go to both clusters, reads to the primary.
 
-    Runs until SIGTERM or Ctrl-C, then drains in-flight requests and stops.
+    Runs until SIGTERM or Ctrl-C, then drains in-flight requests and stops.  SIGHUP reads the
+    configuration again and applies its live settings (log level and format,
+    max_client_connections); the log names any other change, kept until a restart.
     """
-    cfg, from_zdm_proxy = proxy_config(config, zdm_proxy_config, os.environ)
-    proxy = cfg.proxy
     if listen_port is not None and not 1 <= listen_port <= 65535:
         raise ConfigError(f"port {listen_port} is out of range (1-65535)", path="--listen-port")
     if workers is not None and workers < 1:
@@ -57,12 +59,20 @@ def start(
                                    ("--log-format", log_format, logs.FORMATS)):
         if value is not None and value.lower() not in allowed:
             raise ConfigError(f"unknown value {value!r}", path=option, hint=f"use {', '.join(allowed)}")
-    proxy = dataclasses.replace(proxy, listen_host=listen_host or proxy.listen_host,
-                                listen_port=listen_port or proxy.listen_port,
-                                workers=workers or proxy.workers,
-                                log_level=(log_level or proxy.log_level).lower(),
-                                log_format=(log_format or proxy.log_format).lower())
-    cfg = dataclasses.replace(cfg, proxy=proxy)
+
+    def read() -> tuple[Config, Translation | None]:
+        """The settings, the command line's overrides over the file's (or the variables')."""
+        cfg, from_zdm_proxy = proxy_config(config, zdm_proxy_config, os.environ)
+        proxy = cfg.proxy
+        proxy = dataclasses.replace(proxy, listen_host=listen_host or proxy.listen_host,
+                                    listen_port=listen_port or proxy.listen_port,
+                                    workers=workers or proxy.workers,
+                                    log_level=(log_level or proxy.log_level).lower(),
+                                    log_format=(log_format or proxy.log_format).lower())
+        return dataclasses.replace(cfg, proxy=proxy), from_zdm_proxy
+
+    cfg, from_zdm_proxy = read()
+    proxy = cfg.proxy
     logs.configure(proxy.log_level, proxy.log_format)
     store = open_store(cfg)
     if from_zdm_proxy is not None:
@@ -79,7 +89,8 @@ def start(
                       f"{source} Ctrl-C to stop.")
 
     count = proxy.worker_processes()
-    server.run(cfg, store=store, name=name, ready=ready, workers=count if count > 1 else None)
+    server.run(cfg, store=store, name=name, ready=ready, workers=count if count > 1 else None,
+               reread=lambda: read()[0])
 
 
 @app.command()

@@ -15,6 +15,12 @@ summed.  The store's file I/O runs on a thread, never on the event loop.
 
 :meth:`ProxyServer.shutdown` stops accepting, has every worker answer new requests
 with OVERLOADED and drain the ones in flight, then closes everything.
+
+:func:`serve` runs an instance as a service: SIGTERM or SIGINT shuts it down (the workers
+ignore both: the instance drains them), SIGHUP reloads its live settings
+(:mod:`~zdm.proxy.live_settings`), and systemd hears of each step over ``$NOTIFY_SOCKET``
+(:mod:`~zdm.proxy.sd_notify`): READY=1 once it listens, RELOADING=1 then READY=1 around a
+reload, STOPPING=1 when it drains.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import socket
 import time
 
 
+from zdm import logs
 from zdm.config import Config, parse_host_port
 from zdm.cql.constants import ErrorCode
 from zdm.errors import ZdmError
@@ -34,9 +41,11 @@ from zdm.phases.model import Cluster, Phase, Routing, routing_for
 from zdm.proxy.control import ControlPlane, ProxyError
 from zdm.proxy.dataplane import DataPlane
 from zdm.proxy.endpoint import HttpEndpoint
+from zdm.proxy.live_settings import Reload, compare
 from zdm.proxy.refusal import Refusal
 from zdm.proxy.registration import Registration
 from zdm.proxy.reporting import Reporting, counters
+from zdm.proxy.sd_notify import Notifier
 from zdm.proxy.stats import ProxyStats, merge, utc_now
 from zdm.proxy.topology import Instance, VirtualTopology
 from zdm.proxy.worker import LocalWorker, WorkerProcess
@@ -227,6 +236,17 @@ class ProxyServer:
                                log.error("proxy worker %d could not be restarted: %s",
                                          replacement.index, t.exception()))
 
+    # -- live settings -------------------------------------------------------------------
+    def reload(self, config: Config) -> Reload:
+        """Run by ``config``'s live settings from now on (the others wait for a restart)."""
+        change = compare(self.config, config)
+        self.config = change.config  # a worker started again later gets these too
+        pc = self.config.proxy
+        logs.configure(pc.log_level, pc.log_format)
+        for worker in self.workers:
+            worker.set_logging(pc.log_level, pc.log_format)
+        return change
+
     # -- accepting -----------------------------------------------------------------------
     def _accept(self) -> None:
         for _ in range(256):
@@ -355,21 +375,60 @@ class ProxyServer:
 
 
 async def serve(config: Config, *, store=None, name: str | None = None, ready=None,
-                workers: int | None = None) -> None:
-    """Run a proxy instance until SIGTERM/SIGINT, then shut down gracefully."""
+                workers: int | None = None, reread=None) -> None:
+    """Run a proxy instance until SIGTERM/SIGINT, then shut down gracefully.  ``reread``: a
+    function that reads the configuration again, for SIGHUP (None: SIGHUP is logged, no more)."""
     import signal
 
+    notifier = Notifier.from_environ()
     server = ProxyServer(config, state_store=store, name=name, workers=workers)
     await server.start()
     if ready is not None:
         ready(server)
+    listening = f"listening on {server.listen[0]}:{server.port} ({server.describe_workers()})"
+    notifier.ready(listening)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    one_at_a_time = asyncio.Lock()  # a SIGHUP during a reload reloads again once it is done
+
+    async def reload() -> None:
+        async with one_at_a_time:
+            if not server.draining:
+                await _reload(server, reread, notifier, listening)
+
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload()))
     await stop.wait()
     log.info("shutting down: draining in-flight requests")
+    notifier.stopping("draining in-flight requests")
     await server.shutdown()
+
+
+async def _reload(server: ProxyServer, reread, notifier: Notifier, listening: str) -> None:
+    notifier.reloading()
+    if reread is None:
+        log.warning("SIGHUP: this proxy was started without a configuration to read again; "
+                    "nothing changed")
+        notifier.ready(listening)
+        return
+    try:
+        config = await asyncio.to_thread(reread)
+    except ZdmError as exc:
+        log.error("settings not reloaded, the proxy keeps running by its current ones: %s%s",
+                  exc.message, f" ({exc.hint})" if exc.hint else "")
+        notifier.ready(f"{listening}; settings not reloaded: {exc.message}")
+        return
+    except Exception as exc:  # noqa: BLE001 - a reload must never take the proxy down
+        log.exception("settings not reloaded, the proxy keeps running by its current ones")
+        notifier.ready(f"{listening}; settings not reloaded: {exc}")
+        return
+    change = server.reload(config)
+    log.info("%s", change.describe())
+    if change.need_restart:
+        log.warning("changed in the configuration, kept as they were until the proxy restarts: %s",
+                    ", ".join(change.need_restart))
+    notifier.ready(listening)
 
 
 def run(config: Config, **kwargs) -> None:

@@ -14,7 +14,12 @@ The channel's messages, instance -> worker: ``init`` (config, topology, routing)
 parts of :data:`SCHEMA_PART` tables, the last one flagged), ``topology`` (a cluster and its
 real topology, pickled, in parts of :data:`TOPOLOGY_PART` bytes, the last one flagged), ``stats?``, ``drain`` (timeout);
 worker -> instance: ``ready``, ``closed`` (how many connections ended), ``ack``
-(revision), ``stats`` (snapshot), ``drained``.
+(revision), ``stats`` (snapshot), ``drained``; and ``logging`` (level, format) when the
+instance reloads its settings.
+
+A worker process ignores SIGTERM, SIGINT and SIGHUP: the signals that reach a whole process
+group or control group are the instance's to act on (it drains its workers, and tells them of
+new settings); a worker that lost its instance drains and stops by itself.
 """
 
 from __future__ import annotations
@@ -78,6 +83,9 @@ class LocalWorker:
 
     async def drain(self, timeout: float) -> None:
         await self.plane.drain(timeout)
+
+    def set_logging(self, level: str, fmt: str) -> None:
+        pass  # this process's logging: the instance set it
 
 
 class WorkerProcess:
@@ -155,6 +163,12 @@ class WorkerProcess:
         self.routing = routing
         self._channel.send("routing", routing, revision)
         await self._wait("ack", revision, ACK_TIMEOUT)
+
+    def set_logging(self, level: str, fmt: str) -> None:
+        """Log at ``level`` in ``fmt`` from now on (a reload); a worker started later is told
+        by its config."""
+        if self.alive:
+            self._channel.send("logging", level, fmt)
 
     async def refresh_stats(self) -> None:
         if self.alive:
@@ -247,21 +261,28 @@ class TopologyParts:
 # -- the worker process itself -------------------------------------------------------------
 
 def main(argv: list[str]) -> None:
+    # The instance alone decides when its workers stop, drains them and tells them of new
+    # settings.  Ctrl-C, `kill -- -PGID` and systemd's control-group kill signal the whole
+    # group at once: a worker acting on its own would exit before the instance knew it was
+    # stopping, and be taken for crashed.  Without an instance (it died) a worker drains
+    # and stops by itself (the channel closes).
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
     sock = socket.socket(fileno=int(argv[1]))
     sock.settimeout(START_TIMEOUT)
     init = pickle.loads(sock.recv(channel.MAX_MESSAGE))
     _, index, name, config, topology, me, routing, max_version, compression = init
-    logs.configure(config.proxy.log_level, config.proxy.log_format, worker=f"w{index}")
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the instance decides
+    label = f"w{index}"
+    logs.configure(config.proxy.log_level, config.proxy.log_format, worker=label)
     try:
         import uvloop  # type: ignore[import-not-found]
     except ImportError:
-        asyncio.run(_serve(sock, name, config, topology, me, routing, max_version, compression))
+        asyncio.run(_serve(sock, label, name, config, topology, me, routing, max_version, compression))
     else:
-        uvloop.run(_serve(sock, name, config, topology, me, routing, max_version, compression))
+        uvloop.run(_serve(sock, label, name, config, topology, me, routing, max_version, compression))
 
 
-async def _serve(sock: socket.socket, name: str, config: Config, topology: VirtualTopology,
+async def _serve(sock: socket.socket, label: str, name: str, config: Config, topology: VirtualTopology,
                  me: Instance, routing: Routing, max_version: int, compression) -> None:
     loop = asyncio.get_running_loop()
     stopped = asyncio.Event()
@@ -303,6 +324,9 @@ async def _serve(sock: socket.socket, name: str, config: Config, topology: Virtu
             topology = topology_parts.add(*msg[1:])
             if topology is not None:  # the whole snapshot, swapped in at once
                 plane.ctx.set_cluster(msg[1], topology)
+        elif kind == "logging":
+            logs.configure(msg[1], msg[2], worker=label)
+            log.debug("logging at %s, as %s", msg[1], msg[2])
         elif kind == "stats?":
             link.send("stats", plane.snapshot())
         elif kind == "drain" and not plane.ctx.draining:
@@ -313,7 +337,6 @@ async def _serve(sock: socket.socket, name: str, config: Config, topology: Virtu
             asyncio.ensure_future(drain(5.0))
 
     link = channel.Channel(sock, message, lost)
-    loop.add_signal_handler(signal.SIGTERM, lambda: message(("drain", 10.0), None))
     plane.start()
     link.send("ready")
     await stopped.wait()
