@@ -6,6 +6,7 @@ on the other replicas, every row is copied and counted once, and the validation 
 from __future__ import annotations
 
 import json
+import re
 import struct
 import threading
 import time
@@ -224,3 +225,49 @@ def test_validate_goes_on_when_a_target_node_dies_and_comes_back(clusters, multi
     with open_checkpoints(config, "validate") as store:
         cp = store.load(f"{ks}.t")
         assert cp.complete and cp.rows_done == ROWS
+
+
+def test_a_range_read_goes_on_from_its_last_page_on_another_replica(clusters, multinode, caplog):
+    """The node serving a range read is SIGKILLed after a few pages: the read goes on from
+    the next page on another replica, and hands out every row of the range exactly once."""
+    import asyncio
+
+    from zdm.migrate.range_read import range_pages
+    from zdm.migrate.schema import tables_in_scope
+    from zdm.ranges.context import WorkerContext
+    from zdm.ranges.ring import FULL_RING
+
+    config, keyspace = clusters
+    ks = keyspace(3, 2, 6000)
+    victim = multinode.addresses("origin")[2]
+    ctx = WorkerContext(config, RunSettings(workers=0, fetch_size=200, request_timeout_s=10))
+    try:
+        (spec,) = tables_in_scope(ctx.origin.cluster.metadata, Scope(keyspaces=(ks,)))
+        router = ctx.router("origin")
+        plan = router.plan
+        # the victim serves the read first (it is a replica of every range at RF 3)
+        router.plan = lambda k, token, failed=(): sorted(
+            plan(k, token, failed), key=lambda h: h.address != victim or h in failed)
+        select = ctx.prepare("origin", spec.range_select())
+
+        async def read() -> list[tuple]:
+            keys = []
+            pages = 0
+            async for _arrived, rows in range_pages(ctx, "origin", ks, select, FULL_RING):
+                keys.extend(tuple(r[1:3]) for r in rows)
+                pages += 1
+                if pages == 3:
+                    multinode.stop_node(victim)
+            return keys
+
+        with caplog.at_level("WARNING", logger="zdm.ranges"):
+            keys = asyncio.run(read())
+    finally:
+        ctx.close()
+    failovers = [r.getMessage() for r in caplog.records if r.name == "zdm.ranges"]
+    print("\n".join(failovers))
+    assert failovers and victim in failovers[0], failovers
+    # it went on after the pages handed out before the kill (3, or 4 when one more had come)
+    assert int(re.search(r"after (\d+) rows", failovers[0]).group(1)) in (600, 800)
+    assert len(keys) == 6000
+    assert len(set(keys)) == 6000  # not one row twice

@@ -22,11 +22,14 @@ in pieces, from scratch.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import AsyncIterator
 
 from zdm.migrate import aio
 from zdm.ranges import failover
 from zdm.ranges.ring import TokenRange
+
+log = logging.getLogger("zdm.ranges")
 
 
 async def range_pages(ctx, side: str, keyspace: str, statement,
@@ -39,6 +42,7 @@ async def range_pages(ctx, side: str, keyspace: str, statement,
     state: bytes | None = None
     failed: list = []
     retry = 0
+    rows_read = 0
     while True:
         plan = router.plan(keyspace, rng.end, failed)
         host = plan[0] if plan else None  # no node reachable: the driver's policy decides
@@ -47,6 +51,7 @@ async def range_pages(ctx, side: str, keyspace: str, statement,
                                                              host=host, paging_state=state):
                 retry = 0  # a page came: the next failure starts a fresh count
                 yield arrived, rows
+                rows_read += len(rows)
                 state = next_state
             return
         except Exception as exc:
@@ -54,5 +59,9 @@ async def range_pages(ctx, side: str, keyspace: str, statement,
                 raise
             if host is not None:
                 failed = [h for h in failed if h != host] + [host]
+            log.warning("%s range %s in %s: a page read from %s failed (%s: %s); reading on "
+                        "from another node after %d rows, in %.2f s", side, rng.key(), keyspace,
+                        getattr(host, "address", "any node"),
+                        type(exc).__name__, exc, rows_read, failover.backoff(retry))
         await asyncio.sleep(failover.backoff(retry))
         retry += 1
