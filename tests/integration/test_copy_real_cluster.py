@@ -260,7 +260,7 @@ def test_a_range_read_goes_on_from_its_last_page_on_another_replica(clusters, mu
                     multinode.stop_node(victim)
             return keys
 
-        with caplog.at_level("WARNING", logger="zdm.ranges"):
+        with caplog.at_level("INFO", logger="zdm.ranges"):
             keys = asyncio.run(read())
     finally:
         ctx.close()
