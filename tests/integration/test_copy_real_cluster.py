@@ -271,3 +271,31 @@ def test_a_range_read_goes_on_from_its_last_page_on_another_replica(clusters, mu
     assert int(re.search(r"after (\d+) rows", failovers[0]).group(1)) in (600, 800)
     assert len(keys) == 6000
     assert len(set(keys)) == 6000  # not one row twice
+
+
+def test_migrate_waits_out_a_target_node_that_dies_and_comes_back(clusters, multinode):
+    """RF 2 on target: with one of its nodes down no write succeeds at LOCAL_QUORUM; the
+    copy's batches (idempotent: each write has its timestamp) are sent again until the node
+    is back, and the copy ends complete, each row counted once."""
+    config, keyspace = clusters
+    ks = keyspace(3, 2, ROWS)
+    victim = multinode.addresses("target")[1]
+
+    def kill_and_restart() -> None:
+        multinode.stop_node(victim)
+        time.sleep(3)
+        multinode.start_node(victim)
+
+    settings = MigrationSettings(scope=Scope(keyspaces=(ks,)), record_evidence=False,
+                                 run=_run(rate_limit=ROWS / 25))
+    report, killed_at = _run_until_killed(lambda on_event: migrate(config, settings, on_event),
+                                          kill_and_restart, after_ranges=8, total_ranges=48)
+    print(f"target node {victim} killed after {killed_at} ranges and restarted; report: "
+          f"{json.dumps(report.to_json(), default=str)[:600]}")
+    (result,) = report.tables
+    assert report.complete, result.failed_ranges
+    assert result.rows_copied == ROWS and result.rows_total == ROWS
+    check = validate(config, ValidationSettings(scope=Scope(keyspaces=(ks,)), run=_run(),
+                                                record_evidence=False))
+    assert check.clean, json.dumps(check.to_json(), default=str)[:2000]
+    assert check.tables[0].rows_target == ROWS
