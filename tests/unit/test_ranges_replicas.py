@@ -96,6 +96,8 @@ SPEC = TableSpec("ks", "t", ("pk",), ("ck",),
     (Write(10, 0, (Assignment("l", Op.PREPEND, [1]),)), False),
     (Write(None, 0, (Assignment("v", Op.INCR, 1),)), False),
     (Write(10, 0, (Assignment("l", Op.ADD, [1]),), chain="l"), False),
-], ids=["set-cell", "set-elements", "whole-list", "list-append", "list-prepend", "counter", "chained"])
+    (Write(10, 3600, (Assignment("v", Op.SET, 1),)), False),
+], ids=["set-cell", "set-elements", "whole-list", "list-append", "list-prepend", "counter", "chained",
+        "ttl"])
 def test_which_writes_may_be_written_twice(write, expected):
     assert idempotent(SPEC, write) is expected

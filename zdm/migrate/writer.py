@@ -10,8 +10,8 @@ yielding to the event loop in between.  Callers :meth:`flush` before awaiting an
 else (a read of target, the rate limiter) for the same reason, and at the end of a page.
 Each statement inside a batch keeps its own ``USING TIMESTAMP`` and ``TTL``.
 
-A batch whose every write carries its timestamp and sets what it sets (no counter update,
-no list element added: :func:`idempotent`) is marked idempotent, so the write window sends it
+A batch whose every write carries its timestamp, has no TTL and sets what it sets (no
+counter update, no list element added: :func:`idempotent`) is marked idempotent, so the write window sends it
 again when target fails it retryably (a node died or timed out: :mod:`zdm.ranges.failover`);
 writing the same cells at the same timestamps twice leaves target as once.  Any other batch
 that fails fails its range, which the coordinator redoes reading target first.
@@ -106,10 +106,11 @@ class BatchWriter:
 
 
 def idempotent(spec: TableSpec, write: Write) -> bool:
-    """Whether applying ``write`` twice leaves target as applying it once: it carries its
-    timestamp (not a counter update) and adds no list element (an element's cell name is a
-    time UUID the coordinator makes up, so a second append or prepend is a second element)."""
-    if write.timestamp is None or write.chain is not None:
+    """Whether sending ``write`` again later leaves target as sending it once: it carries its
+    timestamp (not a counter update), has no TTL (counted down when the batch opened, it would
+    make the cell outlive origin's by the wait), and adds no list element (an element's cell
+    name is a time UUID the coordinator makes up, so a second append is a second element)."""
+    if write.timestamp is None or write.chain is not None or write.ttl:
         return False
     for a in write.assignments:
         if a.op is Op.PREPEND or a.op is Op.INCR:

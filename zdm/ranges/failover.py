@@ -13,9 +13,9 @@ coordinator's timeouts, and short of a node restart; past that the range fails a
 coordinator (:mod:`zdm.ranges.coordinator`) tries it again in pieces.
 
 Only an idempotent request is ever sent twice: reads, and writes that carry their own
-timestamp (the copy's, :mod:`zdm.migrate.writer`).  A counter update or a list append that
-timed out may have been applied; the range that sent it is redone from scratch instead,
-reading target first.
+timestamp and no TTL (the copy's, :mod:`zdm.migrate.writer`).  A counter update or a list
+append that timed out may have been applied, and a TTL sent late would outlive origin's; the
+range that sent it is redone from scratch instead, reading origin (and target) again.
 """
 
 from __future__ import annotations
