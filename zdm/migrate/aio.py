@@ -12,8 +12,9 @@ each page arrived (a TTL read in it counts down from then) and, with ``host`` an
 :meth:`~WriteWindow.send` in it) and remembers the first failure.
 
 A request whose statement is idempotent (``is_idempotent``: reads, and batches of writes
-that carry their own timestamps) is sent again when it fails in a way another attempt may
-not (:func:`zdm.ranges.failover.retryable`: a node died, timed out, was unavailable), after
+that carry their own timestamps and no TTL) is sent again when it fails in a way another
+attempt may get past (:func:`zdm.ranges.failover.retryable`: a node died, timed out, was
+unavailable), after
 a backoff, up to :data:`~zdm.ranges.failover.MAX_RETRIES` times: the driver's load-balancing
 policy then picks a live node.  Any other failure is final at once.
 """

@@ -11,10 +11,11 @@ else (a read of target, the rate limiter) for the same reason, and at the end of
 Each statement inside a batch keeps its own ``USING TIMESTAMP`` and ``TTL``.
 
 A batch whose every write carries its timestamp, has no TTL and sets what it sets (no
-counter update, no list element added: :func:`idempotent`) is marked idempotent, so the write window sends it
-again when target fails it retryably (a node died or timed out: :mod:`zdm.ranges.failover`);
-writing the same cells at the same timestamps twice leaves target as once.  Any other batch
-that fails fails its range, which the coordinator redoes reading target first.
+counter update, no list element added: :func:`idempotent`) is marked idempotent, so the
+write window sends it again when target fails it retryably (a node died or timed out:
+:mod:`zdm.ranges.failover`); writing the same cells at the same timestamps twice leaves
+target as once.  Any other batch that fails fails its range, which the coordinator redoes
+from its first row.
 """
 
 from __future__ import annotations

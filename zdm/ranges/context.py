@@ -1,9 +1,10 @@
 """Per-process resources for range work: driver sessions, prepared statements, the rate limiter,
 and what batching the copy's writes needs to know of target (its batch limits, its replicas).
 Also each cluster's :class:`~zdm.ranges.replicas.ReplicaRouter`, which sends a range read
-to a replica of the range.  Also :class:`RunSettings`, how range work runs (engine, processes, concurrency, pacing), which
-migrate and validate share.  Each engine builds one :class:`WorkerContext` per worker process
-(:mod:`zdm.ranges.pool`, :mod:`zdm.ranges.spark.executor`) and hands it to every job it runs.
+to a replica of the range.  Also :class:`RunSettings`, how range work runs (engine,
+processes, concurrency, pacing), which migrate and validate share.  Each engine builds one
+:class:`WorkerContext` per worker process (:mod:`zdm.ranges.pool`,
+:mod:`zdm.ranges.spark.executor`) and hands it to every job it runs.
 
 Also applies one driver workaround: the driver's compiled list decoder rejects null
 elements, and Cassandra 5.0's ``TTL(collection)`` returns ``list<int>`` with a null for
