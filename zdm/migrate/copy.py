@@ -1,7 +1,8 @@
 """Copy one token range of one table from origin to target: a plain function of (range, settings).
 
 Theory of operation: the range is scanned on origin in token order, a page at a time
-(one page read ahead).  Each row becomes writes (``plan.plan_row``), and a partition's
+(one page read ahead), from a replica of the range, failing over to another replica from
+the last page read when a node dies (:mod:`zdm.migrate.range_read`).  Each row becomes writes (``plan.plan_row``), and a partition's
 static cells are written once, at its first row in the scan.  Writes go out in UNLOGGED
 batches of partitions that share target replicas, a bounded number in flight
 (:mod:`zdm.migrate.writer`; list appends of a chain alone and in order); the function
@@ -23,6 +24,7 @@ from typing import Callable
 from zdm.migrate import aio
 from zdm.migrate.cells import Write, counter_deltas
 from zdm.migrate.plan import plan_row, plan_static
+from zdm.migrate.range_read import range_pages
 from zdm.migrate.schema import TableSpec
 from zdm.migrate.statements import cql_for, statement_for, values_for
 from zdm.migrate.writer import BatchWriter
@@ -72,7 +74,7 @@ async def copy_range(ctx: WorkerContext, spec: TableSpec, rng: TokenRange,
     has_statics = bool(spec.statics)
     last_pk: tuple | None = None
     total = 0
-    async for read_at, rows in aio.timed_pages(ctx.origin, select, (rng.start, rng.end)):
+    async for read_at, rows in range_pages(ctx, "origin", spec.keyspace, select, rng):
         await ctx.limiter.acquire(len(rows))
         keys = [row[1:1 + kw] for row in rows]
         existing = await target_rows(ctx, spec, keys) if needs_target else None

@@ -9,6 +9,13 @@ arrived to when its batch opened, and the batch is sent as soon as it is full, w
 yielding to the event loop in between.  Callers :meth:`flush` before awaiting anything
 else (a read of target, the rate limiter) for the same reason, and at the end of a page.
 Each statement inside a batch keeps its own ``USING TIMESTAMP`` and ``TTL``.
+
+A batch whose every write carries its timestamp, has no TTL and sets what it sets (no
+counter update, no list element added: :func:`idempotent`) is marked idempotent, so the
+write window sends it again when target fails it retryably (a node died or timed out:
+:mod:`zdm.ranges.failover`); writing the same cells at the same timestamps twice leaves
+target as once.  Any other batch that fails fails its range, which the coordinator redoes
+from its first row.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ class BatchWriter:
         self._columns = ({c.name: c for c in spec.columns}
                        if any(c.kind is not Kind.SIMPLE for c in spec.columns) else None)
         self._opened_at = 0.0
+        self._idempotent = True  # every write of the open batch is (see idempotent())
 
     async def add(self, write: Write, key: tuple, token: int, read_at: float | None = None) -> None:
         """Queue ``write`` for the row ``key`` (its partition's token on origin), read at
@@ -57,6 +65,7 @@ class BatchWriter:
                 elapsed = int(self._opened_at - read_at)
                 bound = bind(stmt, values_for(self._spec, write, key, elapsed_s=elapsed))
         batcher.add(bound, group, partition, size)
+        self._idempotent = self._idempotent and idempotent(self._spec, write)
 
     def flush(self) -> None:
         """Send the open batch, if any."""
@@ -75,6 +84,8 @@ class BatchWriter:
 
     def _send(self) -> None:
         batch = batch_of(self._batcher.take(), self._type, self._ctx.write_cl, self._spec.keyspace)
+        batch.is_idempotent = self._idempotent
+        self._idempotent = True
         self._window.send(self._ctx.target, batch)
 
     def _cells(self, write: Write) -> int:
@@ -93,6 +104,21 @@ class BatchWriter:
             else:  # elements, plus the collection's tombstone when it is set whole
                 n += (2 if kind is Kind.LIST else 1) * len(a.value) + 1
         return n
+
+
+def idempotent(spec: TableSpec, write: Write) -> bool:
+    """Whether sending ``write`` again later leaves target as sending it once: it carries its
+    timestamp (not a counter update), has no TTL (counted down when the batch opened, it would
+    make the cell outlive origin's by the wait), and adds no list element (an element's cell
+    name is a time UUID the coordinator makes up, so a second append is a second element)."""
+    if write.timestamp is None or write.chain is not None or write.ttl:
+        return False
+    for a in write.assignments:
+        if a.op is Op.PREPEND or a.op is Op.INCR:
+            return False
+        if a.op is Op.ADD and any(c.name == a.column and c.kind is Kind.LIST for c in spec.columns):
+            return False
+    return True
 
 
 # -- binding: the one place that reaches into the driver's BatchStatement -------------------

@@ -1,8 +1,10 @@
 """Per-process resources for range work: driver sessions, prepared statements, the rate limiter,
 and what batching the copy's writes needs to know of target (its batch limits, its replicas).
-Also :class:`RunSettings`, how range work runs (engine, processes, concurrency, pacing), which
-migrate and validate share.  Each engine builds one :class:`WorkerContext` per worker process
-(:mod:`zdm.ranges.pool`, :mod:`zdm.ranges.spark.executor`) and hands it to every job it runs.
+Also each cluster's :class:`~zdm.ranges.replicas.ReplicaRouter`, which sends a range read
+to a replica of the range.  Also :class:`RunSettings`, how range work runs (engine,
+processes, concurrency, pacing), which migrate and validate share.  Each engine builds one
+:class:`WorkerContext` per worker process (:mod:`zdm.ranges.pool`,
+:mod:`zdm.ranges.spark.executor`) and hands it to every job it runs.
 
 Also applies one driver workaround: the driver's compiled list decoder rejects null
 elements, and Cassandra 5.0's ``TTL(collection)`` returns ``list<int>`` with a null for
@@ -25,6 +27,7 @@ from zdm.clusters.connect import connect_error, make_cluster
 from zdm.errors import ConfigError
 from zdm.ranges.batches import SETTINGS, BatchLimits, ReplicaGroups
 from zdm.ranges.ratelimit import RateLimiter
+from zdm.ranges.replicas import ReplicaRouter
 
 
 def _patch_list_decoder() -> None:
@@ -106,7 +109,9 @@ class WorkerContext:
     def __init__(self, config: Config, run: RunSettings, *, rate_share: float | None = None) -> None:
         self.config = config
         self.run = run
-        self._origin_cluster, self.origin = connect(config.origin, "origin", run.request_timeout_s)
+        # token-aware on origin too: a point read (a validation's re-read) goes to a replica
+        self._origin_cluster, self.origin = connect(config.origin, "origin", run.request_timeout_s,
+                                                    token_aware=True)
         try:
             self._target_cluster, self.target = connect(config.target, "target", run.request_timeout_s,
                                                         token_aware=True)
@@ -121,15 +126,27 @@ class WorkerContext:
         self._groups: dict[str, ReplicaGroups] = {}
         self.batch_limits = target_batch_limits(self.target)
         self._parent = os.getppid()
+        self._routers = {"origin": ReplicaRouter(self._origin_cluster, self.origin),
+                         "target": ReplicaRouter(self._target_cluster, self.target)}
+
+    def session(self, side: str):
+        """The session to ``side`` ("origin" or "target")."""
+        return self.origin if side == "origin" else self.target
+
+    def router(self, side: str) -> ReplicaRouter:
+        """Where ``side``'s range reads go (:mod:`zdm.ranges.replicas`)."""
+        return self._routers[side]
 
     def prepare(self, side: str, cql: str, *, write: bool = False):
         key = (side, cql)
         stmt = self._prepared.get(key)
         if stmt is None:
-            session = self.origin if side == "origin" else self.target
-            stmt = session.prepare(cql)
+            stmt = self.session(side).prepare(cql)
             stmt.consistency_level = self.write_cl if write else self.read_cl
             stmt.fetch_size = self.run.fetch_size
+            # a read may be sent again when a node fails (zdm.ranges.failover); a write only
+            # in a batch that says so (zdm.migrate.writer)
+            stmt.is_idempotent = not write
             self._prepared[key] = stmt
         return stmt
 

@@ -1,7 +1,8 @@
 """Compare one token range of one table: a plain function of (range, settings).
 
 Theory of operation: both clusters are scanned over the range in token order, a page
-at a time, and merge-joined (:mod:`zdm.validate.merge`); no per-row point reads while
+at a time, each from a replica of the range (:mod:`zdm.migrate.range_read`, which fails a
+scan over to another replica, from its last page, when a node dies), and merge-joined (:mod:`zdm.validate.merge`); no per-row point reads while
 scanning.  A row missing on one side or differing in a cell is only a *suspect*:
 a live write may have landed on one cluster between the two scans.  After the scan,
 suspects are re-read on both sides (a few rounds, briefly spaced) and only those that
@@ -22,6 +23,7 @@ from zdm.migrate import aio
 from zdm.migrate.cells import counter_deltas, hashable
 from zdm.migrate.copy import write_all
 from zdm.migrate.plan import plan_row, plan_static
+from zdm.migrate.range_read import range_pages
 from zdm.migrate.schema import TableSpec
 from zdm.ranges.context import WorkerContext
 from zdm.ranges.ring import TokenRange
@@ -92,13 +94,19 @@ async def _reread(ctx: WorkerContext, spec: TableSpec, suspects: list[_Suspect])
         s.target = t_rows[0] if t_rows else None
 
 
+async def _pages(ctx: WorkerContext, side: str, spec: TableSpec, rng: TokenRange):
+    """``rng``'s rows on ``side``, a page at a time, from a replica (failing over)."""
+    async for _arrived, rows in range_pages(ctx, side, spec.keyspace,
+                                            ctx.prepare(side, spec.range_select()), rng):
+        yield rows
+
+
 async def compare_range(ctx: WorkerContext, spec: TableSpec, rng: TokenRange,
                         params: ValidationParams, on_rows=None) -> Findings:
     result = Findings()
     kw = spec.key_width
     merge = MergeJoin(lambda row: hashable(row[1:1 + kw]))
-    streams = [aio.pages(ctx.origin, ctx.prepare("origin", spec.range_select()), (rng.start, rng.end)),
-               aio.pages(ctx.target, ctx.prepare("target", spec.range_select()), (rng.start, rng.end))]
+    streams = [_pages(ctx, side, spec, rng) for side in ("origin", "target")]
     has_statics = bool(spec.statics)
     tol = params.ttl_tolerance_s
     suspects: list[_Suspect] = []
