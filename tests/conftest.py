@@ -296,10 +296,10 @@ def astra_config(astra, tls_config, tmp_path_factory) -> Config:
                   state_dir=tmp_path_factory.mktemp("astra-state"))
 
 
-# -- a multi-node pair: 3 origin nodes, 2 target nodes --------------------------------------
+# -- a multi-node pair: 3 origin nodes, 3 target nodes --------------------------------------
 
 MULTINODE_ORIGIN_NODES = 3
-MULTINODE_TARGET_NODES = 2
+MULTINODE_TARGET_NODES = 3
 
 
 @dataclass(frozen=True)
@@ -368,11 +368,12 @@ def _multinode_fixture(settings):
 
 @pytest.fixture(scope="session")
 def multinode():
-    """A 3-node origin (127.0.0.11-13, RF 3 keyspaces possible) and a 2-node target
-    (127.0.0.21-22), one DC each, all on CQL 9042 and internode 7000 on their own addresses,
-    under .zdm/test-multinode: reused when it already answers, otherwise started once for the
-    run (about 100 s on 2 cores) and stopped at its end (unless ZDM_KEEP_SANDBOX).  A test that
-    stops a node starts it again (``multinode.start_node`` or ``multinode.restore()``)."""
+    """A 3-node origin (127.0.0.11-13) and a 3-node target (127.0.0.21-23), one DC each (an
+    RF 3 keyspace on either takes QUORUM requests with any one node down), all on CQL 9042 and
+    internode 7000 on their own addresses, under .zdm/test-multinode: reused when it already
+    answers, otherwise started once for the run (about 130 s on 2 cores) and stopped at its end
+    (unless ZDM_KEEP_SANDBOX).  A test that stops a node starts it again
+    (``multinode.start_node`` or ``multinode.restore()``)."""
     from zdm.sandbox import layout, local
 
     settings = local.SandboxSettings(

@@ -17,15 +17,12 @@ with origin's writetimes.
 from __future__ import annotations
 
 import importlib.util
-import json
-import random
 import signal
-import threading
-import time
 
 import pytest
 
-from tests.support.hosts import HOSTS, proxy_hosts, wait_for, zdm
+from tests.support.app import App
+from tests.support.hosts import HOSTS, proxy_hosts, status, wait_for, zdm
 
 OLD_ROWS = 3000
 #: the application updates old rows below this key; those above reach target only by the copy
@@ -34,108 +31,6 @@ THREADS = 4
 #: how long each step may take at most (a bound, not a measure: shared machines are slow)
 PATIENCE = 180.0
 SPARK = importlib.util.find_spec("pyspark") is not None
-
-
-def status(operator_dir) -> dict:
-    return json.loads(zdm(operator_dir, "status", "--json").stdout)
-
-
-class App:
-    """The application: THREADS driver sessions, each owning its keys (new ones, and the old
-    rows ``k % THREADS == i`` in the first half of the old rows; the second half only the copy
-    brings to target), writing with idempotent statements and reading each write back.
-
-    It remembers the last value acknowledged for each key, and counts errors and misreads (a
-    read that does not return the last acknowledged value of a key only its thread writes)."""
-
-    def __init__(self, keyspace: str, port: int) -> None:
-        self.keyspace, self.port = keyspace, port
-        self.contact = (list(HOSTS), port)
-        #: key -> (the last value acknowledged, whether that write went through the proxies)
-        self.acked: dict[int, tuple[str, bool]] = {}
-        self.errors: list[str] = []
-        self.misreads: list[str] = []
-        self.ops = 0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._switch = [threading.Event() for _ in range(THREADS)]
-        self._switched = [threading.Event() for _ in range(THREADS)]
-        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(THREADS)]
-
-    def start(self) -> None:
-        for t in self._threads:
-            t.start()
-
-    def switch_to(self, hosts: list[str], port: int) -> None:
-        """Reconnect every thread to ``hosts:port`` (the cutover), one thread at a time."""
-        self.contact = (hosts, port)
-        for go, done in zip(self._switch, self._switched):
-            go.set()
-            assert done.wait(60), "a thread did not reconnect"
-
-    def stop(self) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(60)
-
-    def _connect(self):
-        from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-        from cassandra.policies import ConstantReconnectionPolicy, RoundRobinPolicy
-
-        hosts, port = self.contact
-        profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=20)
-        cluster = Cluster(hosts, port=port, execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-                          connect_timeout=10, idle_heartbeat_interval=5,
-                          reconnection_policy=ConstantReconnectionPolicy(1.0, max_attempts=None))
-        session = cluster.connect(self.keyspace)
-        write = session.prepare("INSERT INTO t (k, v) VALUES (?, ?)")
-        write.is_idempotent = True
-        read = session.prepare("SELECT v FROM t WHERE k = ?")
-        read.is_idempotent = True
-        return cluster, session, write, read
-
-    def _run(self, i: int) -> None:
-        rng = random.Random(i)
-        cluster, session, write, read = self._connect()
-        via_proxy = True
-        new_key = 100_000 * (i + 1)
-        seq = 0
-        try:
-            while not self._stop.is_set():
-                if self._switch[i].is_set() and not self._switched[i].is_set():
-                    cluster.shutdown()
-                    cluster, session, write, read = self._connect()
-                    via_proxy = False
-                    self._switched[i].set()
-                seq += 1
-                if rng.random() < 0.3:  # an old row this thread owns
-                    k = rng.randrange(i, UPDATED_ROWS, THREADS)
-                else:
-                    new_key += 1
-                    k = new_key
-                value = f"app-{i}-{seq}"
-                try:
-                    session.execute(write, (k, value))
-                except Exception as exc:  # noqa: BLE001 - the client's view, counted
-                    self._note(self.errors, f"write {k}: {type(exc).__name__}: {exc}")
-                    continue
-                with self._lock:
-                    self.acked[k] = (value, via_proxy)
-                    self.ops += 1
-                try:
-                    row = session.execute(read, (k,)).one()
-                except Exception as exc:  # noqa: BLE001
-                    self._note(self.errors, f"read {k}: {type(exc).__name__}: {exc}")
-                    continue
-                if row is None or row.v != value:
-                    self._note(self.misreads, f"read {k}: {row and row.v!r}, wrote {value!r}")
-                time.sleep(0.005)
-        finally:
-            cluster.shutdown()
-
-    def _note(self, where: list, text: str) -> None:
-        with self._lock:
-            where.append(text)
 
 
 @pytest.fixture()
@@ -170,7 +65,7 @@ def test_a_migration_in_the_field_loses_nothing_and_the_application_never_notice
 
     zdm(operator, "preflight")
     zdm(operator, "phase", "advance")  # 0 -> 1: dual writes
-    app = App(ks, port)
+    app = App(ks, (list(HOSTS), port), threads=THREADS, updated_rows=UPDATED_ROWS)
     app.start()
     wait_for(lambda: app.ops >= 200, timeout=PATIENCE, what="the application under way")
     zdm(operator, "phase", "advance", "--confirm-clients-on-proxy")  # 1 -> 2
@@ -216,10 +111,10 @@ def test_a_migration_in_the_field_loses_nothing_and_the_application_never_notice
     get = f"SELECT v, writetime(v) AS wt FROM {ks}.t WHERE k = ?"
     on_target, on_origin = target_session.prepare(get), origin_session.prepare(get)
     rows = {k: target_session.execute(on_target, (k,)).one() for k in range(OLD_ROWS)}
-    for k, (value, via_proxy) in app.acked.items():
+    for k, ack in app.acked.items():
         row = rows.get(k) or target_session.execute(on_target, (k,)).one()
-        assert row is not None and row.v == value, (k, value, row)
-        if via_proxy:  # a dual write: the same value and writetime on both clusters
+        assert row is not None and row.v == ack.value, (k, ack, row)
+        if ack.via_proxy:  # a dual write: the same value and writetime on both clusters
             assert tuple(origin_session.execute(on_origin, (k,)).one()) == tuple(row), k
     assert any(k < UPDATED_ROWS for k in app.acked), "the application updated no old row"
     untouched = [k for k in range(OLD_ROWS) if k not in app.acked]

@@ -30,7 +30,7 @@ def _session(addresses: list[str], port: int = 9042, *, only: list[str] | None =
 @pytest.mark.parametrize("cluster", ["origin", "target"])
 def test_every_node_lists_the_others_with_their_datacenter(multinode, cluster):
     specs = multinode.nodes(cluster)
-    assert len(specs) == {"origin": 3, "target": 2}[cluster]
+    assert len(specs) == {"origin": 3, "target": 3}[cluster]
     everyone = {s.address: "dc1" for s in specs}
     tokens = []
     for spec in specs:
@@ -85,7 +85,8 @@ def test_status_lists_every_node(multinode):
                     ("origin", "origin-2", "127.0.0.12", 9042, "dc1", True),
                     ("origin", "origin-3", "127.0.0.13", 9042, "dc1", True),
                     ("target", "target-1", "127.0.0.21", 9042, "dc1", True),
-                    ("target", "target-2", "127.0.0.22", 9042, "dc1", True)]
+                    ("target", "target-2", "127.0.0.22", 9042, "dc1", True),
+                    ("target", "target-3", "127.0.0.23", 9042, "dc1", True)]
     assert all(n["rss_bytes"] > 100 * 2**20 and n["pid"] for n in json.loads(result.output))
 
 

@@ -10,11 +10,7 @@ import signal
 
 import pytest
 
-from tests.support.hosts import HOSTS, proxy_hosts, wait_for, zdm
-
-def status(operator_dir) -> dict:
-    return json.loads(zdm(operator_dir, "status", "--json").stdout)
-
+from tests.support.hosts import HOSTS, proxy_hosts, status, wait_for, zdm
 
 class Reader:
     """An application's driver pinned to one proxy (it sees the other in system.peers, as

@@ -1,4 +1,4 @@
-"""The proxy on real multi-node clusters (the `multinode` sandbox: a 3-node origin, a 2-node
+"""The proxy on real multi-node clusters (the `multinode` sandbox: a 3-node origin, a 3-node
 target): one contact point is enough to reach every node, and the death of that very node
 (SIGKILL, two replicas of three still up) costs the application no more than the requests it
 had in flight at that moment; every write it saw acknowledged is on both clusters."""

@@ -4,6 +4,7 @@ operator's directory beside them; all coordinated through state_store: cassandra
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -11,9 +12,10 @@ import time
 HOSTS = ("127.0.0.2", "127.0.0.3")
 
 
-def write_config(directory, ports, *, keyspace, state_keyspace, port, host=None, metrics_port=None,
+def write_config(directory, clusters, *, keyspace, state_keyspace, port, host=None, metrics_port=None,
                  workers=1):
-    """``directory``/zdm.yaml for one host: a proxy's (``host`` given) or the operator's."""
+    """``directory``/zdm.yaml for one host: a proxy's (``host`` given) or the operator's;
+    ``clusters`` (a zdm Config) says which nodes of origin and target this host contacts."""
     directory.mkdir(parents=True, exist_ok=True)
     proxy = ""
     if host is not None:
@@ -21,14 +23,18 @@ def write_config(directory, ports, *, keyspace, state_keyspace, port, host=None,
         proxy = (f"proxy: {{listen_host: {host}, listen_port: {port}, instances: [{instances}], "
                  f"metrics_address: {host}, metrics_port: {metrics_port}, workers: {workers}}}\n")
     (directory / "zdm.yaml").write_text(f"""
-origin: {{port: {ports[0]}}}
-target: {{port: {ports[1]}}}
+origin: {_cluster(clusters.origin)}
+target: {_cluster(clusters.target)}
 {proxy}scope: {{keyspaces: [{keyspace}]}}
 state_store: cassandra
 state_keyspace: {state_keyspace}
 state_dir: state
 """)
     return directory / "zdm.yaml"
+
+
+def _cluster(config) -> str:
+    return f"{{contact_points: [{', '.join(config.contact_points)}], port: {config.port}}}"
 
 
 def zdm(directory, *args, check=True, timeout=600):
@@ -40,6 +46,11 @@ def zdm(directory, *args, check=True, timeout=600):
     return done
 
 
+def status(operator_dir) -> dict:
+    """`zdm status --json` as the operator in ``operator_dir`` sees it."""
+    return json.loads(zdm(operator_dir, "status", "--json").stdout)
+
+
 def wait_for(condition, timeout=30.0, what="condition", poll=0.2):
     deadline = time.monotonic() + timeout
     while not (result := condition()):
@@ -48,27 +59,31 @@ def wait_for(condition, timeout=30.0, what="condition", poll=0.2):
     return result
 
 
-def proxy_hosts(tmp_path, zdm_config, origin_session, target_session, *, prefix: str, workers: int):
+def proxy_hosts(tmp_path, zdm_config, origin_session, target_session, *, prefix: str, workers: int,
+                replication: tuple[int, int] = (1, 1), contacts=None):
     """A keyspace ``<prefix>_<random>`` with table ``t (k int PRIMARY KEY, v text)`` on both
-    clusters, a working directory for a proxy on each of HOSTS and one for the operator, all
-    sharing a fresh state keyspace on target; yields a dict with ``keyspace``, ``port``,
-    ``dirs``, ``operator``, ``state_keyspace``, ``procs`` and ``start(host)``, and stops the
-    proxies and drops both keyspaces afterwards.  For a pytest fixture to ``yield from``."""
+    clusters (SimpleStrategy, ``replication`` factors on origin and on target), a working
+    directory for a proxy on each of HOSTS and one for the operator, all sharing a fresh state
+    keyspace on target; yields a dict with ``keyspace``, ``port``, ``dirs``, ``operator``,
+    ``state_keyspace``, ``procs`` and ``start(host)``, and stops the proxies and drops both
+    keyspaces afterwards.  ``contacts`` (host -> Config) gives a proxy other contact points
+    than ``zdm_config``'s, which the operator uses.  For a pytest fixture to ``yield from``."""
     import uuid
 
     from tests.support.net import free_port, start_proxy_process
 
     keyspace, state_keyspace = f"{prefix}_{uuid.uuid4().hex[:8]}", "zdm_state_" + uuid.uuid4().hex[:8]
-    for s in (origin_session, target_session):
+    for s, rf in zip((origin_session, target_session), replication):
         s.execute(f"CREATE KEYSPACE {keyspace} WITH replication = "
-                  "{'class': 'SimpleStrategy', 'replication_factor': 1}")
+                  f"{{'class': 'SimpleStrategy', 'replication_factor': {rf}}}")
         s.execute(f"CREATE TABLE {keyspace}.t (k int PRIMARY KEY, v text)")
     port = free_port()
-    ports = (zdm_config.origin.port, zdm_config.target.port)
-    dirs = {h: write_config(tmp_path / f"proxy-{h}", ports, keyspace=keyspace, state_keyspace=state_keyspace,
-                            port=port, host=h, metrics_port=free_port(), workers=workers).parent
+    contacts = contacts or {}
+    dirs = {h: write_config(tmp_path / f"proxy-{h}", contacts.get(h, zdm_config), keyspace=keyspace,
+                            state_keyspace=state_keyspace, port=port, host=h, metrics_port=free_port(),
+                            workers=workers).parent
             for h in HOSTS}
-    operator = write_config(tmp_path / "operator", ports, keyspace=keyspace,
+    operator = write_config(tmp_path / "operator", zdm_config, keyspace=keyspace,
                             state_keyspace=state_keyspace, port=port).parent
     procs: dict = {}
 
