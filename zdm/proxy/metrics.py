@@ -37,7 +37,7 @@ NAMES = (
     "origin_request_duration_seconds", "target_request_duration_seconds", "async_request_duration_seconds",
     "origin_requests_failed_total", "target_requests_failed_total", "async_requests_failed_total",
     "origin_connections_total", "target_connections_total",
-    "requests_total", "reprepares_total", "refused_connections_total",
+    "requests_total", "reprepares_total", "refused_connections_total", "proxy_token_aware_requests_total",
     "async_reads_total", "async_read_mismatches_total", "async_read_errors_total", "async_reads_skipped_total",
     "lwt_divergences_total", "lwt_same_decision_different_values_total",
     "secondary_writes_recorded_total", "divergences_pending", "divergences_resolved_total",
