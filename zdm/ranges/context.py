@@ -14,6 +14,8 @@ each element that has no TTL.  Decoding ``list<int>`` with the driver's generic
 
 from __future__ import annotations
 
+import time
+
 import os
 from dataclasses import dataclass
 from typing import Callable, Hashable
@@ -85,10 +87,29 @@ def connect(cfg, name: str, request_timeout: float, *, token_aware: bool = False
     if cfg.protocol_version is None and cluster.protocol_version > RANGE_WORK_PROTOCOL:
         cluster.protocol_version = RANGE_WORK_PROTOCOL  # not pinned: still negotiated lower
     try:
-        return cluster, cluster.connect()
+        session = cluster.connect()
     except NoHostAvailable as exc:
         cluster.shutdown()
         raise connect_error(exc, cfg, name) from None
+    await_pools(cluster, session, cfg.connect_timeout_s)
+    return cluster, session
+
+
+def await_pools(cluster, session, timeout: float) -> None:
+    """Wait (``timeout`` at most) until ``session`` holds connections to every live node it
+    may use.  The driver's connect() returns once its first node's pool is up and opens the
+    others in the background; a range read sent meanwhile would not find its replica among
+    the nodes it can reach (:mod:`zdm.ranges.replicas`) and go to another node."""
+    from cassandra.policies import HostDistance
+
+    deadline = time.monotonic() + timeout
+    while True:
+        pools = session.get_pool_state()
+        missing = [h for h in cluster.metadata.all_hosts() if h.is_up is not False and h not in pools
+                   and cluster.profile_manager.distance(h) != HostDistance.IGNORED]
+        if not missing or time.monotonic() >= deadline:
+            return
+        time.sleep(0.05)
 
 
 def target_batch_limits(session) -> BatchLimits:
