@@ -14,10 +14,9 @@ import uuid
 
 import pytest
 from cassandra import ConsistencyLevel
-from cassandra.cluster import Cluster as DriverCluster
 from cassandra.concurrent import execute_concurrent_with_args
-from cassandra.policies import RoundRobinPolicy
 
+from tests.support.multinode import NodeSessions, direct, drop_keyspaces
 from zdm.config import Config
 from zdm.migrate import MigrationSettings, RunSettings
 from zdm.migrate.run import migrate
@@ -28,21 +27,6 @@ from zdm.validate import ValidationSettings, validate
 
 ROWS = 24_000
 PARTITIONS = 2_400
-
-
-class _direct:
-    """A driver session straight to every node of one cluster of the sandbox."""
-
-    def __init__(self, multinode, cluster: str) -> None:
-        self.cluster = DriverCluster(multinode.addresses(cluster),
-                                     port=multinode.nodes(cluster)[0].native_port,
-                                     load_balancing_policy=RoundRobinPolicy(), protocol_version=4)
-
-    def __enter__(self):
-        return self.cluster.connect()
-
-    def __exit__(self, *exc):
-        self.cluster.shutdown()
 
 
 @pytest.fixture()
@@ -58,11 +42,11 @@ def clusters(multinode, tmp_path):
         ks = "cr_" + uuid.uuid4().hex[:8]
         made.append(ks)
         for cluster, rf in (("origin", origin_rf), ("target", target_rf)):
-            with _direct(multinode, cluster) as s:
+            with direct(multinode, cluster, protocol_version=4) as s:
                 s.execute(f"CREATE KEYSPACE {ks} WITH replication = "
                           f"{{'class': 'SimpleStrategy', 'replication_factor': {rf}}}")
                 s.execute(f"CREATE TABLE {ks}.t (pk int, ck int, v text, PRIMARY KEY (pk, ck))")
-        with _direct(multinode, "origin") as s:
+        with direct(multinode, "origin", protocol_version=4) as s:
             ins = s.prepare(f"INSERT INTO {ks}.t (pk, ck, v) VALUES (?, ?, ?) USING TIMESTAMP ?")
             ins.consistency_level = ConsistencyLevel.ALL
             per = max(1, rows // PARTITIONS)
@@ -75,10 +59,7 @@ def clusters(multinode, tmp_path):
 
     yield config, keyspace
     multinode.restore()
-    for cluster in ("origin", "target"):
-        with _direct(multinode, cluster) as s:
-            for ks in made:
-                s.execute(f"DROP KEYSPACE IF EXISTS {ks}", timeout=120)
+    drop_keyspaces(multinode, *made)
 
 
 def _partitions(metadata, ks: str, owner: str | None, count: int) -> list[int]:
@@ -100,16 +81,10 @@ def _run(**kw) -> RunSettings:
 def _scan_counts(multinode, ks: str) -> dict[str, tuple[int, int]]:
     """Per origin node: (range reads it coordinated, range reads it served from its own data)
     of ``ks``.t, from its own virtual tables."""
-    counts = {}
-    with _direct(multinode, "origin") as s:
-        for host in s.cluster.metadata.all_hosts():
-            row = []
-            for table in ("coordinator_scan_latency", "local_scan_latency"):
-                rs = s.execute(f"SELECT count FROM system_views.{table} "
-                               f"WHERE keyspace_name = %s AND table_name = 't'", (ks,), host=host)
-                row.append(rs.one()[0])
-            counts[host.address] = (row[0], row[1])
-    return counts
+    with NodeSessions(multinode, "origin") as nodes:
+        coordinated = nodes.table_count("coordinator_scan_latency", ks)
+        local = nodes.table_count("local_scan_latency", ks)
+    return {a: (coordinated[a], local[a]) for a in coordinated}
 
 
 def test_range_reads_are_coordinated_by_a_replica_of_the_range(clusters, multinode):
@@ -168,6 +143,15 @@ def _run_until_killed(run_fn, kill, *, after_ranges: int, total_ranges: int):
     return out["result"], killed_at
 
 
+def _bounce(multinode, victim: str):
+    """What kills ``victim`` (SIGKILL), and 3 s later starts it again."""
+    def kill_and_restart() -> None:
+        multinode.stop_node(victim)
+        time.sleep(3)
+        multinode.start_node(victim)
+    return kill_and_restart
+
+
 def test_migrate_goes_on_when_an_origin_node_dies(clusters, multinode):
     config, keyspace = clusters
     ks = keyspace(3, 2, ROWS)
@@ -208,15 +192,10 @@ def test_validate_goes_on_when_a_target_node_dies_and_comes_back(clusters, multi
     assert migrated.complete
     victim = multinode.addresses("target")[1]
 
-    def kill_and_restart() -> None:
-        multinode.stop_node(victim)
-        time.sleep(3)
-        multinode.start_node(victim)
-
     settings = ValidationSettings(scope=Scope(keyspaces=(ks,)), record_evidence=False,
                                   run=_run(rate_limit=ROWS / 25))
     check, killed_at = _run_until_killed(lambda on_event: validate(config, settings, on_event),
-                                         kill_and_restart, after_ranges=8, total_ranges=48)
+                                         _bounce(multinode, victim), after_ranges=8, total_ranges=48)
     print(f"target node {victim} killed after {killed_at} ranges and restarted; report: "
           f"{json.dumps(check.to_json(), default=str)[:1500]}")
     assert check.clean, json.dumps(check.to_json(), default=str)[:2000]
@@ -281,15 +260,10 @@ def test_migrate_waits_out_a_target_node_that_dies_and_comes_back(clusters, mult
     ks = keyspace(3, 2, ROWS)
     victim = multinode.addresses("target")[1]
 
-    def kill_and_restart() -> None:
-        multinode.stop_node(victim)
-        time.sleep(3)
-        multinode.start_node(victim)
-
     settings = MigrationSettings(scope=Scope(keyspaces=(ks,)), record_evidence=False,
                                  run=_run(rate_limit=ROWS / 25))
     report, killed_at = _run_until_killed(lambda on_event: migrate(config, settings, on_event),
-                                          kill_and_restart, after_ranges=8, total_ranges=48)
+                                          _bounce(multinode, victim), after_ranges=8, total_ranges=48)
     print(f"target node {victim} killed after {killed_at} ranges and restarted; report: "
           f"{json.dumps(report.to_json(), default=str)[:600]}")
     (result,) = report.tables

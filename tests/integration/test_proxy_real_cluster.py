@@ -8,13 +8,13 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-import uuid
 
 import pytest
 from cassandra import ConsistencyLevel
 from cassandra.query import SimpleStatement
 
 from tests.support.harness import RunningProxy
+from tests.support.multinode import create_keyspace, direct, drop_keyspaces
 from tests.support.net import driver_cluster, free_port
 from zdm.config import ProxyConfig
 from zdm.phases.model import Cluster
@@ -30,44 +30,17 @@ def proxied(multinode, tmp_path):
         _base(tmp_path), origin=multinode.cluster_config("origin", contact_points=1),
         target=multinode.cluster_config("target", contact_points=1),
         proxy=ProxyConfig(listen_port=free_port(), request_timeout_s=10))
-    ks = "rc_" + uuid.uuid4().hex[:8]
-    for cluster, rf in (("origin", 3), ("target", 2)):
-        with _direct(multinode, cluster) as s:
-            s.execute(f"CREATE KEYSPACE {ks} WITH replication = "
-                      f"{{'class': 'SimpleStrategy', 'replication_factor': {rf}}}")
-            s.execute(f"CREATE TABLE {ks}.t (k int PRIMARY KEY, v text)")
+    ks = create_keyspace(multinode, "rc_", {"origin": 3, "target": 2})
     proxy = RunningProxy(config)
     yield proxy, ks
     proxy.stop()
     multinode.restore()
-    for cluster in ("origin", "target"):
-        with _direct(multinode, cluster) as s:
-            s.execute(f"DROP KEYSPACE IF EXISTS {ks}")
+    drop_keyspaces(multinode, ks)
 
 
 def _base(tmp_path):
     from zdm.config import Config
     return Config(state_dir=tmp_path / "state")
-
-
-class _direct:
-    """A driver session straight to a cluster of the multi-node sandbox."""
-
-    def __init__(self, multinode, cluster: str) -> None:
-        from cassandra.cluster import Cluster as DriverCluster
-        from cassandra.policies import RoundRobinPolicy
-
-        self.cluster = DriverCluster(multinode.addresses(cluster), port=multinode.nodes(cluster)[0].native_port,
-                                     load_balancing_policy=RoundRobinPolicy(), protocol_version=5)
-
-    def __enter__(self):
-        session = self.cluster.connect()
-        # schema changes wait for every node to agree: slow on small heaps and two cores
-        session.default_timeout = 60
-        return session
-
-    def __exit__(self, *exc):
-        self.cluster.shutdown()
 
 
 def _origin_nodes_in_use(proxy) -> set[str]:
@@ -132,7 +105,7 @@ def test_the_contact_points_death_costs_only_the_requests_in_flight(proxied, mul
     # until every coordinator has marked it down, and that is Cassandra's business, not the proxy's
     multinode.start_node(contact)
     for cluster in ("origin", "target"):
-        with _direct(multinode, cluster) as s:
+        with direct(multinode, cluster) as s:
             scan = SimpleStatement(f"SELECT k, v FROM {ks}.t", consistency_level=ConsistencyLevel.QUORUM)
             rows = {r.k: r.v for r in s.execute(scan, timeout=120)}
             missing = [k for k in acknowledged if rows.get(k) != f"v{k}"]

@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import struct
 import time
-import uuid
 
 import pytest
-from cassandra.cluster import Cluster as DriverCluster
-from cassandra.policies import WhiteListRoundRobinPolicy
 
-from tests.integration.test_proxy_real_cluster import _direct
 from tests.support.harness import RunningProxy
+from tests.support.multinode import NodeSessions, create_keyspace, direct, drop_keyspaces
 from tests.support.net import driver_cluster, free_port
 from zdm.config import Config, ProxyConfig
 
@@ -33,19 +30,14 @@ KEYS_PER_NODE = 100
 @pytest.fixture()
 def rf1(multinode):
     """A keyspace at RF 1 on both clusters, with one table; dropped afterwards."""
-    ks = "ta_" + uuid.uuid4().hex[:8]
+    ks = create_keyspace(multinode, "ta_", {"origin": 1, "target": 1})
     owners = {}
     for cluster in ("origin", "target"):
-        with _direct(multinode, cluster) as s:
-            s.execute(f"CREATE KEYSPACE {ks} WITH replication = "
-                      f"{{'class': 'SimpleStrategy', 'replication_factor': 1}}")
-            s.execute(f"CREATE TABLE {ks}.t (k int PRIMARY KEY, v text)")
+        with direct(multinode, cluster) as s:
             s.cluster.refresh_schema_metadata()
             owners[cluster] = _owners(s.cluster, ks)
     yield ks, owners
-    for cluster in ("origin", "target"):
-        with _direct(multinode, cluster) as s:
-            s.execute(f"DROP KEYSPACE IF EXISTS {ks}")
+    drop_keyspaces(multinode, ks)
 
 
 def _owners(cluster, ks: str) -> dict[int, str]:
@@ -56,33 +48,6 @@ def _owners(cluster, ks: str) -> dict[int, str]:
         (host,) = token_map.get_replicas(ks, token_map.token_class.from_key(struct.pack(">i", k)))
         found[k] = host.address
     return found
-
-
-class NodeCounters:
-    """One session per node, whitelisted to it: its coordinator counters for a table."""
-
-    def __init__(self, multinode, cluster: str) -> None:
-        port = multinode.nodes(cluster)[0].native_port
-        self.sessions = {}
-        self.clusters = []
-        for address in multinode.addresses(cluster):
-            c = DriverCluster([address], port=port, load_balancing_policy=WhiteListRoundRobinPolicy([address]),
-                              protocol_version=5)
-            self.clusters.append(c)
-            self.sessions[address] = c.connect()
-
-    def read(self, ks: str, kind: str) -> dict[str, int]:
-        out = {}
-        for address, session in self.sessions.items():
-            rows = list(session.execute(
-                f"SELECT count FROM system_views.coordinator_{kind}_latency "
-                "WHERE keyspace_name = %s AND table_name = 't'", (ks,)))
-            out[address] = rows[0].count if rows else 0
-        return out
-
-    def close(self) -> None:
-        for c in self.clusters:
-            c.shutdown()
 
 
 def _proxy(multinode, tmp_path, token_aware: bool) -> RunningProxy:
@@ -97,7 +62,7 @@ def _replica_shares(multinode, proxy, ks: str, owners: dict[str, dict[int, str]]
     """(cluster, "write"|"read") -> the share of requests a replica of their key coordinated
     (target: writes; reads go to origin in phase 1)."""
     client = driver_cluster(proxy.port, 5)
-    counters = {c: NodeCounters(multinode, c) for c in ("origin", "target")}
+    counters = {c: NodeSessions(multinode, c) for c in ("origin", "target")}
     try:
         session = client.connect()
         insert = session.prepare(f"INSERT INTO {ks}.t (k, v) VALUES (?, ?)")
@@ -117,11 +82,11 @@ def _replica_shares(multinode, proxy, ks: str, owners: dict[str, dict[int, str]]
             sent = 0
             for address in multinode.addresses(cluster):
                 keys = [k for k in range(10_000) if owners[cluster][k] == address][:KEYS_PER_NODE]
-                before = {kind: counters[cluster].read(ks, kind) for kind in coordinated}
+                before = {kind: counters[cluster].table_count(f"coordinator_{kind}_latency", ks) for kind in coordinated}
                 for k in keys:
                     session.execute(insert, (k, f"v{k}"))
                     assert session.execute(select, (k,)).one().v == f"v{k}"
-                after = {kind: counters[cluster].read(ks, kind) for kind in coordinated}
+                after = {kind: counters[cluster].table_count(f"coordinator_{kind}_latency", ks) for kind in coordinated}
                 for kind in coordinated:  # only this node owns these keys
                     coordinated[kind] += after[kind][address] - before[kind][address]
                 sent += len(keys)
@@ -171,12 +136,7 @@ def test_a_replica_links_death_costs_only_the_requests_in_flight(multinode, tmp_
 
     from zdm.phases.model import Cluster
 
-    ks = "tl_" + uuid.uuid4().hex[:8]
-    for cluster, rf in (("origin", 2), ("target", 1)):
-        with _direct(multinode, cluster) as s:
-            s.execute(f"CREATE KEYSPACE {ks} WITH replication = "
-                      f"{{'class': 'SimpleStrategy', 'replication_factor': {rf}}}")
-            s.execute(f"CREATE TABLE {ks}.t (k int PRIMARY KEY, v text)")
+    ks = create_keyspace(multinode, "tl_", {"origin": 2, "target": 1})
     proxy = _proxy(multinode, tmp_path, token_aware=True)
     client = driver_cluster(proxy.port, 5)
     killed = None
@@ -222,7 +182,7 @@ def test_a_replica_links_death_costs_only_the_requests_in_flight(multinode, tmp_
         assert len(errors) <= 4, errors[:10]  # one request in flight per writer at most
         multinode.start_node(killed)
         killed = None
-        with _direct(multinode, "origin") as s:
+        with direct(multinode, "origin") as s:
             scan = SimpleStatement(f"SELECT k, v FROM {ks}.t", consistency_level=ConsistencyLevel.QUORUM)
             rows = {r.k: r.v for r in s.execute(scan, timeout=120)}
         missing = [k for k in acknowledged if rows.get(k) != f"v{k}"]
@@ -232,9 +192,7 @@ def test_a_replica_links_death_costs_only_the_requests_in_flight(multinode, tmp_
         proxy.stop()
         if killed is not None:
             multinode.start_node(killed)
-        for cluster in ("origin", "target"):
-            with _direct(multinode, cluster) as s:
-                s.execute(f"DROP KEYSPACE IF EXISTS {ks}")
+        drop_keyspaces(multinode, ks)
 
 
 def _wait_for(condition, timeout: float = 120.0) -> None:
