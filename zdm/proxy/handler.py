@@ -36,11 +36,11 @@ from zdm.cql.frame import Frame
 from zdm.phases.model import Cluster, Routing
 from zdm.proxy import divergence, functions
 from zdm.proxy.aggregate import Outcome
-from zdm.proxy.pending import AsyncRead, Dual, Single, error_frame, failure_frame
+from zdm.proxy.pending import AsyncRead, Dual, Route, Single, error_frame, failure_frame
 from zdm.proxy.prepared import PreparedCache, PreparedEntry
 from zdm.proxy.routing import REFUSALS, Destination, decide
 from zdm.proxy.cluster_topology import ClusterTopology
-from zdm.proxy.routing_key import Partition, batch_partition, execute_partition, key_markers
+from zdm.proxy.routing_key import Partition, children_partition, execute_partition, key_markers
 from zdm.proxy.schema import KeySchema
 from zdm.proxy.stats import ProxyStats
 from zdm.proxy.topology import Instance, VirtualTopology
@@ -134,7 +134,7 @@ class Context:
 
 class RequestHandler:
     __slots__ = ("ctx", "version", "keyspace", "in_flight", "nodes", "who", "registered",
-                 "_send_origin", "_send_target", "_reply", "replicas", "_partition", "_entries")
+                 "_send_origin", "_send_target", "_reply", "replicas")
 
     def __init__(self, ctx: Context, version: int, send: Mapping[Cluster, Send], reply: Reply, *,
                  keyspace: str | None = None, nodes: Mapping[Cluster, str] | None = None,
@@ -152,9 +152,6 @@ class RequestHandler:
         #: replicas(cluster, partition, entries): the send to a replica of ``partition`` on
         #: ``cluster`` that has prepared ``entries``, or None (:mod:`~zdm.proxy.token_aware`)
         self.replicas = replicas
-        #: while a request is being sent: its partition (None: unknown) and its statements
-        self._partition: Partition | None = None
-        self._entries: tuple[PreparedEntry, ...] = ()
 
     # -- in and out ------------------------------------------------------------------
     def frame_received(self, frame: Frame) -> None:
@@ -189,9 +186,9 @@ class RequestHandler:
             self.nodes[cluster] = node
 
     def send_to(self, cluster: Cluster, flags: int, opcode: int, body: bytes, callback: Callback,
-                timeout: float | None = None) -> None:
-        if self._partition is not None:  # token-aware: a replica, when one is ready
-            send = self.replicas(cluster, self._partition, self._entries)
+                timeout: float | None = None, route: Route | None = None) -> None:
+        if route is not None:  # token-aware: a replica, when one is ready
+            send = self.replicas(cluster, *route)
             if send is not None:
                 send(flags, opcode, body, callback, timeout)
                 return
@@ -279,15 +276,7 @@ class RequestHandler:
                 "reads_origin" if dest is Destination.ORIGIN else "reads_target"
             pending.t0 = time.monotonic()
             ctx.stats.started(pending.kind)
-        if partition is None:
-            pending.send()
-            return
-        # the first sends go to a replica; a resend (after UNPREPARED) goes home
-        self._partition, self._entries = partition, entries
-        try:
-            pending.send()
-        finally:
-            self._partition, self._entries = None, ()
+        pending.send(None if partition is None else (partition, entries))
 
     def table_of(self, stmt: Statement | None, entry: PreparedEntry | None = None) -> str:
         """``keyspace.table`` of what a request runs, for the per-table counters."""
@@ -433,9 +422,7 @@ class RequestHandler:
         partition, entries = None, ()
         if ctx.token_aware and self.replicas is not None and plan is None and len(ids) == len(info.children):
             entries = tuple(ctx.prepared.get(pid) for pid in ids)
-            partition = batch_partition(
-                None if e.key_markers is None else (e.key_markers.keyspace, e.key_markers.pk_indexes, c.values)
-                for e, c in zip(entries, info.children))
+            partition = children_partition(info.children, (e.key_markers for e in entries))
         self._forward(frame, decision, origin_body, target_body, statements=len(set(ids)),
                       stmt=Statement(StatementKind.BATCH, conditional=conditional), plan=plan,
                       partition=partition, entries=entries)

@@ -31,8 +31,12 @@ from zdm.phases.model import Cluster
 from zdm.proxy import aggregate
 from zdm.proxy.aggregate import Outcome
 from zdm.proxy.prepared import PreparedEntry
+from zdm.proxy.routing_key import Partition
 
 Callback = Callable[[Outcome], None]
+#: where token-aware forwarding may send a request's first sends: its partition and the
+#: statements it runs (:mod:`~zdm.proxy.token_aware`); a resend after UNPREPARED goes home
+Route = tuple[Partition, tuple[PreparedEntry, ...]]
 
 _UNPREPARED_CODE = ErrorCode.UNPREPARED.to_bytes(4, "big")
 
@@ -151,8 +155,8 @@ class Single(_Recovering):
         self.retries_left = retries
         self.on_success = on_success
 
-    def send(self) -> None:
-        self.handler.send_to(self.cluster, self.frame.flags, self.frame.opcode, self.body, self.done)
+    def send(self, route: Route | None = None) -> None:
+        self.handler.send_to(self.cluster, self.frame.flags, self.frame.opcode, self.body, self.done, None, route)
 
     def done(self, outcome: Outcome) -> None:
         if outcome.__class__ is Frame and outcome.opcode == Opcode.ERROR and unprepared_id(outcome):
@@ -195,14 +199,14 @@ class Dual(_Recovering):
         self.recordable = False   # a data write that record mode may record
         self.plan = None          # a BATCH rebuilt per cluster (function replacement)
 
-    def send(self) -> None:
+    def send(self, route: Route | None = None) -> None:
         handler, frame = self.handler, self.frame
         # in record mode the secondary gets only the shorter wait; what it misses is recorded
         wait = handler.ctx.secondary_timeout if self.recordable else None
         handler.send_to(Cluster.ORIGIN, frame.flags, frame.opcode, self.origin_body, self.origin_done,
-                        wait if self.primary is Cluster.TARGET else None)
+                        wait if self.primary is Cluster.TARGET else None, route)
         handler.send_to(Cluster.TARGET, frame.flags, frame.opcode, self.target_body, self.target_done,
-                        wait if self.primary is Cluster.ORIGIN else None)
+                        wait if self.primary is Cluster.ORIGIN else None, route)
 
     def origin_done(self, outcome: Outcome) -> None:
         self.origin = outcome
@@ -284,10 +288,10 @@ class AsyncRead(_Recovering):
         self.origin: Outcome | None = None
         self.target: Outcome | None = None
 
-    def send(self) -> None:
+    def send(self, route: Route | None = None) -> None:
         handler, frame = self.handler, self.frame
-        handler.send_to(Cluster.ORIGIN, frame.flags, frame.opcode, self.origin_body, self.origin_done)
-        handler.send_to(Cluster.TARGET, frame.flags, frame.opcode, self.target_body, self.target_done)
+        handler.send_to(Cluster.ORIGIN, frame.flags, frame.opcode, self.origin_body, self.origin_done, None, route)
+        handler.send_to(Cluster.TARGET, frame.flags, frame.opcode, self.target_body, self.target_done, None, route)
 
     def origin_done(self, outcome: Outcome) -> None:
         if self._recovered(Cluster.ORIGIN, outcome, self.origin_body, self.origin_done):

@@ -138,7 +138,15 @@ def batch_body_partition(body: bytes, version: int, markers_of: Callable[[bytes]
     except ProtocolError:
         return None
 
-    def child(c: m.BatchChild):
-        markers = markers_of(c.prepared_id) if c.kind == 1 else None
-        return None if markers is None else (markers.keyspace, markers.pk_indexes, c.values)
-    return batch_partition(child(c) for c in info.children) if info.children else None
+    if not info.children:
+        return None
+    return children_partition(info.children, [markers_of(c.prepared_id) if c.kind == 1 else None
+                                              for c in info.children])
+
+
+def children_partition(children: Sequence[m.BatchChild], markers: Iterable[KeyMarkers | None]
+                       ) -> Partition | None:
+    """The one partition of a BATCH's ``children``, given each one's statement's ``markers``
+    (None: a query string or a statement the proxy does not know)."""
+    return batch_partition(None if k is None else (k.keyspace, k.pk_indexes, c.values)
+                           for c, k in zip(children, markers))
