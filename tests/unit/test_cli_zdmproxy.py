@@ -134,6 +134,9 @@ def test_proxy_start_without_any_configuration_says_what_to_do():
     result = _start({})
     assert result.exit_code == 2
     assert "zdm.yaml: file not found" in _said(result) and "--zdm-proxy-config FILE" in _said(result)
+    # the variables to set, by name (a container is configured by them alone)
+    assert "ZDM_CONFIG" in _said(result)
+    assert "ZDM_ORIGIN_CONTACT_POINTS" in _said(result) and "ZDM_TARGET_CONTACT_POINTS" in _said(result)
 
 
 def test_proxy_start_zdm_proxy_file_beside_zdm_yaml(tmp_path):

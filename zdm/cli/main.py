@@ -30,8 +30,18 @@ phases.register(app)  # preflight, status, phase advance, rollback
 data.register(app)  # migrate, validate
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        console.print(f"zdm {version('zdm')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+          version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                help="Print zdm's version and exit.")] = False) -> None:
     flags.debug = debug
 
 

@@ -1,4 +1,5 @@
-"""`zdm proxy start`: run the embedded dual-writing CQL proxy in the foreground."""
+"""`zdm proxy start`: run the embedded dual-writing CQL proxy in the foreground;
+`zdm proxy health`: ask a running one (the container image's health check)."""
 
 from __future__ import annotations
 
@@ -24,26 +25,30 @@ from zdm.proxy import server
 app = typer.Typer(help="The dual-writing CQL proxy applications connect to.", no_args_is_help=True)
 
 
+ProxyConfigPath = Annotated[Path | None, typer.Option(
+    "--config", "-c", envvar="ZDM_CONFIG", dir_okay=False,
+    help="The migration's zdm.yaml \\[default: ./zdm.yaml; without one, zdm-proxy's ZDM_* "
+         "environment variables].")]
+ZdmProxyConfigPath = Annotated[Path | None, typer.Option(
+    "--zdm-proxy-config", metavar="FILE", dir_okay=False,
+    help="Take the settings from zdm-proxy's YAML file instead of a zdm.yaml; ZDM_* "
+         "variables override its keys.")]
+
+
 @app.command()
 @command
 def start(
-    config: Annotated[Path | None, typer.Option(
-        "--config", "-c", envvar="ZDM_CONFIG", dir_okay=False,
-        help="The migration's zdm.yaml [default: ./zdm.yaml; without one, zdm-proxy's ZDM_* "
-             "environment variables].")] = None,
-    zdm_proxy_config: Annotated[Path | None, typer.Option(
-        "--zdm-proxy-config", metavar="FILE", dir_okay=False,
-        help="Take the settings from zdm-proxy's YAML file instead of a zdm.yaml; ZDM_* "
-             "variables override its keys.")] = None,
+    config: ProxyConfigPath = None,
+    zdm_proxy_config: ZdmProxyConfigPath = None,
     listen_host: Annotated[str | None, typer.Option(help="Override proxy.listen_host.")] = None,
     listen_port: Annotated[int | None, typer.Option(help="Override proxy.listen_port.")] = None,
     name: Annotated[str | None, typer.Option(help="This instance's name in the state directory "
-                                             "[default: host:port].")] = None,
+                                             "\\[default: host:port].")] = None,
     log_level: Annotated[str | None, typer.Option(help="Override proxy.log_level: debug, info, "
                                                   "warning or error.")] = None,
     log_format: Annotated[str | None, typer.Option(help="Override proxy.log_format: text or json.")] = None,
     workers: Annotated[int | None, typer.Option(help="Override proxy.workers (processes serving "
-                                                "clients) [default: one per core].")] = None,
+                                                "clients) \\[default: one per core].")] = None,
 ) -> None:
     """Listen for applications; writes go to both clusters, reads to the primary.
 
@@ -107,3 +112,47 @@ def deregister(
                               path="NAME", hint="registered: " + (", ".join(sorted(known)) or "none"))
         store.deregister_proxy(name)
     console.print(f"Deregistered proxy {name}. A running proxy of that name registers itself again.")
+
+
+@app.command()
+@command
+def health(
+    config: ProxyConfigPath = None,
+    zdm_proxy_config: ZdmProxyConfigPath = None,
+    liveness: Annotated[bool, typer.Option(
+        "--liveness", help="Ask only whether the proxy runs, not whether it serves.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer.")] = 3.0,
+) -> None:
+    """Ask the proxy configured here whether it is ready to serve (its /health/readiness).
+
+    Exit code 0 when it is, 1 when it answers that it is not (its reason is printed) or does
+    not answer.  The container image's health check; usable by any supervisor.
+    """
+    import json
+    import urllib.error
+    import urllib.request
+
+    cfg, _ = proxy_config(config, zdm_proxy_config, os.environ)
+    proxy = cfg.proxy
+    if not proxy.metrics_enabled:
+        raise ConfigError("the proxy serves no health endpoint (proxy.metrics_enabled is false)",
+                          path="proxy.metrics_enabled", hint="enable it to use `zdm proxy health`")
+    # a wildcard address is served on loopback too
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(proxy.metrics_address, proxy.metrics_address)
+    url = f"http://{f'[{host}]' if ':' in host else host}:{proxy.metrics_port}/health/" + \
+        ("liveness" if liveness else "readiness")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:
+            body = answer.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        body = exc.read().decode("utf-8", "replace")
+        try:
+            reason = json.loads(body).get("Reason") or body
+        except ValueError:
+            reason = body
+        console.print(f"[red]not ready[/] ({url}: {exc.code}): {escape(str(reason).strip())}")
+        raise typer.Exit(1)
+    except (OSError, urllib.error.URLError) as exc:
+        console.print(f"[red]no answer[/] from {url}: {escape(str(getattr(exc, 'reason', exc)))}")
+        raise typer.Exit(1)
+    console.print(f"[green]{'alive' if liveness else 'ready'}[/] ({url}) {escape(body.strip())}")

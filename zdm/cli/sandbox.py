@@ -51,8 +51,8 @@ def _settings(directory: Path, config_path: Path, origin_port: int | None, targe
 @command
 def up(
     directory: DirOption = local.DEFAULT_DIR,
-    origin_port: Annotated[int | None, typer.Option(help="Origin's CQL port [default: 9042].")] = None,
-    target_port: Annotated[int | None, typer.Option(help="Target's CQL port [default: 9043].")] = None,
+    origin_port: Annotated[int | None, typer.Option(help="Origin's CQL port \\[default: 9042].")] = None,
+    target_port: Annotated[int | None, typer.Option(help="Target's CQL port \\[default: 9043].")] = None,
     origin_version: Annotated[str, typer.Option(
         help="Origin's Apache Cassandra release (3.11 to 5.0, e.g. 4.1.10).")] = CASSANDRA_VERSION,
     target_version: Annotated[str, typer.Option(
@@ -61,9 +61,9 @@ def up(
         "--java", help="A Java to use for each node whose release it runs (3.11 needs a "
                        "Java 8; also $ZDM_JAVA8, $ZDM_JAVA11).", dir_okay=False)] = None,
     origin_storage_port: Annotated[int | None, typer.Option(
-        help="Origin's internode port [default: 7000, else the first free of 7400, 7500...].")] = None,
+        help="Origin's internode port \\[default: 7000, else the first free of 7400, 7500...].")] = None,
     target_storage_port: Annotated[int | None, typer.Option(
-        help="Target's internode port [default: 7100, else the first free one].")] = None,
+        help="Target's internode port \\[default: 7100, else the first free one].")] = None,
     heap_mb: Annotated[int, typer.Option(help="Java heap of each node, MiB.")] = 512,
     auth: Annotated[bool, typer.Option("--auth", help="Require logins (cassandra/cassandra).")] = False,
     tls: Annotated[bool, typer.Option("--tls", help="Clients must use TLS: a CA and the nodes' "

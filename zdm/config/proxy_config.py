@@ -55,6 +55,9 @@ def proxy_config(config: Path | None, zdm_proxy_file: Path | None, environ: Mapp
     if any(is_zdm_proxy_variable(n) for n in environ):
         t = read(None, environ)
         return t.config(), t
-    raise ConfigError("file not found", path=str(default),
-                      hint="run `zdm init` to write one, or pass --config PATH; or configure the proxy "
-                           "as zdm-proxy: its ZDM_* environment variables, or --zdm-proxy-config FILE")
+    raise ConfigError("file not found, and no zdm-proxy setting (ZDM_*) is in the environment either",
+                      path=str(default),
+                      hint="run `zdm init` to write one, or pass --config PATH (or set ZDM_CONFIG); or "
+                           "configure the proxy as zdm-proxy: set ZDM_ORIGIN_CONTACT_POINTS and "
+                           "ZDM_TARGET_CONTACT_POINTS (and its other ZDM_* variables as needed), or pass "
+                           "--zdm-proxy-config FILE")
