@@ -759,14 +759,20 @@ def run(a: argparse.Namespace, workdir: Path) -> dict:
     return {"machine": machine(a.zdm_proxy), "settings": settings, "cells": cells, "memory": memory}
 
 
+def run_in_tempdir(script: str, run, a: argparse.Namespace) -> dict:
+    """``run(a, workdir)`` in a temporary folder, the proxies stopped on SIGTERM too; a
+    BenchError ends the script with its message."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the proxies are stopped
+    with tempfile.TemporaryDirectory(prefix=f"zdm-{Path(script).stem}-") as tmp:
+        try:
+            return run(a, Path(tmp))
+        except BenchError as e:
+            sys.exit(f"{script}: {e}")
+
+
 def main() -> None:
     a = parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the proxies are stopped
-    with tempfile.TemporaryDirectory(prefix="zdm-bench-proxy-") as tmp:
-        try:
-            results = run(a, Path(tmp))
-        except BenchError as e:
-            sys.exit(f"bench/proxy.py: {e}")
+    results = run_in_tempdir("bench/proxy.py", run, a)
     if results["memory"]:
         print_memory(results["memory"])
     print_ratios(results["cells"])

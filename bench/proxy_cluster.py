@@ -29,17 +29,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.proxy import (BenchError, Clusters, Endpoint, loadgen_binary, machine, measure,  # noqa: E402
-                         print_loads, start_zdm, start_zdm_proxy, tree_cpu_seconds, write_json)
+                         print_loads, run_in_tempdir, start_zdm, start_zdm_proxy, tree_cpu_seconds,
+                         write_json)
 from zdm.sandbox import node as sandbox_node  # noqa: E402
 from zdm.sandbox.local import saved_settings  # noqa: E402
 
@@ -224,12 +223,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     a = parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the proxies are stopped
-    with tempfile.TemporaryDirectory(prefix="zdm-bench-cluster-") as tmp:
-        try:
-            results = run(a, Path(tmp))
-        except BenchError as e:
-            sys.exit(f"bench/proxy_cluster.py: {e}")
+    results = run_in_tempdir("bench/proxy_cluster.py", run, a)
     print_loads(results["cells"])
     m = results["machine"]
     print(f"{m['cores']} cores ({m['cpu_model']}); origin {len(results['nodes']['origin'])} nodes, target "

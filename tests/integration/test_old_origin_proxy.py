@@ -14,7 +14,7 @@ import pytest
 from cassandra.query import BatchStatement
 
 from migrate_fixtures import config_for, migration, validation
-from tests.support.harness import RunningProxy
+from tests.support.harness import RunningProxy, client_of, proxy_of
 from tests.support.net import driver_cluster, free_port
 from zdm.config import ProxyConfig
 from zdm.migrate.run import migrate
@@ -28,19 +28,14 @@ TABLE = ("CREATE TABLE {ks}.t (k int, c int, s set<text> static, l list<int>, st
 
 @pytest.fixture(scope="module")
 def proxy(old_config):
-    running = RunningProxy(dataclasses.replace(
-        old_config, proxy=ProxyConfig(listen_port=free_port(), request_timeout_s=10)))
-    yield running
-    running.stop()
+    with proxy_of(old_config) as running:
+        yield running
 
 
 @pytest.fixture(scope="module", params=[4, 5], ids=["v4", "v5"])
 def client(request, proxy):
-    cluster = driver_cluster(proxy.port, request.param)
-    session = cluster.connect()
-    assert cluster.protocol_version == request.param
-    yield session
-    cluster.shutdown()
+    with client_of(proxy, request.param) as session:
+        yield session
 
 
 @pytest.fixture()

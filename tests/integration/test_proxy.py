@@ -13,27 +13,21 @@ import pytest
 from cassandra import InvalidRequest
 from cassandra.query import BatchStatement, SimpleStatement
 
-from tests.support.harness import RunningProxy
+from tests.support.harness import RunningProxy, client_of, proxy_of
 from tests.support.net import driver_cluster, free_port
 from zdm.config import ProxyConfig
 
 
 @pytest.fixture(scope="module")
 def proxy(zdm_config):
-    port = free_port()
-    config = dataclasses.replace(zdm_config, proxy=ProxyConfig(listen_port=port, request_timeout_s=10))
-    running = RunningProxy(config)
-    yield running
-    running.stop()
+    with proxy_of(zdm_config) as running:
+        yield running
 
 
 @pytest.fixture(scope="module", params=[4, 5], ids=["v4", "v5"])
 def client(request, proxy):
-    cluster = driver_cluster(proxy.port, request.param)
-    session = cluster.connect()
-    assert cluster.protocol_version == request.param
-    yield session
-    cluster.shutdown()
+    with client_of(proxy, request.param) as session:
+        yield session
 
 
 @pytest.fixture()

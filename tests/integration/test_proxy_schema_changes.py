@@ -10,32 +10,26 @@ that prepared again on its own would leave it decoding new rows against old colu
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 
 import pytest
 
-from tests.support.harness import RunningProxy
-from tests.support.net import driver_cluster, free_port
-from zdm.config import ProxyConfig
+from tests.support.harness import client_of, proxy_of
+from tests.support.net import driver_cluster
 from zdm.phases.model import Phase, routing_for
 
 
 @pytest.fixture(scope="module", params=[Phase.PROXY, Phase.TARGET_READS], ids=["phase1", "phase4"])
 def proxy(request, zdm_config):
-    config = dataclasses.replace(zdm_config, proxy=ProxyConfig(listen_port=free_port(), request_timeout_s=10))
-    running = RunningProxy(config)
-    running.server.routing = routing_for(request.param)
-    yield running
-    running.stop()
+    with proxy_of(zdm_config) as running:
+        running.server.routing = routing_for(request.param)
+        yield running
 
 
 @pytest.fixture(scope="module", params=[4, 5], ids=["v4", "v5"])
 def client(request, proxy):
-    cluster = driver_cluster(proxy.port, request.param)
-    session = cluster.connect()
-    yield session
-    cluster.shutdown()
+    with client_of(proxy, request.param) as session:
+        yield session
 
 
 @pytest.fixture()

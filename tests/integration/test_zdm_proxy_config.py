@@ -5,12 +5,11 @@ application through it that creates a table, writes and reads; every write lands
 from __future__ import annotations
 
 import os
-import subprocess
 import uuid
 
 import pytest
 
-from tests.support.net import driver_cluster, free_port, start_proxy_process
+from tests.support.net import driver_cluster, free_port, start_proxy_process, stop_proxy_process
 
 
 def _zdm_proxy_environment(sandbox, port: int) -> dict[str, str]:
@@ -74,12 +73,7 @@ def test_proxy_configured_only_as_zdm_proxy_serves_an_application(source, tmp_pa
         assert not (workdir / "zdm.yaml").exists()
     finally:
         cluster.shutdown()
-        proc.terminate()
-        try:
-            output, _ = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            output, _ = proc.communicate()
+        output = stop_proxy_process(proc)
         for s in (origin_session, target_session):
             s.execute(f"DROP KEYSPACE IF EXISTS {ks}", timeout=60)
     described = ("zdm-proxy's environment variables" if source == "environment"

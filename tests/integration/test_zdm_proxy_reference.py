@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import urllib.request
 import uuid
 from pathlib import Path
@@ -28,7 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.net import driver_cluster, free_port, start_proxy_process
+from tests.support.net import driver_cluster, free_port, start_proxy_process, stop_proxy_process
 from zdm.config.zdmproxy_read import read
 from zdm.config.zdmproxy_table import BY_NAME
 
@@ -97,12 +96,7 @@ def test_proxy_started_from_zdm_proxys_whole_reference_serves_an_application(
         assert not (workdir / "zdm.yaml").exists()
     finally:
         cluster.shutdown()
-        proc.terminate()
-        try:
-            output, _ = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            output, _ = proc.communicate()
+        output = stop_proxy_process(proc)
         for s in (origin_session, target_session):
             s.execute(f"DROP KEYSPACE IF EXISTS {ks}", timeout=60)
     assert proc.returncode == 0, output

@@ -7,10 +7,12 @@ runs on an event loop in a background thread; tests drive it through blocking ca
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 
 from zdm.proxy.background import BackgroundProxy as RunningProxy, LoopThread
 
-__all__ = ["FaultyRelay", "LoopThread", "RunningProxy"]
+__all__ = ["FaultyRelay", "LoopThread", "RunningProxy", "client_of", "proxy_of"]
 
 
 class FaultyRelay:
@@ -67,3 +69,32 @@ class FaultyRelay:
         self.cut()
         self.server.close()
         self.thread.stop()
+
+
+@contextlib.contextmanager
+def proxy_of(config, **proxy_settings):
+    """A RunningProxy of ``config`` on a free port (10 s request timeout, and
+    ``proxy_settings``), stopped afterwards."""
+    from tests.support.net import free_port
+    from zdm.config import ProxyConfig
+
+    settings = {"listen_port": free_port(), "request_timeout_s": 10, **proxy_settings}
+    running = RunningProxy(dataclasses.replace(config, proxy=ProxyConfig(**settings)))
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@contextlib.contextmanager
+def client_of(proxy, protocol_version: int):
+    """A driver session through ``proxy`` at exactly ``protocol_version``, shut down afterwards."""
+    from tests.support.net import driver_cluster
+
+    cluster = driver_cluster(proxy.port, protocol_version)
+    try:
+        session = cluster.connect()
+        assert cluster.protocol_version == protocol_version
+        yield session
+    finally:
+        cluster.shutdown()

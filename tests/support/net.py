@@ -49,6 +49,20 @@ def start_proxy_process(config_path, port: int, timeout: float = 30.0, *, args=(
             time.sleep(0.2)
 
 
+def stop_proxy_process(proc) -> str:
+    """SIGTERM a proxy of :func:`start_proxy_process` (SIGKILL if it has not exited within
+    30 s); its output."""
+    import subprocess
+
+    proc.terminate()
+    try:
+        output, _ = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        output, _ = proc.communicate()
+    return output
+
+
 def answers_plaintext_startup(port: int, host: str = "127.0.0.1", timeout: float = 5.0) -> bool:
     """Whether ``host:port`` answers a plaintext CQL STARTUP with a CQL frame (READY,
     AUTHENTICATE or ERROR): what a port that encrypts everything must never do.  The one
