@@ -1,7 +1,8 @@
-"""The preflight on real multi-DC clusters (`multidc`: origin dc1 + dc2, 2 nodes each; target
-dc1 only, 2 nodes): it reports every node with its DC, refuses a keyspace replicated to dc2
-that target cannot hold, warns of an RF above a DC's nodes and of a target node down, and
-refuses a local DC the cluster lacks, exactly as the proxy would at start."""
+"""The preflight, and the copy's range reads, on real multi-DC clusters (`multidc`: origin
+dc1 + dc2, 2 nodes each; target dc1 only, 2 nodes): the preflight reports every node with its
+DC, refuses a keyspace replicated to dc2 that target cannot hold, warns of an RF above a DC's
+nodes and of a target node down, and refuses a local DC the cluster lacks, exactly as the proxy
+would at start; the copy reads each range in the configured local DC only."""
 
 from __future__ import annotations
 
@@ -150,3 +151,62 @@ def test_a_target_node_down_is_a_warning_naming_it(multidc, keyspace):
     target = report.topology[1].to_dict()
     assert target["datacenters"] == {"dc1": {"nodes": 2, "down": 1}}
     assert [n["up"] for n in target["nodes"] if n["address"] == down] == [False]
+
+
+@pytest.mark.parametrize("local_dc", ["dc1", "dc2"])
+def test_the_copys_range_reads_stay_in_the_local_dc(multidc, keyspace, local_dc):
+    """Origin replicates the keyspace to both DCs (one replica in each) and zdm is given
+    every origin node as a contact point: with ``origin.local_dc`` set, every range read of the
+    copy is coordinated by a node of that DC, and served from that node's own data; the other
+    DC's nodes coordinate none and serve none."""
+    from cassandra import ConsistencyLevel
+    from cassandra.concurrent import execute_concurrent_with_args
+
+    from tests.support.multinode import NodeSessions
+    from zdm.migrate import MigrationSettings, RunSettings
+    from zdm.migrate.run import migrate
+    from zdm.scope import Scope
+
+    ks = keyspace
+    _execute(multidc.addresses("origin")[0],
+             CREATE.format(ks=ks, replication="{'class': 'NetworkTopologyStrategy', 'dc1': 1, 'dc2': 1}"),
+             f"CREATE TABLE {ks}.t (k int PRIMARY KEY, v text)")
+    _execute(multidc.addresses("target")[0],
+             CREATE.format(ks=ks, replication="{'class': 'NetworkTopologyStrategy', 'dc1': 1}"),
+             f"CREATE TABLE {ks}.t (k int PRIMARY KEY, v text)")
+    cluster = Cluster(multidc.addresses("origin"), port=9042, connect_timeout=20, protocol_version=5)
+    try:
+        session = cluster.connect(wait_for_all_pools=True)
+        insert = session.prepare(f"INSERT INTO {ks}.t (k, v) VALUES (?, ?)")
+        insert.consistency_level = ConsistencyLevel.ALL  # on both DCs' replicas before the copy
+        for ok, result in execute_concurrent_with_args(session, insert, [(k, f"v{k}") for k in range(2000)],
+                                                        concurrency=32, raise_on_first_error=False):
+            assert ok, result
+    finally:
+        cluster.shutdown()
+    everyone = replace(multidc.cluster_config("origin"), local_dc=local_dc)
+    config = Config(origin=everyone, target=multidc.cluster_config("target"), scope=ScopeConfig(keyspaces=(ks,)))
+    dcs = {s.address: s.dc for s in multidc.nodes("origin")}
+
+    def counts() -> dict[str, tuple[int, int]]:
+        with NodeSessions(multidc, "origin") as nodes:
+            coordinated = nodes.table_count("coordinator_scan_latency", ks)
+            local = nodes.table_count("local_scan_latency", ks)
+        return {a: (coordinated[a], local[a]) for a in coordinated}
+
+    before = counts()
+    report = migrate(config, MigrationSettings(scope=Scope(keyspaces=(ks,)), record_evidence=False,
+                                               run=RunSettings(workers=2, concurrency=4, fetch_size=100,
+                                                               splits=24, request_timeout_s=20)))
+    assert report.complete and report.tables[0].rows_total == 2000
+    after = counts()
+    delta = {a: (after[a][0] - before[a][0], after[a][1] - before[a][1]) for a in after}
+    print(f"range reads per origin node (coordinated, served locally), local DC {local_dc}: "
+          f"{ {f'{a} {dcs[a]}': d for a, d in delta.items()} }")
+    local_nodes = [a for a in delta if dcs[a] == local_dc]
+    assert sum(delta[a][0] for a in local_nodes) > 0
+    for address, (coordinated, served) in delta.items():
+        if dcs[address] == local_dc:
+            assert coordinated == served, f"{address} coordinated reads it did not serve: {delta}"
+        else:
+            assert (coordinated, served) == (0, 0), f"{address} ({dcs[address]}) took part: {delta}"
