@@ -1,8 +1,9 @@
 """Makes the JSON schemas kubeconform checks the Helm chart's manifests against, offline.
 
 Theory of operation: kubeconform looks a manifest's schema up by a file-name template,
-``{{.ResourceKind}}{{.KindSuffix}}.json`` (``statefulset-apps-v1.json``,
-``servicemonitor-monitoring-v1.json``), and needs each file whole. Two sources, both from
+``{{.NormalizedKubernetesVersion}}/{{.ResourceKind}}{{.KindSuffix}}.json``
+(``v1.37.0/statefulset-apps-v1.json``, ``v1.37.0/servicemonitor-monitoring-v1.json``), and
+needs each file whole. Two sources, both from
 package registries (scripts/k8s-tools brings them):
 
 * PyPI's kubernetes-validate bundles Kubernetes' own schemas per release, in "local-strict"
@@ -15,7 +16,7 @@ package registries (scripts/k8s-tools brings them):
   field where the CRD lists the fields, ``nullable`` and ``x-kubernetes-int-or-string``
   spelled as JSON schema types).
 
-    k8s_schemas.py --wheel WHL --kubernetes 1.34.0 --crd CRD.yaml [--crd ...] --out DIR
+    k8s_schemas.py --wheel WHL --kubernetes 1.25.0 [--kubernetes ...] --crd CRD.yaml [--crd ...] --out DIR
 """
 
 from __future__ import annotations
@@ -122,14 +123,17 @@ def strict(node):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--wheel", type=Path, required=True, help="kubernetes-validate's wheel")
-    parser.add_argument("--kubernetes", required=True, help="the Kubernetes release, e.g. 1.34.0")
+    parser.add_argument("--kubernetes", action="append", required=True,
+                        help="a Kubernetes release, e.g. 1.37.0 (one directory each, v1.37.0)")
     parser.add_argument("--crd", type=Path, action="append", default=[], help="a CRD's YAML file")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    count = kubernetes_schemas(args.wheel, args.kubernetes, args.out)
-    crds = [name for crd in args.crd for name in crd_schemas(crd, args.out)]
-    print(f"{count} Kubernetes {args.kubernetes} kinds, and {', '.join(crds) or 'no CRD'}, in {args.out}")
+    for version in args.kubernetes:
+        out = args.out / f"v{version}"
+        out.mkdir(parents=True, exist_ok=True)
+        count = kubernetes_schemas(args.wheel, version, out)
+        crds = [name for crd in args.crd for name in crd_schemas(crd, out)]
+        print(f"{count} Kubernetes {version} kinds, and {', '.join(crds) or 'no CRD'}, in {out}")
 
 
 if __name__ == "__main__":

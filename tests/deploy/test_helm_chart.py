@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,8 +78,9 @@ CASES = {
                          "target": {"username": "migrator", "password": "target-secret"}}},
         existing_secrets={"origin-tls": {"ca.crt", "tls.crt", "tls.key"}},
         usernames={"origin": "cassandra", "target": "migrator"}),
-    "servicemonitor": Case(
+    "servicemonitor": Case(  # and TLS to target trusting the system's CAs (no Secret)
         {**MINIMAL, "proxy": {"count": 2}, "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}},
+         "target": {"contactPoints": ["10.1.0.1"], "tls": {"enabled": True}},
          "persistence": {"enabled": True, "size": "2Gi"}}),
     "zdm-proxy-style": Case(
         ZDM_PROXY_STYLE, namespace="zdmproxy",
@@ -171,18 +173,29 @@ def test_helm_lint(tools, tmp_path, case):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def kubeconform(tools, manifests: Path, version: str, *options: str) -> subprocess.CompletedProcess:
+    """kubeconform, strict (an unknown field, or a kind with no schema, is an error), against
+    the schemas of Kubernetes ``version``."""
+    location = str(Path(tools["schemas"]) / "{{.NormalizedKubernetesVersion}}" / "{{.ResourceKind}}{{.KindSuffix}}.json")
+    return subprocess.run([tools["kubeconform"], "-strict", "-kubernetes-version", version, *options,
+                           "-schema-location", location, str(manifests)],
+                          capture_output=True, text=True, timeout=120)
+
+
 def test_manifests_match_the_kubernetes_schemas(tools, tmp_path, rendered):
-    """Strict: an unknown field or a kind with no schema (the ServiceMonitor's too) fails."""
+    """On the oldest Kubernetes the chart allows (kubeVersion) and the newest at hand; the
+    ServiceMonitor against prometheus-operator's CRD."""
     manifests = tmp_path / "manifests.yaml"
     manifests.write_text(rendered.text, encoding="utf-8")
-    location = str(Path(tools["schemas"]) / "{{.ResourceKind}}{{.KindSuffix}}.json")
-    result = subprocess.run([tools["kubeconform"], "-strict", "-summary", "-output", "json",
-                             "-schema-location", location, str(manifests)],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
-    summary = json.loads(result.stdout)["summary"]
-    assert summary["valid"] == len(rendered.docs), summary
-    assert summary["invalid"] == summary["errors"] == summary["skipped"] == 0, summary
+    versions = tools["kubernetes"].split()
+    floor = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))["kubeVersion"]
+    assert floor.removeprefix(">=").removesuffix("-0") == versions[0]
+    for version in versions:
+        result = kubeconform(tools, manifests, version, "-summary", "-output", "json")
+        assert result.returncode == 0, f"Kubernetes {version}: {result.stdout}{result.stderr}"
+        summary = json.loads(result.stdout)["summary"]
+        assert summary["valid"] == len(rendered.docs), summary
+        assert summary["invalid"] == summary["errors"] == summary["skipped"] == 0, summary
 
 
 def test_kubeconform_refuses_what_the_schemas_do_not_allow(tools, tmp_path):
@@ -192,11 +205,10 @@ def test_kubeconform_refuses_what_the_schemas_do_not_allow(tools, tmp_path):
     rendered.one("ServiceMonitor")["spec"]["endpoints"][0]["scrapeEvery"] = "30s"
     manifests = tmp_path / "broken.yaml"
     manifests.write_text(yaml.safe_dump_all(rendered.docs), encoding="utf-8")
-    location = str(Path(tools["schemas"]) / "{{.ResourceKind}}{{.KindSuffix}}.json")
-    result = subprocess.run([tools["kubeconform"], "-strict", "-schema-location", location, str(manifests)],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode != 0
-    assert "livenesProbe" in result.stdout and "scrapeEvery" in result.stdout, result.stdout
+    for version in tools["kubernetes"].split():
+        result = kubeconform(tools, manifests, version)
+        assert result.returncode != 0
+        assert "livenesProbe" in result.stdout and "scrapeEvery" in result.stdout, result.stdout
 
 
 # -- what the proxy gets --------------------------------------------------------------------
@@ -300,8 +312,19 @@ def test_each_instance_gets_a_zdm_yaml_zdm_accepts(tmp_path, rendered, case):
         assert config.proxy.metrics_enabled and config.proxy.metrics_address == "0.0.0.0"
         expected_store = case.values.get("stateStore", "cassandra")
         assert config.state_store == expected_store
+        listener = case.values.get("proxy", {}).get("tls", {})
+        assert (config.proxy.tls is not None) == bool(listener.get("enabled"))
+        if config.proxy.tls is not None:
+            assert config.proxy.tls.require_client_auth == listener.get("requireClientAuth", False)
+            assert (config.proxy.tls.ca_file is not None) == config.proxy.tls.require_client_auth
         for side in ("origin", "target"):
             cluster = getattr(config, side)
+            tls = case.values[side].get("tls", {})
+            assert (cluster.tls is not None) == bool(tls.get("enabled"))
+            if cluster.tls is not None:  # each file zdm.yaml names is mounted (zdm checked that)
+                assert (cluster.tls.ca_file is not None) == bool(tls.get("ca") or tls.get("existingSecret"))
+                assert (cluster.tls.cert_file is not None) == bool(tls.get("cert") or tls.get("certKey"))
+                assert cluster.tls.verify_hostname == tls.get("verifyHostname", True)
             assert cluster.username == case.usernames[side]
             if cluster.username:  # the password reaches zdm from the Secret, never through the file
                 assert cluster.password and cluster.password == env[f"{side.upper()}_PASSWORD"]
@@ -421,6 +444,13 @@ def test_zdm_proxy_chart_values_mean_the_same_here(tools, tmp_path):
     assert config.origin.contact_points == ("10.0.0.1",) and config.origin.port == 9042
 
 
+def test_the_image_tag_defaults_to_zdms_version():
+    """appVersion is the default image tag: it names the zdm release the chart runs."""
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert chart["appVersion"] == project["version"], "bump deploy/helm/zdm/Chart.yaml's appVersion with zdm's"
+
+
 # -- values that cannot work ------------------------------------------------------------------
 
 BAD = [
@@ -436,8 +466,12 @@ BAD = [
                  id="primary-cluster-target"),
     pytest.param({**MINIMAL, "proxy": {"tls": {"enabled": True}}}, "proxy.tls.enabled needs",
                  id="proxy-tls-without-certificate"),
-    pytest.param({**MINIMAL, "origin": {"contactPoints": ["10.0.0.1"], "tls": {"enabled": True}}},
-                 "origin.tls.enabled needs", id="origin-tls-without-ca"),
+    pytest.param({**MINIMAL, "origin": {"contactPoints": ["10.0.0.1"],
+                                        "tls": {"enabled": True, "existingSecret": "s", "caKey": ""}}},
+                 "origin.tls.existingSecret s is used for nothing", id="origin-tls-secret-unused"),
+    pytest.param({**MINIMAL, "target": {"contactPoints": ["10.0.0.1"],
+                                        "tls": {"enabled": True, "existingSecret": "s", "certKey": "tls.crt"}}},
+                 "target.tls.certKey and target.tls.keyKey go together", id="target-client-cert-without-key"),
     pytest.param({**MINIMAL, "extraConfig": {"proxy": {"instances": ["10.0.0.9:9042"]}}},
                  "extraConfig.proxy.instances: the chart sets it", id="instances-by-hand"),
 ]

@@ -60,6 +60,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- end -}}
 
+{{/* Whether a TLS side (origin, target, proxy) has files to mount: "true" or empty. A
+cluster's TLS with neither a Secret nor PEM texts trusts the system's CAs. */}}
+{{- define "zdm.tlsFiles" -}}
+{{- if and .enabled (or .existingSecret .ca .cert) -}}
+true
+{{- end -}}
+{{- end -}}
+
 {{/* Each instance's own Service, by name, in order: the addresses of proxy.instances */}}
 {{- define "zdm.instanceHosts" -}}
 {{- $full := include "zdm.fullname" . -}}
@@ -105,8 +113,11 @@ depends on them, so `helm template` and `helm install` fail before anything is a
 {{- fail (printf "%s.contactPoints must be a list of addresses, not the string %q" $side $c.contactPoints) -}}
 {{- end -}}
 {{- end -}}
-{{- if and $c.tls.enabled (not $c.tls.existingSecret) (not $c.tls.ca) (not $c.tls.cert) -}}
-{{- fail (printf "%s.tls.enabled needs %s.tls.existingSecret (a Secret with the CA and, for mutual TLS, a client certificate and key) or the PEM texts %s.tls.ca / cert / key" $side $side $side) -}}
+{{- if and $c.tls.existingSecret (or $c.tls.certKey $c.tls.keyKey) (not (and $c.tls.certKey $c.tls.keyKey)) -}}
+{{- fail (printf "%s.tls.certKey and %s.tls.keyKey go together (the Secret's keys of a client certificate and its key)" $side $side) -}}
+{{- end -}}
+{{- if and $c.tls.enabled $c.tls.existingSecret (not $c.tls.caKey) (not $c.tls.certKey) -}}
+{{- fail (printf "%s.tls.existingSecret %s is used for nothing: set %s.tls.caKey (its key holding the nodes' CA) or certKey and keyKey (a client certificate)" $side $c.tls.existingSecret $side) -}}
 {{- end -}}
 {{- if and (not $c.tls.existingSecret) (or $c.tls.cert $c.tls.key) (not (and $c.tls.cert $c.tls.key)) -}}
 {{- fail (printf "%s.tls.cert and %s.tls.key go together (a client certificate and its key)" $side $side) -}}
