@@ -102,7 +102,7 @@ def tools() -> dict[str, str]:
     if not Path(found["schemas"], ".complete").exists():
         missing.append("the Kubernetes schemas")
     if missing:
-        pytest.fail(f"{' and '.join(missing)} not built: run scripts/setup (it runs scripts/k8s-tools, "
+        pytest.fail(f"{', '.join(missing)} not built: run scripts/setup (it runs scripts/k8s-tools, "
                     "which builds them from the Go module proxy once per machine)")
     return found
 
