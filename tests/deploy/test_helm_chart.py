@@ -176,7 +176,7 @@ def test_helm_lint(tools, tmp_path, case):
 def kubeconform(tools, manifests: Path, version: str, *options: str) -> subprocess.CompletedProcess:
     """kubeconform, strict (an unknown field, or a kind with no schema, is an error), against
     the schemas of Kubernetes ``version``."""
-    location = str(Path(tools["schemas"]) / "{{.NormalizedKubernetesVersion}}" / "{{.ResourceKind}}{{.KindSuffix}}.json")
+    location = str(Path(tools["schemas"], "{{.NormalizedKubernetesVersion}}", "{{.ResourceKind}}{{.KindSuffix}}.json"))
     return subprocess.run([tools["kubeconform"], "-strict", "-kubernetes-version", version, *options,
                            "-schema-location", location, str(manifests)],
                           capture_output=True, text=True, timeout=120)
@@ -266,10 +266,10 @@ def run_pod(rendered: Rendered, case: Case, ordinal: int, root: Path):
     init = rendered.container("zdm-yaml")
     assert init["command"][:2] == ["python3", "/etc/zdm-chart/render-zdm-yaml.py"]
     env = environment(rendered, case, init, pod_name)
-    services = [h.split(".")[0] for h in env["INSTANCE_HOSTS"].split(",")]
+    services = env["INSTANCE_HOSTS"].split(",")  # as DNS would answer for each instance's Service
     env["INSTANCE_HOSTS"] = ",".join(instance_ip(i) for i in range(len(services)))
-    script, source, output = (Path(str(p).replace("/etc/", str(root / "etc") + "/", 1)) for p in init["command"][1:])
-    result = subprocess.run([sys.executable, str(script), str(source), str(output)], env={**env, "PATH": os.environ["PATH"]},
+    script, source, output = (str(root) + path for path in init["command"][1:])
+    result = subprocess.run([sys.executable, script, source, output], env={**env, "PATH": os.environ["PATH"]},
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
 
@@ -397,8 +397,9 @@ def test_every_secret_the_pods_read_exists(rendered, case):
                 read.append((ref["name"], ref["key"], ref.get("optional", False)))
     for volume in rendered.pod["volumes"]:
         if "secret" in volume:
+            name = volume["secret"]["secretName"]
             keys = [i["key"] for i in volume["secret"].get("items", [])]
-            read += [(volume["secret"]["secretName"], k, False) for k in keys] or [(volume["secret"]["secretName"], None, False)]
+            read += [(name, k, False) for k in keys] or [(name, None, False)]
     for name, key, optional in read:
         assert name in made or name in case.existing_secrets, f"Secret {name} is read but neither made nor given"
         keys = made.get(name, case.existing_secrets.get(name))
