@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from zdm.config.proxy_config import proxy_config
+from zdm.config.zdmproxy_read import read as read_zdm_proxy_settings
 from zdm.proxy.server import ProxyServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -452,6 +453,18 @@ def test_the_image_tag_defaults_to_zdms_version():
     assert chart["appVersion"] == project["version"], "bump deploy/helm/zdm/Chart.yaml's appVersion with zdm's"
 
 
+@pytest.mark.parametrize("level", ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "PANIC", "warning"])
+def test_log_levels_mean_what_zdm_makes_of_them(tools, tmp_path, level):
+    """zdm-proxy's levels (its chart's proxy.logLevel) as zdm reads them from zdm-proxy's own
+    settings (ZDM_LOG_LEVEL), and zdm's."""
+    rendered = render(tools, tmp_path, Case({**MINIMAL, "proxy": {"logLevel": level}}))
+    config, _ = run_pod(rendered, CASES["defaults"], 0, tmp_path / "pod")
+    as_zdm_proxy = read_zdm_proxy_settings(None, {"ZDM_ORIGIN_CONTACT_POINTS": "10.0.0.1",
+                                                  "ZDM_TARGET_CONTACT_POINTS": "10.1.0.1",
+                                                  "ZDM_LOG_LEVEL": level}).config()
+    assert config.proxy.log_level == as_zdm_proxy.proxy.log_level
+
+
 # -- values that cannot work ------------------------------------------------------------------
 
 BAD = [
@@ -473,6 +486,10 @@ BAD = [
     pytest.param({**MINIMAL, "target": {"contactPoints": ["10.0.0.1"],
                                         "tls": {"enabled": True, "existingSecret": "s", "certKey": "tls.crt"}}},
                  "target.tls.certKey and target.tls.keyKey go together", id="target-client-cert-without-key"),
+    pytest.param({**MINIMAL, "extraEnv": [{"name": "ZDM_ORIGIN_PORT", "value": "9043"}]},
+                 "extraEnv ZDM_ORIGIN_PORT: zdm refuses", id="zdm-proxy-variable-in-extra-env"),
+    pytest.param({**MINIMAL, "proxy": {"logLevel": "verbose"}}, "proxy.logLevel verbose: use debug",
+                 id="unknown-log-level"),
     pytest.param({**MINIMAL, "extraConfig": {"proxy": {"instances": ["10.0.0.9:9042"]}}},
                  "extraConfig.proxy.instances: the chart sets it", id="instances-by-hand"),
 ]

@@ -130,6 +130,14 @@ depends on them, so `helm template` and `helm install` fail before anything is a
 {{- if and $tls.enabled $tls.requireClientAuth (not $tls.existingSecret) (not $tls.ca) -}}
 {{- fail "proxy.tls.requireClientAuth needs the CA that signs client certificates: proxy.tls.ca, or ca.crt in proxy.tls.existingSecret" -}}
 {{- end -}}
+{{- range $var := $v.extraEnv -}}
+{{- if and (hasPrefix "ZDM_" $var.name) (ne $var.name "ZDM_DEBUG") -}}
+{{- fail (printf "extraEnv %s: zdm refuses zdm-proxy's ZDM_* settings beside a zdm.yaml; set it through the chart's values (extraConfig for what they do not name)" $var.name) -}}
+{{- end -}}
+{{- end -}}
+{{- if not (has $v.proxy.logFormat (list "text" "json")) -}}
+{{- fail (printf "proxy.logFormat %v: use text or json" $v.proxy.logFormat) -}}
+{{- end -}}
 {{- range $key := list "instances" "advertise_host" "listen_host" "listen_port" -}}
 {{- if hasKey ($v.extraConfig.proxy | default dict) $key -}}
 {{- fail (printf "extraConfig.proxy.%s: the chart sets it (from proxy.count and service.port, per instance)" $key) -}}
@@ -171,12 +179,26 @@ depends on them, so `helm template` and `helm install` fail before anything is a
 zdm.yaml as the chart writes it, for every instance alike; the init container adds
 proxy.instances, proxy.advertise_host and the usernames (files/render-zdm-yaml.py).
 */}}
+{{/*
+proxy.logLevel as zdm names it: zdm's levels, and zdm-proxy's (logrus) as zdm reads them
+(zdm/config/zdmproxy_table.py; the tests compare the two)
+*/}}
+{{- define "zdm.logLevel" -}}
+{{- $levels := dict "PANIC" "error" "FATAL" "error" "ERROR" "error" "WARN" "warning" "WARNING" "warning"
+      "INFO" "info" "DEBUG" "debug" "TRACE" "debug" -}}
+{{- $level := upper (toString .) -}}
+{{- if not (hasKey $levels $level) -}}
+{{- fail (printf "proxy.logLevel %v: use debug, info, warning or error (or zdm-proxy's TRACE, WARN, FATAL, PANIC)" .) -}}
+{{- end -}}
+{{- get $levels $level -}}
+{{- end -}}
+
 {{- define "zdm.config" -}}
 {{- $v := .Values -}}
 {{- $p := $v.proxy -}}
 {{- $proxy := dict "listen_host" "0.0.0.0" "listen_port" (int $v.service.port)
       "metrics_enabled" true "metrics_address" "0.0.0.0" "metrics_port" (int $p.metricsPort)
-      "metrics_prefix" $p.metricsPrefix "log_level" (lower $p.logLevel) "log_format" $p.logFormat
+      "metrics_prefix" $p.metricsPrefix "log_level" (include "zdm.logLevel" $p.logLevel) "log_format" $p.logFormat
       "max_client_connections" (int $p.maxClientConnections)
       "request_timeout_s" $p.requestTimeoutS "heartbeat_interval_s" $p.heartbeatIntervalS
       "replace_cql_functions" $p.replaceCqlFunctions
