@@ -15,8 +15,6 @@ import socket
 import ssl
 from dataclasses import dataclass
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
 
 from zdm.config import TlsConfig
 from zdm.cql.constants import Opcode
@@ -180,6 +178,8 @@ def peer_certificate(host: str, port: int, server_hostname: str | None = None,
                 der = tls.getpeercert(binary_form=True)
     except (OSError, ValueError):
         return None
+    from cryptography import x509  # only when diagnosing: a proxy's workers import this module
+
     return x509.load_der_x509_certificate(der) if der else None
 
 
@@ -229,6 +229,8 @@ def speaks_plaintext_cql(host: str, port: int, timeout: float = 5.0) -> bool:
 
 def describe(cert) -> str:
     """A certificate in a few words: its subject, issuer and names."""
+    from cryptography.x509.oid import NameOID
+
     def cn(name) -> str:
         values = name.get_attributes_for_oid(NameOID.COMMON_NAME)
         return f"CN={values[0].value}" if values else name.rfc4514_string() or "-"
@@ -238,6 +240,9 @@ def describe(cert) -> str:
 
 def certificate_names(cert) -> list[str]:
     """The DNS names and IP addresses a certificate is valid for."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:

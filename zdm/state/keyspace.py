@@ -29,7 +29,6 @@ from contextlib import ExitStack
 from typing import Any, Callable
 
 from zdm.config import Config
-from zdm.clusters.connect import session as connect
 from zdm.errors import ZdmError
 
 # The driver's own modules are imported where a statement is made, not here: the proxy
@@ -70,6 +69,10 @@ class StateKeyspace:
     def session(self):
         with self._lock:
             if self._session is None:
+                # the driver's cluster module is large: a proxy's workers import this package
+                # for its divergence records and never connect here
+                from zdm.clusters.connect import session as connect
+
                 stack = ExitStack()
                 try:
                     sess = stack.enter_context(connect(self.config.target, name="target"))
