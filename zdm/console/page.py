@@ -80,22 +80,23 @@ def diagram_svg(diagram: dict[str, Any]) -> str:
                    f'<rect x="{x - _BOX_W // 2}" y="{y - _BOX_H // 2}" width="{_BOX_W}" '
                    f'height="{_BOX_H}" rx="6" fill="#f7f8fb" stroke="#556"/>'
                    f'<text x="{x}" y="{y + 5}" text-anchor="middle">{escape(caption)}</text></g>')
-    # two edges between the same boxes (writes and reads to origin) are drawn side by side
-    seen: dict[tuple[str, str], int] = {}
-    for edge in diagram["edges"]:
-        pair = (edge["from"], edge["to"])
-        offset = 8 * seen.get(pair, 0) - 4 * (sum(1 for e in diagram["edges"]
-                                                  if (e["from"], e["to"]) == pair) - 1)
-        seen[pair] = seen.get(pair, 0) + 1
+    # two edges between the same boxes (writes and reads to origin) are drawn side by side,
+    # the first captioned above its line, the second below
+    pairs = [(e["from"], e["to"]) for e in diagram["edges"]]
+    for i, edge in enumerate(diagram["edges"]):
+        pair = pairs[i]
+        k, n = pairs[:i].count(pair), pairs.count(pair)
+        offset = 12 * k - 6 * (n - 1)
         (x1, y1, _), (x2, y2, _) = _BOX[edge["from"]], _BOX[edge["to"]]
         colour, dash, caption = _EDGE[edge["kind"]]
         sx, ex = x1 + _BOX_W // 2, x2 - _BOX_W // 2
         dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
+        label_y = (y1 + y2) // 2 + offset + (-6 if k == 0 else 14)
         out.append(f'<g data-edge="{escape(edge["from"])}-{escape(edge["to"])}-{escape(edge["kind"])}">'
                    f'<line x1="{sx}" y1="{y1 + offset}" x2="{ex - 2}" y2="{y2 + offset}" '
                    f'stroke="{colour}" stroke-width="2"{dash_attr} '
                    f'marker-end="url(#arrow-{edge["kind"]})"/>'
-                   f'<text x="{(sx + ex) // 2}" y="{(y1 + y2) // 2 + offset - 6}" font-size="11" '
+                   f'<text x="{(sx + ex) // 2}" y="{label_y}" font-size="11" '
                    f'text-anchor="middle" fill="{colour}">{escape(caption)}</text></g>')
     out.append("</svg>")
     return "".join(out)
