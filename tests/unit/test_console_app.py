@@ -154,7 +154,7 @@ def test_the_page_draws_the_diagram_and_holds_no_secret(mig):
     html = response.text
     assert "<svg" in html and 'data-edge="proxies-target-async_reads"' in html
     assert 'data-edge="proxies-origin-reads"' in html and 'data-edge="proxies-target-reads"' not in html
-    assert '<meta name=csrf-token content="' in html
+    assert '<meta name=csrf-token content="' in html and "<meta http-equiv=refresh content=5>" in html
     assert "Phase 3 Asynchronous dual reads" in html
     assert "default-src 'none'" in response.headers["content-security-policy"]
     for text in (html, c.get("/api/state").text):
@@ -170,3 +170,39 @@ def test_the_page_escapes_what_it_shows(mig):
            headers={CSRF_HEADER: csrf_of(c)})
     html = c.get("/").text
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_progress_shows_through_the_api_as_the_checkpoints_move(mig):
+    from zdm.ranges.ring import TokenRange
+    from zdm.state import open_checkpoints
+
+    mig.at_phase(Phase.MIGRATE)
+    halves = [TokenRange(-2**63, 0), TokenRange(0, 2**63 - 1)]
+    with client(mig) as c, open_checkpoints(mig.config, "migrate") as cps:
+        assert c.get("/api/state").json()["progress"]["copy"] == [{"table": "app.t", "started": False}]
+        cp = cps.start("app.t", halves)
+        cps.mark_done(cp, halves[1], 7)
+        copy, = c.get("/api/state").json()["progress"]["copy"]
+        assert (copy["done"], copy["remaining"], copy["rows"]) == (1, 1, 7)
+
+
+def test_the_page_reads_the_live_schemas_at_most_once_per_ttl_and_retries_after_a_failure():
+    from zdm.console.app import cached_schema
+    from zdm.errors import ZdmError
+
+    now = [0.0]
+    calls = []
+
+    def schema(config):
+        calls.append(now[0])
+        if len(calls) == 2:
+            raise ZdmError("target unreachable")
+        return ("fp", ["app.t"])
+
+    read = cached_schema(schema, ttl=30, clock=lambda: now[0])
+    assert read(None) == ("fp", ["app.t"]) and read(None) == ("fp", ["app.t"]) and calls == [0.0]
+    now[0] = 31.0
+    with pytest.raises(ZdmError):
+        read(None)
+    assert read(None) == ("fp", ["app.t"]) and calls == [0.0, 31.0, 31.0]
+    assert cached_schema(None) is None

@@ -31,7 +31,8 @@ import json
 import secrets
 import threading
 import time
-from typing import Any, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Callable, Sequence
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -49,7 +50,8 @@ from zdm.console.server import LOOPBACK_HOSTS
 from zdm.errors import ZdmError
 from zdm.phases import ConcurrentModification
 from zdm.phases.live import LiveSchema
-from zdm.state import StateStore
+from zdm.state import StateStore, open_checkpoints
+from zdm.state.checkpoint import CheckpointStore
 
 CSRF_HEADER = "X-CSRF-Token"
 TOKEN_COOKIE = "zdm_console_token"
@@ -94,6 +96,25 @@ def create_app(config: Config, store: StateStore, *, live_schema: LiveSchema | N
     none is asked for (loopback only: the CLI enforces it)."""
     csrf = csrf_token or secrets.token_urlsafe(32)
     page_schema = cached_schema(live_schema)
+    opened: dict[str, CheckpointStore] = {}  # kept open: a cluster store's session is dear
+    opening = threading.Lock()
+
+    def checkpoints(kind: str) -> CheckpointStore:
+        with opening:
+            if kind not in opened:
+                opened[kind] = open_checkpoints(config, kind)
+            return opened[kind]
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            for cps in opened.values():
+                cps.close()
+
+    def look() -> dict[str, Any]:
+        return console_state(config, store, live_schema=page_schema, checkpoints=checkpoints)
 
     def authorized(request: Request) -> bool:
         if bearer_token is None:
@@ -145,12 +166,10 @@ def create_app(config: Config, store: StateStore, *, live_schema: LiveSchema | N
         return response
 
     def page(request: Request, body: bytes) -> Response:
-        doc = console_state(config, store, live_schema=page_schema)
-        return HTMLResponse(render_page(doc, csrf))
+        return HTMLResponse(render_page(look(), csrf))
 
     def state(request: Request, body: bytes) -> Response:
-        doc = console_state(config, store, live_schema=page_schema)
-        return JSONResponse(doc, headers={CSRF_HEADER: csrf})
+        return JSONResponse(look(), headers={CSRF_HEADER: csrf})
 
     def action(name: str):
         def handler(request: Request, raw: bytes) -> Response:
@@ -181,7 +200,7 @@ def create_app(config: Config, store: StateStore, *, live_schema: LiveSchema | N
         Route("/api/phase/advance", guarded(action("advance"), post=True), methods=["POST"]),
         Route("/api/phase/rollback", guarded(action("rollback"), post=True), methods=["POST"]),
     ]
-    return Starlette(routes=routes,
+    return Starlette(routes=routes, lifespan=lifespan,
                      middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))])
 
 

@@ -17,6 +17,7 @@ Invariants:
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from datetime import datetime
 from typing import Any, Callable, Iterable
 
@@ -67,7 +68,9 @@ def console_state(config: Config, store: StateStore, *, live_schema: LiveSchema 
     """The whole page as JSON-able data. ``live_schema`` as for
     :func:`~zdm.phases.live.gather_facts` (None: never contact the clusters); problems met on
     the way (a cluster unreachable) are listed under ``problems`` and given to ``on_problem``.
-    ``checkpoints(kind)`` opens the checkpoints of a kind (default: the config's store)."""
+    ``checkpoints(kind)`` gives the open checkpoint store of a kind, which stays open (the
+    console keeps its stores for its lifetime); by default they are opened from the config
+    and closed before returning."""
     problems: list[str] = []
 
     def problem(text: str) -> None:
@@ -80,7 +83,10 @@ def console_state(config: Config, store: StateStore, *, live_schema: LiveSchema 
     thresholds = thresholds or Thresholds()
     phase = state.phase
     tables = _tables_known(state, facts)
-    opener = checkpoints or (lambda kind: open_checkpoints(config, kind))
+    with ExitStack() as opened:
+        get = checkpoints or (lambda kind: opened.enter_context(open_checkpoints(config, kind)))
+        progress = {"copy": _progress(get, "migrate", tables, problem),
+                    "validation": _progress(get, "validate", tables, problem)}
     return {
         "generated_at": iso(facts.now),
         "phase": {"number": int(phase), "name": phase.name, "label": phase.label,
@@ -98,8 +104,7 @@ def console_state(config: Config, store: StateStore, *, live_schema: LiveSchema 
                    "rollback": guard_report(state, facts, "rollback", thresholds)},
         "next": status["next"],
         "evidence": status["evidence"],
-        "progress": {"copy": _progress(opener, "migrate", tables, problem),
-                     "validation": _progress(opener, "validate", tables, problem)},
+        "progress": progress,
         "divergences": _divergences(store, status["divergences"]),
         "insecure_settings": status["insecure_settings"],
         "journal": [_timeline_entry(e) for e in reversed(store.read_journal(limit=JOURNAL_LIMIT))],
@@ -165,26 +170,26 @@ def _tables_known(state: MigrationState, facts: Facts) -> list[str]:
     return sorted(tables)
 
 
-def _progress(opener: Callable[[str], CheckpointStore], kind: str, tables: Iterable[str],
+def _progress(get: Callable[[str], CheckpointStore], kind: str, tables: Iterable[str],
               problem: Callable[[str], None]) -> list[dict[str, Any]]:
     """Per table, the ranges of the last run of ``kind`` (``migrate``, ``validate``): planned,
     done, still to do, and for a validation those whose comparison left differences."""
     out = []
     try:
-        with opener(kind) as store:
-            for table in tables:
-                cp = store.load(table)
-                if cp is None:
-                    out.append({"table": table, "started": False})
-                    continue
-                row = {"table": table, "started": True, "started_at": cp.started_at or None,
-                       "ranges": len(cp.plan), "done": len(cp.done),
-                       "remaining": len(cp.remaining()), "rows": cp.rows_done,
-                       "complete": cp.complete}
-                if kind == "validate":
-                    row["with_differences"] = sum(1 for r in cp.done if r in cp.details
-                                                  and not detail_clean(cp.details[r]))
-                out.append(row)
+        store = get(kind)
+        for table in tables:
+            cp = store.load(table)
+            if cp is None:
+                out.append({"table": table, "started": False})
+                continue
+            row = {"table": table, "started": True, "started_at": cp.started_at or None,
+                   "ranges": len(cp.plan), "done": len(cp.done),
+                   "remaining": len(cp.remaining()), "rows": cp.rows_done,
+                   "complete": cp.complete}
+            if kind == "validate":
+                row["with_differences"] = sum(1 for r in cp.done if r in cp.details
+                                              and not detail_clean(cp.details[r]))
+            out.append(row)
     except (ZdmError, OSError) as exc:  # an unreadable checkpoint must not hide the page
         problem(f"cannot read the {kind} checkpoints: {exc}")
     return out

@@ -13,6 +13,9 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+#: Seconds between the page's reloads.
+REFRESH_S = 5
+
 #: Where each box of the diagram stands (x, y of its centre) and its caption.
 _BOX = {"applications": (90, 110, "applications"), "proxies": (300, 110, "zdm proxies"),
         "origin": (520, 50, "origin"), "target": (520, 170, "target")}
@@ -39,6 +42,8 @@ def render_page(doc: dict[str, Any], csrf_token: str) -> str:
     phase = doc["phase"]
     parts = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
+        # live without a script: the browser reloads the page (until a script polls the API)
+        f"<meta http-equiv=refresh content={REFRESH_S}>",
         f"<meta name=csrf-token content=\"{escape(csrf_token)}\">",
         f"<title>zdm console: phase {phase['number']} {escape(phase['name'])}</title>",
         f"<style>{_STYLE}</style></head><body>",
