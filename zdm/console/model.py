@@ -107,6 +107,7 @@ def console_state(config: Config, store: StateStore, *, live_schema: LiveSchema 
         "progress": progress,
         "divergences": _divergences(store, status["divergences"]),
         "insecure_settings": status["insecure_settings"],
+        # newest first, as a timeline reads
         "journal": [_timeline_entry(e) for e in reversed(store.read_journal(limit=JOURNAL_LIMIT))],
         "problems": problems,
     }
