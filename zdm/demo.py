@@ -29,8 +29,8 @@ from zdm.clusters.connect import describe, session
 from zdm.errors import ZdmError
 from zdm.clusters.connect import ConnectError
 from zdm.migrate import MigrationSettings, RunSettings, migrate as run_migrate
-from zdm.phases import advance, confirm_routing
-from zdm.phases.live import gather_facts
+from zdm.phases import confirm_routing
+from zdm.phases.live import transition
 from zdm.preflight import live_schema, record_preflight, run_preflight
 from zdm.proxy.background import BackgroundProxy
 from zdm.sandbox import local
@@ -229,11 +229,10 @@ def run(config: Config, say: Callable[[str], None], *, rows: int = 5000, rate: f
     work = RunSettings(workers=0, concurrency=4)
 
     def step(phase_to: int | None = None, **flags) -> None:
-        before = store.load()
-        facts = gather_facts(config, store, live_schema=live_schema, state=before, **flags)
-        after = advance(store, facts, to=phase_to, operator=OPERATOR, why="demo")
+        _, after = transition(config, store, "advance", live_schema=live_schema, operator=OPERATOR,
+                              source="demo", to=phase_to, why="demo", **flags)
         if not after.routing_status.applied:
-            after = confirm_routing(store, operator=OPERATOR, timeout=10)
+            after = confirm_routing(store, operator=OPERATOR, timeout=10, source="demo")
         report.phases.append(after.phase.label)
         say(f"Phase {after.phase.label}: {after.phase.description}")
 

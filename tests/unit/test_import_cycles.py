@@ -146,6 +146,8 @@ LAYERS = [
     ("proxy", ("zdm.proxy",)),
     # above the proxy: it reuses the proxy's topology snapshot and choice of local DC
     ("preflight", ("zdm.preflight",)),
+    # the console shows and moves what all of the above keep; only the commands sit above it
+    ("console", ("zdm.console",)),
     ("commands", ("zdm.demo", "zdm.cli", "zdm.__main__")),
 ]
 

@@ -163,7 +163,7 @@ def test_allowed_transitions(drv, start, command, to, overrides, dest):
     assert after.revision == before.revision + 1
     entry = drv.store.read_journal()[-1]
     assert (entry["event"], entry["from"], entry["to"]) == (command.__name__, start, dest)
-    assert (entry["operator"], entry["why"]) == ("tester", "because")
+    assert (entry["operator"], entry["why"], entry["source"]) == ("tester", "because", "cli")
     assert datetime.fromisoformat(entry["at"]).tzinfo is not None
     routing_changed = routing_for(dest) != routing_for(start)
     assert after.routing_status.applied is not routing_changed

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from zdm.cli import data, phases, proxy, sandbox
+from zdm.cli import console as console_cli, data, phases, proxy, sandbox
 from zdm.cli.common import DEFAULT_CONFIG, ConfigPath, command, config_from, console, flags
 from zdm.config import TEMPLATE, load_config
 from zdm.config import zdmproxy_read, zdmproxy_render
@@ -28,6 +28,7 @@ app.add_typer(sandbox.app, name="sandbox")
 app.add_typer(proxy.app, name="proxy")
 phases.register(app)  # preflight, status, phase advance, rollback
 data.register(app)  # migrate, validate
+console_cli.register(app)  # console
 
 
 def _print_version(asked: bool) -> None:

@@ -19,11 +19,10 @@ from rich.table import Table
 
 from zdm.cli.common import DEFAULT_CONFIG, ConfigPath, command, config_from, console, err_console
 from zdm.errors import ZdmError
-from zdm.phases import MigrationState, RoutingPending, advance, confirm_routing, rollback
-from zdm.phases.live import build_status, gather_facts
+from zdm.phases import MigrationState, RoutingPending, confirm_routing
+from zdm.phases.live import observe, transition
 from zdm.preflight import (DEFAULT_MAX_CLOCK_SKEW_S, ClusterLayout, PreflightReport, Status,
                            live_schema, record_preflight, run_preflight)
-from zdm.clusters.tls_diagnosis import insecure_settings
 from zdm.proxy.cluster_topology import NETWORK_TOPOLOGY
 from zdm.state import StateStore, open_store
 
@@ -178,11 +177,7 @@ def _print_topology(layouts: tuple[ClusterLayout, ...]) -> None:
 def status(config: ConfigPath = DEFAULT_CONFIG, json_out: JsonOption = False) -> None:
     """Where the migration stands: phase, routing, proxies, evidence, and the next step."""
     cfg = config_from(config)
-    store = _store(cfg)
-    state = store.load()
-    facts = gather_facts(cfg, store, live_schema=live_schema, state=state, on_problem=_warn)
-    doc = build_status(state, facts, store.proxy_records())
-    doc["insecure_settings"] = insecure_settings(cfg)
+    doc = observe(cfg, _store(cfg), live_schema=live_schema, on_problem=_warn).status
     if json_out:
         typer.echo(json.dumps(doc, indent=2, sort_keys=True, default=str))
         return
@@ -333,12 +328,11 @@ def advance_cmd(
     cfg = config_from(config)
     who = _operator(operator)
     store = _store(cfg)
-    before = store.load()
-    facts = gather_facts(cfg, store, live_schema=live_schema, state=before, on_problem=_warn,
-                         confirm_clients_on_proxy=confirm_clients_on_proxy,
-                         confirm_clients_on_target=confirm_clients_on_target,
-                         skip_async_reads=skip_async_reads)
-    after = advance(store, facts, to=to, operator=who, why=why)
+    before, after = transition(cfg, store, "advance", live_schema=live_schema, operator=who,
+                               source="cli", to=to, why=why, on_problem=_warn,
+                               confirm_clients_on_proxy=confirm_clients_on_proxy,
+                               confirm_clients_on_target=confirm_clients_on_target,
+                               skip_async_reads=skip_async_reads)
     _finish_routing(store, before, after, who, ack_timeout)
 
 
@@ -354,9 +348,8 @@ def rollback_cmd(
     cfg = config_from(config)
     who = _operator(operator)
     store = _store(cfg)
-    before = store.load()
-    facts = gather_facts(cfg, store, state=before, live_schema=None)  # rollbacks have no guards
-    after = rollback(store, facts, to=to, operator=who, why=why)
+    before, after = transition(cfg, store, "rollback", live_schema=None, operator=who,
+                               source="cli", to=to, why=why)
     _finish_routing(store, before, after, who, ack_timeout)
 
 

@@ -3,9 +3,9 @@
 Public API (the CLI and other modules use only these names)::
 
     store = zdm.state.open_store(config)  # where the state is kept (see zdm.state)
-    advance(store, facts, to=None, operator=..., why=None, thresholds=None) -> MigrationState
-    rollback(store, facts, to=None, operator=..., why=None) -> MigrationState
-    confirm_routing(store, operator=..., timeout=0.0) -> MigrationState
+    advance(store, facts, to=None, operator=..., why=None, thresholds=None, source="cli")
+    rollback(store, facts, to=None, operator=..., why=None, source="cli") -> MigrationState
+    confirm_routing(store, operator=..., timeout=0.0, source="cli") -> MigrationState
     evaluate(state, facts, action="advance", to=None, thresholds=None) -> Verdict
     record_evidence(store, evidence, operator) -> MigrationState
 """

@@ -5,7 +5,10 @@ The proxies report through their records in the state directory (see
 whether they are connected to each cluster, their async-read counters, and the routing
 revision they applied. A proxy counts as running when its heartbeat is recent and, if it
 runs on this host, its process exists. :func:`build_status` turns state and facts into
-the document `zdm status` prints (and `zdm status --json` emits).
+the document `zdm status` prints (and `zdm status --json` emits); :func:`observe` does the
+whole look (state, facts, records, that document) for `zdm status` and the console alike,
+and :func:`transition` gathers the facts and moves the phase for `zdm phase advance`,
+`zdm rollback` and the console's actions, so neither has a second implementation.
 
 The live schemas come from the caller: ``live_schema`` is a function that reads them
 (the CLI passes :func:`zdm.preflight.live_schema`), called only when a guard of the next
@@ -18,15 +21,17 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from zdm.clusters.tls_diagnosis import insecure_settings
 from zdm.config import Config
 from zdm.errors import ZdmError
 from zdm.clock import parse_time, utcnow
 from zdm.phases.evidence import AsyncReadStats
 from zdm.phases.facts import Facts, ProxyHealth
-from zdm.phases.machine import evaluate
+from zdm.phases.machine import Action, advance, evaluate, rollback
 from zdm.phases.model import Phase
 from zdm.phases.state import MigrationState
 
@@ -221,3 +226,55 @@ def next_step(state: MigrationState, facts: Facts) -> dict[str, Any]:
                 "summary": f"advance to {verdict.dest.label}", "reasons": []}
     return {"command": None, "allowed": False,
             "summary": f"before advancing from {state.phase.label}:", "reasons": reasons}
+
+
+# -- one look, one move: what `zdm status`, `zdm phase advance`, `zdm rollback` and the console share
+
+@dataclass(frozen=True)
+class Observation:
+    """One look at the migration: the stored state, the facts gathered for it, the proxies'
+    records, and the `zdm status` document built from them (``status``)."""
+
+    state: MigrationState
+    facts: Facts
+    records: Mapping[str, Mapping[str, Any]]
+    status: dict[str, Any]
+
+
+def observe(config: Config, store: StateStore, *, live_schema: LiveSchema | None,
+            now: datetime | None = None,
+            on_problem: Callable[[str], None] | None = None) -> Observation:
+    """Load the state, gather the facts and build the status document (with the settings
+    that weaken TLS), as `zdm status` shows it."""
+    state = store.load()
+    facts = gather_facts(config, store, live_schema=live_schema, state=state, now=now,
+                         on_problem=on_problem)
+    records = store.proxy_records()
+    doc = build_status(state, facts, records)
+    doc["insecure_settings"] = insecure_settings(config)
+    return Observation(state, facts, records, doc)
+
+
+def transition(config: Config, store: StateStore, action: Action, *,
+               live_schema: LiveSchema | None, operator: str, source: str,
+               to: int | None = None, why: str | None = None,
+               confirm_clients_on_proxy: bool = False, confirm_clients_on_target: bool = False,
+               skip_async_reads: bool = False,
+               on_problem: Callable[[str], None] | None = None,
+               ) -> tuple[MigrationState, MigrationState]:
+    """Gather the facts and advance or roll back; returns (before, after). A refusal raises
+    :class:`~zdm.phases.errors.TransitionRefused` and leaves the state as it was. The routing
+    change a move makes is left pending: the caller confirms it
+    (:func:`~zdm.phases.machine.confirm_routing`)."""
+    before = store.load()
+    if action == "advance":
+        facts = gather_facts(config, store, live_schema=live_schema, state=before,
+                             on_problem=on_problem,
+                             confirm_clients_on_proxy=confirm_clients_on_proxy,
+                             confirm_clients_on_target=confirm_clients_on_target,
+                             skip_async_reads=skip_async_reads)
+        after = advance(store, facts, to=to, operator=operator, why=why, source=source)
+    else:
+        facts = gather_facts(config, store, state=before, live_schema=None)  # rollbacks have no guards
+        after = rollback(store, facts, to=to, operator=operator, why=why, source=source)
+    return before, after

@@ -243,12 +243,14 @@ def apply_move(state: MigrationState, move: Move, facts: Facts, *, operator: str
 
 
 def _transition(store: StateStore, facts: Facts, action: Action, to: int | None,
-                operator: str, why: str | None, thresholds: Thresholds | None) -> MigrationState:
+                operator: str, why: str | None, thresholds: Thresholds | None,
+                source: str) -> MigrationState:
     with store.transaction() as txn:
         move = _decide(txn.state, facts, action, to, thresholds or Thresholds())
         new = apply_move(txn.state, move, facts, operator=operator, why=why)
         txn.commit(new, journal={
-            "at": iso(facts.now), "operator": operator, "event": action, "trigger": move.trigger,
+            "at": iso(facts.now), "operator": operator, "source": source, "event": action,
+            "trigger": move.trigger,
             "from": int(move.source), "to": int(move.dest), "why": why,
             "revision": new.revision, "routing": new.routing.to_dict(),
             "routing_pending": not new.routing_status.applied,
@@ -260,19 +262,22 @@ def _transition(store: StateStore, facts: Facts, action: Action, to: int | None,
 
 
 def advance(store: StateStore, facts: Facts, *, to: int | None = None, operator: str,
-            why: str | None = None, thresholds: Thresholds | None = None) -> MigrationState:
-    """Move forward (one phase, or 2->4 with ``facts.skip_async_reads``) if every guard holds."""
-    return _transition(store, facts, "advance", to, operator, why, thresholds)
+            why: str | None = None, thresholds: Thresholds | None = None,
+            source: str = "cli") -> MigrationState:
+    """Move forward (one phase, or 2->4 with ``facts.skip_async_reads``) if every guard holds.
+    ``source`` (``"cli"``, ``"console"``) says in the journal where the command came from."""
+    return _transition(store, facts, "advance", to, operator, why, thresholds, source)
 
 
 def rollback(store: StateStore, facts: Facts, *, to: int | None = None, operator: str,
-             why: str | None = None) -> MigrationState:
+             why: str | None = None, source: str = "cli") -> MigrationState:
     """Move back (default: 4->3, 3->2, 2->0, 1->0); never from 5."""
-    return _transition(store, facts, "rollback", to, operator, why, None)
+    return _transition(store, facts, "rollback", to, operator, why, None, source)
 
 
 def confirm_routing(store: StateStore, *, operator: str, timeout: float = 0.0,
-                    poll: float = 0.1, now: datetime | None = None) -> MigrationState:
+                    poll: float = 0.1, now: datetime | None = None,
+                    source: str = "cli") -> MigrationState:
     """Mark the current routing applied once every registered proxy acknowledged it.
 
     Waits up to ``timeout`` seconds (outside the lock) for acknowledgements; raises
@@ -292,7 +297,8 @@ def confirm_routing(store: StateStore, *, operator: str, timeout: float = 0.0,
             raise RoutingPending(status.revision, lagging)
         now = now or utcnow()
         new = txn.state.bump(now, routing_status=RoutingStatus(status.revision, True, now, acks))
-        txn.commit(new, journal={"at": iso(now), "operator": operator, "event": "routing_applied",
+        txn.commit(new, journal={"at": iso(now), "operator": operator, "source": source,
+                                 "event": "routing_applied",
                                  "phase": int(new.phase), "revision": new.revision,
                                  "routing_revision": status.revision, "acks": acks})
     return new
