@@ -17,41 +17,14 @@ import pytest
 from typer.testing import CliRunner
 
 from zdm.cli.main import app
-from zdm.clusters.connect import ConnectError
 from zdm.phases import MigrationState, Phase
 from zdm.state import FileStateStore, StateStore
 from zdm.clock import iso, utcnow
-from zdm.preflight import ClockSample, ClusterProbe
-from zdm.preflight.schema import KeyspaceSchema, SchemaSnapshot, TableSchema
+from zdm.preflight.schema import TableSchema
 from zdm.phases.state import RoutingStatus
+from tests.support.migration import TABLE, Clusters, probe
 
 runner = CliRunner(env={"COLUMNS": "200", "USER": "alice"})
-
-T = TableSchema("app", "t", {"k": "int", "v": "text"}, ("k",))
-
-
-def _probe(name: str, *tables: TableSchema) -> ClusterProbe:
-    schema = SchemaSnapshot({"app": KeyspaceSchema("app", {t.name: t for t in tables})})
-    return ClusterProbe(name, "127.0.0.1:9042", "5.0.8", "Murmur3Partitioner", 5, schema,
-                        clock=(ClockSample("127.0.0.1:9042", 0.002, 0.001),))
-
-
-class Clusters:
-    """What the fake clusters answer; tests change ``target`` or make one unreachable."""
-
-    def __init__(self) -> None:
-        self.origin = _probe("origin", T)
-        self.target = _probe("target", T)
-        self.down: set[str] = set()
-        self.probes = 0
-
-    def probe(self, cfg, name, **kw) -> ClusterProbe:
-        self.probes += 1
-        if name in self.down:
-            raise ConnectError(f"{name} (127.0.0.1:{cfg.port}): not reachable: refused",
-                               hint=f"check {name}.contact_points")
-        return getattr(self, name)
-
 
 @pytest.fixture()
 def clusters(monkeypatch) -> Clusters:
@@ -135,8 +108,8 @@ def test_preflight_passes_and_records_the_fingerprint(cfg, clusters):
 
 
 def test_preflight_reports_each_difference_table_by_table_and_fails(cfg, clusters):
-    clusters.origin = _probe("origin", T, TableSchema("app", "u", {"k": "int"}, ("k",)))
-    clusters.target = _probe("target", replace(T, columns={"k": "int", "v": "blob"}))
+    clusters.origin = probe("origin", TABLE, TableSchema("app", "u", {"k": "int"}, ("k",)))
+    clusters.target = probe("target", replace(TABLE, columns={"k": "int", "v": "blob"}))
     result = zdm(cfg, "preflight", "--operator", "bob")
     assert result.exit_code == 1
     out = flat(result.output)
@@ -178,7 +151,7 @@ REFUSALS = [
     ("nothing done", None,
      ["no preflight has been recorded", "no proxy is running"]),
     ("schema changed since preflight",
-     lambda s, c: (setattr(c, "target", _probe("target", replace(T, columns={"k": "int"}))),
+     lambda s, c: (setattr(c, "target", probe("target", replace(TABLE, columns={"k": "int"}))),
                    proxy(s, "p1")),
      ["the schema changed since the last preflight passed"]),
     ("proxy not connected to target",
