@@ -1,8 +1,12 @@
 """The proxy on multi-node clusters: what token-aware forwarding saves, beside zdm-proxy, in one run.
 
-    zdm sandbox up --origin-nodes 3 --target-nodes 3 --dir .zdm/bench-cluster
+    ZDM_SANDBOX_NODE_CPUS=1 zdm sandbox up --origin-nodes 3 --target-nodes 3 --dir .zdm/bench-cluster
     python bench/proxy_cluster.py --sandbox .zdm/bench-cluster --zdm-proxy PATH \\
-        --json-out docs/proxy-cluster-results.json
+        --concurrency 4,16 --cooldown-load 4 --json-out docs/proxy-cluster-results.json
+
+Six nodes on a 2-core machine: ``ZDM_SANDBOX_NODE_CPUS=1`` sizes each node's thread pools for
+one core (fewer threads runnable at once, a lower load average), and ``--cooldown-load`` lets
+the load fall between cells.
 
 Every path runs the same load generator (gocql, bench/loadgen) on the table ``zdm_bench.kv`` at
 RF 1, created on both clusters (so each key has exactly one replica: a request a replica did not
@@ -154,6 +158,7 @@ def run(a: argparse.Namespace, workdir: Path) -> dict:
             for workload in a.workloads:
                 for conc in a.concurrency:
                     for endpoint in endpoints:
+                        cool_down(a.cooldown_load, a.cooldown_s)
                         cell = measure(binary, endpoint, workload, conc, a, probes)
                         cells.append(per_request(cell, gossip))
                         print_cell(cells[-1])
@@ -162,6 +167,17 @@ def run(a: argparse.Namespace, workdir: Path) -> dict:
     settings = {k: v for k, v in vars(a).items() if k not in ("json_out", "zdm_proxy")}
     return {"machine": machine(a.zdm_proxy), "settings": settings, "gossip_messages_per_s": gossip,
             "nodes": {c: nodes.addresses(c) for c in ("origin", "target")}, "cells": cells}
+
+
+def cool_down(load: float | None, most_s: float) -> None:
+    """Wait (up to ``most_s``) until the 1-minute load average is at most ``load``: a cell
+    then starts from a quiet machine, not from the load the one before it left (the load
+    average lags by about a minute, and the nodes flush and compact after writes)."""
+    if load is None:
+        return
+    deadline = time.monotonic() + most_s
+    while os.getloadavg()[0] > load and time.monotonic() < deadline:
+        time.sleep(2)
 
 
 def per_request(cell: dict, gossip: float) -> dict:
@@ -207,6 +223,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--workers", type=int, help="zdm's worker processes (default: one per core)")
     ap.add_argument("--zdm-port", type=int, default=14400)
     ap.add_argument("--zdm-proxy-port", type=int, default=14410)
+    ap.add_argument("--cooldown-load", type=float, metavar="LOAD",
+                    help="before each cell, wait until the 1-minute load average is at most LOAD")
+    ap.add_argument("--cooldown-s", type=float, default=120, help="the longest such wait")
     ap.add_argument("--json-out", type=Path)
     a = ap.parse_args()
     a.paths = [p.strip() for p in a.paths.split(",") if p.strip()]

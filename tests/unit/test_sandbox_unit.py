@@ -249,3 +249,13 @@ def test_storage_ports_are_the_saved_ones_else_free_ones(tmp_path, monkeypatch):
     assert local.storage_ports(tmp_path, 9144, 9145) == (7600, 7700)
     busy.clear()
     assert local.storage_ports(tmp_path / "other", 9042, 9043) == (7000, 7100)
+
+
+def test_node_cpus_defaults_to_two_and_refuses_what_is_not_a_core_count():
+    from zdm.errors import SandboxError
+    from zdm.sandbox.node import node_cpus
+
+    assert node_cpus({}) == 2 and node_cpus({"ZDM_SANDBOX_NODE_CPUS": "1"}) == 1
+    for bad in ("0", "two", "-1", "1.5"):
+        with pytest.raises(SandboxError, match="ZDM_SANDBOX_NODE_CPUS"):
+            node_cpus({"ZDM_SANDBOX_NODE_CPUS": bad})

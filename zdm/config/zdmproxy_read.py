@@ -24,7 +24,7 @@ from zdm.errors import ConfigError
 
 #: zdm's own variables: never taken for a misspelt zdm-proxy setting
 ZDM_OWN_VARIABLES = frozenset({"ZDM_CONFIG", "ZDM_DEBUG", "ZDM_CACHE_DIR", "ZDM_JAVA",
-                               "ZDM_KEEP_SANDBOX"})
+                               "ZDM_KEEP_SANDBOX", "ZDM_SANDBOX_NODE_CPUS"})
 _ZDM_OWN_PREFIXES = ("ZDM_TEST_",)
 
 

@@ -237,6 +237,19 @@ def module_flags(spec: NodeSpec, java_version: int) -> list[str]:
             *[f"--add-opens={m}=ALL-UNNAMED" for m in _ADD_OPENS if keep(m)]]
 
 
+def node_cpus(environ=os.environ) -> int:
+    """The cores each node sizes its thread pools for (the JVM's ActiveProcessorCount): 2, or
+    ``ZDM_SANDBOX_NODE_CPUS`` (1 keeps six nodes on two cores from queueing threads, for
+    benchmarks)."""
+    text = environ.get("ZDM_SANDBOX_NODE_CPUS", "").strip()
+    if not text:
+        return 2
+    if not text.isdigit() or not 1 <= int(text) <= 256:
+        raise SandboxError(f"ZDM_SANDBOX_NODE_CPUS={text!r}: not a number of cores",
+                           hint="set it to a whole number from 1 to 256, or unset it (2)")
+    return int(text)
+
+
 def java_command(spec: NodeSpec, java: str, lib: Path, java_version: int = 17) -> list[str]:
     conf = (spec.directory / "conf").resolve()
     data = (spec.directory / "data").resolve()
@@ -244,7 +257,7 @@ def java_command(spec: NodeSpec, java: str, lib: Path, java_version: int = 17) -
     return [
         java,
         f"-Xms{heap}", f"-Xmx{heap}", "-Xss256k", "-XX:+UseG1GC",
-        "-XX:+ExitOnOutOfMemoryError", "-XX:ActiveProcessorCount=2",
+        "-XX:+ExitOnOutOfMemoryError", f"-XX:ActiveProcessorCount={node_cpus()}",
         "-Djava.net.preferIPv4Stack=true", "-Djdk.attach.allowAttachSelf=true",
         *module_flags(spec, java_version),
         f"-javaagent:{jamm_jar(lib)}",
