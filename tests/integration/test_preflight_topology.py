@@ -31,6 +31,13 @@ def _execute(address: str, *statements: str) -> None:
         cluster.shutdown()
 
 
+def _create(multidc, cluster: str, ks: str, dcs: str, table: str = "kv (k int PRIMARY KEY, v int)") -> None:
+    """Keyspace ``ks`` on ``cluster`` with NetworkTopologyStrategy ``dcs`` ("'dc1': 2"), and a table."""
+    _execute(multidc.addresses(cluster)[0],
+             CREATE.format(ks=ks, replication=f"{{'class': 'NetworkTopologyStrategy', {dcs}}}"),
+             f"CREATE TABLE {ks}.{table}")
+
+
 def _check(report, name):
     (c,) = [c for c in report.checks if c.name == name]
     return c
@@ -52,9 +59,7 @@ def _config(multidc, ks: str, **origin) -> Config:
 
 def test_a_keyspace_in_dc2_is_refused_until_target_holds_it_in_its_own_dc(multidc, keyspace, tmp_path):
     ks = keyspace
-    _execute(multidc.addresses("origin")[0],
-             CREATE.format(ks=ks, replication="{'class': 'NetworkTopologyStrategy', 'dc1': 2, 'dc2': 2}"),
-             f"CREATE TABLE {ks}.kv (k int PRIMARY KEY, v int)")
+    _create(multidc, "origin", ks, "'dc1': 2, 'dc2': 2")
     report = run_preflight(_config(multidc, ks))
     dcs = _check(report, "target datacenters")
     assert dcs.status == Status.FAIL and not report.passed
@@ -99,12 +104,8 @@ def test_a_keyspace_in_dc2_is_refused_until_target_holds_it_in_its_own_dc(multid
 
 def test_rf_3_on_a_2_node_target_dc_is_a_warning(multidc, keyspace):
     ks = keyspace
-    _execute(multidc.addresses("origin")[0],
-             CREATE.format(ks=ks, replication="{'class': 'NetworkTopologyStrategy', 'dc1': 2}"),
-             f"CREATE TABLE {ks}.kv (k int PRIMARY KEY, v int)")
-    _execute(multidc.addresses("target")[0],
-             CREATE.format(ks=ks, replication="{'class': 'NetworkTopologyStrategy', 'dc1': 3}"),
-             f"CREATE TABLE {ks}.kv (k int PRIMARY KEY, v int)")
+    _create(multidc, "origin", ks, "'dc1': 2")
+    _create(multidc, "target", ks, "'dc1': 3")
     report = run_preflight(_config(multidc, ks))
     c = _check(report, "replication factors")
     assert c.status == Status.WARN and report.passed
@@ -134,9 +135,7 @@ def test_the_local_dc_the_proxy_would_refuse_is_refused(multidc, settings, statu
 def test_a_target_node_down_is_a_warning_naming_it(multidc, keyspace):
     ks = keyspace
     for cluster in ("origin", "target"):
-        _execute(multidc.addresses(cluster)[0],
-                 CREATE.format(ks=ks, replication="{'class': 'NetworkTopologyStrategy', 'dc1': 2}"),
-                 f"CREATE TABLE {ks}.kv (k int PRIMARY KEY, v int)")
+        _create(multidc, cluster, ks, "'dc1': 2")
     down = multidc.addresses("target")[1]
     multidc.stop_node(down)
     try:
@@ -168,12 +167,8 @@ def test_the_copys_range_reads_stay_in_the_local_dc(multidc, keyspace, local_dc)
     from zdm.scope import Scope
 
     ks = keyspace
-    _execute(multidc.addresses("origin")[0],
-             CREATE.format(ks=ks, replication="{'class': 'NetworkTopologyStrategy', 'dc1': 1, 'dc2': 1}"),
-             f"CREATE TABLE {ks}.t (k int PRIMARY KEY, v text)")
-    _execute(multidc.addresses("target")[0],
-             CREATE.format(ks=ks, replication="{'class': 'NetworkTopologyStrategy', 'dc1': 1}"),
-             f"CREATE TABLE {ks}.t (k int PRIMARY KEY, v text)")
+    _create(multidc, "origin", ks, "'dc1': 1, 'dc2': 1", "t (k int PRIMARY KEY, v text)")
+    _create(multidc, "target", ks, "'dc1': 1", "t (k int PRIMARY KEY, v text)")
     cluster = Cluster(multidc.addresses("origin"), port=9042, connect_timeout=20, protocol_version=5)
     try:
         session = cluster.connect(wait_for_all_pools=True)
