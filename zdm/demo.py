@@ -217,14 +217,23 @@ def origin_of_release(config: Config, version: str, port: int, *,
     return dataclasses.replace(config, origin=ClusterConfig(port=port)), spec if started else None
 
 
-def run(config: Config, say: Callable[[str], None], *, rows: int = 5000, rate: float = 100.0,
-        async_reads: int = 100) -> DemoReport:
-    """Run the demo; ``say`` receives one line per step."""
-    started = time.monotonic()
+def demo_state(config: Config) -> tuple[Config, FileStateStore]:
+    """The demo's configuration (its keyspace, its own state directory beside the
+    configured one) and a fresh state store there, any earlier demo's state removed."""
     state_dir = config.state_dir.parent / "demo"
     shutil.rmtree(state_dir, ignore_errors=True)
     config = dataclasses.replace(config, scope=ScopeConfig(keyspaces=(DEMO_KEYSPACE,)), state_dir=state_dir)
-    store = FileStateStore(state_dir)
+    return config, FileStateStore(state_dir)
+
+
+def run(config: Config, say: Callable[[str], None], *, rows: int = 5000, rate: float = 100.0,
+        async_reads: int = 100, prepared: tuple[Config, FileStateStore] | None = None,
+        pause: float = 0.0) -> DemoReport:
+    """Run the demo; ``say`` receives one line per step.  ``prepared``: the demo's
+    :func:`demo_state`, made beforehand (the console shows it from the start); ``pause``:
+    seconds to wait after each phase change, for people watching."""
+    started = time.monotonic()
+    config, store = prepared if prepared is not None else demo_state(config)
     report = DemoReport(pre_existing=rows)
     work = RunSettings(workers=0, concurrency=4)
 
@@ -235,6 +244,7 @@ def run(config: Config, say: Callable[[str], None], *, rows: int = 5000, rate: f
             after = confirm_routing(store, operator=OPERATOR, timeout=10, source="demo")
         report.phases.append(after.phase.label)
         say(f"Phase {after.phase.label}: {after.phase.description}")
+        time.sleep(pause)
 
     where = {name: describe(cfg) for name, cfg in (("origin", config.origin), ("target", config.target))}
     say(f"Origin {where['origin']} ({_release(config.origin, 'origin')}) and target "

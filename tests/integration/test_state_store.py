@@ -1,5 +1,6 @@
 """The state stores keep one contract: the file store in state_dir and the cassandra store in
-a keyspace on the sandbox's target (real Cassandra, lightweight transactions)."""
+a keyspace on the sandbox's target (real Cassandra, lightweight transactions); so do the
+checkpoint stores of range work."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from zdm.errors import ZdmError
 from zdm.phases import (ConcurrentModification, PreflightEvidence, StateCorrupt, UnknownProxy,
                         record_evidence)
 from zdm.clock import utcnow
-from zdm.state import open_store
+from zdm.ranges.ring import FULL_RING
+from zdm.state import open_checkpoints, open_store
 
 
 @pytest.fixture(params=["file", "cassandra"])
@@ -86,6 +88,68 @@ def test_divergence_records_resolve_once(config):
         if config.state_store == "cassandra":
             log.ship([record])  # shipped again (a proxy restarted): still resolved
         assert log.summary() == {} and log.resolved_summary() == {"ks.t": {"lwt": 1}}
+
+
+def test_checkpoints_keep_failed_and_carried_ranges_until_done_ranges_cover_them(config, target_session):
+    plan = FULL_RING.split(4)
+    with open_checkpoints(config, "validate") as store:
+        last = store.start("ks.t", plan, "2026-01-01T00:00:00+00:00")
+        store.mark_done(last, plan[0], 5, {"missing_on_target": 0})
+        store.mark_failed(last, plan[1], "ReadTimeout: first try")
+        store.mark_failed(last, plan[1], "ReadTimeout: last try")  # the last error wins
+        store.mark_failed(last, plan[2], "OperationTimedOut: target")
+    with open_checkpoints(config, "validate") as other:  # as the console or a resumed run reads it
+        cp = other.load("ks.t")
+        assert cp.done == {plan[0]: 5} and cp.carried == set()
+        assert cp.failed == {plan[1]: "ReadTimeout: last try", plan[2]: "OperationTimedOut: target"}
+        assert cp.remaining() == plan[1:]
+        left, right = plan[2].split(2)  # a resumed run cuts the failed range differently
+        other.mark_done(cp, plan[1], 1)
+        other.mark_done(cp, left, 2)
+    with open_checkpoints(config, "validate") as store:
+        cp = store.load("ks.t")
+        assert cp.failed == {plan[2]: "OperationTimedOut: target"} and cp.remaining() == [right, plan[3]]
+        store.mark_done(cp, right, 3)
+        assert cp.failed == {}
+        assert store.load("ks.t").failed == {}
+        if config.state_store == "cassandra":  # the covered failure's record is gone, not just unread
+            assert not [r for r in target_session.execute(f"SELECT record FROM {config.state_keyspace}.ranges")
+                        if "failed" in json.loads(r.record)]
+        recheck = store.start("ks.t", plan, cp.started_at, carried=cp)
+        store.mark_failed(recheck, plan[3], "NoHostAvailable")
+    with open_checkpoints(config, "validate") as store:
+        cp = store.load("ks.t")
+    assert cp.carried == set(plan[:2]) | {left, right} == set(cp.done)
+    assert cp.details == {plan[0]: {"missing_on_target": 0}} and cp.rows_done == 11
+    assert cp.failed == {plan[3]: "NoHostAvailable"} and not cp.complete
+    if config.state_store == "cassandra":
+        records = {r.range: json.loads(r.record) for r in target_session.execute(
+            f"SELECT range, record FROM {config.state_keyspace}.ranges WHERE kind = 'validate' "
+            "AND tbl = 'ks.t' ALLOW FILTERING")}
+        assert records[plan[3].key()] == {"failed": "NoHostAvailable"}
+        assert records[plan[0].key()] == {"rows": 5, "detail": {"missing_on_target": 0}, "carried": True}
+        assert len(records) == 5  # the earlier run's records are gone, covered failures with them
+
+
+def test_a_failure_record_left_beside_the_ranges_that_cover_it_is_not_read_back(zdm_config, target_session):
+    keyspace = "zdm_state_" + uuid.uuid4().hex[:10]
+    config = dataclasses.replace(zdm_config, state_store="cassandra", state_keyspace=keyspace)
+    plan = FULL_RING.split(2)
+    try:
+        with open_checkpoints(config, "migrate") as store:
+            cp = store.start("ks.t", plan)
+            for piece in plan[0].split(2):
+                store.mark_done(cp, piece, 1)
+            (run,) = target_session.execute(f"SELECT run FROM {keyspace}.runs")
+            # as if the coordinator had died between writing the pieces and dropping the failure
+            target_session.execute(f"INSERT INTO {keyspace}.ranges (kind, tbl, run, range, record) "
+                                   "VALUES ('migrate', 'ks.t', %s, %s, %s)",
+                                   (run.run, plan[0].key(), json.dumps({"failed": "stale"})))
+            store.mark_failed(cp, plan[1], "fresh")
+            loaded = store.load("ks.t")
+        assert loaded.failed == {plan[1]: "fresh"} and loaded.rows_done == 2
+    finally:
+        target_session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
 
 
 def test_a_damaged_cluster_state_is_reported_and_never_overwritten(zdm_config, target_session):

@@ -21,6 +21,7 @@ def mig(tmp_path, monkeypatch):
 
 
 def client(mig, **kw) -> TestClient:
+    kw.setdefault("look_ttl", 0)  # each request looks afresh (the sharing has its own test)
     app = create_app(mig.config, mig.store, live_schema=live_schema, ack_timeout=0, **kw)
     return TestClient(app, base_url="http://127.0.0.1:8765")
 
@@ -206,3 +207,54 @@ def test_the_page_reads_the_live_schemas_at_most_once_per_ttl_and_retries_after_
         read(None)
     assert read(None) == ("fp", ["app.t"]) and calls == [0.0, 31.0, 31.0]
     assert cached_schema(None) is None
+
+
+def test_the_view_is_the_pages_live_sections_and_the_script_is_served(mig):
+    mig.at_phase(Phase.PROXY)
+    c = client(mig)
+    page = c.get("/")
+    view = c.get("/view")
+    assert view.status_code == 200 and view.headers["x-page-title"] == "zdm console: phase 1 PROXY"
+    assert view.headers["x-generated-at"]
+    # the page embeds exactly the sections the view returns
+    assert f"<main id=live>{view.text}</main>" in page.text
+    ids = [part.split('"')[0] for part in view.text.split('<section id="')[1:]]
+    assert ids == ["phase", "diagram", "advance", "rollback", "proxies", "preflight", "progress",
+                   "divergences", "journal"]
+    script = c.get("/static/console.js")
+    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+    assert b"X-CSRF-Token" in script.content
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert '<script src=/static/console.js></script>' in page.text
+
+
+def test_one_look_serves_every_poll_until_an_action_forgets_it(mig, monkeypatch):
+    from zdm.console import app as app_mod
+
+    looks = []
+    real = app_mod.console_state
+    monkeypatch.setattr(app_mod, "console_state", lambda *a, **kw: looks.append(1) or real(*a, **kw))
+    mig.at_phase(Phase.PROXY)
+    mig.proxy("p1", ack=1)
+    c = client(mig, look_ttl=60)
+    csrf = csrf_of(c)
+    for _ in range(3):
+        assert c.get("/view").status_code == 200
+    assert len(looks) == 1
+    done = c.post("/api/phase/rollback", json={"operator": "alice"}, headers={CSRF_HEADER: csrf})
+    assert done.status_code == 200, done.text
+    assert c.get("/api/state").json()["phase"]["number"] == 0 and len(looks) == 2
+
+
+def test_each_move_is_a_button_carrying_its_verdict(mig):
+    import html
+    import json
+
+    mig.at_phase(Phase.PROXY)
+    mig.proxy("p1", ack=1)
+    view = client(mig).get("/view").text
+    marker = 'id="advance-2" data-report="'
+    report = json.loads(html.unescape(view.split(marker, 1)[1].split('"', 1)[0]))
+    assert report["to"] == 2 and report["allowed_if_confirmed"] and not report["allowed"]
+    assert '<span id="advance-2-verdict"><span class=pass>allowed once you confirm</span>' in view
+    assert 'id="rollback-0"' in view and "Roll back to 0 PLAN" in view

@@ -63,9 +63,9 @@ def test_each_phase_draws_its_routing_and_marks_its_step(mig, phase, expected):
     assert [s["number"] for s in doc["steps"] if s["done"]] == list(range(int(phase)))
     assert all(s["description"] for s in doc["steps"])
     advance_to, rollback_to = MOVES[phase]
-    assert doc["guards"]["advance"]["to"] == advance_to
-    assert doc["guards"]["rollback"]["options"] == rollback_to
-    assert doc["guards"]["rollback"]["allowed"] is bool(rollback_to)
+    assert doc["actions"]["advance"][0]["to"] == advance_to
+    assert doc["actions"]["rollback"][0]["options"] == rollback_to
+    assert doc["actions"]["rollback"][0]["allowed"] is bool(rollback_to)
     assert [p["name"] for p in doc["proxies"]] == ["p1"]
 
 
@@ -85,7 +85,7 @@ def test_the_model_reuses_the_status_document(mig):
 def test_guards_of_the_next_advance_each_pass_or_fail_with_what_to_do(mig):
     mig.at_phase(Phase.PLAN)
     doc = console_state(mig.config, mig.store, live_schema=live_schema)
-    adv = doc["guards"]["advance"]
+    adv = doc["actions"]["advance"][0]
     assert not adv["allowed"] and adv["to"] == 1
     by_name = {g["name"]: g for g in adv["guards"]}
     assert list(by_name) == ["routing_applied", "preflight_current", "proxies_connected"]
@@ -99,9 +99,43 @@ def test_guards_of_the_next_advance_each_pass_or_fail_with_what_to_do(mig):
     mig.preflight()
     mig.proxy("p1", ack=1)
     doc = console_state(mig.config, mig.store, live_schema=live_schema)
-    assert doc["guards"]["advance"]["allowed"]
-    assert all(g["passed"] for g in doc["guards"]["advance"]["guards"])
+    assert doc["actions"]["advance"][0]["allowed"]
+    assert all(g["passed"] for g in doc["actions"]["advance"][0]["guards"])
     assert doc["next"]["command"] == "zdm phase advance"
+
+
+def test_each_reachable_phase_has_its_report_and_confirmations_are_checkboxes(mig):
+    mig.at_phase(Phase.PROXY)
+    mig.proxy("p1", ack=1)
+    adv = console_state(mig.config, mig.store, live_schema=live_schema)["actions"]["advance"]
+    assert [(r["to"], r["default"]) for r in adv] == [(2, True)]
+    (report,) = adv
+    # refused now, allowed once the operator confirms: the page shows the checkbox
+    assert not report["allowed"] and report["allowed_if_confirmed"]
+    assert report["confirmations"] == [{"flag": "confirm_clients_on_proxy",
+                                        "label": "I confirm that every client now connects through the proxy"}]
+
+    # from phase 2, async reads (the default) or, skipping them, reads on target
+    mig.store.write(mig.store.load().bump(utcnow(), phase=Phase.MIGRATE), expected_revision=1)
+    doc = console_state(mig.config, mig.store, live_schema=live_schema)
+    adv = doc["actions"]["advance"]
+    assert [(r["to"], r["default"]) for r in adv] == [(3, True), (4, False)]
+    skip = adv[1]
+    assert [c["flag"] for c in skip["confirmations"]] == ["skip_async_reads"]
+    # the copy is missing: confirming cannot make it allowed
+    assert not skip["allowed"] and not skip["allowed_if_confirmed"]
+    assert {g["name"] for g in skip["guards"] if not g["passed"]} >= {"migration_complete"}
+    # rollbacks have no guards: back to 0 only
+    assert [(r["to"], r["allowed"]) for r in doc["actions"]["rollback"]] == [(0, True)]
+
+
+def test_a_phase_with_nowhere_to_go_reports_the_refusal(mig):
+    mig.at_phase(Phase.CUTOVER)
+    doc = console_state(mig.config, mig.store, live_schema=live_schema)
+    for action in ("advance", "rollback"):
+        (report,) = doc["actions"][action]
+        assert report["to"] is None and not report["allowed"] and not report["allowed_if_confirmed"]
+        assert report["reasons"] and not report["guards"]
 
 
 def test_the_schema_changed_since_the_preflight_fails_its_guard(mig):
@@ -113,7 +147,7 @@ def test_the_schema_changed_since_the_preflight_fails_its_guard(mig):
     mig.preflight()
     mig.clusters.target = probe("target", replace(TABLE, columns={"k": "int", "v": "blob"}))
     doc = console_state(mig.config, mig.store, live_schema=live_schema)
-    pre = {g["name"]: g for g in doc["guards"]["advance"]["guards"]}["preflight_current"]
+    pre = {g["name"]: g for g in doc["actions"]["advance"][0]["guards"]}["preflight_current"]
     assert not pre["passed"] and "schema changed" in pre["reasons"][0]["what"]
 
 
@@ -123,7 +157,7 @@ def test_an_unreachable_cluster_is_a_problem_on_the_page_not_an_error(mig):
     mig.clusters.down.add("target")
     doc = console_state(mig.config, mig.store, live_schema=live_schema)
     assert any("cannot read the live schemas" in p for p in doc["problems"])
-    pre = {g["name"]: g for g in doc["guards"]["advance"]["guards"]}["preflight_current"]
+    pre = {g["name"]: g for g in doc["actions"]["advance"][0]["guards"]}["preflight_current"]
     assert "could not be computed" in pre["reasons"][0]["what"]
 
 
@@ -142,9 +176,40 @@ def test_progress_per_table_from_the_checkpoints(mig):
     doc = console_state(mig.config, mig.store, live_schema=live_schema)  # scope read live in phase 2
     copy, = doc["progress"]["copy"]
     assert copy == {"table": "app.t", "started": True, "started_at": "2026-01-01T00:00:00+00:00",
-                    "ranges": 2, "done": 1, "remaining": 1, "rows": 40, "complete": False}
+                    "ranges": 2, "done": 1, "remaining": 1, "rows": 40, "complete": False,
+                    "carried": 0, "failed": 0, "failed_ranges": []}
     val, = doc["progress"]["validation"]
     assert (val["done"], val["remaining"], val["with_differences"], val["complete"]) == (2, 0, 1, True)
+
+
+def test_progress_shows_failed_ranges_with_their_errors_and_the_carried_ones(mig):
+    from zdm.state.checkpoint import TableCheckpoint
+
+    mig.at_phase(Phase.MIGRATE)
+    plan = TokenRange(-2**63, 2**63 - 1).split(16)
+    with open_checkpoints(mig.config, "migrate") as cps:
+        cp = cps.start("app.t", plan)
+        cps.mark_done(cp, plan[0], 9)
+        for i, rng in reversed(list(enumerate(plan[1:13], 1))):  # 12 failures, newest first
+            cps.mark_failed(cp, rng, f"OperationTimedOut: range {i}")
+    with open_checkpoints(mig.config, "validate") as cps:
+        last = cps.start("app.t", plan[:2])
+        clean = {"missing_on_target": 0, "only_on_target": 0, "cells_differ": 0, "fixed": 0,
+                 "differences": []}
+        cps.mark_done(last, plan[0], 5, {**clean})
+        cps.mark_done(last, plan[1], 1, {**clean, "missing_on_target": 1})
+        recheck = cps.start("app.t", plan[:2], carried=TableCheckpoint(  # as --only-failed does
+            "app.t", plan[:2], done={plan[0]: 5}, details={plan[0]: {**clean}}))
+        cps.mark_failed(recheck, plan[1], "ReadTimeout: target")
+    doc = console_state(mig.config, mig.store, live_schema=live_schema)
+    copy, = doc["progress"]["copy"]
+    assert (copy["done"], copy["carried"], copy["failed"], copy["remaining"]) == (1, 0, 12, 15)
+    assert copy["failed_ranges"] == [{"range": plan[i].key(), "error": f"OperationTimedOut: range {i}"}
+                                     for i in range(1, 11)]  # the first ten in token order
+    val, = doc["progress"]["validation"]
+    assert (val["done"], val["carried"], val["failed"], val["remaining"], val["complete"]) == (1, 1, 1, 1, False)
+    assert val["failed_ranges"] == [{"range": plan[1].key(), "error": "ReadTimeout: target"}]
+    assert val["with_differences"] == 0
 
 
 def test_pending_divergences_and_the_journal_as_a_timeline(mig):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -97,6 +99,71 @@ def test_checkpoint_round_trips_and_remaining_excludes_done(tmp_path):
     assert loaded.plan == plan and loaded.done == {plan[1]: 7}
     assert loaded.remaining() == [plan[0], *plan[2:]]
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+
+def test_checkpoint_keeps_failed_and_carried_ranges_across_a_reload(tmp_path):
+    store = FileCheckpointStore(tmp_path)
+    plan = split_ring([], 4)
+    earlier = store.start("ks.t", plan)
+    store.mark_done(earlier, plan[0], 5, {"missing_on_target": 0})
+    cp = store.start("ks.t", plan, "2024-01-01T00:00:00+00:00", carried=earlier)
+    store.mark_done(cp, plan[1], 7)
+    store.mark_failed(cp, plan[2], "OperationTimedOut: no answer")
+    loaded = store.load("ks.t")
+    assert loaded == cp
+    assert loaded.carried == {plan[0]} and loaded.failed == {plan[2]: "OperationTimedOut: no answer"}
+    assert loaded.done == {plan[0]: 5, plan[1]: 7}  # a failed range is not done
+    assert loaded.remaining() == [plan[2], plan[3]] and not loaded.complete
+    raw = json.loads(store.path("ks.t").read_text())
+    assert raw["carried"] == [plan[0].key()] and raw["failed"] == {plan[2].key(): "OperationTimedOut: no answer"}
+
+
+def test_a_checkpoint_file_without_failed_or_carried_ranges_loads_and_stays_without_them(tmp_path):
+    store = FileCheckpointStore(tmp_path)
+    plan = split_ring([], 2)
+    store.path("ks.t").parent.mkdir(parents=True)
+    store.path("ks.t").write_text(json.dumps(  # as written before checkpoints had the two keys
+        {"format": 1, "table": "ks.t", "started_at": "", "plan": [r.key() for r in plan],
+         "done": {plan[0].key(): 3}}))
+    cp = store.load("ks.t")
+    assert (cp.done, cp.carried, cp.failed) == ({plan[0]: 3}, set(), {})
+    store.mark_done(cp, plan[1], 4)
+    assert not {"carried", "failed"} & set(json.loads(store.path("ks.t").read_text()))
+
+
+def test_done_ranges_clear_the_failures_they_wholly_cover_however_they_are_cut(tmp_path):
+    store = FileCheckpointStore(tmp_path)
+    plan = split_ring([], 2)
+    cp = store.start("ks.t", plan)
+    store.mark_failed(cp, plan[0], "first")
+    store.mark_failed(cp, plan[1], "second")
+    left, right = plan[0].split(2)
+    store.mark_done(cp, left, 1)  # half of the failed range: still failed
+    assert store.load("ks.t").failed == {plan[0]: "first", plan[1]: "second"}
+    store.mark_done(cp, right, 2)  # now covered, by pieces cut differently from the failure
+    assert store.load("ks.t").failed == {plan[1]: "second"}
+    store.mark_failed(cp, plan[1].split(2)[0], "a piece")
+    store.mark_failed(cp, plan[1], "the whole")  # a later failure of a wider range replaces it
+    assert store.load("ks.t").failed == {plan[1]: "the whole"}
+    store.mark_done(cp, plan[1], 3)  # the same range, done on a retry
+    loaded = store.load("ks.t")
+    assert loaded.failed == {} and loaded.complete
+
+
+def test_a_fresh_checkpoint_marks_what_it_carried_but_not_the_earlier_failures(tmp_path):
+    store = FileCheckpointStore(tmp_path)
+    plan = split_ring([], 4)
+    earlier = store.start("ks.t", plan)
+    store.mark_done(earlier, plan[0], 1)
+    store.mark_done(earlier, plan[1], 2)
+    store.mark_failed(earlier, plan[2], "boom")
+    recheck = store.start("ks.t", plan, carried=earlier)
+    assert recheck.carried == set(recheck.done) == {plan[0], plan[1]}
+    assert recheck.failed == {}  # this run tries them again
+    store.mark_done(recheck, plan[2], 3)
+    assert store.load("ks.t").carried == {plan[0], plan[1]}
+    assert store.start("ks.t", plan).carried == set()
 
 
 @pytest.mark.parametrize("rate, calls, expected_last_wait", [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -121,19 +122,43 @@ def demo(
         help="CQL port of that origin node.")] = 9144,
     keep_origin: Annotated[bool, typer.Option(
         "--keep-origin", help="Leave that origin node running afterwards.")] = False,
+    with_console: Annotated[bool, typer.Option(
+        "--console", help="Serve the migration console (`zdm console`) on 127.0.0.1 while the "
+                          "demo runs, pausing at each phase, and keep it up afterwards until Ctrl-C.",
+    )] = False,
+    console_port: Annotated[int, typer.Option(help="The console's port, with --console.")] = 8765,
+    pause: Annotated[float | None, typer.Option(
+        min=0, help="Seconds to wait at each phase \\[default: 4 with --console, else 0].")] = None,
 ) -> None:
     """A whole zero-downtime migration on the configured clusters (the sandbox, by default),
     with an application writing and reading through it all."""
     cfg = config_from(config)
+    page = None
+    if with_console:  # checked before anything starts: a bad port fails at once
+        from zdm.console.server import plan_serving
+        serving = plan_serving("127.0.0.1", console_port, None, None, None)
     started = None
     if origin_version is not None:
         cfg, started = demo_mod.origin_of_release(cfg, origin_version, origin_port,
                                                   on_step=console.print)
+    prepared = demo_mod.demo_state(cfg)
+    if with_console:
+        from zdm.console.server import BackgroundConsole
+        from zdm.preflight import live_schema
+
+        page = BackgroundConsole(prepared[0], prepared[1], serving, live_schema=live_schema)
+        console.print(f"[bold]The migration console: {page.url}[/] (open it now: the demo pauses "
+                      "at each phase)", soft_wrap=True)
     console.rule("zdm demo: a zero-downtime migration, origin -> target")
     count = iter(range(1, 100))
     try:
         report = demo_mod.run(cfg, lambda line: console.print(f"[bold cyan]{next(count):>2}.[/] {line}"),
-                              rows=rows, rate=rate)
+                              rows=rows, rate=rate, prepared=prepared,
+                              pause=(4.0 if with_console else 0.0) if pause is None else pause)
+    except BaseException:
+        if page is not None:
+            page.stop()
+        raise
     finally:
         if started is not None and not keep_origin:
             node.stop(started)
@@ -147,8 +172,20 @@ def demo(
         f"{report.origin_rows} rows and target {report.target_rows}; acknowledged writes missing on "
         f"target: {report.missing_on_target}.  ({report.seconds:.0f}s)")
     if not report.ok:
+        if page is not None:
+            page.stop()
         raise ZdmError("the demo found a problem (see the figures above)")
     console.print("[bold green]No downtime, no lost write:[/] the application now uses target.")
+    if page is not None:
+        console.print(f"The console stays up on {page.url} with the demo's journal; Ctrl-C stops it.",
+                      soft_wrap=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            page.stop()
 
 
 if __name__ == "__main__":  # pragma: no cover

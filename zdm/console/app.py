@@ -1,6 +1,9 @@
 """The console's web application (Starlette, served by uvicorn): the page and its JSON API.
 
     GET  /                    the page (server-rendered HTML, the diagram as inline SVG)
+    GET  /view                its live sections alone, which the page's script fetches
+                              once a second (:func:`zdm.console.page.render_live`)
+    GET  /static/console.js   that script (vendored in the package: no CDN, no build step)
     GET  /api/state           :func:`zdm.console.model.console_state`; the CSRF token in the
                               ``X-CSRF-Token`` response header
     POST /api/phase/advance   {"operator", "why"?, "to"?, "confirm_clients_on_proxy"?,
@@ -9,7 +12,9 @@
 
 Theory of operation: each route checks the request on the event loop (host, token, CSRF,
 reads the body), then runs its handler, a plain function, on Starlette's thread pool: the
-state stores and the phase machine block.  An action answers 200 when
+state stores and the phase machine block.  One look at the migration serves every request
+for ``LOOK_TTL_S`` (several open pages each polling once a second read the state once), and
+an action forgets it, so the page shows its effect at the next poll.  An action answers 200 when
 the phase moved, 409 with the machine's reasons when it was refused (nothing changed), 400
 when the request is malformed.
 
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from importlib import resources
 import threading
 import time
 from contextlib import asynccontextmanager
@@ -45,7 +51,7 @@ from starlette.routing import Route
 from zdm.config import Config
 from zdm.console.actions import BadRequest, perform
 from zdm.console.model import console_state
-from zdm.console.page import render_page
+from zdm.console.page import page_title, render_live, render_page
 from zdm.console.server import LOOPBACK_HOSTS
 from zdm.errors import ZdmError
 from zdm.phases import ConcurrentModification
@@ -56,12 +62,19 @@ from zdm.state.checkpoint import CheckpointStore
 CSRF_HEADER = "X-CSRF-Token"
 TOKEN_COOKIE = "zdm_console_token"
 
+#: How long one look at the migration answers every page (the pages poll once a second).
+LOOK_TTL_S = 0.5
+
+#: The page's script, served from the package.
+SCRIPT = "console.js"
+
 #: How long the page's view of the live schemas is reused (an action always reads them anew).
 SCHEMA_TTL_S = 30.0
 
 _HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY",
             "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
-            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+            "Content-Security-Policy": "default-src 'none'; script-src 'self'; "
+                                       "style-src 'unsafe-inline'; "
                                        "img-src 'self'; connect-src 'self'; form-action 'self'; "
                                        "frame-ancestors 'none'; base-uri 'none'"}
 
@@ -90,10 +103,11 @@ def cached_schema(live_schema: LiveSchema | None, ttl: float = SCHEMA_TTL_S,
 def create_app(config: Config, store: StateStore, *, live_schema: LiveSchema | None,
                bearer_token: str | None = None, csrf_token: str | None = None,
                allowed_hosts: Sequence[str] = LOOPBACK_HOSTS, secure_cookie: bool = False,
-               ack_timeout: float = 10.0) -> Starlette:
+               ack_timeout: float = 10.0, look_ttl: float = LOOK_TTL_S) -> Starlette:
     """The console for the migration of ``config`` whose state is ``store``.
     ``live_schema`` as for :func:`zdm.phases.live.gather_facts`; ``bearer_token`` None means
-    none is asked for (loopback only: the CLI enforces it)."""
+    none is asked for (loopback only: the CLI enforces it); ``look_ttl`` how long one look
+    at the migration answers every request."""
     csrf = csrf_token or secrets.token_urlsafe(32)
     page_schema = cached_schema(live_schema)
     opened: dict[str, CheckpointStore] = {}  # kept open: a cluster store's session is dear
@@ -113,8 +127,20 @@ def create_app(config: Config, store: StateStore, *, live_schema: LiveSchema | N
             for cps in opened.values():
                 cps.close()
 
+    looked: dict[str, Any] = {}
+    looking = threading.Lock()
+
     def look() -> dict[str, Any]:
-        return console_state(config, store, live_schema=page_schema, checkpoints=checkpoints)
+        with looking:  # a second request waits for the look under way, then shares it
+            if "doc" in looked and time.monotonic() - looked["at"] < look_ttl:
+                return looked["doc"]
+            doc = console_state(config, store, live_schema=page_schema, checkpoints=checkpoints)
+            looked.update(doc=doc, at=time.monotonic())
+            return doc
+
+    def forget() -> None:
+        with looking:
+            looked.clear()
 
     def authorized(request: Request) -> bool:
         if bearer_token is None:
@@ -168,6 +194,17 @@ def create_app(config: Config, store: StateStore, *, live_schema: LiveSchema | N
     def page(request: Request, body: bytes) -> Response:
         return HTMLResponse(render_page(look(), csrf))
 
+    def view(request: Request, body: bytes) -> Response:
+        doc = look()
+        return HTMLResponse(render_live(doc), headers={
+            "X-Generated-At": doc["generated_at"],
+            "X-Page-Title": page_title(doc)})
+
+    script_text = resources.files("zdm.console").joinpath("static", SCRIPT).read_bytes()
+
+    def script(request: Request, body: bytes) -> Response:
+        return Response(script_text, media_type="text/javascript")
+
     def state(request: Request, body: bytes) -> Response:
         return JSONResponse(look(), headers={CSRF_HEADER: csrf})
 
@@ -188,14 +225,21 @@ def create_app(config: Config, store: StateStore, *, live_schema: LiveSchema | N
             for key, value in flags.items():
                 if not isinstance(value, bool):
                     raise BadRequest(f"{key} must be true or false", hint=f"send {key}: true")
-            outcome = perform(config, store, name, operator=body.get("operator"),  # type: ignore[arg-type]
-                              live_schema=live_schema, to=body.get("to"), why=why,
-                              ack_timeout=ack_timeout, **flags)
+            try:
+                outcome = perform(config, store, name, operator=body.get("operator"),  # type: ignore[arg-type]
+                                  live_schema=live_schema, to=body.get("to"), why=why,
+                                  ack_timeout=ack_timeout, **flags)
+            finally:
+                forget()
             return JSONResponse(outcome.to_dict(), status_code=200 if outcome.done else 409)
         return handler
 
     routes = [
         Route("/", guarded(page), methods=["GET"]),
+        Route("/view", guarded(view), methods=["GET"]),
+        # browsers ask for it: "none" rather than a 404 in every console
+        Route("/favicon.ico", lambda request: Response(status_code=204), methods=["GET"]),
+        Route(f"/static/{SCRIPT}", guarded(script), methods=["GET"]),
         Route("/api/state", guarded(state), methods=["GET"]),
         Route("/api/phase/advance", guarded(action("advance"), post=True), methods=["POST"]),
         Route("/api/phase/rollback", guarded(action("rollback"), post=True), methods=["POST"]),

@@ -3,8 +3,8 @@
 Theory of operation: one look at the migration (:func:`zdm.phases.live.observe`, the very
 facts and status document `zdm status --json` prints) is turned into what the page draws:
 the phase and the six steps, the routing as the edges of a diagram, the proxies, the guards
-of the next advance and of the default rollback (each guard pass or fail, with its reasons
-and what to do), the copy's and the validation's progress per table, the pending divergence
+of every advance and rollback possible from here (each guard pass or fail, with its reasons
+and what to do, the default move first), the copy's and the validation's progress per table, the pending divergence
 records and the journal.  Nothing here writes; the actions are :mod:`zdm.console.actions`.
 
 Invariants:
@@ -50,6 +50,17 @@ GUARD_LABELS = {
     "reads_on_target": "reads have been served by target long enough",
     "final_validation_clean": "a final validation after reads moved found no difference",
     "clients_on_target": "every client connects to target directly (confirmed)",
+}
+
+#: The guards an operator satisfies by saying so: guard -> (the action's flag, the checkbox's
+#: label); the flags are those of `zdm phase advance` (--confirm-clients-on-proxy, ...).
+CONFIRMATIONS = {
+    "clients_on_proxy": ("confirm_clients_on_proxy",
+                         "I confirm that every client now connects through the proxy"),
+    "async_reads_skipped": ("skip_async_reads",
+                            "Skip phase 3: do not compare async reads before reads move to target"),
+    "clients_on_target": ("confirm_clients_on_target",
+                          "I confirm that every client now connects to target directly"),
 }
 
 #: How many journal entries and pending divergence records the page lists.
@@ -100,8 +111,8 @@ def console_state(config: Config, store: StateStore, *, live_schema: LiveSchema 
                     "edges": diagram_edges(phase)},
         "proxies": status["proxies"],
         "async_reads": status["async_reads"],
-        "guards": {"advance": guard_report(state, facts, "advance", thresholds),
-                   "rollback": guard_report(state, facts, "rollback", thresholds)},
+        "actions": {action: action_reports(state, facts, action, thresholds)
+                    for action in ("advance", "rollback")},
         "next": status["next"],
         "evidence": status["evidence"],
         "progress": progress,
@@ -138,25 +149,50 @@ def _active_nodes(phase: Phase) -> set[str]:
     return {n for e in diagram_edges(phase) for n in (e["from"], e["to"])}
 
 
+def action_reports(state: MigrationState, facts: Facts, action: str,
+                   thresholds: Thresholds) -> list[dict[str, Any]]:
+    """One :func:`guard_report` per phase ``action`` can reach from here, the default one
+    (what the command does without ``--to``) first; a single report, of the refusal, when
+    the action goes nowhere (rolling back from phase 0 or 5, advancing from 5)."""
+    default = guard_report(state, facts, action, thresholds)
+    others = [guard_report(state, facts, action, thresholds, to=dest)
+              for dest in sorted(default["options"], reverse=True) if dest != default["to"]]
+    return [default, *others]
+
+
 def guard_report(state: MigrationState, facts: Facts, action: str,
-                 thresholds: Thresholds) -> dict[str, Any]:
-    """The machine's verdict on the default ``action`` from here, with each guard of the
-    move it would make, pass or fail (the guards run exactly as the machine runs them), and
-    the phases that action can reach from here."""
-    verdict: Verdict = evaluate(state, facts, action=action, thresholds=thresholds)  # type: ignore[arg-type]
+                 thresholds: Thresholds, to: int | None = None) -> dict[str, Any]:
+    """The machine's verdict on ``action`` (to ``to``, else to its default phase) from here,
+    with each guard of the move it would make, pass or fail (the guards run exactly as the
+    machine runs them), and the phases that action can reach from here.
+
+    A guard an operator satisfies by confirming (:data:`CONFIRMATIONS`) names its flag under
+    ``confirm``; ``allowed_if_confirmed`` says whether the move would be allowed once every
+    failing one of those is confirmed, and ``confirmations`` lists their checkboxes."""
+    verdict: Verdict = evaluate(state, facts, action=action, to=to, thresholds=thresholds)  # type: ignore[arg-type]
     move = MOVES.get((action, state.phase, verdict.dest)) if verdict.dest is not None else None
     guards = []
     for guard in move.guards if move else ():
         reasons = guard(state, facts, thresholds)
+        flag = CONFIRMATIONS.get(guard.__name__, (None, ""))[0]
         guards.append({"name": guard.__name__, "label": GUARD_LABELS.get(guard.__name__, guard.__name__),
-                       "passed": not reasons,
+                       "passed": not reasons, "confirm": flag,
                        "reasons": [{"what": r.what, "todo": r.todo} for r in reasons]})
+    reasons = [{"what": r.what, "todo": r.todo} for r in verdict.reasons]
+    by_guards = [r for g in guards for r in g["reasons"]]
+    structural = [r for r in reasons if r not in by_guards]
+    unconfirmed = [g for g in guards if not g["passed"] and g["confirm"]]
     return {
         "action": action, "allowed": verdict.allowed, "from": int(state.phase),
         "to": None if verdict.dest is None else int(verdict.dest),
         "to_label": None if verdict.dest is None else verdict.dest.label,
-        "reasons": [{"what": r.what, "todo": r.todo} for r in verdict.reasons],
+        "default": to is None,
+        "reasons": reasons,
         "guards": guards,
+        "allowed_if_confirmed": move is not None and not structural and all(
+            g["passed"] or g["confirm"] for g in guards),
+        "confirmations": [{"flag": g["confirm"], "label": CONFIRMATIONS[g["name"]][1]}
+                          for g in unconfirmed],
         "options": sorted(int(m.dest) for m in MOVES.values()
                           if m.action == action and m.source == state.phase),
     }
@@ -174,7 +210,9 @@ def _tables_known(state: MigrationState, facts: Facts) -> list[str]:
 def _progress(get: Callable[[str], CheckpointStore], kind: str, tables: Iterable[str],
               problem: Callable[[str], None]) -> list[dict[str, Any]]:
     """Per table, the ranges of the last run of ``kind`` (``migrate``, ``validate``): planned,
-    done, still to do, and for a validation those whose comparison left differences."""
+    done (of which ``carried`` from an earlier run), still to do, ``failed`` (given up on
+    after every retry; the first ten in token order with their errors), and for a validation
+    those whose comparison left differences."""
     out = []
     try:
         store = get(kind)
@@ -186,7 +224,9 @@ def _progress(get: Callable[[str], CheckpointStore], kind: str, tables: Iterable
             row = {"table": table, "started": True, "started_at": cp.started_at or None,
                    "ranges": len(cp.plan), "done": len(cp.done),
                    "remaining": len(cp.remaining()), "rows": cp.rows_done,
-                   "complete": cp.complete}
+                   "complete": cp.complete, "carried": len(cp.carried), "failed": len(cp.failed),
+                   "failed_ranges": [{"range": r.key(), "error": e}
+                                     for r, e in sorted(cp.failed.items())[:10]]}
             if kind == "validate":
                 row["with_differences"] = sum(1 for r in cp.done if r in cp.details
                                               and not detail_clean(cp.details[r]))

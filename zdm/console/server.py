@@ -116,16 +116,48 @@ def _is_unspecified(host: str) -> bool:
         return False
 
 
-def serve(config: Config, store: StateStore, serving: Serving, *, live_schema: LiveSchema | None,
-          announce: Callable[[str], None]) -> None:
-    """Run the console until interrupted (uvicorn handles Ctrl-C and SIGTERM)."""
+def _server(config: Config, store: StateStore, serving: Serving, live_schema: LiveSchema | None):
     import uvicorn
 
     from zdm.console.app import create_app
 
     app = create_app(config, store, live_schema=live_schema, bearer_token=serving.token,
                      allowed_hosts=serving.allowed_hosts, secure_cookie=serving.tls is not None)
-    announce(f"zdm console on {serving.url}")
     tls = {"ssl_certfile": str(serving.tls[0]), "ssl_keyfile": str(serving.tls[1])} if serving.tls else {}
-    uvicorn.run(app, host=serving.host.strip("[]"), port=serving.port, log_level="warning",
-                access_log=False, **tls)
+    return uvicorn.Server(uvicorn.Config(app, host=serving.host.strip("[]"), port=serving.port,
+                                         log_level="warning", access_log=False, **tls))
+
+
+def serve(config: Config, store: StateStore, serving: Serving, *, live_schema: LiveSchema | None,
+          announce: Callable[[str], None]) -> None:
+    """Run the console until interrupted (uvicorn handles Ctrl-C and SIGTERM)."""
+    server = _server(config, store, serving, live_schema)
+    announce(f"zdm console on {serving.url}")
+    server.run()
+
+
+class BackgroundConsole:
+    """The console served from a thread of this process (`zdm demo --console`), until
+    :meth:`stop`; uvicorn leaves the process's signals alone off the main thread."""
+
+    def __init__(self, config: Config, store: StateStore, serving: Serving, *,
+                 live_schema: LiveSchema | None, timeout: float = 15.0) -> None:
+        import threading
+        import time
+
+        self.url = serving.url
+        self._server = _server(config, store, serving, live_schema)
+        self._thread = threading.Thread(target=self._server.run, name="zdm-console", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise ConfigError(f"the console could not listen on {serving.host}:{serving.port}",
+                                  path="--console-port",
+                                  hint="is the port in use? give another one with --console-port")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)

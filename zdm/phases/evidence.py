@@ -34,6 +34,9 @@ class PreflightEvidence:
     schema_fingerprint: str
     at: datetime
     summary: str = ""
+    #: per table in scope (at most PREFLIGHT_TABLES_KEPT), what the preflight found:
+    #: {"table", "differences", "warnings", "copy"} (see zdm.preflight.report.table_findings)
+    tables: list = dataclasses.field(default_factory=list)
 
     kind = "preflight"
 
@@ -138,7 +141,7 @@ def from_record(kind: str, record: Mapping[str, Any]) -> Evidence:
     values = {}
     for f in dataclasses.fields(cls):
         if f.name not in record:
-            if f.default is dataclasses.MISSING:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise KeyError(f"{kind} evidence lacks {f.name!r}")
             continue
         value = record[f.name]

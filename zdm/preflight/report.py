@@ -102,8 +102,32 @@ class PreflightReport:
                 "topology": [t.to_dict() for t in self.topology]}
 
 
+#: How many tables' findings the evidence keeps (the state is read by every proxy each
+#: time it changes: a scope of thousands of tables keeps the first ones, in name order).
+PREFLIGHT_TABLES_KEPT = 500
+
+
+def table_findings(report: PreflightReport) -> list[dict[str, Any]]:
+    """Per table in scope (and per missing keyspace): its schema differences, which fail
+    the preflight, its warnings, and how the copy will treat it (``exact``, or the columns
+    taking the fallback)."""
+    diffs = {t.name: t for t in report.tables}
+    copies = {c.name: c for c in report.copy}
+    names = sorted(set(report.tables_in_scope) | set(diffs))
+    out = []
+    for name in names[:PREFLIGHT_TABLES_KEPT]:
+        d, c = diffs.get(name), copies.get(name)
+        out.append({"table": name,
+                    "differences": list(d.differences) if d else [],
+                    "warnings": list(d.warnings) if d else [],
+                    "copy": None if c is None else "exact" if c.exact else
+                    "fallback for " + ", ".join(col for col, _, _ in c.fallback)})
+    return out
+
+
 def record_preflight(store: StateStore, report: PreflightReport, operator: str) -> MigrationState:
-    """Record the outcome (passing or not) as the ``preflight`` evidence."""
+    """Record the outcome (passing or not) as the ``preflight`` evidence, with each table's
+    findings."""
     evidence = PreflightEvidence(report.passed, report.fingerprint or "", report.at,
-                                 report.summary())
+                                 report.summary(), table_findings(report))
     return record_evidence(store, evidence, operator, now=report.at)

@@ -10,9 +10,11 @@ processes or Spark executors), and reads what the engine reports as each range e
   result) before it is reported (:class:`~zdm.ranges.events.RangeDone`), so a report never
   names a range that a resumed run would do again;
 - a failed range is tried again in ``retry_splits`` smaller pieces, each one attempt further,
-  until ``max_attempts`` (or a range one token wide); then it is reported as final
-  (:class:`~zdm.ranges.events.RangeFailed`) and left out of the checkpoint, so the table is
-  not complete and a resumed run tries it again.
+  until ``max_attempts`` (or a range one token wide); then it is checkpointed as failed,
+  with its error, and reported as final (:class:`~zdm.ranges.events.RangeFailed`).  A failed
+  range is never done, so the table is not complete and a resumed run tries it again (the
+  checkpoint forgets the failure once done ranges cover it).  Both engines (local worker
+  processes, Spark) report to the same ``handle``, so both checkpoint failures alike.
 
 A ``KeyboardInterrupt`` (the operator's Ctrl-C, or an event handler raising it) stops the run
 with what finished checkpointed; :func:`run_ranges` then returns True.
@@ -68,6 +70,8 @@ def run_ranges(config, run: RunSettings, specs: Mapping[str, Any], job_fn: Calla
             on_event(RangeDone(job.table, job.rng.key(), rows, cp.complete, detail))
             return []
         pieces = retry_pieces(job, max_attempts=max_attempts, retry_splits=retry_splits)
+        if not pieces:  # given up: the checkpoint keeps why, for the console
+            store.mark_failed(checkpoints[job.table], job.rng, value)
         on_event(RangeFailed(job.table, job.rng.key(), value, job.attempt, final=not pieces))
         return pieces
 

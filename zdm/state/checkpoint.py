@@ -3,13 +3,17 @@ the checkpoint, the interface of its stores, and the file store (:func:`zdm.stat
 picks the store).
 
 With ``state_store: file``, one JSON file per table (``<state_dir>/migrate/<keyspace>.<table>.json``)
-holds the range plan of the run and the ranges finished so far with their row counts.  Every
+holds the range plan of the run and the ranges finished so far with their row counts, which
+of those it carried from an earlier run (a validation re-check keeps the clean ranges of the
+last one), and the ranges given up on after every retry, with their last error.  Every
 update rewrites the file atomically (write a temporary file, fsync, rename), so a crash
 leaves either the old or the new content, never a torn one.  With ``state_store:
 cassandra`` the same checkpoint lives in the state keyspace on target
 (:mod:`zdm.state.cassandra_checkpoint`), so a run resumed on another host skips what
 this one finished.  Only the coordinating process writes it.  A range counts as done only once all of its rows are written, so
-``remaining()`` after a crash is exactly the work still owed.
+``remaining()`` after a crash is exactly the work still owed.  A failed range is never done:
+it stays owed, and leaves ``failed`` once done ranges cover it (a resumed run may cut the
+ring differently from the failed pieces).
 """
 
 from __future__ import annotations
@@ -40,6 +44,10 @@ class TableCheckpoint:
     #: what the work found in each finished range, where it says more than a row count
     #: (validate: the range's comparison), JSON-ready
     details: dict[TokenRange, dict] = field(default_factory=dict)
+    #: the ranges whose ``done`` entry this run carried from an earlier one when it started
+    carried: set[TokenRange] = field(default_factory=set)
+    #: the ranges given up on after every retry, with their last error; never done
+    failed: dict[TokenRange, str] = field(default_factory=dict)
 
     def remaining(self) -> list[TokenRange]:
         return subtract(self.plan, self.done)
@@ -57,7 +65,10 @@ class TableCheckpoint:
                 "plan": [r.key() for r in self.plan],
                 "done": {r.key(): n for r, n in sorted(self.done.items())},
                 **({"details": {r.key(): d for r, d in sorted(self.details.items())}}
-                   if self.details else {})}
+                   if self.details else {}),
+                **({"carried": [r.key() for r in sorted(self.carried)]} if self.carried else {}),
+                **({"failed": {r.key(): e for r, e in sorted(self.failed.items())}}
+                   if self.failed else {})}
 
     @classmethod
     def from_json(cls, data: dict) -> "TableCheckpoint":
@@ -66,14 +77,40 @@ class TableCheckpoint:
         return cls(data["table"], [TokenRange.parse(k) for k in data["plan"]],
                    {TokenRange.parse(k): int(n) for k, n in data["done"].items()},
                    data.get("started_at", ""),
-                   {TokenRange.parse(k): dict(d) for k, d in data.get("details", {}).items()})
+                   {TokenRange.parse(k): dict(d) for k, d in data.get("details", {}).items()},
+                   {TokenRange.parse(k) for k in data.get("carried", ())},
+                   {TokenRange.parse(k): str(e) for k, e in data.get("failed", {}).items()})
+
+    def record_done(self, rng: TokenRange, rows: int, detail: dict | None = None) -> list[TokenRange]:
+        """``rng`` done (in memory); returns the failed ranges this leaves wholly covered by
+        done ones, which it drops from ``failed``."""
+        self.done[rng] = rows
+        self.carried.discard(rng)  # done by this run now, not carried
+        if detail is not None:
+            self.details[rng] = detail
+        # only a failed range overlapping ``rng`` can have become covered just now
+        touched = [f for f in self.failed if f.start < rng.end and rng.start < f.end]
+        covered = [f for f in touched if not subtract([f], list(self.done))] if touched else []
+        for f in covered:
+            del self.failed[f]
+        return covered
+
+    def record_failed(self, rng: TokenRange, error: str) -> list[TokenRange]:
+        """``rng`` given up on with ``error`` (in memory); returns the earlier failed ranges
+        inside it, which this newer failure replaces (dropped from ``failed``)."""
+        inside = [f for f in self.failed if f != rng and rng.start <= f.start and f.end <= rng.end]
+        for f in inside:
+            del self.failed[f]
+        self.failed[rng] = error
+        return inside
 
 
 class CheckpointStore(ABC):
     """Where one kind of range work (``migrate``, ``validate``) keeps its per-table progress.
 
     Only the coordinator writes: ``start`` a fresh checkpoint for a table (replacing any
-    earlier one), then ``mark_done`` each range once all of its rows are written.  Every
+    earlier one), then ``mark_done`` each range once all of its rows are written, or
+    ``mark_failed`` one it gave up on.  Every
     engine's coordinator uses the same store, so a resumed run skips the ranges another
     engine (or another host, with the cluster store) finished."""
 
@@ -93,7 +130,13 @@ class CheckpointStore(ABC):
     def mark_done(self, cp: TableCheckpoint, rng: TokenRange, rows: int,
                   detail: dict | None = None) -> None:
         """Record ``rng`` of ``cp`` as finished with ``rows`` rows (and what was found in it),
-        durably, before returning."""
+        durably, before returning; drops from ``cp.failed`` every failed range that done ranges
+        now wholly cover."""
+
+    @abstractmethod
+    def mark_failed(self, cp: TableCheckpoint, rng: TokenRange, error: str) -> None:
+        """Record ``rng`` of ``cp`` as given up on (after every retry) with its last ``error``,
+        durably, before returning.  It stays not done: a resumed run tries it again."""
 
     @abstractmethod
     def describe(self) -> str:
@@ -150,17 +193,22 @@ class FileCheckpointStore(CheckpointStore):
 
     def mark_done(self, cp: TableCheckpoint, rng: TokenRange, rows: int,
                   detail: dict | None = None) -> None:
-        cp.done[rng] = rows
-        if detail is not None:
-            cp.details[rng] = detail
+        cp.record_done(rng, rows, detail)
+        self.save(cp)
+
+    def mark_failed(self, cp: TableCheckpoint, rng: TokenRange, error: str) -> None:
+        cp.record_failed(rng, error)
         self.save(cp)
 
 
 def fresh(table: str, plan: list[TokenRange], started_at: str,
           carried: TableCheckpoint | None) -> TableCheckpoint:
+    """A new checkpoint of ``plan`` holding the finished ranges of ``carried`` (marked as
+    carried); its failures are not carried: this run tries those ranges again."""
     cp = TableCheckpoint(table, list(plan), started_at=started_at)
     if carried is not None:
         cp.done.update(carried.done)
         cp.details.update(carried.details)
+        cp.carried = set(carried.done)
     return cp
 

@@ -12,7 +12,7 @@ Tables of ``state_keyspace`` (default ``zdm_state``, created on first use)::
                             was resolved
     runs         (kind, tbl)             the current run of the copy or the validation of a
                                          table: its id, plan and parameters
-    ranges       ((kind, tbl, run), range)  one row per finished range of that run
+    ranges       ((kind, tbl, run), range)  one row per finished (or given-up) range of that run
 
 Invariants:
 - A statement runs at LOCAL_QUORUM, or LOCAL_SERIAL when a read must see every committed
