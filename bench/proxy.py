@@ -560,6 +560,34 @@ def feature_costs(cells: list[dict]) -> list[tuple[dict, dict, float, float | No
     return out
 
 
+#: (proxy path, its direct path, the path it is compared with) for the added latency
+ADDED_LATENCY = (("zdm", "direct", "zdm-proxy"), ("zdm-tls", "direct-tls", "zdm-proxy-tls"))
+
+
+def added_latency(cells: list[dict]) -> list[tuple[dict, dict, dict, float, float, float, float]]:
+    """(zdm's cell, zdm-proxy's, direct's, zdm's added p50 and p99 over direct in ms,
+    zdm-proxy's added p50 and p99) for each workload and concurrency where the three ran: what
+    a request pays for going through a proxy, plaintext and TLS."""
+    by_key = {(c["workload"], c["conc"], c["path"]): c for c in cells}
+    out = []
+    for path, direct, other in ADDED_LATENCY:
+        for (workload, conc, name), mine in by_key.items():
+            base, theirs = by_key.get((workload, conc, direct)), by_key.get((workload, conc, other))
+            if name == path and base is not None and theirs is not None:
+                out.append((mine, theirs, base, mine["p50_ms"] - base["p50_ms"], mine["p99_ms"] - base["p99_ms"],
+                            theirs["p50_ms"] - base["p50_ms"], theirs["p99_ms"] - base["p99_ms"]))
+    return out
+
+
+def print_added_latency(cells: list[dict]) -> None:
+    rows = added_latency(cells)
+    if rows:
+        print("\nadded over direct, ms       p50: zdm  zdm-proxy    p99: zdm  zdm-proxy   ops/s zdm / zdm-proxy")
+    for mine, theirs, _, z50, z99, p50, p99 in rows:
+        print(f"  {mine['path']:<9} {mine['workload']:<9} {mine['conc']:>5} {z50:>9.2f} {p50:>10.2f} "
+              f"{z99:>11.2f} {p99:>10.2f}   {mine['ops_s'] / theirs['ops_s']:>6.2f}")
+
+
 def share_pct(value: float | None) -> str:
     return fmt(None if value is None else value * 100, ".3f") + "%"
 
@@ -631,7 +659,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--zdm-proxy", metavar="PATH", help="zdm-proxy binary; measured too when given")
     ap.add_argument("--workloads", default="read,write,mixed",
                     help="comma-separated: read, write, mixed, write-now (INSERT with now())")
-    ap.add_argument("--concurrency", default="4,64,256", help="requests in flight, comma-separated")
+    ap.add_argument("--concurrency", default="1,4,64,256", help="requests in flight, comma-separated")
     ap.add_argument("--seconds", type=float, default=10, help="measured seconds per cell")
     ap.add_argument("--warmup", type=float, default=3, help="unmeasured seconds of load before each cell")
     ap.add_argument("--rounds", type=int, default=1,
@@ -782,6 +810,7 @@ def main() -> None:
             print_ratios(results["cells"], f"zdm+{c}", f"zdm-proxy+{c}")
             print_ratios(results["cells"], f"zdm+{c}", "zdm")
     print_tls_costs(results["cells"])
+    print_added_latency(results["cells"])
     print_feature_costs(results["cells"])
     print_loads(results["cells"])
     m = results["machine"]

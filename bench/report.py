@@ -38,7 +38,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from proxy import feature_costs, ratios, tls_costs
+from proxy import added_latency, feature_costs, ratios, tls_costs
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 PATHS = ("direct", "zdm", "zdm-proxy")
@@ -135,6 +135,19 @@ def ratios_md(results: dict, path: str = "zdm", other: str = "zdm-proxy") -> lis
                 "statement had been prepared through another worker:", "",
             "| workload | in flight | ops/s | CPU/request | EXECUTEs answered UNPREPARED |",
             "|---|---:|---:|---:|---:|", *rows]
+
+
+def added_latency_md(results: dict) -> list[str]:
+    rows = [f"| {mine['path']} | {mine['workload']} | {mine['conc']} | {base['p50_ms']:.2f} | {z50:+.2f} | "
+            f"{p50:+.2f} | {base['p99_ms']:.2f} | {z99:+.2f} | {p99:+.2f} | {mine['ops_s'] / theirs['ops_s']:.2f} |"
+            for mine, theirs, base, z50, z99, p50, p99 in added_latency(results["cells"])]
+    if not rows:
+        return []
+    return ["", ("What a request pays for the proxy: each proxy's p50 and p99 minus the direct path's "
+                 "in the same run, in ms (plaintext against `direct`, TLS against `direct-tls`):"), "",
+            ("| path | workload | in flight | direct p50 | zdm added | zdm-proxy added | direct p99 | "
+             "zdm added | zdm-proxy added | ops/s zdm / zdm-proxy |"),
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|", *rows]
 
 
 def tls_costs_md(results: dict) -> list[str]:
@@ -442,12 +455,14 @@ def main() -> None:
             png = a.png or DOCS / "proxy-tls-throughput.png"
             chart(results, png)
             body = ["## TLS", "", *machine_md(results), *cells_md(results),
-                    *ratios_md(results, "zdm-tls", "zdm-proxy-tls"), *tls_costs_md(results), *ratios_md(results),
+                    *ratios_md(results, "zdm-tls", "zdm-proxy-tls"), *added_latency_md(results),
+                    *tls_costs_md(results), *ratios_md(results),
                     *memory_md(results), "", f"![ops/s against concurrency, TLS and plaintext]({os.path.relpath(png, where)})"]
         else:
             png = a.png or DOCS / "proxy-throughput.png"
             chart(results, png)
             body = ["## Proxy throughput", "", *machine_md(results), *cells_md(results), *ratios_md(results),
+                    *added_latency_md(results),
                     *memory_md(results), "", f"![ops/s against concurrency]({os.path.relpath(png, where)})"]
         sections.append("\n".join([*body, ""]))
     copies = [r for r in loaded if r.get("kind") in JOBS]

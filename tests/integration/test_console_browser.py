@@ -43,10 +43,9 @@ def browser():
 
 @pytest.fixture()
 def migration(tmp_path, zdm_config, origin_session, target_session):
-    hosts = proxy_hosts(tmp_path, zdm_config, origin_session, target_session, prefix="cons", workers=1)
+    hosts = proxy_hosts(tmp_path, zdm_config, origin_session, target_session, prefix="cons", workers=1,
+                        rows=20)
     setup = next(hosts)
-    for k in range(20):
-        origin_session.execute(f"INSERT INTO {setup['keyspace']}.t (k, v) VALUES (%s, %s)", (k, f"v{k}"))
     yield setup
     next(hosts, None)
 

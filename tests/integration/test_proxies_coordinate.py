@@ -36,10 +36,9 @@ class Reader:
 
 @pytest.fixture()
 def cluster_state(tmp_path, zdm_config, origin_session, target_session):
-    hosts = proxy_hosts(tmp_path, zdm_config, origin_session, target_session, prefix="c", workers=2)
+    hosts = proxy_hosts(tmp_path, zdm_config, origin_session, target_session, prefix="c", workers=2,
+                        rows=50)
     setup = next(hosts)
-    for k in range(50):
-        origin_session.execute(f"INSERT INTO {setup['keyspace']}.t (k, v) VALUES (%s, %s)", (k, f"v{k}"))
     yield setup
     next(hosts, None)
 

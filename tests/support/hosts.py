@@ -60,14 +60,15 @@ def wait_for(condition, timeout=30.0, what="condition", poll=0.2):
 
 
 def proxy_hosts(tmp_path, zdm_config, origin_session, target_session, *, prefix: str, workers: int,
-                replication: tuple[int, int] = (1, 1), contacts=None):
+                replication: tuple[int, int] = (1, 1), contacts=None, rows: int = 0):
     """A keyspace ``<prefix>_<random>`` with table ``t (k int PRIMARY KEY, v text)`` on both
     clusters (SimpleStrategy, ``replication`` factors on origin and on target), a working
     directory for a proxy on each of HOSTS and one for the operator, all sharing a fresh state
     keyspace on target; yields a dict with ``keyspace``, ``port``, ``dirs``, ``operator``,
     ``state_keyspace``, ``procs`` and ``start(host)``, and stops the proxies and drops both
     keyspaces afterwards.  ``contacts`` (host -> Config) gives a proxy other contact points
-    than ``zdm_config``'s, which the operator uses.  For a pytest fixture to ``yield from``."""
+    than ``zdm_config``'s, which the operator uses; ``rows`` rows (k, "v<k>") are on origin
+    from the start.  For a pytest fixture to ``yield from``."""
     import uuid
 
     from tests.support.net import free_port, start_proxy_process
@@ -77,6 +78,8 @@ def proxy_hosts(tmp_path, zdm_config, origin_session, target_session, *, prefix:
         s.execute(f"CREATE KEYSPACE {keyspace} WITH replication = "
                   f"{{'class': 'SimpleStrategy', 'replication_factor': {rf}}}")
         s.execute(f"CREATE TABLE {keyspace}.t (k int PRIMARY KEY, v text)")
+    for k in range(rows):
+        origin_session.execute(f"INSERT INTO {keyspace}.t (k, v) VALUES (%s, %s)", (k, f"v{k}"))
     port = free_port()
     contacts = contacts or {}
     dirs = {h: write_config(tmp_path / f"proxy-{h}", contacts.get(h, zdm_config), keyspace=keyspace,

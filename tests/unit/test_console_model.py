@@ -228,6 +228,11 @@ def test_pending_divergences_and_the_journal_as_a_timeline(mig):
     div = doc["divergences"]
     assert div["pending"] == 1 and div["summary"] == {"app.t": {"secondary_write": 1}}
     assert div["records"][0]["id"] == rec["id"]
+    from zdm.console.page import render_live
+
+    html = render_live(doc)
+    assert "1 record(s) pending" in html
+    assert "<td>secondary_write</td><td>app.t</td><td>-</td><td>p1</td>" in html
     newest = doc["journal"][0]
     assert (newest["event"], newest["kind"], newest["operator"]) == ("evidence", "migration", "bob")
     assert "record" not in newest and "facts" not in newest  # the timeline's fields only

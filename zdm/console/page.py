@@ -316,8 +316,15 @@ def _divergences(div: dict[str, Any]) -> str:
         return "<p>None.</p>"
     rows = "".join(f"<tr><td>{escape(t)}</td><td>{escape(', '.join(f'{n} {k}' for k, n in kinds.items()))}</td></tr>"
                    for t, kinds in div["summary"].items())
+    records = "".join("<tr>" + "".join(f"<td>{escape(str(v))}</td>" for v in (
+        r.get("at") or "", r.get("kind") or "", f"{r.get('keyspace')}.{r.get('table')}",
+        r.get("key") if r.get("key") is not None else "-", r.get("proxy") or "-")) + "</tr>"
+        for r in reversed(div.get("records", ())))
+    shown = (f"<details><summary>the {len(div.get('records', ()))} latest records</summary>"
+             "<div class=scroll><table><tr><th>at</th><th>kind</th><th>table</th><th>key</th>"
+             f"<th>proxy</th></tr>{records}</table></div></details>") if records else ""
     return (f"<p class=warn>{div['pending']} record(s) pending: run <code>zdm repair</code>.</p>"
-            f"<table>{rows}</table>")
+            f"<table><tr><th>table</th><th>pending</th></tr>{rows}</table>{shown}")
 
 
 def _journal(entries: list[dict[str, Any]]) -> str:
