@@ -47,7 +47,10 @@ SHAPES = {s.name: s for s in (
 
 def args(description: str) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rows", type=int, default=300_000, help="rows in each table (default 300,000)")
+    p.add_argument("--rows", type=row_counts, default=[300_000], metavar="N[,N...]",
+                   help="rows in each table (default 300,000); several sizes, such as 1M,3M, run each "
+                        "tool at each size on the same table (grown between sizes) and give the "
+                        "marginal rows/s between them, which start-up does not count in")
     p.add_argument("--shapes", default="single,clustered,wide",
                    help=f"tables to measure, comma-separated from {', '.join(SHAPES)}")
     p.add_argument("--workers", type=int, default=None, help="zdm worker processes (default: zdm's)")
@@ -63,11 +66,31 @@ def args(description: str) -> argparse.Namespace:
     p.add_argument("--json-out", help="write the results (machine, command, timings) as JSON here")
     p.add_argument("--keep", action="store_true", help="keep the keyspace afterwards")
     a = p.parse_args()
+    a.sizes = a.rows
+    a.rows = a.sizes[-1]
     a.shapes = [s.strip() for s in a.shapes.split(",") if s.strip()]
     unknown = [s for s in a.shapes if s not in SHAPES]
     if unknown:
         p.error(f"unknown shape(s): {', '.join(unknown)}")
     return a
+
+
+def row_counts(text: str) -> list[int]:
+    """"300000", "1M,3M", "500k": the sizes, ascending."""
+    sizes = []
+    for item in text.split(","):
+        item = item.strip().lower().replace("_", "")
+        scale = {"k": 1_000, "m": 1_000_000}.get(item[-1:], 1)
+        try:
+            n = int(float(item[:-1] if scale != 1 else item) * scale)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{item!r} is not a row count (e.g. 300000, 1M, 500k)") from None
+        if n <= 0:
+            raise argparse.ArgumentTypeError(f"{item!r}: a row count must be positive")
+        sizes.append(n)
+    if len(set(sizes)) != len(sizes):
+        raise argparse.ArgumentTypeError("each size once, please")
+    return sorted(sizes)
 
 
 def sessions(a):
@@ -86,29 +109,32 @@ def create_keyspace(o, t, ks: str) -> None:
                   "{'class': 'SimpleStrategy', 'replication_factor': 1}")
 
 
-def load_shape(o, t, ks: str, shape: str, rows: int) -> None:
-    """Create ``ks`` (if needed) and the shape's table on both clusters; fill origin's.
+def load_shape(o, t, ks: str, shape: str, rows: int, start: int = 0) -> None:
+    """Create ``ks`` (if needed) and the shape's table on both clusters, and fill origin's with
+    rows ``start`` to ``rows`` (``start`` > 0: the table is there, holding the rows before).
 
     Rows go in as unlogged batches of one partition (or 10 single-row partitions), to load fast."""
     s = SHAPES[shape]
-    if ks not in o.cluster.metadata.keyspaces:
-        create_keyspace(o, t, ks)
-    for session in (o, t):
-        session.execute(f"CREATE TABLE {ks}.{shape} ({s.columns})")
+    if start == 0:
+        if ks not in o.cluster.metadata.keyspaces:
+            create_keyspace(o, t, ks)
+        for session in (o, t):
+            session.execute(f"CREATE TABLE {ks}.{shape} ({s.columns})")
     ins = o.prepare(f"INSERT INTO {ks}.{shape} {s.insert} USING TIMESTAMP ? AND TTL ?")
     per_batch = max(10, min(s.rows_per_partition, 100))
     t0 = time.monotonic()
     batches = []
-    for start in range(0, rows, per_batch):
+    for first in range(start, rows, per_batch):
         b = BatchStatement(BatchType.UNLOGGED)
-        for i in range(start, min(rows, start + per_batch)):
+        for i in range(first, min(rows, first + per_batch)):
             b.add(ins, (*s.row(i), TS + i, TTL_S if i % 4 == 0 else 0))
         batches.append((b, ()))
         if len(batches) == 500:
             execute_concurrent(o, batches, concurrency=32)
             batches = []
     execute_concurrent(o, batches, concurrency=32)
-    print(f"loaded {rows:,} rows into origin {ks}.{shape} in {time.monotonic() - t0:.1f} s", flush=True)
+    print(f"loaded rows {start:,} to {rows:,} into origin {ks}.{shape} in {time.monotonic() - t0:.1f} s",
+          flush=True)
 
 
 def key_columns(shape: str) -> str:
@@ -145,37 +171,74 @@ def check_target(t, ks: str, shape: str, rows: int, loaded_at: float) -> dict:
 
 
 def summary(runs: list[dict]) -> list[dict]:
-    """One line per (shape, tool): the median wall time of its runs, rows/s, and how many
-    times faster zdm was (its rows/s over the tool's, on the same rows)."""
+    """One line per (shape, size, tool): the median wall time of its runs, rows/s, its peak
+    RSS, and how many times faster zdm was (its rows/s over the tool's, on the same rows)."""
     import statistics
 
     lines: list[dict] = []
     for shape in dict.fromkeys(r["shape"] for r in runs):
-        tools = dict.fromkeys(r["tool"] for r in runs if r["shape"] == shape)
-        for tool in tools:
-            mine = [r for r in runs if r["shape"] == shape and r["tool"] == tool]
-            seconds = statistics.median(r["seconds"] for r in mine)
-            rows = mine[0]["rows"]
-            lines.append({"shape": shape, "tool": tool, "rows": rows, "seconds": seconds,
-                          "rows_per_s": rows / seconds, "runs": len(mine),
-                          "ok": all(r["ok"] for r in mine), "check": mine[-1].get("check")})
-        zdm = next(ln for ln in lines if ln["shape"] == shape and ln["tool"].startswith("zdm"))
-        for ln in lines:
-            if ln["shape"] == shape:
-                ln["zdm_speedup"] = zdm["rows_per_s"] / ln["rows_per_s"]
+        for rows in dict.fromkeys(r["rows"] for r in runs if r["shape"] == shape):
+            mine_all = [r for r in runs if r["shape"] == shape and r["rows"] == rows]
+            for tool in dict.fromkeys(r["tool"] for r in mine_all):
+                mine = [r for r in mine_all if r["tool"] == tool]
+                seconds = statistics.median(r["seconds"] for r in mine)
+                lines.append({"shape": shape, "tool": tool, "rows": rows, "seconds": seconds,
+                              "rows_per_s": rows / seconds, "runs": len(mine),
+                              "peak_rss_mb": max(r.get("peak_rss_mb", 0.0) for r in mine),
+                              "ok": all(r["ok"] for r in mine), "check": mine[-1].get("check"),
+                              "load": [x for r in mine for x in r.get("load", ())]})
+            zdm = next(ln for ln in lines if ln["shape"] == shape and ln["rows"] == rows
+                       and ln["tool"].startswith("zdm"))
+            for ln in lines:
+                if ln["shape"] == shape and ln["rows"] == rows:
+                    ln["zdm_speedup"] = zdm["rows_per_s"] / ln["rows_per_s"]
     return lines
+
+
+def marginal(lines: list[dict]) -> list[dict]:
+    """Between each two consecutive sizes of a (shape, tool): the extra rows over the extra
+    seconds, which start-up (a JVM's, Spark's, the worker processes') does not count in; None
+    where either size failed: a run that lost work has no rate."""
+    out = []
+    for shape in dict.fromkeys(ln["shape"] for ln in lines):
+        for tool in dict.fromkeys(ln["tool"] for ln in lines if ln["shape"] == shape):
+            sized = sorted((ln for ln in lines if ln["shape"] == shape and ln["tool"] == tool),
+                           key=lambda ln: ln["rows"])
+            for small, big in zip(sized, sized[1:]):
+                ok = small["ok"] and big["ok"] and big["seconds"] > small["seconds"]
+                out.append({"shape": shape, "tool": tool, "from_rows": small["rows"], "to_rows": big["rows"],
+                            "rows_per_s": (big["rows"] - small["rows"]) / (big["seconds"] - small["seconds"])
+                            if ok else None,
+                            "peak_rss_mb": (small["peak_rss_mb"], big["peak_rss_mb"]), "ok": ok})
+    zdm = {(m["shape"], m["from_rows"]): m for m in out if m["tool"].startswith("zdm")}
+    for m in out:
+        mine = zdm.get((m["shape"], m["from_rows"]))
+        m["zdm_speedup"] = (mine["rows_per_s"] / m["rows_per_s"]
+                            if mine and mine["rows_per_s"] and m["rows_per_s"] else None)
+    return out
 
 
 def print_summary(title: str, lines: list[dict]) -> None:
     print(f"\n{title}")
-    head = f"  {'shape':<10}{'tool':<34}{'seconds':>9}{'rows/s':>10}{'zdm is':>9}  ok   on target"
+    head = (f"  {'shape':<10}{'rows':>11} {'tool':<34}{'seconds':>9}{'rows/s':>10}{'zdm is':>9}"
+            f"{'peak RSS MB':>12}  ok   load   on target")
     print(head)
     for ln in lines:
         check = ln.get("check") or {}
         target = (f"{check['rows']:,} rows, writetimes {check['writetimes_kept']:,}, "
                   f"TTLs {check['ttls_kept']:,}") if "rows" in check else ""
-        print(f"  {ln['shape']:<10}{ln['tool']:<34}{ln['seconds']:>9.1f}{ln['rows_per_s']:>10,.0f}"
-              f"{ln['zdm_speedup']:>8.2f}x  {'yes' if ln['ok'] else 'NO ':<4} {target}")
+        load = f"{max(ln['load']):.1f}" if ln.get("load") else "-"
+        print(f"  {ln['shape']:<10}{ln['rows']:>11,} {ln['tool']:<34}{ln['seconds']:>9.1f}{ln['rows_per_s']:>10,.0f}"
+              f"{ln['zdm_speedup']:>8.2f}x{ln['peak_rss_mb']:>12.0f}  {'yes' if ln['ok'] else 'NO ':<4} "
+              f"{load:>5}  {target}")
+    rates = marginal(lines)
+    if rates:
+        print("\n  marginal rows/s between sizes (start-up not counted); peak RSS MB at each size")
+        for m in rates:
+            rate = f"{m['rows_per_s']:>10,.0f}" if m["rows_per_s"] else f"{'FAILED':>10}"
+            speed = f"{m['zdm_speedup']:>8.2f}x" if m["zdm_speedup"] else f"{'-':>9}"
+            print(f"  {m['shape']:<10}{m['from_rows']:>11,} -> {m['to_rows']:<11,} {m['tool']:<34}{rate}{speed}"
+                  f"   {m['peak_rss_mb'][0]:.0f} -> {m['peak_rss_mb'][1]:.0f}")
 
 
 def config(a) -> Config:

@@ -24,6 +24,7 @@ class Run:
     returncode: int
     load: tuple[float, float] = (0.0, 0.0)  # the machine's 1-minute load average before and after
     counters: dict = field(default_factory=dict)  # what the tool itself reported
+    peak_rss_mb: float = 0.0  # the largest RSS its whole process tree reached
     log: str = ""
 
     @property
@@ -39,14 +40,24 @@ def _shown(argv: list[str]) -> str:
 
 def timed(tool: str, argv: list[str] | str, log: Path, *, shown: str, env: dict | None = None,
           timeout: float = 1800) -> Run:
+    from _proc import PeakRss
+
     load0 = os.getloadavg()[0]
     t0 = time.monotonic()
     with open(log, "wb") as out:
-        proc = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=timeout,
-                              shell=isinstance(argv, str), executable="/bin/bash" if isinstance(argv, str) else None)
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                shell=isinstance(argv, str), executable="/bin/bash" if isinstance(argv, str) else None)
+        rss = PeakRss(proc)
+        try:
+            proc.wait(timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            peak = rss.stop()
     seconds = time.monotonic() - t0
     return Run(tool, shown, seconds, proc.returncode, (load0, os.getloadavg()[0]),
-               log=log.read_text(errors="replace")[-4000:])
+               log=log.read_text(errors="replace")[-4000:], peak_rss_mb=peak / 1024)
 
 
 # --- zdm ------------------------------------------------------------------------------------
@@ -191,13 +202,15 @@ def publish(kind: str, a, release, runs: list[dict], keyspace: str, cdm_text) ->
     import json
     from pathlib import Path
 
-    from _common import print_summary, summary
+    from _common import marginal, print_summary, summary
 
     lines = summary(runs)
     job = "copy" if kind == "migrate" else "validate"
-    print_summary(f"{job}, {a.rows:,} rows per table", lines)
+    sizes = ", ".join(f"{n:,}" for n in a.sizes)
+    print_summary(f"{job}, {sizes} rows per table", lines)
     if a.json_out:
-        results = {"kind": kind, "machine": machine(a, release), "rows": a.rows, "runs": runs,
-                   "summary": lines, "keyspace": keyspace, "cdm_properties": cdm_text}
+        results = {"kind": kind, "machine": machine(a, release), "rows": a.rows, "sizes": a.sizes,
+                   "runs": runs, "summary": lines, "marginal": marginal(lines), "keyspace": keyspace,
+                   "cdm_properties": cdm_text}
         Path(a.json_out).write_text(json.dumps(results, indent=2, default=str) + "\n")
         print(f"results written to {a.json_out}")

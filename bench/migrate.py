@@ -2,7 +2,7 @@
 unload | load, in one run, on the same tables: one per shape (single-row partitions, 10 rows per
 partition, wide partitions; see bench/_common.py).
 
-    python bench/migrate.py [--rows 300000] [--shapes single,clustered,wide] [--workers N]
+    python bench/migrate.py [--rows 300000 | --rows 1M,3M] [--shapes single,clustered,wide] [--workers N]
         [--cdm-jar PATH --spark-submit PATH] [--dsbulk PATH] [--repeat N] [--json-out FILE]
     python bench/report.py FILE [VALIDATE-FILE] --md OUT.md --png OUT.png   # docs/benchmarks.md
 
@@ -57,22 +57,27 @@ def main() -> None:
             if a.cdm_jar:
                 cdm_text = Path(a.cdm_properties or workdir / "cdm.properties").read_text()
             for shape in a.shapes:
-                loaded_at = time.monotonic()
-                load_shape(o, t, ks, shape, a.rows)
-                for _ in range(a.repeat):
-                    for name, copy in tools:
-                        t.execute(f"TRUNCATE {ks}.{shape}", timeout=120)
-                        run = copy(shape)
-                        check = check_target(t, ks, shape, a.rows, loaded_at)
-                        ok = run.ok and check["rows"] == a.rows
-                        runs.append({"shape": shape, "tool": name, "command": run.command,
-                                     "seconds": run.seconds, "rows": a.rows, "ok": ok,
-                                     "returncode": run.returncode, "load": run.load, "counters": run.counters,
-                                     "check": check, **({} if ok else {"log": run.log})})
-                        print(f"{shape:<10} {name:<34} {run.seconds:7.1f} s  {a.rows / run.seconds:9,.0f} rows/s"
-                              f"  {'ok' if ok else 'FAILED'}  target: {check}", flush=True)
-                        if not ok:
-                            print(run.log[-2000:])
+                loaded_at, loaded = time.monotonic(), 0
+                for rows in a.sizes:  # the same table, grown to each size in turn
+                    load_shape(o, t, ks, shape, rows, start=loaded)
+                    loaded = rows
+                    for _ in range(a.repeat):
+                        for name, copy in tools:
+                            t.execute(f"TRUNCATE {ks}.{shape}", timeout=120)
+                            run = copy(shape)
+                            check = check_target(t, ks, shape, rows, loaded_at)
+                            ok = run.ok and check["rows"] == rows
+                            runs.append({"shape": shape, "tool": name, "command": run.command,
+                                         "seconds": run.seconds, "rows": rows, "ok": ok,
+                                         "returncode": run.returncode, "load": run.load,
+                                         "counters": run.counters, "peak_rss_mb": run.peak_rss_mb,
+                                         "check": check, **({} if ok else {"log": run.log})})
+                            print(f"{shape:<10} {rows:>11,} {name:<34} {run.seconds:7.1f} s  "
+                                  f"{rows / run.seconds:9,.0f} rows/s  peak RSS {run.peak_rss_mb:,.0f} MB  "
+                                  f"load {run.load[0]:.1f}-{run.load[1]:.1f}  {'ok' if ok else 'FAILED'}  "
+                                  f"target: {check}", flush=True)
+                            if not ok:
+                                print(run.log[-2000:])
     finally:
         teardown(o, t, ks, a.keep)
     publish("migrate", a, release, runs, ks, cdm_text)

@@ -69,6 +69,8 @@ from pathlib import Path
 
 import yaml
 
+from _proc import process_tree, tree_cpu_seconds, tree_rss_kb
+
 from zdm.sandbox.local import saved_settings
 from zdm.sandbox.tls import SandboxTls
 
@@ -76,7 +78,6 @@ HOST = "127.0.0.1"
 ORIGIN_PORT, TARGET_PORT = 9042, 9043
 REPO = Path(__file__).resolve().parent.parent
 LOADGEN_SRC = REPO / "bench" / "loadgen"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 # CQL native protocol v4 frame header (spec section 2): version, flags, stream, opcode, length
 HEADER = struct.Struct(">BBhBi")
 STARTUP, READY = 0x01, 0x02
@@ -296,45 +297,6 @@ def median_cell(rounds: list[dict]) -> dict:
 
 
 # --- a process tree in /proc ----------------------------------------------------------------
-
-def _stat(pid: int) -> list[str]:
-    """Fields of /proc/PID/stat after the command name: [0] state, [1] ppid, [11] utime, ..."""
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()
-
-
-def process_tree(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                children.setdefault(int(_stat(int(entry))[1]), []).append(int(entry))
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo.extend(children.get(pid, ()))
-    return tree
-
-
-def tree_cpu_seconds(root: int | None) -> float:
-    """utime+stime of every process in the tree, plus what their reaped children used."""
-    if root is None:
-        return 0.0
-    ticks = 0
-    for pid in process_tree(root):
-        with contextlib.suppress(OSError):
-            ticks += sum(int(v) for v in _stat(pid)[11:15])
-    return ticks / CLK_TCK
-
-
-def tree_rss_kb(root: int) -> int:
-    total = 0
-    for pid in process_tree(root):
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as f:
-            total += next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0)
-    return total
-
 
 # --- memory per connection ------------------------------------------------------------------
 

@@ -40,9 +40,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.proxy import (BenchError, Clusters, Endpoint, loadgen_binary, machine, measure,  # noqa: E402
-                         print_loads, run_in_tempdir, start_zdm, start_zdm_proxy, tree_cpu_seconds,
-                         write_json)
+from _proc import tree_cpu_seconds  # noqa: E402 - bench/ is this script's directory
+from proxy import (BenchError, Clusters, Endpoint, loadgen_binary, machine, measure,  # noqa: E402
+                   print_loads, run_in_tempdir, start_zdm, start_zdm_proxy, write_json)
 from zdm.sandbox import node as sandbox_node  # noqa: E402
 from zdm.sandbox.local import saved_settings  # noqa: E402
 

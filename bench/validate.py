@@ -2,7 +2,7 @@
 on the same tables: one per shape (single-row partitions, 10 rows per partition, wide
 partitions; see bench/_common.py), copied to target by `zdm migrate` first (not timed).
 
-    python bench/validate.py [--rows 300000] [--shapes single,clustered,wide] [--workers N]
+    python bench/validate.py [--rows 300000 | --rows 1M,3M] [--shapes single,clustered,wide] [--workers N]
         [--cdm-jar PATH --spark-submit PATH] [--repeat N] [--json-out FILE]
     python bench/report.py MIGRATE-FILE FILE --md OUT.md --png OUT.png   # docs/benchmarks.md
 
@@ -39,29 +39,34 @@ def main() -> None:
                      cdm_properties(workdir, a.origin_port, a.target_port, a.cdm_setting)) if a.cdm_jar else None
             cdm_text = props.read_text() if props else None
             for shape in a.shapes:
-                load_shape(o, t, ks, shape, a.rows)
-                copy = run_zdm("migrate", cfg, ks, shape, workdir, a.workers)
-                if not copy.ok:
-                    raise SystemExit(f"the copy before validating {shape} failed:\n{copy.log}")
-                for _ in range(a.repeat):
-                    tools = [("zdm validate", lambda: run_zdm("validate", cfg, ks, shape, workdir, a.workers))]
-                    if a.cdm_jar:
-                        tools.append(("CDM DiffData", lambda: run_cdm("DiffData", a.spark_submit, a.cdm_jar,
-                                                                      props, ks, shape, workdir)))
-                    for name, compare in tools:
-                        run = compare()
-                        c = run.counters
-                        agree = (c.get("clean") is True and c.get("rows") == a.rows) if name.startswith("zdm") \
-                            else c.get("valid") == a.rows
-                        ok = run.ok and agree
-                        runs.append({"shape": shape, "tool": name, "command": run.command,
-                                     "seconds": run.seconds, "rows": a.rows, "ok": ok,
-                                     "returncode": run.returncode, "load": run.load, "counters": c,
-                                     **({} if ok else {"log": run.log})})
-                        print(f"{shape:<10} {name:<34} {run.seconds:7.1f} s  {a.rows / run.seconds:9,.0f} rows/s"
-                              f"  {'ok' if ok else 'FAILED'}  {c}", flush=True)
-                        if not ok:
-                            print(run.log[-2000:])
+                loaded = 0
+                for rows in a.sizes:  # the same table, grown to each size in turn
+                    load_shape(o, t, ks, shape, rows, start=loaded)
+                    loaded = rows
+                    copy = run_zdm("migrate", cfg, ks, shape, workdir, a.workers)
+                    if not copy.ok:
+                        raise SystemExit(f"the copy before validating {shape} failed:\n{copy.log}")
+                    for _ in range(a.repeat):
+                        tools = [("zdm validate", lambda: run_zdm("validate", cfg, ks, shape, workdir, a.workers))]
+                        if a.cdm_jar:
+                            tools.append(("CDM DiffData", lambda: run_cdm("DiffData", a.spark_submit, a.cdm_jar,
+                                                                          props, ks, shape, workdir)))
+                        for name, compare in tools:
+                            run = compare()
+                            c = run.counters
+                            agree = (c.get("clean") is True and c.get("rows") == rows) if name.startswith("zdm") \
+                                else c.get("valid") == rows
+                            ok = run.ok and agree
+                            runs.append({"shape": shape, "tool": name, "command": run.command,
+                                         "seconds": run.seconds, "rows": rows, "ok": ok,
+                                         "returncode": run.returncode, "load": run.load, "counters": c,
+                                         "peak_rss_mb": run.peak_rss_mb, **({} if ok else {"log": run.log})})
+                            print(f"{shape:<10} {rows:>11,} {name:<34} {run.seconds:7.1f} s  "
+                                  f"{rows / run.seconds:9,.0f} rows/s  peak RSS {run.peak_rss_mb:,.0f} MB  "
+                                  f"load {run.load[0]:.1f}-{run.load[1]:.1f}  {'ok' if ok else 'FAILED'}  {c}",
+                                  flush=True)
+                            if not ok:
+                                print(run.log[-2000:])
     finally:
         teardown(o, t, ks, a.keep)
     publish("validate", a, release, runs, ks, cdm_text)

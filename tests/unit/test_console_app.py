@@ -258,3 +258,12 @@ def test_each_move_is_a_button_carrying_its_verdict(mig):
     assert report["to"] == 2 and report["allowed_if_confirmed"] and not report["allowed"]
     assert '<span id="advance-2-verdict"><span class=pass>allowed once you confirm</span>' in view
     assert 'id="rollback-0"' in view and "Roll back to 0 PLAN" in view
+
+
+def test_each_proxy_shows_the_clusters_it_is_connected_to(mig):
+    mig.at_phase(Phase.PROXY)
+    mig.proxy("p1", ack=1)
+    mig.proxy("p2", ack=1, connected=(True, False))
+    view = client(mig).get("/view").text
+    rows = {name: view.split(f'<tr data-proxy="{name}">', 1)[1].split("</tr>", 1)[0] for name in ("p1", "p2")}
+    assert "<td>both</td>" in rows["p1"] and "<td>origin only</td>" in rows["p2"]

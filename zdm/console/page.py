@@ -250,14 +250,19 @@ def _proxies(proxies: list[dict[str, Any]]) -> str:
         rows.append(f'<tr data-proxy="{escape(p["name"])}">' + "".join(
             f"<td>{escape(str(v))}</td>" for v in (
                 p["name"], p["address"] or "-", "yes" if p["running"] else "NO", routing,
-                p["workers"] or "-", "-" if p["client_connections"] is None else p["client_connections"],
+                _connected(p), p["workers"] or "-", "-" if p["client_connections"] is None else p["client_connections"],
                 live.get("requests_per_s", "-"), live.get("error_rate", "-"),
                 _or_dash(p99.get("origin")), _or_dash(p99.get("target")),
                 live.get("divergences", "-"))) + "</tr>")
-    head = "".join(f"<th>{h}</th>" for h in ("name", "address", "running", "routing", "workers",
+    head = "".join(f"<th>{h}</th>" for h in ("name", "address", "running", "routing", "connected to", "workers",
                                              "clients", "req/s", "errors", "p99 origin ms",
                                              "p99 target ms", "divergences"))
     return f"<div class=scroll><table><tr>{head}</tr>{''.join(rows)}</table></div>"
+
+
+def _connected(proxy: dict[str, Any]) -> str:
+    up = [c for c in ("origin", "target") if proxy.get(f"{c}_connected")]
+    return "both" if len(up) == 2 else up[0] + " only" if up else "NEITHER"
 
 
 def _or_dash(value: Any) -> Any:
