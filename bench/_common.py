@@ -11,6 +11,7 @@ fourth row, long enough not to expire during a run), so a copy that keeps them i
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -65,6 +66,10 @@ def args(description: str) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=1, help="run every contender this many times (median shown)")
     p.add_argument("--json-out", help="write the results (machine, command, timings) as JSON here")
     p.add_argument("--keep", action="store_true", help="keep the keyspace afterwards")
+    p.add_argument("--cooldown-load", type=float, default=None, metavar="L",
+                   help="before each timed run, wait (up to 5 minutes) for the 1-minute load average "
+                        "to fall below L: the nodes' flushes and compactions after a load, and the "
+                        "run before, otherwise weigh on the next run")
     a = p.parse_args()
     a.sizes = a.rows
     a.rows = a.sizes[-1]
@@ -91,6 +96,16 @@ def row_counts(text: str) -> list[int]:
     if len(set(sizes)) != len(sizes):
         raise argparse.ArgumentTypeError("each size once, please")
     return sorted(sizes)
+
+
+def settle(a) -> None:
+    """Wait for the machine to calm down (--cooldown-load), saying how long it took."""
+    if a.cooldown_load is None:
+        return
+    t0 = time.monotonic()
+    while os.getloadavg()[0] >= a.cooldown_load and time.monotonic() - t0 < 300:
+        time.sleep(5)
+    print(f"  (load {os.getloadavg()[0]:.1f} after waiting {time.monotonic() - t0:.0f} s)", flush=True)
 
 
 def sessions(a):

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import (args, check_target, create_keyspace, load_shape, sessions,
+from _common import (args, settle, check_target, create_keyspace, load_shape, sessions,
                      teardown, unique_keyspace)
 from _contenders import cdm_properties, publish, run_cdm, run_dsbulk, run_zdm, zdm_config
 
@@ -64,6 +64,7 @@ def main() -> None:
                     for _ in range(a.repeat):
                         for name, copy in tools:
                             t.execute(f"TRUNCATE {ks}.{shape}", timeout=120)
+                            settle(a)
                             run = copy(shape)
                             check = check_target(t, ks, shape, rows, loaded_at)
                             ok = run.ok and check["rows"] == rows

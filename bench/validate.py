@@ -18,7 +18,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from _common import (args, create_keyspace, load_shape, sessions, teardown,
+from _common import (args, settle, create_keyspace, load_shape, sessions, teardown,
                      unique_keyspace)
 from _contenders import cdm_properties, publish, run_cdm, run_zdm, zdm_config
 
@@ -52,6 +52,7 @@ def main() -> None:
                             tools.append(("CDM DiffData", lambda: run_cdm("DiffData", a.spark_submit, a.cdm_jar,
                                                                           props, ks, shape, workdir)))
                         for name, compare in tools:
+                            settle(a)
                             run = compare()
                             c = run.counters
                             agree = (c.get("clean") is True and c.get("rows") == rows) if name.startswith("zdm") \
