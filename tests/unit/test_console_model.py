@@ -135,7 +135,7 @@ def test_a_phase_with_nowhere_to_go_reports_the_refusal(mig):
     for action in ("advance", "rollback"):
         (report,) = doc["actions"][action]
         assert report["to"] is None and not report["allowed"] and not report["allowed_if_confirmed"]
-        assert report["reasons"] and not report["guards"]
+        assert report["reasons"] and not report["guards"] and report["structural"] == report["reasons"]
 
 
 def test_the_schema_changed_since_the_preflight_fails_its_guard(mig):

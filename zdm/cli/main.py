@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -133,7 +134,6 @@ def demo(
     """A whole zero-downtime migration on the configured clusters (the sandbox, by default),
     with an application writing and reading through it all."""
     cfg = config_from(config)
-    page = None
     if with_console:  # checked before anything starts: a bad port fails at once
         from zdm.console.server import plan_serving
         serving = plan_serving("127.0.0.1", console_port, None, None, None)
@@ -142,51 +142,43 @@ def demo(
         cfg, started = demo_mod.origin_of_release(cfg, origin_version, origin_port,
                                                   on_step=console.print)
     prepared = demo_mod.demo_state(cfg)
-    if with_console:
-        from zdm.console.server import BackgroundConsole
-        from zdm.preflight import live_schema
+    with contextlib.ExitStack() as stack:  # the console, if any, stops however the demo ends
+        page = None
+        if with_console:
+            from zdm.console.server import BackgroundConsole
+            from zdm.preflight import live_schema
 
-        page = BackgroundConsole(prepared[0], prepared[1], serving, live_schema=live_schema)
-        console.print(f"[bold]The migration console: {page.url}[/] (open it now: the demo pauses "
-                      "at each phase)", soft_wrap=True)
-    console.rule("zdm demo: a zero-downtime migration, origin -> target")
-    count = iter(range(1, 100))
-    try:
-        report = demo_mod.run(cfg, lambda line: console.print(f"[bold cyan]{next(count):>2}.[/] {line}"),
-                              rows=rows, rate=rate, prepared=prepared,
-                              pause=(4.0 if with_console else 0.0) if pause is None else pause)
-    except BaseException:
-        if page is not None:
-            page.stop()
-        raise
-    finally:
-        if started is not None and not keep_origin:
-            node.stop(started)
-            console.print(f"Stopped the Cassandra {origin_version} origin started for the demo "
-                          f"(`--keep-origin` leaves it running in {started.directory}).")
-    console.rule("result")
-    console.print(
-        f"The application made {report.app_writes} writes and {report.app_reads} reads during the "
-        f"migration: {report.app_errors} errors, {report.read_misses} reads of acknowledged writes "
-        f"that found nothing.\n{report.pre_existing} pre-existing rows were copied; origin has "
-        f"{report.origin_rows} rows and target {report.target_rows}; acknowledged writes missing on "
-        f"target: {report.missing_on_target}.  ({report.seconds:.0f}s)")
-    if not report.ok:
-        if page is not None:
-            page.stop()
-        raise ZdmError("the demo found a problem (see the figures above)")
-    console.print("[bold green]No downtime, no lost write:[/] the application now uses target.")
-    if page is not None:
-        console.print(f"The console stays up on {page.url} with the demo's journal; Ctrl-C stops it.",
-                      soft_wrap=True)
+            page = stack.enter_context(BackgroundConsole(prepared[0], prepared[1], serving,
+                                                         live_schema=live_schema))
+            console.print(f"[bold]The migration console: {page.url}[/] (open it now: the demo "
+                          "pauses at each phase)", soft_wrap=True)
+        console.rule("zdm demo: a zero-downtime migration, origin -> target")
+        count = iter(range(1, 100))
         try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+            report = demo_mod.run(cfg, lambda line: console.print(f"[bold cyan]{next(count):>2}.[/] {line}"),
+                                  rows=rows, rate=rate, prepared=prepared,
+                                  pause=(4.0 if with_console else 0.0) if pause is None else pause)
         finally:
-            page.stop()
-
+            if started is not None and not keep_origin:
+                node.stop(started)
+                console.print(f"Stopped the Cassandra {origin_version} origin started for the demo "
+                              f"(`--keep-origin` leaves it running in {started.directory}).")
+        console.rule("result")
+        console.print(
+            f"The application made {report.app_writes} writes and {report.app_reads} reads during the "
+            f"migration: {report.app_errors} errors, {report.read_misses} reads of acknowledged writes "
+            f"that found nothing.\n{report.pre_existing} pre-existing rows were copied; origin has "
+            f"{report.origin_rows} rows and target {report.target_rows}; acknowledged writes missing on "
+            f"target: {report.missing_on_target}.  ({report.seconds:.0f}s)")
+        if not report.ok:
+            raise ZdmError("the demo found a problem (see the figures above)")
+        console.print("[bold green]No downtime, no lost write:[/] the application now uses target.")
+        if page is not None:
+            console.print(f"The console stays up on {page.url} with the demo's journal; Ctrl-C stops it.",
+                          soft_wrap=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    time.sleep(3600)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

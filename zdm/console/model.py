@@ -189,6 +189,8 @@ def guard_report(state: MigrationState, facts: Facts, action: str,
         "default": to is None,
         "reasons": reasons,
         "guards": guards,
+        #: the refusal's reasons no guard gave (routing not applied yet, nowhere to go)
+        "structural": structural,
         "allowed_if_confirmed": move is not None and not structural and all(
             g["passed"] or g["confirm"] for g in guards),
         "confirmations": [{"flag": g["confirm"], "label": CONFIRMATIONS[g["name"]][1]}

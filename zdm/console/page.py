@@ -230,10 +230,8 @@ def _guard_table(report: dict[str, Any]) -> str:
         why = "".join(f"<div>{escape(r['what'])}<br><span class=todo>→ {escape(r['todo'])}</span></div>"
                       for r in g["reasons"])
         rows.append(f"<tr><td>{mark}</td><td>{escape(g['label'])}</td><td>{why}</td></tr>")
-    structural = [r for r in report["reasons"]
-                  if not any(r in g["reasons"] for g in report["guards"])]
     rows += [f"<tr><td><span class=fail>FAIL</span></td><td>{escape(r['what'])}</td>"
-             f"<td class=todo>→ {escape(r['todo'])}</td></tr>" for r in structural]
+             f"<td class=todo>→ {escape(r['todo'])}</td></tr>" for r in report["structural"]]
     return ("<div class=scroll><table><tr><th>check</th><th>condition</th><th>reasons</th></tr>"
             f"{''.join(rows)}</table></div>")
 

@@ -161,3 +161,9 @@ class BackgroundConsole:
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(10)
+
+    def __enter__(self) -> "BackgroundConsole":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
