@@ -66,6 +66,9 @@ def args(description: str) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=1, help="run every contender this many times (median shown)")
     p.add_argument("--json-out", help="write the results (machine, command, timings) as JSON here")
     p.add_argument("--keep", action="store_true", help="keep the keyspace afterwards")
+    p.add_argument("--no-limit", dest="limit", action="store_false",
+                   help="bench/migrate.py: do not measure the machine's limit (bench/copylimit: origin's "
+                        "scan rate, target's ingest rate and a copy by gocql) at each size")
     p.add_argument("--cooldown-load", type=float, default=None, metavar="L",
                    help="before each timed run, wait (up to 5 minutes) for the 1-minute load average "
                         "to fall below L: the nodes' flushes and compactions after a load, and the "

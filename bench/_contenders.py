@@ -95,7 +95,17 @@ def run_zdm(command: str, cfg: Path, ks: str, table: str, workdir: Path, workers
 
 # --- Cassandra Data Migrator ---------------------------------------------------------------
 
-CDM_COUNTER = re.compile(r"JobCounter: Final (.+?) Count: (\d+)")
+# "Final Read Record Count: 1000000", "Final Partitions Failed: 0"
+CDM_COUNTER = re.compile(r"JobCounter: Final ([A-Za-z ]+?)(?: Record Count)?: (\d+)")
+
+
+def cdm_lost_work(counters: dict) -> str | None:
+    """Why a CDM run is no baseline (error records, failed parts, or no counters at all: it
+    did not finish), or None."""
+    if not counters:
+        return "no final counters in its log"
+    lost = {k: counters.get(k, 0) for k in ("error", "partitions_failed")}
+    return ", ".join(f"{k} {v:,}" for k, v in lost.items() if v) or None
 
 
 def cdm_properties(workdir: Path, origin_port: int, target_port: int, settings: list[str] = ()) -> Path:
@@ -130,8 +140,9 @@ def run_cdm(job: str, spark_submit: str, jar: str, properties: Path, ks: str, ta
     log = workdir / f"cdm-{job}-{table}.log"
     run = timed(f"CDM {job}", argv, log, shown=_shown(argv), env=spark_env(spark_submit))
     text = log.read_text(errors="replace")
-    run.counters = {name.lower().replace(" record", "").replace(" ", "_"): int(n)
-                    for name, n in CDM_COUNTER.findall(text)}
+    run.counters = {name.lower().replace(" ", "_"): int(n) for name, n in CDM_COUNTER.findall(text)}
+    if run.ok and cdm_lost_work(run.counters):
+        run.returncode = -1  # it exits 0 having lost work: that is a failed run
     return run
 
 
@@ -190,6 +201,22 @@ def machine(a, release: str) -> dict:
     return info
 
 
+def against_limit(rates: list[dict], limits: list[dict]) -> list[dict]:
+    """zdm's marginal rows/s (largest sizes) over each limit measured at the largest size."""
+    out = []
+    for shape in dict.fromkeys(m["shape"] for m in limits):
+        zdm = [r for r in rates if r["shape"] == shape and r["tool"].startswith("zdm") and r["rows_per_s"]]
+        biggest = max((m["rows"] for m in limits if m["shape"] == shape and m["ok"]), default=None)
+        if not zdm or biggest is None:
+            continue
+        mine = zdm[-1]["rows_per_s"]
+        for m in limits:
+            if m["shape"] == shape and m["ok"] and m["rows"] == biggest:
+                out.append({"shape": shape, "limit": m["tool"], "limit_rows_per_s": m["rows_per_s"],
+                            "zdm_rows_per_s": mine, "ratio": mine / m["rows_per_s"]})
+    return out
+
+
 def _spark_version(spark_submit: str) -> str:
     out = subprocess.run([spark_submit, "--version"], capture_output=True, text=True, timeout=120,
                          env=spark_env(spark_submit))
@@ -197,7 +224,7 @@ def _spark_version(spark_submit: str) -> str:
     return f"Spark {m.group(1)}" if m else "?"
 
 
-def publish(kind: str, a, release, runs: list[dict], keyspace: str, cdm_text) -> None:
+def publish(kind: str, a, release, runs: list[dict], keyspace: str, cdm_text, limits: list[dict] = ()) -> None:
     """Print the run's summary and, with --json-out, write its results for bench/report.py."""
     import json
     from pathlib import Path
@@ -208,9 +235,52 @@ def publish(kind: str, a, release, runs: list[dict], keyspace: str, cdm_text) ->
     job = "copy" if kind == "migrate" else "validate"
     sizes = ", ".join(f"{n:,}" for n in a.sizes)
     print_summary(f"{job}, {sizes} rows per table", lines)
+    against = against_limit(marginal(lines), limits)
+    if limits:
+        print("\n  the machine's limit (bench/copylimit, timed phase only), and zdm's marginal rows/s against it")
+        for m in limits:
+            rate = f"{m['rows_per_s']:>10,.0f}" if m["ok"] else f"{'FAILED':>10}"
+            print(f"  {m['shape']:<10}{m['rows']:>11,} {m['tool']:<34}{rate}   load {m['load'][0]:.1f}-{m['load'][1]:.1f}")
+        for r in against:
+            print(f"  {r['shape']:<10} zdm {r['zdm_rows_per_s']:,.0f} rows/s is {r['ratio']:.2f} of {r['limit']}")
     if a.json_out:
         results = {"kind": kind, "machine": machine(a, release), "rows": a.rows, "sizes": a.sizes,
                    "runs": runs, "summary": lines, "marginal": marginal(lines), "keyspace": keyspace,
-                   "cdm_properties": cdm_text}
+                   "cdm_properties": cdm_text, "limits": list(limits), "against_limit": against}
         Path(a.json_out).write_text(json.dumps(results, indent=2, default=str) + "\n")
         print(f"results written to {a.json_out}")
+
+
+# --- the machine's limit ----------------------------------------------------------------------
+
+LIMIT_SRC = Path(__file__).resolve().parent / "copylimit"
+LIMIT_MODES = {"scan": "limit: origin scan (gocql)", "ingest": "limit: target ingest (gocql)",
+               "copy": "limit: copy (gocql)"}
+
+
+def copylimit_binary() -> Path:
+    """bench/copylimit, built once per version of its sources (scripts/go-binary)."""
+    repo = LIMIT_SRC.parent.parent
+    built = subprocess.run(["bash", str(repo / "scripts" / "go-binary"), str(LIMIT_SRC), "bench/copylimit"],
+                           check=True, stdout=subprocess.PIPE, text=True)
+    return Path(built.stdout.strip())
+
+
+def run_limit(binary: Path, mode: str, ks: str, table: str, origin_port: int, target_port: int,
+              *, write_conc: int = 256) -> dict:
+    """One bench/copylimit measurement: its rows/s over its timed phase (connecting, and for
+    ingest the read of origin into memory, not counted), the load around it."""
+    import json
+
+    argv = [str(binary), "-mode", mode, "-origin", f"127.0.0.1:{origin_port}",
+            "-target", f"127.0.0.1:{target_port}", "-ks", ks, "-table", table,
+            "-write-conc", str(write_conc)]
+    load0 = os.getloadavg()[0]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=1800)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    out = json.loads(lines[-1]) if lines else {}
+    return {"tool": LIMIT_MODES[mode], "mode": mode, "command": _shown(argv).replace(str(binary.name), "copylimit"),
+            "rows": out.get("rows", 0), "seconds": out.get("seconds"), "rows_per_s": out.get("rows_s"),
+            "client_cpu_s": out.get("cpu_s"), "ok": proc.returncode == 0 and not out.get("errors"),
+            "load": (load0, os.getloadavg()[0]),
+            **({} if proc.returncode == 0 else {"error": (proc.stderr or str(out.get("first_error")))[-1000:]})}

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from _common import (args, settle, check_target, create_keyspace, load_shape, sessions,
                      teardown, unique_keyspace)
-from _contenders import cdm_properties, publish, run_cdm, run_dsbulk, run_zdm, zdm_config
+from _contenders import (LIMIT_MODES, cdm_properties, copylimit_binary, publish, run_cdm, run_dsbulk,
+                         run_limit, run_zdm, zdm_config)
 
 
 def contenders(a, ks: str, workdir: Path):
@@ -49,6 +50,8 @@ def main() -> None:
     ks = unique_keyspace()
     create_keyspace(o, t, ks)
     runs: list[dict] = []
+    limits: list[dict] = []
+    limit = copylimit_binary() if a.limit else None
     cdm_text = None
     try:
         with tempfile.TemporaryDirectory(prefix="zdm-bench-migrate-") as tmp:
@@ -79,9 +82,21 @@ def main() -> None:
                                   f"target: {check}", flush=True)
                             if not ok:
                                 print(run.log[-2000:])
+                    for mode in LIMIT_MODES if limit else ():
+                        if mode != "scan":
+                            t.execute(f"TRUNCATE {ks}.{shape}", timeout=120)
+                        settle(a)
+                        m = {"shape": shape, **run_limit(limit, mode, ks, shape, a.origin_port, a.target_port)}
+                        if mode != "scan" and m["ok"]:
+                            m["check"] = check_target(t, ks, shape, rows, loaded_at)
+                            m["ok"] = m["check"]["rows"] == rows
+                        limits.append(m)
+                        rate = f"{m['rows_per_s']:9,.0f} rows/s" if m["ok"] else "FAILED"
+                        print(f"{shape:<10} {rows:>11,} {m['tool']:<34} {rate}  load {m['load'][0]:.1f}-"
+                              f"{m['load'][1]:.1f}  {m.get('error', '')}", flush=True)
     finally:
         teardown(o, t, ks, a.keep)
-    publish("migrate", a, release, runs, ks, cdm_text)
+    publish("migrate", a, release, runs, ks, cdm_text, limits)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,11 @@ event loop's thread spends it (cProfile, sorted by own time).
 Needs the sandbox (origin 127.0.0.1:9042, target 127.0.0.1:9043). Target's copy of the table
 is truncated before each run; with --rows the keyspace is made (and dropped, unless --keep).
 For the driver thread's share, run it under a sampling profiler such as py-spy.
+
+--phases splits the copy's CPU per row (all threads) into three, by running the same ranges
+three times in one process: reading and decoding origin's pages alone; reading and planning
+each row's writes (plan_row) without sending them; and the whole copy. Planning is the second
+less the first, encoding and writing the third less the second.
 """
 
 from __future__ import annotations
@@ -27,6 +32,49 @@ from zdm.migrate.schema import tables_in_scope
 from zdm.ranges.batches import BatchLimits
 from zdm.ranges.context import RunSettings, WorkerContext
 from zdm.ranges.ring import FULL_RING, split_ring
+
+
+async def read_all(ctx: WorkerContext, spec, ranges, concurrency: int, plan: bool) -> int:
+    """Read every range as the copy does (with ``plan``: and plan each row's writes), sending
+    nothing to target."""
+    from zdm.migrate.plan import plan_row
+    from zdm.migrate.range_read import range_pages
+
+    select = ctx.prepare("origin", spec.range_select())
+    queue = list(ranges)
+    total = 0
+
+    async def consumer() -> None:
+        nonlocal total
+        while queue:
+            async for _at, rows in range_pages(ctx, "origin", spec.keyspace, select, queue.pop()):
+                if plan:
+                    for row in rows:
+                        plan_row(spec, row)
+                total += len(rows)
+
+    await asyncio.gather(*(consumer() for _ in range(concurrency)))
+    return total
+
+
+def phases(ctx: WorkerContext, spec, ranges, concurrency: int, truncate) -> None:
+    """Print the copy's CPU per row in reading, planning, and encoding and writing."""
+    cpu = {}
+    for name, job in (("read", lambda: read_all(ctx, spec, ranges, concurrency, plan=False)),
+                      ("read+plan", lambda: read_all(ctx, spec, ranges, concurrency, plan=True)),
+                      ("copy", lambda: copy_all(ctx, spec, ranges, concurrency))):
+        truncate()
+        t0, c0 = time.monotonic(), time.process_time()
+        rows = asyncio.run(job())
+        wall, used = time.monotonic() - t0, time.process_time() - c0
+        cpu[name] = used / max(rows, 1) * 1e6
+        print(f"  {name:<10} {rows:,} rows in {wall:6.2f} s, CPU {used:6.2f} s = {cpu[name]:5.1f} µs/row")
+    parts = {"reading and decoding": cpu["read"], "planning writes": cpu["read+plan"] - cpu["read"],
+             "encoding and writing": cpu["copy"] - cpu["read+plan"]}
+    print("client CPU per row, all threads:")
+    for name, us in parts.items():
+        print(f"  {name:<22} {us:5.1f} µs  {us / cpu['copy']:4.0%}")
+    print(f"  {'the copy':<22} {cpu['copy']:5.1f} µs")
 
 
 async def copy_all(ctx: WorkerContext, spec, ranges, concurrency: int) -> int:
@@ -58,6 +106,8 @@ def main() -> None:
     p.add_argument("--max-partitions", type=int, help="override target's batch limit on partitions")
     p.add_argument("--max-bytes", type=int, help="override target's batch limit on (estimated) bytes")
     p.add_argument("--profile", action="store_true", help="cProfile the event loop's thread")
+    p.add_argument("--phases", action="store_true",
+                   help="CPU per row in reading, planning, and encoding and writing (three passes)")
     p.add_argument("--top", type=int, default=30)
     p.add_argument("--origin-port", type=int, default=9042)
     p.add_argument("--target-port", type=int, default=9043)
@@ -85,6 +135,10 @@ def main() -> None:
         print(f"batch limits: {ctx.batch_limits}")
         end = FULL_RING.start + int(FULL_RING.width * a.fraction)
         ranges = [r for r in split_ring([], a.splits) if r.start < end]
+        if a.phases:
+            phases(ctx, spec, ranges, a.concurrency, lambda: t.execute(f"TRUNCATE {ks}.{table}", timeout=120))
+            ctx.close()
+            return
         prof = cProfile.Profile() if a.profile else None
         t0, c0 = time.monotonic(), time.process_time()
         if prof:

@@ -42,3 +42,30 @@ def test_marginal_rate_is_the_slope_and_a_failed_size_has_none():
     # the whole-run rate counts start-up: below the marginal one for a tool with a fixed cost
     cdm_3m = next(ln for ln in lines if ln["tool"] == "CDM Migrate" and ln["rows"] == 3_000_000)
     assert cdm_3m["rows_per_s"] < cdm["rows_per_s"]
+
+
+def test_cdm_counters_are_read_from_its_final_lines_and_lost_work_is_named():
+    from _contenders import CDM_COUNTER, cdm_lost_work
+
+    log = ("26/12/08 00:22:00 INFO JobCounter: Final Read Record Count: 1000000\n"
+           "26/12/08 00:22:00 INFO JobCounter: Final Error Record Count: 312566\n"
+           "26/12/08 00:22:00 INFO JobCounter: Final Partitions Passed: 11\n"
+           "26/12/08 00:22:00 INFO JobCounter: Final Partitions Failed: 5\n")
+    counters = {n.lower().replace(" ", "_"): int(v) for n, v in CDM_COUNTER.findall(log)}
+    assert counters == {"read": 1_000_000, "error": 312_566, "partitions_passed": 11, "partitions_failed": 5}
+    assert cdm_lost_work(counters) == "error 312,566, partitions_failed 5"
+    assert cdm_lost_work({"read": 10, "write": 10, "error": 0, "partitions_failed": 0}) is None
+    assert cdm_lost_work({}) == "no final counters in its log"
+
+
+def test_zdm_is_read_against_each_limit_at_the_largest_size():
+    from _contenders import against_limit
+
+    lines = summary([run("zdm migrate", 1_000_000, 40.0), run("zdm migrate", 3_000_000, 120.0)])
+    limits = [{"shape": "single", "tool": "limit: copy (gocql)", "rows": 1_000_000, "rows_per_s": 50_000.0, "ok": True},
+              {"shape": "single", "tool": "limit: copy (gocql)", "rows": 3_000_000, "rows_per_s": 40_000.0, "ok": True},
+              {"shape": "single", "tool": "limit: target ingest (gocql)", "rows": 3_000_000, "rows_per_s": 0,
+               "ok": False}]
+    (only,) = against_limit(marginal(lines), limits)
+    assert only["limit"] == "limit: copy (gocql)" and only["limit_rows_per_s"] == 40_000.0
+    assert only["ratio"] == pytest.approx(25_000 / 40_000)
