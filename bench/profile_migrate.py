@@ -32,6 +32,7 @@ from zdm.migrate.schema import tables_in_scope
 from zdm.ranges.batches import BatchLimits
 from zdm.ranges.context import RunSettings, WorkerContext
 from zdm.ranges.ring import FULL_RING, split_ring
+from zdm.scope import Scope
 
 
 async def read_all(ctx: WorkerContext, spec, ranges, concurrency: int, plan: bool) -> int:
@@ -121,7 +122,7 @@ def main() -> None:
         load_shape(o, t, ks, a.shape, a.rows)
     try:
         t.execute(f"TRUNCATE {ks}.{table}")
-        (spec,) = tables_in_scope(o.cluster.metadata, (ks,), include_tables=(f"{ks}.{table}",))
+        (spec,) = tables_in_scope(o.cluster.metadata, Scope(keyspaces=(ks,), tables={f"{ks}.{table}"}))
         run = RunSettings(workers=1, concurrency=a.concurrency, write_window=a.write_window,
                           fetch_size=a.fetch_size)
         cfg = config(a)

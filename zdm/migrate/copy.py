@@ -72,6 +72,10 @@ async def copy_range(ctx: WorkerContext, spec: TableSpec, rng: TokenRange,
     kw = spec.key_width
     needs_target = spec.is_counter or spec.has_lists()
     has_statics = bool(spec.statics)
+    # the fast lane (BatchWriter.add_row): rows of all-simple columns, each cell copied as it is
+    fast = spec.simple_offsets(static=False) if since is None and not needs_target else None
+    if fast is not None and spec.clustering_key:
+        fast = None if has_statics else fast  # a static-only scan row has no clustering row
     last_pk: tuple | None = None
     total = 0
     async for read_at, rows in range_pages(ctx, "origin", spec.keyspace, select, rng):
@@ -86,6 +90,8 @@ async def copy_range(ctx: WorkerContext, spec: TableSpec, rng: TokenRange,
                 await _copy_statics(ctx, spec, row, key, token, existing[i] if existing else None,
                                     writer, read_at, since)
             last_pk = pk
+            if fast is not None and await writer.add_row(row, fast, key, token, read_at):
+                continue
             if spec.is_counter:
                 if not spec.clustering_key or key[npk] is not None:
                     delta = counter_deltas(spec, row, existing[i], static=False)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 
 from zdm.migrate import aio
-from zdm.migrate.cells import Op, Write
+from zdm.migrate.cells import Assignment, Op, Write
 from zdm.migrate.schema import Kind, TableSpec
 from zdm.migrate.statements import statement_for, values_for
 from zdm.ranges.batches import Batcher, estimate_size
@@ -45,27 +45,74 @@ class BatchWriter:
                        if any(c.kind is not Kind.SIMPLE for c in spec.columns) else None)
         self._opened_at = 0.0
         self._idempotent = True  # every write of the open batch is (see idempotent())
+        self._inserts: dict[tuple[str, ...], object] = {}  # add_row's statements, by columns set
 
     async def add(self, write: Write, key: tuple, token: int, read_at: float | None = None) -> None:
         """Queue ``write`` for the row ``key`` (its partition's token on origin), read at
         ``read_at`` (monotonic clock; None: TTLs are not counted down)."""
+        spec = self._spec
+        cells = self._cells(write) if self._columns else len(write.assignments)
+        await self._queue(statement_for(self._ctx, spec, write),
+                          lambda elapsed: values_for(spec, write, key, elapsed_s=elapsed),
+                          cells, write.ttl, key, token, read_at, idempotent(spec, write))
+
+    async def add_row(self, row: tuple, columns: tuple[tuple[str, int], ...], key: tuple, token: int,
+                      read_at: float | None) -> bool:
+        """The copy's fast lane, for a scan row whose ``columns`` (name, offset: all simple and
+        exact) are all in one (writetime, TTL): queue the one INSERT that
+        :func:`zdm.migrate.plan.plan_simple` plans for it, without making its
+        :class:`~zdm.migrate.cells.Write`. False, queueing nothing, for any other row (cells
+        at several writetimes or TTLs, or none): the caller plans it."""
+        names = []
+        values = []
+        meta = None
+        for name, offset in columns:
+            value = row[offset]
+            if value is None:
+                continue
+            m = (row[offset + 1], row[offset + 2] or 0)
+            if meta is None:
+                meta = m
+            elif m != meta:
+                return False
+            names.append(name)
+            values.append(value)
+        if meta is None:
+            return False
+        shape = tuple(names)
+        stmt = self._inserts.get(shape)
+        if stmt is None:
+            probe = Write(0, 0, tuple(Assignment(n, Op.SET, None) for n in names), insert=True)
+            stmt = self._inserts[shape] = statement_for(self._ctx, self._spec, probe)
+        writetime, ttl = meta
+        if ttl:
+            def params(elapsed: int) -> list:
+                return [*key, *values, writetime, max(1, ttl - elapsed)]
+        else:
+            def params(_elapsed: int) -> list:
+                return [*key, *values, writetime, 0]
+        await self._queue(stmt, params, len(names), ttl, key, token, read_at, not ttl)
+        return True
+
+    async def _queue(self, stmt, params, cells: int, ttl: int, key: tuple, token: int,
+                     read_at: float | None, idem: bool) -> None:
+        """Bind ``params(seconds since the row was read)`` to ``stmt`` and put it in the open
+        batch, or in a new one when it does not fit."""
         batcher = self._batcher
         if not batcher.items:
             await self._open()
-        stmt = statement_for(self._ctx, self._spec, write)
-        elapsed = int(self._opened_at - read_at) if read_at is not None and write.ttl else 0
-        bound = bind(stmt, values_for(self._spec, write, key, elapsed_s=elapsed))
-        size = estimate_size(bound[1], self._cells(write) if self._columns else len(write.assignments))
+        elapsed = int(self._opened_at - read_at) if read_at is not None and ttl else 0
+        bound = bind(stmt, params(elapsed))
+        size = estimate_size(bound[1], cells)
         group = self._groups.group_of(token)
         partition = key[:self._npk]
         if not batcher.fits(group, partition, size):
             self._send()
             await self._open()
-            if read_at is not None and write.ttl and int(self._opened_at - read_at) != elapsed:
-                elapsed = int(self._opened_at - read_at)
-                bound = bind(stmt, values_for(self._spec, write, key, elapsed_s=elapsed))
+            if read_at is not None and ttl and int(self._opened_at - read_at) != elapsed:
+                bound = bind(stmt, params(int(self._opened_at - read_at)))
         batcher.add(bound, group, partition, size)
-        self._idempotent = self._idempotent and idempotent(self._spec, write)
+        self._idempotent = self._idempotent and idem
 
     def flush(self) -> None:
         """Send the open batch, if any."""
