@@ -203,6 +203,7 @@ def summary(runs: list[dict]) -> list[dict]:
                 lines.append({"shape": shape, "tool": tool, "rows": rows, "seconds": seconds,
                               "rows_per_s": rows / seconds, "runs": len(mine),
                               "peak_rss_mb": max(r.get("peak_rss_mb", 0.0) for r in mine),
+                              "cpu_us_per_row": statistics.median(r.get("cpu_s", 0.0) for r in mine) / rows * 1e6,
                               "ok": all(r["ok"] for r in mine), "check": mine[-1].get("check"),
                               "load": [x for r in mine for x in r.get("load", ())]})
             zdm = next(ln for ln in lines if ln["shape"] == shape and ln["rows"] == rows
@@ -239,7 +240,7 @@ def marginal(lines: list[dict]) -> list[dict]:
 def print_summary(title: str, lines: list[dict]) -> None:
     print(f"\n{title}")
     head = (f"  {'shape':<10}{'rows':>11} {'tool':<34}{'seconds':>9}{'rows/s':>10}{'zdm is':>9}"
-            f"{'peak RSS MB':>12}  ok   load   on target")
+            f"{'peak RSS MB':>12}{'CPU µs/row':>11}  ok   load   on target")
     print(head)
     for ln in lines:
         check = ln.get("check") or {}
@@ -247,7 +248,7 @@ def print_summary(title: str, lines: list[dict]) -> None:
                   f"TTLs {check['ttls_kept']:,}") if "rows" in check else ""
         load = f"{max(ln['load']):.1f}" if ln.get("load") else "-"
         print(f"  {ln['shape']:<10}{ln['rows']:>11,} {ln['tool']:<34}{ln['seconds']:>9.1f}{ln['rows_per_s']:>10,.0f}"
-              f"{ln['zdm_speedup']:>8.2f}x{ln['peak_rss_mb']:>12.0f}  {'yes' if ln['ok'] else 'NO ':<4} "
+              f"{ln['zdm_speedup']:>8.2f}x{ln['peak_rss_mb']:>12.0f}{ln.get('cpu_us_per_row', 0):>11.1f}  {'yes' if ln['ok'] else 'NO ':<4} "
               f"{load:>5}  {target}")
     rates = marginal(lines)
     if rates:

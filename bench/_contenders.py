@@ -25,6 +25,7 @@ class Run:
     load: tuple[float, float] = (0.0, 0.0)  # the machine's 1-minute load average before and after
     counters: dict = field(default_factory=dict)  # what the tool itself reported
     peak_rss_mb: float = 0.0  # the largest RSS its whole process tree reached
+    cpu_s: float = 0.0  # user + system CPU of its whole process tree
     log: str = ""
 
     @property
@@ -43,6 +44,7 @@ def timed(tool: str, argv: list[str] | str, log: Path, *, shown: str, env: dict 
     from _proc import PeakRss
 
     load0 = os.getloadavg()[0]
+    cpu0 = _children_cpu()
     t0 = time.monotonic()
     with open(log, "wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
@@ -57,7 +59,17 @@ def timed(tool: str, argv: list[str] | str, log: Path, *, shown: str, env: dict 
             peak = rss.stop()
     seconds = time.monotonic() - t0
     return Run(tool, shown, seconds, proc.returncode, (load0, os.getloadavg()[0]),
-               log=log.read_text(errors="replace")[-4000:], peak_rss_mb=peak / 1024)
+               log=log.read_text(errors="replace")[-4000:], peak_rss_mb=peak / 1024,
+               cpu_s=_children_cpu() - cpu0)
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's children that have ended, theirs included: around one
+    command, its whole tree's (zdm's worker processes, Spark's JVM, both sides of a pipe)."""
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 # --- zdm ------------------------------------------------------------------------------------

@@ -75,9 +75,10 @@ def main() -> None:
                                          "seconds": run.seconds, "rows": rows, "ok": ok,
                                          "returncode": run.returncode, "load": run.load,
                                          "counters": run.counters, "peak_rss_mb": run.peak_rss_mb,
+                                         "cpu_s": run.cpu_s,
                                          "check": check, **({} if ok else {"log": run.log})})
                             print(f"{shape:<10} {rows:>11,} {name:<34} {run.seconds:7.1f} s  "
-                                  f"{rows / run.seconds:9,.0f} rows/s  peak RSS {run.peak_rss_mb:,.0f} MB  "
+                                  f"{rows / run.seconds:9,.0f} rows/s  CPU {run.cpu_s / rows * 1e6:5.1f} µs/row  peak RSS {run.peak_rss_mb:,.0f} MB  "
                                   f"load {run.load[0]:.1f}-{run.load[1]:.1f}  {'ok' if ok else 'FAILED'}  "
                                   f"target: {check}", flush=True)
                             if not ok:
