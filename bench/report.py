@@ -407,6 +407,41 @@ def copy_chart(all_results: list[dict], png: Path) -> None:
     fig.savefig(png, dpi=120)
 
 
+def scale_chart(all_results: list[dict], png: Path) -> None:
+    """Marginal rows/s between the two largest sizes, one bar per tool and a panel per job; the
+    machine's limits (bench/copylimit, at the largest size) as dashed lines."""
+    from _common import marginal
+
+    fig = Figure(figsize=(6.2 * len(all_results), 4.0), layout="constrained")
+    axes = fig.subplots(1, len(all_results), squeeze=False)[0]
+    for ax, results in zip(axes, all_results):
+        rates = [m for m in marginal(results["summary"]) if m["to_rows"] == results["sizes"][-1]]
+        names = [m["tool"] for m in rates]
+        bars = ax.bar(range(len(rates)), [m["rows_per_s"] or 0 for m in rates],
+                      color=["tab:blue" if n.startswith("zdm") else "tab:gray" for n in names])
+        for bar, m in zip(bars, rates):
+            label = "FAILED" if not m["rows_per_s"] else (
+                f"{m['rows_per_s']:,.0f}" + ("" if m["tool"].startswith("zdm") else f"\n(zdm {m['zdm_speedup']:.1f}x)"))
+            ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom",
+                        fontsize="x-small")
+        top = max(results["sizes"])
+        for m, style in zip([m for m in results.get("limits", ()) if m["ok"] and m["rows"] == top
+                             and m["mode"] != "scan"], ("--", ":")):
+            ax.axhline(m["rows_per_s"], color="tab:red", linestyle=style, label=f"{m['tool']}: {m['rows_per_s']:,.0f}")
+        ax.set_xticks(range(len(rates)), [n.replace(", writetimes and TTLs kept", "\n+ writetimes, TTLs")
+                                          for n in names], fontsize="small")
+        ax.set_ylabel("marginal rows/s")
+        sizes = results["sizes"]
+        ax.set_title(f"{JOBS[results['kind']]}, marginal from {sizes[-2]:,} to {sizes[-1]:,} rows")
+        ax.grid(alpha=0.3, axis="y")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="x-small", loc="upper right")
+    m = all_results[0]["machine"]
+    fig.suptitle(f"at scale: {m['cores']} cores, Cassandra {m['cassandra']}, one node each side")
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=120)
+
+
 def cdm_properties_md(all_results: list[dict]) -> list[str]:
     texts = list(dict.fromkeys(r["cdm_properties"] for r in all_results if r.get("cdm_properties")))
     lines = []
@@ -433,6 +468,9 @@ def main() -> None:
                                              "docs/proxy-feature-costs.png for feature results)")
     ap.add_argument("--copy-png", type=Path, default=DOCS / "copy-throughput.png",
                     help="the copy and validation chart (default: docs/copy-throughput.png)")
+    ap.add_argument("--scale-png", type=Path, default=DOCS / "copy-scale.png",
+                    help="for results at several sizes (--rows 1M,3M): the chart of marginal rows/s "
+                         "(default: docs/copy-scale.png)")
     a = ap.parse_args()
     loaded = [json.loads(p.read_text()) for p in a.results]
     where = a.md.parent if a.md else DOCS
@@ -466,6 +504,10 @@ def main() -> None:
                     *memory_md(results), "", f"![ops/s against concurrency]({os.path.relpath(png, where)})"]
         sections.append("\n".join([*body, ""]))
     copies = [r for r in loaded if r.get("kind") in JOBS]
+    scaled = [r for r in copies if len(r.get("sizes", ())) > 1]
+    if scaled:
+        scale_chart(scaled, a.scale_png)
+        copies = [r for r in copies if r not in scaled]
     if copies:
         copy_chart(copies, a.copy_png)
         sections.append(copy_md(copies, os.path.relpath(a.copy_png, where)))
