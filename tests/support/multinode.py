@@ -8,6 +8,11 @@ from cassandra.policies import RoundRobinPolicy, WhiteListRoundRobinPolicy
 
 #: a node busy with a copy or a restart on two cores can take this long to accept a connection
 CONNECT_TIMEOUT_S = 20
+#: how long a schema change waits for every node to agree on the schema. The driver's default is
+#: 10 s. A node restarted by the test before can take longer to apply a CREATE KEYSPACE; the
+#: driver then only warns and goes on, and the CREATE TABLE after it fails on that node with
+#: "Keyspace ... doesn't exist".
+SCHEMA_AGREEMENT_S = 60
 
 
 class direct:
@@ -20,7 +25,8 @@ class direct:
     def __init__(self, multinode, cluster: str, *, protocol_version: int = 5) -> None:
         self.cluster = DriverCluster(multinode.addresses(cluster), port=multinode.nodes(cluster)[0].native_port,
                                      load_balancing_policy=RoundRobinPolicy(), protocol_version=protocol_version,
-                                     connect_timeout=CONNECT_TIMEOUT_S)
+                                     connect_timeout=CONNECT_TIMEOUT_S,
+                                     max_schema_agreement_wait=SCHEMA_AGREEMENT_S)
 
     def __enter__(self):
         session = self.cluster.connect(wait_for_all_pools=True)
