@@ -72,10 +72,9 @@ async def copy_range(ctx: WorkerContext, spec: TableSpec, rng: TokenRange,
     kw = spec.key_width
     needs_target = spec.is_counter or spec.has_lists()
     has_statics = bool(spec.statics)
-    # the fast lane (BatchWriter.add_row): rows of all-simple columns, each cell copied as it is
-    fast = spec.simple_offsets(static=False) if since is None and not needs_target else None
-    if fast is not None and spec.clustering_key:
-        fast = None if has_statics else fast  # a static-only scan row has no clustering row
+    # the fast lane (BatchWriter.add_row): rows of all-simple columns, each cell copied as it is;
+    # not with statics (a static-only scan row has no clustering row to insert)
+    fast = spec.simple_offsets(static=False) if since is None and not needs_target and not has_statics else None
     last_pk: tuple | None = None
     total = 0
     async for read_at, rows in range_pages(ctx, "origin", spec.keyspace, select, rng):
